@@ -1,0 +1,100 @@
+//! Where everything lives under the cache root (see `LAYOUT.md` beside this file), and the
+//! atomic write used for every file that others may read while we write it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::Digest;
+
+/// Paths inside one cache root.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Layout { root }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every directory the cache needs.
+    pub(crate) fn dirs(&self) -> [PathBuf; 6] {
+        [
+            self.root.join("blobs/sha256"),
+            self.root.join("layers/sha256"),
+            self.root.join("images"),
+            self.root.join("manifests/sha256"),
+            self.root.join("locks"),
+            self.root.join("tmp"),
+        ]
+    }
+
+    pub(crate) fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.root
+            .join("layers")
+            .join(diff_id.algorithm().as_str())
+            .join(diff_id.hex())
+    }
+
+    pub(crate) fn manifest_file(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("manifests")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    pub(crate) fn image_record(&self, key: &str) -> PathBuf {
+        self.root.join("images").join(format!("{key}.json"))
+    }
+
+    pub(crate) fn layer_lock(&self, diff_id: &Digest) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(format!("layer-{}.lock", diff_id.hex()))
+    }
+
+    pub(crate) fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A fresh, unique name under `tmp/` starting with `prefix`.
+    pub(crate) fn staging(&self, prefix: &str) -> PathBuf {
+        self.tmp().join(unique_name(prefix))
+    }
+}
+
+/// `<prefix>.<pid>.<counter>.<nanos>`: unique across threads and processes.
+pub(crate) fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}.{}.{n}.{nanos}", std::process::id())
+}
+
+/// Write `bytes` to `path` atomically: a unique temp file in `tmp_dir`, fsync, rename. A
+/// reader sees either the old file or the whole new one.
+pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tmp_dir.join(unique_name(&name));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,71 @@
+//! Cross-process locks: `flock` on lock files under `<cache>/locks/`. This is the only place
+//! that locks files. Lock files are created once and never unlinked, so two processes can
+//! never end up holding locks on two different inodes of the same name.
+//!
+//! All functions here block; call them from `spawn_blocking`.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+/// A held lock; released when dropped (the file is closed).
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    _file: File,
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+impl FileLock {
+    /// Wait for the exclusive lock on `path`.
+    pub(crate) fn exclusive(path: &Path) -> std::io::Result<FileLock> {
+        let file = open(path)?;
+        file.lock()?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// Wait for a shared lock on `path`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn shared(path: &Path) -> std::io::Result<FileLock> {
+        let file = open(path)?;
+        file.lock_shared()?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// Take the exclusive lock if nobody holds the lock now.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn try_exclusive(path: &Path) -> std::io::Result<Option<FileLock>> {
+        let file = open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(FileLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusive_excludes_and_releases_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        let held = FileLock::exclusive(&p).unwrap();
+        assert!(FileLock::try_exclusive(&p).unwrap().is_none());
+        drop(held);
+        assert!(FileLock::try_exclusive(&p).unwrap().is_some());
+        let s1 = FileLock::shared(&p).unwrap();
+        let s2 = FileLock::shared(&p).unwrap();
+        assert!(FileLock::try_exclusive(&p).unwrap().is_none());
+        drop((s1, s2));
+        assert!(p.exists(), "lock files are never unlinked");
+    }
+}

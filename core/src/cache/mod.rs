@@ -1,0 +1,217 @@
+//! [`GlobalCache`]: the on-disk, content-addressed store shared by every process that pulls
+//! images (layout in `LAYOUT.md` beside this file). It owns paths, locks, atomic publishing
+//! and image records; what goes *into* a layer directory is the `layer` module's business.
+
+mod layout;
+mod lock;
+mod record;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+pub(crate) use layout::{Layout, unique_name, write_atomic};
+pub(crate) use lock::FileLock;
+pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, record_key};
+
+use crate::digest::Digest;
+
+/// A cache operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// A file-system call failed.
+    #[error("cache: cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What we tried.
+        op: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CacheError {
+    pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
+        let path = path.to_owned();
+        move |source| CacheError::Io { op, path, source }
+    }
+}
+
+/// The shared image cache. Cheap to clone; clones share in-process state (which layers are
+/// being pulled right now), so give every [`Registry`](crate::Registry) in a process clones of
+/// one `GlobalCache`.
+///
+/// ```no_run
+/// use microsandbox_image::GlobalCache;
+/// let cache = GlobalCache::new("/var/cache/msbimage")?;
+/// println!("{}", cache.root().display());
+/// # Ok::<(), microsandbox_image::CacheError>(())
+/// ```
+#[derive(Clone)]
+pub struct GlobalCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    layout: Layout,
+    /// One async mutex per layer being worked on in this process.
+    inflight: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for GlobalCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalCache")
+            .field("root", &self.root())
+            .finish()
+    }
+}
+
+impl GlobalCache {
+    /// Open (creating if needed) a cache at `path`.
+    pub fn new(path: impl AsRef<Path>) -> Result<GlobalCache, CacheError> {
+        let root = path.as_ref().to_owned();
+        let layout = Layout::new(root);
+        for dir in layout.dirs() {
+            std::fs::create_dir_all(&dir).map_err(CacheError::io("create", &dir))?;
+        }
+        let root = std::fs::canonicalize(layout.root())
+            .map_err(CacheError::io("resolve", layout.root()))?;
+        Ok(GlobalCache {
+            inner: Arc::new(CacheInner {
+                layout: Layout::new(root),
+                inflight: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The cache root (absolute).
+    pub fn root(&self) -> &Path {
+        self.inner.layout.root()
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// The directory of a layer: `layers/sha256/<hex>`, holding `fs/`, `index`, `meta.json`.
+    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.inner.layout.layer_dir(diff_id)
+    }
+
+    /// The extracted tree of a layer: `layers/sha256/<hex>/fs`.
+    pub fn layer_fs(&self, diff_id: &Digest) -> PathBuf {
+        self.layer_dir(diff_id).join("fs")
+    }
+
+    /// Whether a layer is published. A published layer directory is complete by construction
+    /// (it appears by a single rename after verification).
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layer_dir(diff_id).is_dir()
+    }
+
+    /// The in-process mutex for work on one layer; two pulls of the same layer in one process
+    /// queue here rather than on the file lock.
+    pub(crate) fn layer_mutex(&self, diff_id: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = map.get(diff_id).and_then(Weak::upgrade) {
+            return m;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let m = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(diff_id.clone(), Arc::downgrade(&m));
+        m
+    }
+
+    /// Take the cross-process lock of a layer (blocking).
+    pub(crate) fn lock_layer(&self, diff_id: &Digest) -> Result<FileLock, CacheError> {
+        let p = self.inner.layout.layer_lock(diff_id);
+        FileLock::exclusive(&p).map_err(CacheError::io("lock", &p))
+    }
+
+    /// Store verified manifest or config bytes under their digest (blocking).
+    pub(crate) fn put_manifest(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        let p = self.inner.layout.manifest_file(digest);
+        if p.exists() {
+            return Ok(());
+        }
+        write_atomic(&self.inner.layout.tmp(), &p, bytes).map_err(CacheError::io("write", &p))
+    }
+
+    /// Read stored manifest or config bytes, verifying them again (blocking).
+    pub(crate) fn get_manifest(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.inner.layout.manifest_file(digest)).ok()?;
+        digest.matches(&bytes).then_some(bytes)
+    }
+
+    /// Read an image record (blocking). A missing, unreadable or foreign-version record is
+    /// `None`: the caller pulls again.
+    pub(crate) fn read_record(&self, key: &str) -> Option<ImageRecord> {
+        let bytes = std::fs::read(self.inner.layout.image_record(key)).ok()?;
+        let rec: ImageRecord = serde_json::from_slice(&bytes).ok()?;
+        (rec.version == RECORD_VERSION).then_some(rec)
+    }
+
+    /// Write an image record atomically (blocking).
+    pub(crate) fn write_record(&self, key: &str, rec: &ImageRecord) -> Result<(), CacheError> {
+        let p = self.inner.layout.image_record(key);
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| CacheError::Io {
+            op: "serialise",
+            path: p.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&self.inner.layout.tmp(), &p, &bytes).map_err(CacheError::io("write", &p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_creates_the_layout_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GlobalCache::new(dir.path().join("c")).unwrap();
+        for d in [
+            "blobs/sha256",
+            "layers/sha256",
+            "images",
+            "manifests/sha256",
+            "locks",
+            "tmp",
+        ] {
+            assert!(c.root().join(d).is_dir(), "{d}");
+        }
+        GlobalCache::new(dir.path().join("c")).unwrap();
+    }
+
+    #[test]
+    fn manifests_round_trip_and_are_verified_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GlobalCache::new(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"{}");
+        c.put_manifest(&d, b"{}").unwrap();
+        assert_eq!(c.get_manifest(&d).as_deref(), Some(&b"{}"[..]));
+        std::fs::write(c.layout().manifest_file(&d), b"tampered").unwrap();
+        assert_eq!(c.get_manifest(&d), None);
+    }
+
+    #[test]
+    fn layer_mutex_is_shared_while_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GlobalCache::new(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"layer");
+        let a = c.layer_mutex(&d);
+        let b = c.layer_mutex(&d);
+        assert!(Arc::ptr_eq(&a, &b));
+        drop((a, b));
+        let other = c.layer_mutex(&Digest::sha256_of(b"other"));
+        assert_eq!(Arc::strong_count(&other), 1);
+    }
+}

@@ -1,0 +1,144 @@
+//! Errors of the registry client, each naming the URL or host involved.
+
+use crate::digest::Digest;
+use crate::error::ErrorKind;
+
+/// What went wrong talking to a registry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The request could not be sent or the response not read (connection refused, reset,
+    /// TLS failure, timeout).
+    #[error("request to {url} failed: {detail}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// reqwest's message chain.
+        detail: String,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{url} answered HTTP {status}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    Status {
+        /// The URL.
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// Registry error codes and messages from the body, if any.
+        detail: String,
+    },
+    /// The manifest or blob does not exist.
+    #[error("not found: {url}{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
+    NotFound {
+        /// The URL.
+        url: String,
+        /// Registry error codes and messages from the body, if any.
+        detail: String,
+    },
+    /// Authentication failed or access was denied.
+    #[error("{host}: authentication failed: {detail}")]
+    Auth {
+        /// The registry (or token service) host.
+        host: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// Content did not hash to the digest it was fetched by.
+    #[error("{what} digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// "manifest", "config", …
+        what: &'static str,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+    },
+    /// A response exceeded the size we accept for its kind.
+    #[error("{what} from {url} is larger than {limit} bytes")]
+    TooLarge {
+        /// "manifest", "config", …
+        what: &'static str,
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The registry sent something that breaks the protocol (bad header, bad redirect).
+    #[error("{url}: protocol error: {detail}")]
+    Protocol {
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The TLS settings are unusable (unreadable or invalid CA bundle).
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+}
+
+impl RegistryError {
+    /// The stable kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::Auth { .. } => ErrorKind::Auth,
+            RegistryError::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            RegistryError::TlsConfig(_) => ErrorKind::InvalidArgument,
+            _ => ErrorKind::Registry,
+        }
+    }
+
+    /// Whether trying again (or trying a mirror's upstream) could help.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Network { .. } => true,
+            RegistryError::Status { status, .. } => {
+                matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A reqwest error as a [`RegistryError::Network`], with its whole source chain.
+pub(crate) fn network(url: &str, e: &reqwest::Error) -> RegistryError {
+    let mut detail = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    RegistryError::Network {
+        url: url.to_owned(),
+        detail,
+    }
+}
+
+/// The `errors` array of a distribution-spec error body, as `CODE: message; …`.
+pub(crate) fn describe_body(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => b
+            .errors
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}: {}",
+                    i.code.as_deref().unwrap_or("UNKNOWN"),
+                    i.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_owned(),
+    }
+}

@@ -1,0 +1,648 @@
+//! The distribution-spec HTTP client: endpoints (mirrors first, then the registry), scheme
+//! choice (HTTPS, with plain HTTP only for loopback and insecure hosts), authentication
+//! challenges, retries with `Retry-After`, manifests with verified bytes, and blobs with
+//! `Range` and hand-followed redirects (so `Authorization` never leaves the registry's origin).
+
+mod challenge;
+mod error;
+mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::StreamExt;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Response, StatusCode, Url};
+
+pub use error::RegistryError;
+pub(crate) use error::network as network_error;
+use error::{describe_body, network};
+
+use crate::auth::{AuthStore, RegistryAuth};
+use crate::digest::Digest;
+use crate::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use crate::reference::Reference;
+
+/// Network settings of a [`RegistryClient`].
+#[derive(Debug, Clone)]
+pub(crate) struct ClientOptions {
+    /// Hosts (`host[:port]`) where plain HTTP and unverified TLS are allowed.
+    pub insecure_hosts: HashSet<String>,
+    /// Extra trusted CA certificates (PEM bundle).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Registry (as in `Reference::registry`) → mirror hosts tried before it, in order.
+    pub mirrors: HashMap<String, Vec<String>>,
+    /// Retries of a request after a transient failure.
+    pub max_retries: u32,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest pause between two reads of a response before the request fails.
+    pub read_timeout: Duration,
+    /// Upper bound of a `Retry-After` wait.
+    pub max_retry_after: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure_hosts: HashSet::new(),
+            ca_pem: None,
+            mirrors: HashMap::new(),
+            max_retries: 4,
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One place to fetch from: the registry itself or one of its mirrors.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    /// `host[:port]` to connect to.
+    pub host: String,
+    /// Key for credentials: the registry name for the registry, the host for a mirror.
+    auth_key: String,
+}
+
+/// A manifest fetched from a registry, with its verified digest.
+#[derive(Debug, Clone)]
+pub(crate) struct FetchedManifest {
+    /// The exact bytes.
+    pub bytes: Vec<u8>,
+    /// The `Content-Type` the registry sent.
+    pub content_type: Option<String>,
+    /// The digest of `bytes` (the algorithm of the requested digest, else SHA-256).
+    pub digest: Digest,
+}
+
+/// A blob response whose body is ready to stream.
+pub(crate) struct BlobResponse {
+    /// The response (status 200 or 206).
+    pub response: Response,
+    /// Whether the server honoured the `Range` request (206).
+    pub partial: bool,
+}
+
+/// The registry client. Shared by all pulls of a [`Registry`](crate::Registry).
+pub(crate) struct RegistryClient {
+    verified: reqwest::Client,
+    unverified: reqwest::Client,
+    opts: ClientOptions,
+    auth: AuthStore,
+    schemes: Mutex<HashMap<String, &'static str>>,
+    basic_hosts: Mutex<HashSet<String>>,
+    tokens: token::TokenCache,
+}
+
+const USER_AGENT: &str = concat!("msbimage/", env!("CARGO_PKG_VERSION"));
+
+impl RegistryClient {
+    pub(crate) fn new(opts: ClientOptions, auth: AuthStore) -> Result<Self, RegistryError> {
+        let base = || {
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(opts.connect_timeout)
+                .read_timeout(opts.read_timeout)
+                .no_proxy()
+        };
+        let mut verified = base();
+        if let Some(pem) = &opts.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| RegistryError::TlsConfig(format!("invalid CA bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(RegistryError::TlsConfig(
+                    "CA bundle holds no certificate".into(),
+                ));
+            }
+            verified = verified.tls_certs_merge(certs);
+        }
+        let verified = verified
+            .build()
+            .map_err(|e| RegistryError::TlsConfig(e.to_string()))?;
+        let unverified = base()
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| RegistryError::TlsConfig(e.to_string()))?;
+        Ok(RegistryClient {
+            verified,
+            unverified,
+            opts,
+            auth,
+            schemes: Mutex::default(),
+            basic_hosts: Mutex::default(),
+            tokens: token::TokenCache::default(),
+        })
+    }
+
+    /// Where to fetch `r` from: its mirrors in order, then the registry.
+    pub(crate) fn endpoints(&self, r: &Reference) -> Vec<Endpoint> {
+        let mut eps: Vec<Endpoint> = self
+            .opts
+            .mirrors
+            .get(r.registry())
+            .into_iter()
+            .flatten()
+            .map(|m| Endpoint {
+                host: m.clone(),
+                auth_key: m.clone(),
+            })
+            .collect();
+        eps.push(Endpoint {
+            host: r.api_host().to_owned(),
+            auth_key: r.registry().to_owned(),
+        });
+        eps
+    }
+
+    fn is_insecure(&self, host: &str) -> bool {
+        self.opts.insecure_hosts.contains(host)
+    }
+
+    /// The scheme to use for `host`, and whether plain HTTP may still be tried after an HTTPS
+    /// failure.
+    fn scheme_for(&self, host: &str) -> (&'static str, bool) {
+        let schemes = self.schemes.lock().unwrap_or_else(|p| p.into_inner());
+        match schemes.get(host) {
+            Some(s) => (s, false),
+            None => ("https", host_is_loopback(host) || self.is_insecure(host)),
+        }
+    }
+
+    fn remember_scheme(&self, host: &str, scheme: &'static str) {
+        let mut schemes = self.schemes.lock().unwrap_or_else(|p| p.into_inner());
+        schemes.insert(host.to_owned(), scheme);
+    }
+
+    fn http_for(&self, host: &str) -> &reqwest::Client {
+        if self.is_insecure(host) {
+            &self.unverified
+        } else {
+            &self.verified
+        }
+    }
+
+    fn authorization(&self, ep: &Endpoint, scope: &str) -> Option<String> {
+        if let Some(t) = self.tokens.get(&ep.host, scope) {
+            return Some(format!("Bearer {t}"));
+        }
+        match self.auth.for_registry(&ep.auth_key) {
+            RegistryAuth::Bearer { token } => Some(format!("Bearer {token}")),
+            RegistryAuth::Basic { username, password }
+                if self
+                    .basic_hosts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&ep.host) =>
+            {
+                let b64 = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                Some(format!("Basic {b64}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// React to a 401: obtain a token (Bearer) or switch to Basic credentials.
+    async fn answer_challenge(
+        &self,
+        ep: &Endpoint,
+        scope: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), RegistryError> {
+        let auth = self.auth.for_registry(&ep.auth_key);
+        let challenges: Vec<challenge::Challenge> = headers
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(challenge::parse)
+            .collect();
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let realm = bearer
+                .param("realm")
+                .ok_or_else(|| RegistryError::Protocol {
+                    url: ep.host.clone(),
+                    detail: "Bearer challenge without realm".into(),
+                })?;
+            let realm_host = Url::parse(realm)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            let creds_over_http = host_is_loopback(&realm_host) || self.is_insecure(&ep.host);
+            let (tok, expires_in) = token::fetch(
+                self.http_for(&ep.host),
+                realm,
+                bearer.param("service"),
+                scope,
+                &auth,
+                creds_over_http,
+            )
+            .await?;
+            self.tokens.put(&ep.host, scope, tok, expires_in);
+            return Ok(());
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            if !auth.is_some() {
+                return Err(RegistryError::Auth {
+                    host: ep.host.clone(),
+                    detail:
+                        "the registry requires credentials (HTTP Basic) and none are configured"
+                            .into(),
+                });
+            }
+            self.basic_hosts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ep.host.clone());
+            return Ok(());
+        }
+        Err(RegistryError::Auth {
+            host: ep.host.clone(),
+            detail: "401 without a usable WWW-Authenticate challenge".into(),
+        })
+    }
+
+    /// GET `/v2/<repo>/<path>` on one endpoint with auth, scheme fallback and retries.
+    /// Returns any final response that is not 401/403 or a transient failure; redirects are
+    /// followed by the caller.
+    async fn get(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<(Response, Url), RegistryError> {
+        let scope = format!("repository:{repo}:pull");
+        let mut challenged = false;
+        let mut attempt = 0u32;
+        loop {
+            let (scheme, may_downgrade) = self.scheme_for(&ep.host);
+            let url_s = format!("{scheme}://{}/v2/{repo}/{path}", ep.host);
+            let url = Url::parse(&url_s).map_err(|e| RegistryError::Protocol {
+                url: url_s.clone(),
+                detail: e.to_string(),
+            })?;
+            let mut req = self
+                .http_for(&ep.host)
+                .get(url.clone())
+                .headers(headers.clone());
+            if let Some(a) = self.authorization(ep, &scope) {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(_) if may_downgrade => {
+                    // Loopback or insecure host that does not speak TLS: use plain HTTP.
+                    self.remember_scheme(&ep.host, "http");
+                    continue;
+                }
+                Err(e) => {
+                    let err = network(url.as_str(), &e);
+                    if attempt < self.opts.max_retries {
+                        attempt += 1;
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            if may_downgrade {
+                self.remember_scheme(&ep.host, scheme);
+            }
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !challenged {
+                challenged = true;
+                self.tokens.remove(&ep.host, &scope);
+                self.answer_challenge(ep, &scope, resp.headers()).await?;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                let body = resp.bytes().await.unwrap_or_default();
+                return Err(RegistryError::Auth {
+                    host: ep.host.clone(),
+                    detail: format!("HTTP {}: {}", status.as_u16(), describe_body(&body)),
+                });
+            }
+            if is_retryable(status) && attempt < self.opts.max_retries {
+                attempt += 1;
+                let wait = retry_after(resp.headers())
+                    .map(|d| d.min(self.opts.max_retry_after))
+                    .unwrap_or_else(|| backoff(attempt));
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Ok((resp, url));
+        }
+    }
+
+    /// Fetch a manifest by tag or digest and verify its bytes: against the requested digest,
+    /// else against `Docker-Content-Digest`.
+    pub(crate) async fn get_manifest(
+        &self,
+        r: &Reference,
+        reference: &str,
+        pinned: Option<&Digest>,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        self.with_endpoints(r, |ep| {
+            let headers = headers.clone();
+            async move {
+                let (resp, url) = self
+                    .get(
+                        &ep,
+                        r.repository(),
+                        &format!("manifests/{reference}"),
+                        &headers,
+                    )
+                    .await?;
+                let resp = expect_success(resp, &url, "manifest").await?;
+                let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
+                let claimed = header_str(resp.headers(), "docker-content-digest")
+                    .and_then(|d| d.parse::<Digest>().ok());
+                let bytes = read_limited(resp, &url, "manifest", MAX_MANIFEST_BYTES).await?;
+                let expected = pinned.cloned().or(claimed);
+                let digest = match &expected {
+                    Some(e) => {
+                        let mut h = e.hasher();
+                        h.update(&bytes);
+                        let actual = h.finish();
+                        if &actual != e {
+                            return Err(RegistryError::DigestMismatch {
+                                what: "manifest",
+                                expected: e.clone(),
+                                actual,
+                            });
+                        }
+                        actual
+                    }
+                    None => Digest::sha256_of(&bytes),
+                };
+                Ok(FetchedManifest {
+                    bytes,
+                    content_type,
+                    digest,
+                })
+            }
+        })
+        .await
+    }
+
+    /// Fetch a small blob (a config) whole and verify it.
+    pub(crate) async fn get_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        what: &'static str,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        self.with_endpoints(r, |ep| async move {
+            let BlobResponse { response, .. } = self.open_blob_at(&ep, r, digest, 0).await?;
+            let url = response.url().clone();
+            let bytes = read_limited(response, &url, what, limit).await?;
+            let mut h = digest.hasher();
+            h.update(&bytes);
+            let actual = h.finish();
+            if &actual != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what,
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+
+    /// Start streaming a blob from byte `offset` (a `Range` request when non-zero). The caller
+    /// hashes what it reads.
+    pub(crate) async fn open_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<BlobResponse, RegistryError> {
+        self.with_endpoints(r, |ep| async move {
+            self.open_blob_at(&ep, r, digest, offset).await
+        })
+        .await
+    }
+
+    async fn open_blob_at(
+        &self,
+        ep: &Endpoint,
+        r: &Reference,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<BlobResponse, RegistryError> {
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            let v = HeaderValue::from_str(&format!("bytes={offset}-")).map_err(|e| {
+                RegistryError::Protocol {
+                    url: ep.host.clone(),
+                    detail: e.to_string(),
+                }
+            })?;
+            headers.insert(header::RANGE, v);
+        }
+        let (mut resp, mut url) = self
+            .get(ep, r.repository(), &format!("blobs/{digest}"), &headers)
+            .await?;
+        let origin = url.origin();
+        let scope = format!("repository:{}:pull", r.repository());
+        for _ in 0..10 {
+            if !resp.status().is_redirection() {
+                break;
+            }
+            let location = header_str(resp.headers(), header::LOCATION).ok_or_else(|| {
+                RegistryError::Protocol {
+                    url: url.to_string(),
+                    detail: "redirect without Location".into(),
+                }
+            })?;
+            let next = url.join(&location).map_err(|e| RegistryError::Protocol {
+                url: url.to_string(),
+                detail: format!("bad redirect Location {location:?}: {e}"),
+            })?;
+            let mut req = self
+                .http_for(next.host_str().unwrap_or_default())
+                .get(next.clone())
+                .headers(headers.clone());
+            // Credentials go only back to the registry's own origin, never to a storage host.
+            if next.origin() == origin
+                && let Some(a) = self.authorization(ep, &scope)
+            {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            resp = req.send().await.map_err(|e| network(next.as_str(), &e))?;
+            url = next;
+        }
+        let resp = expect_success(resp, &url, "blob").await?;
+        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
+        Ok(BlobResponse {
+            response: resp,
+            partial,
+        })
+    }
+
+    /// Run `f` against each endpoint in turn until one succeeds; the last error otherwise.
+    async fn with_endpoints<'a, T, F, Fut>(
+        &'a self,
+        r: &'a Reference,
+        f: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: Fn(Endpoint) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>> + 'a,
+    {
+        let eps = self.endpoints(r);
+        let last = eps.len() - 1;
+        let mut result = None;
+        for (i, ep) in eps.into_iter().enumerate() {
+            match f(ep).await {
+                Ok(v) => return Ok(v),
+                Err(e) if i < last => {
+                    // A mirror failed; fall through to the next endpoint.
+                    result = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(result.unwrap_or_else(|| RegistryError::Protocol {
+            url: r.api_host().to_owned(),
+            detail: "no endpoint".into(),
+        }))
+    }
+}
+
+fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+async fn expect_success(
+    resp: Response,
+    url: &Url,
+    what: &'static str,
+) -> Result<Response, RegistryError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.bytes().await.unwrap_or_default();
+    let detail = describe_body(&body);
+    if status == StatusCode::NOT_FOUND {
+        return Err(RegistryError::NotFound {
+            url: url.to_string(),
+            detail: if detail.is_empty() {
+                what.to_owned()
+            } else {
+                detail
+            },
+        });
+    }
+    Err(RegistryError::Status {
+        url: url.to_string(),
+        status: status.as_u16(),
+        detail,
+    })
+}
+
+async fn read_limited(
+    resp: Response,
+    url: &Url,
+    what: &'static str,
+    limit: u64,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        what,
+        url: url.to_string(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| network(url.as_str(), &e))?;
+        if out.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn is_retryable(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Exponential backoff: 200 ms, 400 ms, … capped at 5 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(5))
+}
+
+/// Whether `host[:port]` names the local machine (`localhost`, 127.0.0.0/8, `::1`).
+pub(crate) fn host_is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else if host.matches(':').count() > 1 {
+        host // bare IPv6
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:1",
+            "127.9.9.9",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(host_is_loopback(h), "{h}");
+        }
+        for h in [
+            "example.com",
+            "10.0.0.1:5000",
+            "[2001:db8::1]:443",
+            "localhost.evil.com",
+        ] {
+            assert!(!host_is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(30), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+    }
+}

@@ -1,0 +1,110 @@
+//! Streaming one blob from the registry into the extractor's channel, resuming with `Range`
+//! after a dropped connection so the same decompressor keeps going. The blob is never
+//! buffered whole; its size is enforced as it arrives.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::reader::Chunk;
+use crate::client::{RegistryClient, RegistryError, backoff};
+use crate::manifest::LayerDescriptor;
+use crate::progress::{ProgressSink, PullProgress};
+use crate::reference::Reference;
+
+/// Consecutive failures without a byte of progress before we give up.
+const MAX_STALLED_ATTEMPTS: u32 = 5;
+/// Resumes in total, progress or not.
+const MAX_RESUMES: u32 = 100;
+
+/// Why a download stopped.
+#[derive(Debug)]
+pub(crate) enum DownloadError {
+    /// The registry failed us.
+    Registry(RegistryError),
+    /// More bytes arrived than the manifest announced.
+    TooLong { expected: u64 },
+    /// The stream ended early and could not be resumed.
+    TooShort { expected: u64, actual: u64 },
+    /// The extractor stopped reading (it failed; its error is the one to report).
+    ReceiverGone,
+}
+
+/// Stream `layer` into `tx`; returns the byte count.
+pub(crate) async fn stream_blob(
+    client: &RegistryClient,
+    reference: &Reference,
+    layer: &LayerDescriptor,
+    layer_index: usize,
+    tx: &mpsc::Sender<Chunk>,
+    progress: &ProgressSink,
+) -> Result<u64, DownloadError> {
+    let mut offset = 0u64;
+    let mut stalled = 0u32;
+    let mut resumes = 0u32;
+    loop {
+        let resp = match client.open_blob(reference, &layer.digest, offset).await {
+            Ok(r) => r,
+            Err(e) if e.is_transient() && stalled < MAX_STALLED_ATTEMPTS => {
+                stalled += 1;
+                tokio::time::sleep(backoff(stalled)).await;
+                continue;
+            }
+            Err(e) => return Err(DownloadError::Registry(e)),
+        };
+        // A server that ignores Range sends everything again: skip what we already have.
+        let mut skip = if resp.partial { 0 } else { offset };
+        let mut stream = resp.response.bytes_stream();
+        let failure = loop {
+            match stream.next().await {
+                Some(Ok(mut chunk)) => {
+                    if skip > 0 {
+                        let n = skip.min(chunk.len() as u64) as usize;
+                        skip -= n as u64;
+                        let _: Bytes = chunk.split_to(n);
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    offset += chunk.len() as u64;
+                    if offset > layer.size {
+                        return Err(DownloadError::TooLong {
+                            expected: layer.size,
+                        });
+                    }
+                    stalled = 0;
+                    tx.send(Ok(chunk))
+                        .await
+                        .map_err(|_| DownloadError::ReceiverGone)?;
+                    if progress.is_active() {
+                        progress.emit(PullProgress::LayerDownloadProgress {
+                            layer_index,
+                            digest: layer.digest.clone(),
+                            downloaded_bytes: offset,
+                            total_bytes: Some(layer.size),
+                        });
+                    }
+                }
+                Some(Err(e)) => break Some(e),
+                None if offset == layer.size => return Ok(offset),
+                // Ended early without an error: resume like after a reset.
+                None => break None,
+            }
+        };
+        stalled += 1;
+        resumes += 1;
+        if stalled > MAX_STALLED_ATTEMPTS || resumes > MAX_RESUMES {
+            return Err(match failure {
+                Some(e) => {
+                    let url = format!("{}/{}", reference.api_host(), layer.digest);
+                    DownloadError::Registry(crate::client::network_error(&url, &e))
+                }
+                None => DownloadError::TooShort {
+                    expected: layer.size,
+                    actual: offset,
+                },
+            });
+        }
+        tokio::time::sleep(backoff(stalled)).await;
+    }
+}

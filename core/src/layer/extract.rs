@@ -1,0 +1,700 @@
+//! Turning a tar stream into a layer directory, entry by entry, in the rootless format of
+//! `cache/LAYOUT.md`: every file is created by us, under the staging root's directory fd,
+//! with host-safe permissions; the image's metadata goes into xattrs. Symlinks become regular
+//! files holding their target, so the tree holds no symlink a later write could follow, and
+//! every path is checked before use (no absolute paths, no `..`), so nothing can be written
+//! outside the root.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use super::LayerError;
+use super::stat::{OverrideStat, encode_dev, mode, store_xattr};
+
+/// Marks a directory the layer did not list but needed as a parent. Its metadata is a
+/// placeholder (root-owned 0755); a merged view takes it from the lower layer instead.
+pub const IMPLICIT_DIR_XATTR: &str = "user.msb.implicit";
+
+/// Limits that stop hostile layers. Every limit names itself in the error it causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractLimits {
+    /// Most tar entries in one layer.
+    pub max_entries: u64,
+    /// Most uncompressed file bytes in one layer.
+    pub max_total_bytes: u64,
+    /// Largest single file.
+    pub max_file_size: u64,
+    /// Most path components of one entry.
+    pub max_depth: usize,
+    /// Longest path of one entry, in bytes.
+    pub max_path_len: usize,
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        ExtractLimits {
+            max_entries: 4_000_000,
+            max_total_bytes: 256 << 30,
+            max_file_size: 64 << 30,
+            max_depth: 512,
+            max_path_len: 4096,
+        }
+    }
+}
+
+/// What extraction produced.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ExtractStats {
+    /// Tar entries applied (extension headers not counted).
+    pub entries: u64,
+    /// File content bytes written.
+    pub file_bytes: u64,
+    /// Directories created without an entry of their own.
+    pub implicit_dirs: u64,
+}
+
+/// Metadata of one tar entry after PAX records are applied.
+struct Meta {
+    stat: OverrideStat,
+    mtime: Timespec,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+const COPY_BUF: usize = 256 * 1024;
+
+/// Applies tar entries under one root directory.
+pub(crate) struct Extractor {
+    root: OwnedFd,
+    root_path: PathBuf,
+    limits: ExtractLimits,
+    implicit: HashSet<PathBuf>,
+    dir_times: Vec<(PathBuf, Timespec)>,
+    stats: ExtractStats,
+    buf: Vec<u8>,
+}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(Errno) -> LayerError + 'a {
+    move |e| LayerError::Io {
+        op,
+        path: path.to_string_lossy().into_owned(),
+        source: e.into(),
+    }
+}
+
+/// Split a tar path into safe relative components. `None` means the root itself.
+fn sanitize(raw: &[u8], limits: &ExtractLimits) -> Result<Option<PathBuf>, LayerError> {
+    let shown = || String::from_utf8_lossy(raw).into_owned();
+    let unsafe_path = |reason: &'static str| LayerError::UnsafePath {
+        path: shown(),
+        reason,
+    };
+    if raw.is_empty() {
+        return Err(unsafe_path("empty path"));
+    }
+    if raw.contains(&0) {
+        return Err(unsafe_path("NUL byte in path"));
+    }
+    if raw[0] == b'/' {
+        return Err(unsafe_path("absolute path"));
+    }
+    if raw.len() > limits.max_path_len {
+        return Err(LayerError::Limit {
+            limit: "max_path_len",
+            value: raw.len() as u64,
+            max: limits.max_path_len as u64,
+            path: Some(shown()),
+        });
+    }
+    let mut out = PathBuf::new();
+    let mut depth = 0usize;
+    for comp in raw.split(|b| *b == b'/') {
+        match comp {
+            b"" | b"." => continue,
+            b".." => return Err(unsafe_path("`..` component")),
+            c => {
+                depth += 1;
+                out.push(OsStr::from_bytes(c));
+            }
+        }
+    }
+    if depth > limits.max_depth {
+        return Err(LayerError::Limit {
+            limit: "max_depth",
+            value: depth as u64,
+            max: limits.max_depth as u64,
+            path: Some(shown()),
+        });
+    }
+    Ok((depth > 0).then_some(out))
+}
+
+fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let tv_sec: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let mut tv_nsec: i64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    for _ in digits.len()..9 {
+        tv_nsec *= 10;
+    }
+    if tv_sec < 0 && tv_nsec > 0 {
+        // "-1.5" means 1.5 s before the epoch.
+        return Some(Timespec {
+            tv_sec: tv_sec - 1,
+            tv_nsec: 1_000_000_000 - tv_nsec,
+        });
+    }
+    Some(Timespec { tv_sec, tv_nsec })
+}
+
+impl Extractor {
+    /// An extractor writing under `root`, an existing empty directory.
+    pub(crate) fn new(root: &Path, limits: ExtractLimits) -> Result<Self, LayerError> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err(root, "open"))?;
+        Ok(Extractor {
+            root: fd,
+            root_path: root.to_owned(),
+            limits,
+            implicit: HashSet::new(),
+            dir_times: Vec::new(),
+            stats: ExtractStats::default(),
+            buf: vec![0u8; COPY_BUF],
+        })
+    }
+
+    /// Apply every entry of `archive`, calling `progress(entries, tar_offset)` now and then.
+    pub(crate) fn run<R: Read>(
+        mut self,
+        archive: &mut tar::Archive<R>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ExtractStats, LayerError> {
+        let mut last_report = 0u64;
+        for entry in archive.entries().map_err(LayerError::tar)? {
+            let mut entry = entry.map_err(LayerError::tar)?;
+            self.apply(&mut entry)?;
+            let pos = entry.raw_file_position() + entry.size();
+            if pos - last_report >= (1 << 20) {
+                last_report = pos;
+                progress(self.stats.entries, pos);
+            }
+        }
+        self.finish_dir_times()?;
+        Ok(self.stats)
+    }
+
+    fn meta<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        type_bits: u32,
+    ) -> Result<Meta, LayerError> {
+        let h = entry.header();
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let field = |r: std::io::Result<u64>, what: &'static str| {
+            r.map_err(|e| LayerError::Tar {
+                detail: format!("{path}: bad {what}: {e}"),
+            })
+        };
+        let to_u32 = |v: u64, what: &'static str| {
+            u32::try_from(v).map_err(|_| LayerError::Tar {
+                detail: format!("{path}: {what} {v} does not fit in 32 bits"),
+            })
+        };
+        let perm = field(h.mode().map(u64::from), "mode")? as u32 & 0o7777;
+        let uid = to_u32(field(h.uid(), "uid")?, "uid")?;
+        let gid = to_u32(field(h.gid(), "gid")?, "gid")?;
+        let mut mtime = Timespec {
+            tv_sec: field(h.mtime(), "mtime")? as i64,
+            tv_nsec: 0,
+        };
+        let rdev = if matches!(type_bits, mode::S_IFCHR | mode::S_IFBLK) {
+            let major = h.device_major().ok().flatten().unwrap_or(0);
+            let minor = h.device_minor().ok().flatten().unwrap_or(0);
+            encode_dev(major, minor)
+        } else {
+            0
+        };
+        let mut xattrs = Vec::new();
+        if let Some(exts) = entry.pax_extensions().map_err(LayerError::tar)? {
+            for ext in exts {
+                let ext = ext.map_err(LayerError::tar)?;
+                let key = ext.key_bytes();
+                if key == b"mtime" {
+                    if let Some(t) = parse_pax_time(ext.value_bytes()) {
+                        mtime = t;
+                    }
+                } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
+                    let value = base64::engine::general_purpose::STANDARD
+                        .decode(ext.value_bytes())
+                        .map_err(|e| LayerError::Tar {
+                            detail: format!("{path}: bad LIBARCHIVE.xattr value: {e}"),
+                        })?;
+                    xattrs.push((name.to_vec(), value));
+                }
+            }
+        }
+        Ok(Meta {
+            stat: OverrideStat {
+                uid,
+                gid,
+                mode: type_bits | perm,
+                rdev,
+            },
+            mtime,
+            xattrs,
+        })
+    }
+
+    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
+        use tar::EntryType as T;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
+        ) {
+            return Ok(());
+        }
+        self.stats.entries += 1;
+        if self.stats.entries > self.limits.max_entries {
+            return Err(LayerError::Limit {
+                limit: "max_entries",
+                value: self.stats.entries,
+                max: self.limits.max_entries,
+                path: None,
+            });
+        }
+        let raw_path = entry.path_bytes().into_owned();
+        let rel = sanitize(&raw_path, &self.limits)?;
+        let type_bits = match kind {
+            T::Regular | T::Continuous | T::GNUSparse => mode::S_IFREG,
+            T::Directory => mode::S_IFDIR,
+            T::Symlink => mode::S_IFLNK,
+            T::Char => mode::S_IFCHR,
+            T::Block => mode::S_IFBLK,
+            T::Fifo => mode::S_IFIFO,
+            T::Link => 0,
+            other => {
+                return Err(LayerError::Tar {
+                    detail: format!(
+                        "{}: unsupported tar entry type {:?}",
+                        String::from_utf8_lossy(&raw_path),
+                        other.as_byte() as char
+                    ),
+                });
+            }
+        };
+        let Some(rel) = rel else {
+            // The layer's root directory itself (`./`).
+            if type_bits != mode::S_IFDIR {
+                return Err(LayerError::UnsafePath {
+                    path: String::from_utf8_lossy(&raw_path).into_owned(),
+                    reason: "non-directory entry for the layer root",
+                });
+            }
+            let meta = self.meta(entry, type_bits)?;
+            let root = self.root.try_clone().map_err(|e| LayerError::Io {
+                op: "dup",
+                path: self.root_path.to_string_lossy().into_owned(),
+                source: e,
+            })?;
+            self.set_meta(&root, Path::new("."), &meta)?;
+            self.dir_times.push((PathBuf::from("."), meta.mtime));
+            return Ok(());
+        };
+        match kind {
+            T::Link => self.hardlink(entry, &rel),
+            T::Directory => {
+                let meta = self.meta(entry, type_bits)?;
+                self.directory(&rel, &meta)
+            }
+            _ => {
+                let meta = self.meta(entry, type_bits)?;
+                self.file(entry, &rel, &meta)
+            }
+        }
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &Path,
+        meta: &Meta,
+    ) -> Result<(), LayerError> {
+        let fd = self.create(rel)?;
+        let mut file = File::from(fd);
+        let type_bits = meta.stat.mode & mode::S_IFMT;
+        if type_bits == mode::S_IFLNK {
+            let target = entry.link_name_bytes().unwrap_or_default();
+            file.write_all(&target).map_err(|e| LayerError::Io {
+                op: "write",
+                path: rel.to_string_lossy().into_owned(),
+                source: e,
+            })?;
+        } else if type_bits == mode::S_IFREG {
+            let size = entry.size();
+            if size > self.limits.max_file_size {
+                return Err(LayerError::Limit {
+                    limit: "max_file_size",
+                    value: size,
+                    max: self.limits.max_file_size,
+                    path: Some(rel.to_string_lossy().into_owned()),
+                });
+            }
+            if self.stats.file_bytes + size > self.limits.max_total_bytes {
+                return Err(LayerError::Limit {
+                    limit: "max_total_bytes",
+                    value: self.stats.file_bytes + size,
+                    max: self.limits.max_total_bytes,
+                    path: Some(rel.to_string_lossy().into_owned()),
+                });
+            }
+            self.copy(entry, &mut file, rel)?;
+        }
+        self.set_meta(&file, rel, meta)
+    }
+
+    fn copy<R: Read>(&mut self, src: &mut R, dst: &mut File, rel: &Path) -> Result<(), LayerError> {
+        loop {
+            let n = match src.read(&mut self.buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LayerError::tar(e)),
+            };
+            self.stats.file_bytes += n as u64;
+            dst.write_all(&self.buf[..n]).map_err(|e| LayerError::Io {
+                op: "write",
+                path: rel.to_string_lossy().into_owned(),
+                source: e,
+            })?;
+        }
+    }
+
+    fn set_meta(&self, fd: impl AsFd, rel: &Path, meta: &Meta) -> Result<(), LayerError> {
+        let fd = fd.as_fd();
+        let err = |op: &'static str| {
+            move |e: std::io::Error| LayerError::Io {
+                op,
+                path: rel.to_string_lossy().into_owned(),
+                source: e,
+            }
+        };
+        meta.stat.apply(fd).map_err(err("set override xattr on"))?;
+        for (name, value) in &meta.xattrs {
+            store_xattr(fd, name, value).map_err(err("set xattr on"))?;
+        }
+        if meta.stat.mode & mode::S_IFMT != mode::S_IFDIR {
+            let ts = Timestamps {
+                last_access: meta.mtime,
+                last_modification: meta.mtime,
+            };
+            rustix::fs::futimens(fd, &ts).map_err(|e| err("set times on")(e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Create a fresh regular file at `rel`, replacing whatever is there.
+    fn create(&mut self, rel: &Path) -> Result<OwnedFd, LayerError> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut parents_made = false;
+        let mut replaced = false;
+        loop {
+            match rustix::fs::openat(&self.root, rel, flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::EXIST) if !replaced => {
+                    replaced = true;
+                    self.remove(rel)?;
+                }
+                Err(Errno::NOENT) if !parents_made => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
+                Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
+                Err(e) => return Err(io_err(rel, "create")(e)),
+            }
+        }
+    }
+
+    fn directory(&mut self, rel: &Path, meta: &Meta) -> Result<(), LayerError> {
+        let mut parents_made = false;
+        let mut replaced = false;
+        loop {
+            match rustix::fs::mkdirat(&self.root, rel, Mode::from_raw_mode(0o700)) {
+                Ok(()) => break,
+                Err(Errno::EXIST) => {
+                    if self.is_dir(rel)? {
+                        break;
+                    }
+                    if replaced {
+                        return Err(io_err(rel, "mkdir")(Errno::EXIST));
+                    }
+                    replaced = true;
+                    self.remove(rel)?;
+                }
+                Err(Errno::NOENT) if !parents_made => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
+                Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
+                Err(e) => return Err(io_err(rel, "mkdir")(e)),
+            }
+        }
+        let fd = self.open_dir(rel)?;
+        if self.implicit.remove(rel) {
+            match rustix::fs::fremovexattr(&fd, IMPLICIT_DIR_XATTR) {
+                Ok(()) | Err(Errno::NODATA) => {}
+                Err(e) => return Err(io_err(rel, "remove xattr from")(e)),
+            }
+            self.stats.implicit_dirs -= 1;
+        }
+        self.set_meta(&fd, rel, meta)?;
+        self.dir_times.push((rel.to_owned(), meta.mtime));
+        Ok(())
+    }
+
+    fn hardlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &Path,
+    ) -> Result<(), LayerError> {
+        let raw_target = entry.link_name_bytes().unwrap_or_default().into_owned();
+        let target =
+            sanitize(&raw_target, &self.limits)?.ok_or_else(|| LayerError::UnsafePath {
+                path: String::from_utf8_lossy(&raw_target).into_owned(),
+                reason: "hardlink to the layer root",
+            })?;
+        if target == rel {
+            return Ok(());
+        }
+        let mut parents_made = false;
+        let mut replaced = false;
+        loop {
+            match rustix::fs::linkat(&self.root, &target, &self.root, rel, AtFlags::empty()) {
+                Ok(()) => return Ok(()),
+                Err(Errno::EXIST) if !replaced => {
+                    replaced = true;
+                    self.remove(rel)?;
+                }
+                Err(Errno::NOENT) if !parents_made && self.exists(&target)? => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
+                Err(Errno::NOENT) => {
+                    return Err(LayerError::UnsafePath {
+                        path: format!(
+                            "{} -> {}",
+                            rel.display(),
+                            String::from_utf8_lossy(&raw_target)
+                        ),
+                        reason: "hardlink target is not an earlier entry of this layer",
+                    });
+                }
+                Err(Errno::PERM) => {
+                    return Err(LayerError::UnsafePath {
+                        path: format!("{} -> {}", rel.display(), target.display()),
+                        reason: "hardlink to a directory",
+                    });
+                }
+                Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
+                Err(e) => return Err(io_err(rel, "link")(e)),
+            }
+        }
+    }
+
+    fn open_dir(&self, rel: &Path) -> Result<OwnedFd, LayerError> {
+        rustix::fs::openat(
+            &self.root,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err(rel, "open"))
+    }
+
+    fn stat(&self, rel: &Path) -> Result<Option<rustix::fs::Stat>, LayerError> {
+        match rustix::fs::statat(&self.root, rel, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::NOTDIR) => Err(not_a_dir(rel)),
+            Err(e) => Err(io_err(rel, "stat")(e)),
+        }
+    }
+
+    fn exists(&self, rel: &Path) -> Result<bool, LayerError> {
+        Ok(self.stat(rel)?.is_some())
+    }
+
+    fn is_dir(&self, rel: &Path) -> Result<bool, LayerError> {
+        Ok(self
+            .stat(rel)?
+            .is_some_and(|st| st.st_mode & mode::S_IFMT == mode::S_IFDIR))
+    }
+
+    /// Remove what is at `rel` (an earlier entry with the same path: the last one wins).
+    fn remove(&mut self, rel: &Path) -> Result<(), LayerError> {
+        if self.is_dir(rel)? {
+            let full = self.root_path.join(rel);
+            std::fs::remove_dir_all(&full).map_err(|e| LayerError::Io {
+                op: "replace",
+                path: rel.to_string_lossy().into_owned(),
+                source: e,
+            })?;
+            let before = self.implicit.len();
+            self.implicit.retain(|p| !p.starts_with(rel));
+            self.stats.implicit_dirs -= (before - self.implicit.len()) as u64;
+            self.dir_times.retain(|(p, _)| !p.starts_with(rel));
+            Ok(())
+        } else {
+            match rustix::fs::unlinkat(&self.root, rel, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(io_err(rel, "replace")(e)),
+            }
+        }
+    }
+
+    /// Create the missing parents of `rel` as implicit directories.
+    fn make_parents(&mut self, rel: &Path) -> Result<(), LayerError> {
+        let Some(parent) = rel.parent() else {
+            return Ok(());
+        };
+        let mut prefix = PathBuf::new();
+        for comp in parent.components() {
+            prefix.push(comp);
+            match rustix::fs::mkdirat(&self.root, &prefix, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {
+                    let fd = self.open_dir(&prefix)?;
+                    OverrideStat {
+                        uid: 0,
+                        gid: 0,
+                        mode: mode::S_IFDIR | 0o755,
+                        rdev: 0,
+                    }
+                    .apply(&fd)
+                    .map_err(|e| LayerError::Io {
+                        op: "set override xattr on",
+                        path: prefix.to_string_lossy().into_owned(),
+                        source: e,
+                    })?;
+                    rustix::fs::fsetxattr(
+                        &fd,
+                        IMPLICIT_DIR_XATTR,
+                        b"1",
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .map_err(io_err(&prefix, "set xattr on"))?;
+                    self.implicit.insert(prefix.clone());
+                    self.stats.implicit_dirs += 1;
+                }
+                Err(Errno::EXIST) => {
+                    if !self.is_dir(&prefix)? {
+                        return Err(not_a_dir(rel));
+                    }
+                }
+                Err(e) => return Err(io_err(&prefix, "mkdir")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_dir_times(&self) -> Result<(), LayerError> {
+        for (rel, t) in &self.dir_times {
+            let ts = Timestamps {
+                last_access: *t,
+                last_modification: *t,
+            };
+            rustix::fs::utimensat(&self.root, rel, &ts, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(io_err(rel, "set times on"))?;
+        }
+        Ok(())
+    }
+}
+
+fn not_a_dir(rel: &Path) -> LayerError {
+    LayerError::UnsafePath {
+        path: rel.to_string_lossy().into_owned(),
+        reason: "a parent directory is a non-directory entry of this layer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ExtractLimits {
+        ExtractLimits::default()
+    }
+
+    #[test]
+    fn sanitize_accepts_relative_and_rejects_escapes() {
+        assert_eq!(sanitize(b"./", &limits()).unwrap(), None);
+        assert_eq!(sanitize(b".", &limits()).unwrap(), None);
+        assert_eq!(
+            sanitize(b"./usr//bin/./sh", &limits()).unwrap(),
+            Some(PathBuf::from("usr/bin/sh"))
+        );
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"../x",
+            b"a/../../x",
+            b"a/..",
+            b"",
+            b"a\0b",
+        ] {
+            assert!(
+                sanitize(bad, &limits()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let tight = ExtractLimits {
+            max_depth: 2,
+            ..limits()
+        };
+        assert!(matches!(
+            sanitize(b"a/b/c", &tight),
+            Err(LayerError::Limit {
+                limit: "max_depth",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pax_times_keep_nanoseconds() {
+        assert_eq!(
+            parse_pax_time(b"1700000000.5"),
+            Some(Timespec {
+                tv_sec: 1_700_000_000,
+                tv_nsec: 500_000_000
+            })
+        );
+        assert_eq!(
+            parse_pax_time(b"12"),
+            Some(Timespec {
+                tv_sec: 12,
+                tv_nsec: 0
+            })
+        );
+        assert_eq!(parse_pax_time(b"x"), None);
+    }
+}

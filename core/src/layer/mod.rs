@@ -1,0 +1,327 @@
+//! The per-layer pipeline: one pass over the network bytes that hashes the blob, inflates it,
+//! hashes the tar and extracts it into a staging directory, then publishes the directory by
+//! one rename once both digests match. Runs the download on the async runtime and everything
+//! CPU- or disk-bound on a blocking thread, joined by a bounded channel.
+
+mod decompress;
+mod download;
+mod extract;
+mod publish;
+mod reader;
+pub mod stat;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR};
+
+use crate::cache::{CacheError, GlobalCache};
+use crate::client::{RegistryClient, RegistryError};
+use crate::digest::{Digest, HashingReader};
+use crate::error::ErrorKind;
+use crate::manifest::LayerDescriptor;
+use crate::progress::{ProgressSink, PullProgress};
+use crate::reference::Reference;
+use decompress::Decoder;
+use download::{DownloadError, stream_blob};
+use publish::{LayerMeta, Staging};
+use reader::{CHANNEL_CHUNKS, ChunkReader};
+
+/// What went wrong with one layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// The blob could not be downloaded.
+    #[error("download failed: {0}")]
+    Download(#[source] RegistryError),
+    /// The blob's size differs from the manifest's.
+    #[error("blob size mismatch: manifest says {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// Size in the manifest.
+        expected: u64,
+        /// Bytes received (at least).
+        actual: u64,
+    },
+    /// The blob does not hash to its digest.
+    #[error("blob digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// Digest in the manifest.
+        expected: Digest,
+        /// Digest of what arrived.
+        actual: Digest,
+    },
+    /// The uncompressed tar does not hash to the config's diff_id.
+    #[error("diff_id mismatch: config says {expected}, uncompressed content is {actual}")]
+    DiffIdMismatch {
+        /// diff_id in the config.
+        expected: Digest,
+        /// Digest of the uncompressed stream.
+        actual: Digest,
+    },
+    /// The stream is not a valid (compressed) tar.
+    #[error("bad layer stream: {detail}")]
+    Tar {
+        /// Decompressor or tar parser message.
+        detail: String,
+    },
+    /// An entry tries to leave the layer directory or has an unusable path.
+    #[error("unsafe entry {path:?}: {reason}")]
+    UnsafePath {
+        /// The entry's path as in the tar.
+        path: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A configured limit was exceeded.
+    #[error("limit {limit} exceeded: {value} > {max}{}", path.as_ref().map(|p| format!(" at {p:?}")).unwrap_or_default())]
+    Limit {
+        /// The limit's name (a field of [`ExtractLimits`]).
+        limit: &'static str,
+        /// The value reached.
+        value: u64,
+        /// The limit.
+        max: u64,
+        /// The entry, if one is to blame.
+        path: Option<String>,
+    },
+    /// Writing the layer failed.
+    #[error("cannot {op} {path:?}: {source}")]
+    Io {
+        /// What we tried.
+        op: &'static str,
+        /// The path inside the layer (or cache).
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache failed (locks, publishing).
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A bug: a worker thread panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl LayerError {
+    pub(crate) fn tar(e: std::io::Error) -> LayerError {
+        LayerError::Tar {
+            detail: e.to_string(),
+        }
+    }
+
+    /// The stable kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LayerError::Download(e) => e.kind(),
+            LayerError::SizeMismatch { .. }
+            | LayerError::DigestMismatch { .. }
+            | LayerError::DiffIdMismatch { .. } => ErrorKind::DigestMismatch,
+            LayerError::Io { .. } | LayerError::Cache(_) => ErrorKind::Io,
+            LayerError::Internal(_) => ErrorKind::Internal,
+            _ => ErrorKind::Extraction,
+        }
+    }
+}
+
+/// One layer to make present in the cache.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerJob {
+    /// Position in the image, bottom = 0.
+    pub index: usize,
+    /// The blob.
+    pub descriptor: LayerDescriptor,
+    /// Uncompressed digest from the config (the cache key).
+    pub diff_id: Digest,
+}
+
+/// Everything the layers of one pull share.
+pub(crate) struct LayerContext {
+    pub client: Arc<RegistryClient>,
+    pub cache: GlobalCache,
+    pub reference: Reference,
+    pub limits: ExtractLimits,
+    pub progress: ProgressSink,
+    pub force: bool,
+    pub durable: bool,
+}
+
+/// How a layer became present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerOutcome {
+    /// It was already in the cache.
+    Cached,
+    /// We downloaded and extracted it.
+    Pulled,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LayerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LayerError::Internal(format!("layer worker: {e}")))
+}
+
+/// Make one layer present in the cache: reuse it, or download, verify, extract and publish it.
+pub(crate) async fn ensure_layer(
+    ctx: Arc<LayerContext>,
+    job: LayerJob,
+) -> Result<LayerOutcome, LayerError> {
+    let mutex = ctx.cache.layer_mutex(&job.diff_id);
+    let _in_process = mutex.lock_owned().await;
+    let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
+    let lock = blocking(move || {
+        if cache.has_layer(&diff_id) {
+            return Ok(None);
+        }
+        cache.lock_layer(&diff_id).map(Some)
+    });
+    let lock = match lock.await?? {
+        None if !ctx.force => {
+            ctx.progress.emit(PullProgress::LayerCached {
+                layer_index: job.index,
+                diff_id: job.diff_id.clone(),
+            });
+            return Ok(LayerOutcome::Cached);
+        }
+        None => {
+            let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
+            blocking(move || cache.lock_layer(&diff_id)).await??
+        }
+        Some(lock) => lock,
+    };
+    // Under the lock: another process may have published it while we waited.
+    let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
+    if !ctx.force && blocking(move || cache.has_layer(&diff_id)).await? {
+        ctx.progress.emit(PullProgress::LayerCached {
+            layer_index: job.index,
+            diff_id: job.diff_id.clone(),
+        });
+        return Ok(LayerOutcome::Cached);
+    }
+
+    ctx.progress.emit(PullProgress::LayerExtractStarted {
+        layer_index: job.index,
+        diff_id: job.diff_id.clone(),
+    });
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let worker = {
+        let ctx = ctx.clone();
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || {
+            let _lock = lock; // held until the layer is published or abandoned
+            extract_and_publish(&ctx, &job, ChunkReader::new(rx))
+        })
+    };
+    let downloaded = stream_blob(
+        &ctx.client,
+        &ctx.reference,
+        &job.descriptor,
+        job.index,
+        &tx,
+        &ctx.progress,
+    )
+    .await;
+    if downloaded.is_err() {
+        let _ = tx.send(Err(())).await;
+    }
+    drop(tx);
+    let extracted = worker
+        .await
+        .map_err(|e| LayerError::Internal(format!("layer worker: {e}")))?;
+    match downloaded {
+        Ok(n) => ctx.progress.emit(PullProgress::LayerDownloadComplete {
+            layer_index: job.index,
+            digest: job.descriptor.digest.clone(),
+            downloaded_bytes: n,
+        }),
+        Err(DownloadError::ReceiverGone) => {}
+        Err(DownloadError::Registry(e)) => return Err(LayerError::Download(e)),
+        Err(DownloadError::TooLong { expected }) => {
+            return Err(LayerError::SizeMismatch {
+                expected,
+                actual: expected + 1,
+            });
+        }
+        Err(DownloadError::TooShort { expected, actual }) => {
+            return Err(LayerError::SizeMismatch { expected, actual });
+        }
+    }
+    let meta = extracted?;
+    ctx.progress.emit(PullProgress::LayerExtractComplete {
+        layer_index: job.index,
+        diff_id: job.diff_id.clone(),
+        entries: meta.entries,
+        bytes_extracted: meta.uncompressed_size,
+    });
+    Ok(LayerOutcome::Pulled)
+}
+
+/// The blocking half: decompress, hash, extract, verify, publish.
+fn extract_and_publish(
+    ctx: &LayerContext,
+    job: &LayerJob,
+    source: ChunkReader,
+) -> Result<LayerMeta, LayerError> {
+    let layout = ctx.cache.layout();
+    let staging = Staging::create(layout, &job.diff_id)?;
+    let compressed = HashingReader::new(source, job.descriptor.digest.algorithm());
+    let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;
+    let mut archive = tar::Archive::new(HashingReader::new(decoder, job.diff_id.algorithm()));
+    let progress = &ctx.progress;
+    let stats = extract::Extractor::new(&staging.fs(), ctx.limits)?.run(
+        &mut archive,
+        &mut |entries, offset| {
+            progress.emit(PullProgress::LayerExtractProgress {
+                layer_index: job.index,
+                bytes_extracted: offset,
+                entries,
+            })
+        },
+    )?;
+    // The tar may end before the stream does (padding): hash every remaining byte too.
+    let mut tar_reader = archive.into_inner();
+    std::io::copy(&mut tar_reader, &mut std::io::sink()).map_err(LayerError::tar)?;
+    let (decoder, diff_id, uncompressed_size) = tar_reader.into_parts();
+    let mut rest = decoder.into_inner();
+    let trailing = std::io::copy(&mut rest, &mut std::io::sink()).map_err(LayerError::tar)?;
+    let (blob_digest, blob_size) = rest.into_inner().finish();
+
+    if blob_size != job.descriptor.size {
+        return Err(LayerError::SizeMismatch {
+            expected: job.descriptor.size,
+            actual: blob_size,
+        });
+    }
+    if blob_digest != job.descriptor.digest {
+        return Err(LayerError::DigestMismatch {
+            expected: job.descriptor.digest.clone(),
+            actual: blob_digest,
+        });
+    }
+    if diff_id != job.diff_id {
+        return Err(LayerError::DiffIdMismatch {
+            expected: job.diff_id.clone(),
+            actual: diff_id,
+        });
+    }
+    if trailing > 0 && job.descriptor.compression != crate::manifest::Compression::None {
+        return Err(LayerError::Tar {
+            detail: format!("{trailing} bytes of trailing garbage after the compressed stream"),
+        });
+    }
+    let meta = LayerMeta {
+        diff_id: job.diff_id.clone(),
+        compressed_digests: vec![job.descriptor.digest.clone()],
+        compressed_size: blob_size,
+        media_type: job.descriptor.media_type.clone(),
+        uncompressed_size,
+        entries: stats.entries,
+        file_bytes: stats.file_bytes,
+        implicit_dirs: stats.implicit_dirs,
+    };
+    staging.publish(layout, &meta, ctx.force, ctx.durable)?;
+    Ok(meta)
+}

@@ -1,0 +1,126 @@
+//! Staging and publishing a layer directory. A layer is built in `tmp/layer-<hex>.<unique>/`
+//! and appears under `layers/sha256/<hex>/` by one rename, so a layer directory that exists is
+//! complete. Staging directories are removed when dropped unless published, and debris left
+//! by a crashed process is swept the next time the layer's lock is taken.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use super::LayerError;
+use crate::cache::{CacheError, Layout, unique_name, write_atomic};
+use crate::digest::Digest;
+
+/// `meta.json` of a layer directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LayerMeta {
+    pub diff_id: Digest,
+    /// Compressed digests this content arrived as.
+    pub compressed_digests: Vec<Digest>,
+    pub compressed_size: u64,
+    pub media_type: String,
+    /// Bytes of the uncompressed tar stream.
+    pub uncompressed_size: u64,
+    /// Tar entries applied.
+    pub entries: u64,
+    /// File content bytes written.
+    pub file_bytes: u64,
+    /// Directories created only as parents of entries.
+    pub implicit_dirs: u64,
+}
+
+/// A staging directory for one layer; removed on drop unless published.
+pub(crate) struct Staging {
+    dir: PathBuf,
+    target: PathBuf,
+    published: bool,
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LayerError + 'a {
+    move |source| {
+        LayerError::Cache(CacheError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+impl Staging {
+    /// Sweep stale staging directories of this layer (we hold its lock), then make a new one
+    /// with an empty `fs/`.
+    pub(crate) fn create(layout: &Layout, diff_id: &Digest) -> Result<Staging, LayerError> {
+        let prefix = format!("layer-{}.", diff_id.hex());
+        let tmp = layout.tmp();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tmp.join(unique_name(&format!("layer-{}", diff_id.hex())));
+        std::fs::create_dir(&dir).map_err(io("create", &dir))?;
+        let staging = Staging {
+            target: layout.layer_dir(diff_id),
+            dir,
+            published: false,
+        };
+        let fs = staging.fs();
+        std::fs::create_dir(&fs).map_err(io("create", &fs))?;
+        Ok(staging)
+    }
+
+    /// Where the tree is extracted.
+    pub(crate) fn fs(&self) -> PathBuf {
+        self.dir.join("fs")
+    }
+
+    /// Write `meta.json`, optionally make everything durable, and rename into place. With
+    /// `replace`, an existing layer directory is swapped out (moved to `tmp/` and deleted).
+    pub(crate) fn publish(
+        mut self,
+        layout: &Layout,
+        meta: &LayerMeta,
+        replace: bool,
+        durable: bool,
+    ) -> Result<(), LayerError> {
+        let bytes = serde_json::to_vec_pretty(meta)
+            .map_err(|e| io("serialise", &self.dir)(std::io::Error::other(e)))?;
+        let meta_path = self.dir.join("meta.json");
+        write_atomic(&self.dir, &meta_path, &bytes).map_err(io("write", &meta_path))?;
+        if durable {
+            // One syncfs for the whole tree instead of an fsync per file.
+            let fd = std::fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
+            rustix::fs::syncfs(fd.as_fd()).map_err(|e| io("sync", &self.dir)(e.into()))?;
+        }
+        let mut trash = None;
+        if replace && self.target.exists() {
+            let t = layout.staging("trash");
+            std::fs::rename(&self.target, &t).map_err(io("move aside", &self.target))?;
+            trash = Some(t);
+        }
+        match std::fs::rename(&self.dir, &self.target) {
+            Ok(()) => self.published = true,
+            // Someone published the same content first (cannot happen under the layer lock,
+            // but the result would be the same bytes): keep theirs.
+            Err(e) if self.target.is_dir() && e.raw_os_error().is_some() => {}
+            Err(e) => return Err(io("publish", &self.target)(e)),
+        }
+        if durable && let Some(parent) = self.target.parent() {
+            let d = std::fs::File::open(parent).map_err(io("open", parent))?;
+            d.sync_all().map_err(io("sync", parent))?;
+        }
+        if let Some(t) = trash {
+            let _ = std::fs::remove_dir_all(t);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! [`FaultProxy`]: a forwarding front that injects one kind of [`Fault`] into blob GETs
+//! (`/v2/<name>/blobs/<digest>`, optionally only one digest) — connection resets after N
+//! bytes, a corrupted byte, error statuses with `Retry-After`, or a stall — and records
+//! every blob GET with its headers (e.g. `Range`) so tests can assert on retries.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::TcpStream;
+
+use super::FrontOptions;
+use super::forward::{BodyPlan, Upstream, bad_gateway, blob_get, relay};
+use crate::http1::{self, RecordedRequest, Request, Server};
+
+/// What goes wrong with blob downloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: a plain recording proxy.
+    None,
+    /// For the first `times` blob GETs, send `bytes` body bytes, then reset the
+    /// connection. `Range` requests are forwarded, so resuming works.
+    ResetAfter {
+        /// Body bytes sent before the reset.
+        bytes: u64,
+        /// How many blob GETs are cut.
+        times: u32,
+    },
+    /// Flip every bit of the byte at blob offset `offset` in every blob GET (ranged
+    /// responses are corrupted at the same blob offset, if they include it).
+    CorruptByte {
+        /// Offset within the blob.
+        offset: u64,
+    },
+    /// Answer the first `times` blob GETs with `code` (e.g. 429, 503) and an optional
+    /// `Retry-After: <secs>`, then pass through.
+    Status {
+        /// Status code to answer with.
+        code: u16,
+        /// `Retry-After` value in seconds, if any.
+        retry_after: Option<u32>,
+        /// How many blob GETs get the status.
+        times: u32,
+    },
+    /// In every blob GET, pause for `millis` after `after_bytes` body bytes.
+    Stall {
+        /// Body bytes sent before the pause.
+        after_bytes: u64,
+        /// Pause length in milliseconds.
+        millis: u64,
+    },
+}
+
+struct State {
+    upstream: Upstream,
+    fault: Fault,
+    only_digest: Option<String>,
+    seen: AtomicU32,
+    injected: AtomicU32,
+    blob_requests: Mutex<Vec<RecordedRequest>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+/// A fault-injecting front on `127.0.0.1`; stops when dropped.
+pub struct FaultProxy {
+    state: Arc<State>,
+    server: Server,
+}
+
+impl FaultProxy {
+    /// Starts a proxy for the registry at `upstream_base_url` applying `fault`.
+    pub async fn start(upstream_base_url: &str, fault: Fault) -> io::Result<FaultProxy> {
+        FaultProxy::start_with(upstream_base_url, fault, FrontOptions::default()).await
+    }
+
+    /// Starts a proxy with options (CA for an HTTPS upstream, a single target digest).
+    pub async fn start_with(
+        upstream_base_url: &str,
+        fault: Fault,
+        opts: FrontOptions,
+    ) -> io::Result<FaultProxy> {
+        let state = Arc::new(State {
+            upstream: Upstream::new(upstream_base_url, opts.ca_pem.as_deref())?,
+            fault,
+            only_digest: opts.only_digest,
+            seen: AtomicU32::new(0),
+            injected: AtomicU32::new(0),
+            blob_requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+        });
+        let s = Arc::clone(&state);
+        let server = http1::serve(move |req, stream| {
+            let s = Arc::clone(&s);
+            async move { serve(&s, req, stream).await }
+        })
+        .await?;
+        Ok(FaultProxy { state, server })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        self.server.addr().to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// The blob GETs the fault applies to, oldest first (see [`FrontOptions::only_digest`]);
+    /// `.header("range")` tells resumes apart.
+    pub fn blob_requests(&self) -> Vec<RecordedRequest> {
+        self.state.blob_requests.lock().unwrap().clone()
+    }
+
+    /// Every request received, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// How many responses were actually faulted so far.
+    pub fn faults_injected(&self) -> u32 {
+        self.state.injected.load(Ordering::SeqCst)
+    }
+}
+
+/// The blob offset a (possibly 206) response body starts at.
+fn body_start(resp: &reqwest::Response) -> u64 {
+    if resp.status().as_u16() != 206 {
+        return 0;
+    }
+    resp.headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result<()> {
+    state.requests.lock().unwrap().push(req.record());
+    let front_base = format!("http://{}", req.header("host").unwrap_or("127.0.0.1"));
+    let targeted = blob_get(&req).is_some_and(|(_, digest)| {
+        state.only_digest.as_deref().is_none_or(|only| only == digest)
+    });
+    let n = if targeted {
+        state.blob_requests.lock().unwrap().push(req.record());
+        state.seen.fetch_add(1, Ordering::SeqCst)
+    } else {
+        u32::MAX
+    };
+    if let Fault::Status { code, retry_after, times } = &state.fault {
+        if targeted && n < *times {
+            state.injected.fetch_add(1, Ordering::SeqCst);
+            let mut headers = Vec::new();
+            if let Some(secs) = retry_after {
+                headers.push(("Retry-After".to_string(), secs.to_string()));
+            }
+            let code_name = if *code == 429 { "TOOMANYREQUESTS" } else { "UNAVAILABLE" };
+            let body = json!({"errors": [{"code": code_name, "message": "injected by FaultProxy"}]});
+            return http1::write_json(&mut stream, *code, &headers, &body).await;
+        }
+    }
+    let resp = match state.upstream.forward(&req).await {
+        Ok(resp) => resp,
+        Err(e) => return bad_gateway(&mut stream, &e).await,
+    };
+    let mut plan = BodyPlan::default();
+    if targeted && resp.status().is_success() {
+        match &state.fault {
+            Fault::ResetAfter { bytes, times } if n < *times => {
+                plan.cut_after = Some(*bytes);
+            }
+            Fault::CorruptByte { offset } => {
+                let start = body_start(&resp);
+                if *offset >= start {
+                    plan.corrupt_at = Some(offset - start);
+                }
+            }
+            Fault::Stall { after_bytes, millis } => {
+                plan.stall = Some((*after_bytes, Duration::from_millis(*millis)));
+            }
+            _ => {}
+        }
+        if plan.cut_after.is_some() || plan.corrupt_at.is_some() || plan.stall.is_some() {
+            state.injected.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    relay(&mut stream, resp, state.upstream.base(), &front_base, plan).await
+}

@@ -1,0 +1,106 @@
+//! Certificates made at test time with rcgen: a throw-away CA with a server leaf for
+//! `127.0.0.1` and `localhost` (for TLS registries), and a self-signed ECDSA signing
+//! certificate (for the token server's JWTs). Nothing is ever read from the host's trust
+//! store or written outside a test's temp dir.
+
+use std::io;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// A CA and a server certificate it signed, all PEM encoded.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    /// The CA certificate: what clients must trust.
+    pub ca_pem: String,
+    /// The server (leaf) certificate, valid for the names given at creation.
+    pub leaf_cert_pem: String,
+    /// The leaf's private key (PKCS#8).
+    pub leaf_key_pem: String,
+}
+
+impl TestCa {
+    /// Makes a fresh CA and a leaf for `names` (IP addresses become IP SANs), e.g.
+    /// `&["127.0.0.1", "localhost"]`.
+    pub fn generate(names: &[&str]) -> io::Result<TestCa> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "msbimage-testkit CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().map_err(rc)?;
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(rc)?;
+
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut leaf_params = CertificateParams::new(names).map_err(rc)?;
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "msbimage-testkit registry");
+        leaf_params.is_ca = IsCa::NoCa;
+        leaf_params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate().map_err(rc)?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(rc)?;
+        Ok(TestCa {
+            ca_pem: ca.pem(),
+            leaf_cert_pem: leaf.pem(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+        })
+    }
+}
+
+/// A self-signed ECDSA P-256 certificate whose key signs JWTs (ES256).
+pub(crate) struct SigningCert {
+    /// The certificate, PEM: the registry's `rootcertbundle`.
+    pub cert_pem: String,
+    /// The certificate, DER: goes base64-encoded into each JWT's `x5c` header.
+    pub cert_der: Vec<u8>,
+    /// The private key, PKCS#8 DER.
+    pub key_pkcs8_der: Vec<u8>,
+}
+
+impl SigningCert {
+    /// Makes a fresh signing certificate.
+    pub fn generate() -> io::Result<SigningCert> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "msbimage-testkit token signer");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rc)?;
+        let cert = params.self_signed(&key).map_err(rc)?;
+        Ok(SigningCert {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pkcs8_der: key.serialize_der(),
+        })
+    }
+}
+
+fn rc(e: rcgen::Error) -> io::Error {
+    io::Error::other(format!("rcgen: {e}"))
+}
+
+/// Builds a reqwest client that trusts only `ca_pem_path` (or the default roots when
+/// `None`), never follows redirects and ignores proxy environment variables.
+pub(crate) fn client_trusting(ca_pem_path: Option<&std::path::Path>) -> io::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(path) = ca_pem_path {
+        let pem = std::fs::read(path)?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(io::Error::other)?;
+        builder = builder.tls_certs_only([cert]);
+    }
+    builder.build().map_err(io::Error::other)
+}
