@@ -20,7 +20,9 @@ use crate::manifest::ManifestError;
 /// assert_eq!(config.cmd, Some(vec!["sh".to_string()]));
 /// assert_eq!(config.working_dir.as_deref(), Some("/srv"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Equality compares the runtime fields above; the raw OCI document is not compared (its
+/// maps have no stable order).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImageConfig {
     /// `KEY=value` environment entries.
@@ -50,6 +52,40 @@ pub struct ImageConfig {
     #[serde(skip)]
     oci: Option<Box<ImageConfiguration>>,
 }
+
+impl PartialEq for ImageConfig {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.env,
+            &self.cmd,
+            &self.entrypoint,
+            &self.working_dir,
+            &self.user,
+            &self.exposed_ports,
+            &self.volumes,
+            &self.labels,
+            &self.stop_signal,
+            &self.os,
+            &self.architecture,
+            &self.variant,
+        ) == (
+            &o.env,
+            &o.cmd,
+            &o.entrypoint,
+            &o.working_dir,
+            &o.user,
+            &o.exposed_ports,
+            &o.volumes,
+            &o.labels,
+            &o.stop_signal,
+            &o.os,
+            &o.architecture,
+            &o.variant,
+        )
+    }
+}
+
+impl Eq for ImageConfig {}
 
 impl ImageConfig {
     /// Parse a config blob.

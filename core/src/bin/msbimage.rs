@@ -1,1 +1,471 @@
-fn main() {}
+//! `msbimage`: pull OCI images into the msbimage cache from the command line.
+//!
+//! `msbimage pull REF` pulls (with progress on stderr and a summary or `--json` on stdout);
+//! `msbimage inspect REF` answers from the cache alone. Failures print one line,
+//! `msbimage: error: …`, and exit with a code per [`ErrorKind`] (see [`EXIT_CODES`]).
+
+// The crate root's modules would live next to it in `src/bin/`, where Cargo would take them
+// for binaries of their own; they live in `src/bin/msbimage/` instead.
+#[path = "msbimage/interrupt.rs"]
+mod interrupt;
+#[path = "msbimage/progress_ui.rs"]
+mod progress_ui;
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use microsandbox_image::{
+    Error, ErrorKind, GlobalCache, ImageConfig, Platform, PullOptions, PullPolicy, PullResult,
+    Reference, Registry, RegistryAuth,
+};
+use progress_ui::{ProgressMode, Reporter};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+    0    success
+    2    invalid argument or image reference (including command-line usage errors)
+    3    image not in the cache (--policy never, inspect)
+    4    no manifest for the requested platform
+    5    authentication refused by the registry
+    6    registry or network error (including unknown repository or tag)
+    7    digest mismatch (corrupt or tampered content)
+    8    a layer could not be decompressed or extracted
+    9    local file-system error
+    10   unsupported or malformed manifest or config
+    70   internal error (a bug)
+    130  interrupted (Ctrl-C)
+
+On failure one line is printed to stderr: `msbimage: error: <message>`.
+
+Environment:
+    MSBIMAGE_CACHE    default cache directory (else $XDG_CACHE_HOME/msbimage, else ~/.cache/msbimage)
+    DOCKER_CONFIG     directory of the Docker config.json used for credentials (default ~/.docker)";
+
+/// Pull OCI images, verify them and extract their layers into a shared cache.
+#[derive(Debug, Parser)]
+#[command(
+    name = "msbimage",
+    version,
+    about = "Pull OCI images, verify them and extract their layers into a shared cache",
+    long_about = "Pull OCI images from a registry, verify every blob against its digest, and \
+                  extract the layers into a content-addressed cache shared by all images \
+                  (with a lookup index per layer). Progress goes to stderr; results to stdout.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pull an image into the cache and print where its layers are.
+    #[command(after_help = EXIT_CODES)]
+    Pull(PullArgs),
+    /// Print what the cache holds for an image (as JSON, like `pull --json`), offline.
+    #[command(after_help = EXIT_CODES)]
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// Image reference: [registry/]repository[:tag][@digest]
+    #[arg(value_name = "REF")]
+    reference: String,
+
+    /// Target platform [default: linux/<host architecture>]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    platform: Option<Platform>,
+
+    /// Cache directory [default: $MSBIMAGE_CACHE, $XDG_CACHE_HOME/msbimage or ~/.cache/msbimage]
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PullArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// When to contact the registry
+    #[arg(long, value_enum, default_value_t = PolicyArg::IfMissing)]
+    policy: PolicyArg,
+
+    /// Download and extract every layer again, even if cached
+    #[arg(long)]
+    force: bool,
+
+    /// Allow plain HTTP and unverified TLS for this registry host[:port] (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registry: Vec<String>,
+
+    /// Also trust the CA certificates in this PEM file
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+
+    /// Try URL (host[:port] or http(s)://host[:port]) before REGISTRY, e.g.
+    /// docker.io=http://localhost:5000 (repeatable; mirrors are tried in order)
+    #[arg(long, value_name = "REGISTRY=URL", value_parser = parse_mirror)]
+    mirror: Vec<(String, String)>,
+
+    /// How many layers download and extract at once [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Option<u16>,
+
+    /// Do not build the per-layer lookup index
+    #[arg(long = "no-index")]
+    no_index: bool,
+
+    /// User name for the image's registry (the password is read from stdin)
+    #[arg(long, value_name = "U", requires = "password_stdin")]
+    username: Option<String>,
+
+    /// Read the password (or token) for --username from stdin
+    #[arg(long = "password-stdin", requires = "username")]
+    password_stdin: bool,
+
+    /// Print the result as one JSON object on stdout
+    #[arg(long)]
+    json: bool,
+
+    /// How to show progress on stderr
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    /// Use the cache when the image is complete there; pull otherwise
+    IfMissing,
+    /// Always fetch the manifest again (cached layers are reused)
+    Always,
+    /// Never touch the network; fail with exit code 3 if not cached
+    Never,
+}
+
+impl From<PolicyArg> for PullPolicy {
+    fn from(p: PolicyArg) -> PullPolicy {
+        match p {
+            PolicyArg::IfMissing => PullPolicy::IfMissing,
+            PolicyArg::Always => PullPolicy::Always,
+            PolicyArg::Never => PullPolicy::Never,
+        }
+    }
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_mirror(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((registry, url)) if !registry.trim().is_empty() && !url.trim().is_empty() => {
+            let registry = registry.trim().to_ascii_lowercase();
+            // References name Docker Hub `docker.io` whatever alias the user wrote.
+            let registry = match registry.as_str() {
+                "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+                    "docker.io".to_string()
+                }
+                _ => registry,
+            };
+            Ok((registry, url.trim().to_string()))
+        }
+        _ => Err(format!(
+            "expected REGISTRY=URL, e.g. docker.io=http://localhost:5000; got {s:?}"
+        )),
+    }
+}
+
+/// Why the command failed: a library error, or a failure of the command itself.
+enum Failure {
+    Pull(Error),
+    Other { code: u8, message: String },
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Pull(e)
+    }
+}
+
+/// The exit status for each error kind (documented in [`EXIT_CODES`]).
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::InvalidArgument | ErrorKind::InvalidReference => 2,
+        ErrorKind::NotCached => 3,
+        ErrorKind::PlatformNotFound => 4,
+        ErrorKind::Auth => 5,
+        ErrorKind::Registry => 6,
+        ErrorKind::DigestMismatch => 7,
+        ErrorKind::Extraction => 8,
+        ErrorKind::Io => 9,
+        ErrorKind::Unsupported => 10,
+        ErrorKind::Cancelled => 130,
+        _ => 70,
+    }
+}
+
+/// The default cache: `$MSBIMAGE_CACHE`, else `$XDG_CACHE_HOME/msbimage`, else
+/// `~/.cache/msbimage`.
+fn default_cache_dir() -> Result<PathBuf, Error> {
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(dir) = non_empty("MSBIMAGE_CACHE") {
+        return Ok(PathBuf::from(dir));
+    }
+    // The XDG spec says to ignore relative paths.
+    if let Some(xdg) = non_empty("XDG_CACHE_HOME").map(PathBuf::from)
+        && xdg.is_absolute()
+    {
+        return Ok(xdg.join("msbimage"));
+    }
+    if let Some(home) = non_empty("HOME") {
+        return Ok(PathBuf::from(home).join(".cache").join("msbimage"));
+    }
+    Err(Error::InvalidArgument(
+        "cannot find a cache directory (HOME is not set); pass --cache DIR".into(),
+    ))
+}
+
+/// The JSON document of `pull --json` and `inspect`.
+#[derive(serde::Serialize)]
+struct ResultJson<'a> {
+    reference: String,
+    manifest_digest: &'a microsandbox_image::Digest,
+    index_digest: Option<&'a microsandbox_image::Digest>,
+    config_digest: &'a microsandbox_image::Digest,
+    platform: &'a Platform,
+    layers: Vec<String>,
+    config: &'a ImageConfig,
+    cached: bool,
+}
+
+fn path_string(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn result_json(r: &PullResult) -> String {
+    let doc = ResultJson {
+        reference: r.reference.to_string(),
+        manifest_digest: &r.manifest_digest,
+        index_digest: r.index_digest.as_ref(),
+        config_digest: &r.config_digest,
+        platform: &r.platform,
+        layers: r.layers.iter().map(|p| path_string(p)).collect(),
+        config: &r.config,
+        cached: r.cached,
+    };
+    serde_json::to_string(&doc).expect("the result serialises")
+}
+
+fn summary(r: &PullResult) -> String {
+    let mut s = format!("{}\n", r.reference);
+    s += &format!("  platform: {}\n", r.platform);
+    s += &format!("  digest:   {}\n", r.manifest_digest);
+    if let Some(index) = &r.index_digest {
+        s += &format!("  index:    {index}\n");
+    }
+    s += &format!("  config:   {}\n", r.config_digest);
+    s += &format!("  cached:   {}\n", if r.cached { "yes" } else { "no" });
+    s += &format!("  layers:   {}\n", r.layers.len());
+    for layer in &r.layers {
+        s += &format!("    {}\n", layer.display());
+    }
+    s
+}
+
+fn print_stdout(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Other {
+            code: exit_code(ErrorKind::Io),
+            message: format!("cannot write to stdout: {e}"),
+        })
+}
+
+fn open_cache(dir: Option<&Path>) -> Result<GlobalCache, Error> {
+    let dir = match dir {
+        Some(d) => d.to_owned(),
+        None => default_cache_dir()?,
+    };
+    Ok(GlobalCache::new(dir)?)
+}
+
+/// The password piped to `--password-stdin`, without its trailing newline.
+fn read_password() -> Result<String, Error> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(Error::InvalidArgument(
+            "--password-stdin: stdin is a terminal; pipe the password in".into(),
+        ));
+    }
+    let mut password = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut password)
+        .map_err(|e| Error::InvalidArgument(format!("--password-stdin: cannot read stdin: {e}")))?;
+    let password = password
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&password);
+    if password.is_empty() {
+        return Err(Error::InvalidArgument(
+            "--password-stdin: stdin is empty".into(),
+        ));
+    }
+    Ok(password.to_owned())
+}
+
+async fn pull(args: PullArgs) -> Result<(), Failure> {
+    let reference: Reference = args.common.reference.parse().map_err(Error::from)?;
+    if args.force && args.policy == PolicyArg::Never {
+        return Err(Error::InvalidArgument(
+            "--force needs the network; it cannot be combined with --policy never".into(),
+        )
+        .into());
+    }
+    let password = match (&args.username, args.password_stdin) {
+        (Some(_), true) => Some(read_password()?),
+        _ => None,
+    };
+    let cache = open_cache(args.common.cache.as_deref())?;
+    let platform = args.common.platform.unwrap_or_else(Platform::host_linux);
+
+    let mut builder = Registry::builder(platform, cache).default_docker_config();
+    if let (Some(username), Some(password)) = (args.username, password) {
+        builder = builder.auth_for(
+            reference.registry(),
+            RegistryAuth::Basic { username, password },
+        );
+    }
+    for host in &args.insecure_registry {
+        builder = builder.insecure_registry(host);
+    }
+    if let Some(ca) = &args.ca_file {
+        builder = builder.ca_file(ca);
+    }
+    for (registry, url) in &args.mirror {
+        builder = builder.mirror(registry.clone(), url);
+    }
+    if let Some(n) = args.concurrency {
+        builder = builder.concurrency(n.into());
+    }
+    let registry = builder.build()?;
+
+    let options = PullOptions {
+        pull_policy: args.policy.into(),
+        force: args.force,
+        build_index: !args.no_index,
+        ..PullOptions::default()
+    };
+    let mut reporter = Reporter::new(args.progress, options.build_index);
+
+    interrupt::install();
+    let (mut events, mut task) = registry.pull_with_progress(&reference, &options);
+    let mut events_open = true;
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            event = events.recv(), if events_open => match event {
+                Some(event) => reporter.event(&event),
+                None => events_open = false,
+            },
+            joined = &mut task => break joined.unwrap_or_else(|e| {
+                Err(Error::Internal(format!("pull task failed: {e}")))
+            }),
+            () = interrupt::interrupted() => {
+                task.abort();
+                // The abort lands at the task's next await point; do not hang on it.
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut task).await;
+                break Err(Error::Cancelled { reference: reference.to_string() });
+            }
+        }
+    };
+    // The pull closes its event stream before returning: drain what is still queued.
+    while let Ok(Some(event)) = events.try_recv() {
+        reporter.event(&event);
+    }
+
+    match outcome {
+        Ok(result) => {
+            let text = if args.json {
+                result_json(&result) + "\n"
+            } else {
+                summary(&result)
+            };
+            print_stdout(&text)
+        }
+        Err(e) => {
+            reporter.abandon();
+            Err(e.into())
+        }
+    }
+}
+
+async fn inspect(args: InspectArgs) -> Result<(), Failure> {
+    let reference: Reference = args.common.reference.parse().map_err(Error::from)?;
+    let dir = match args.common.cache {
+        Some(d) => d,
+        None => default_cache_dir()?,
+    };
+    // A read-only command: do not create a cache that does not exist.
+    if !dir.is_dir() {
+        return Err(Error::NotCached {
+            reference: reference.to_string(),
+        }
+        .into());
+    }
+    let cache = GlobalCache::new(&dir).map_err(Error::from)?;
+    let platform = args.common.platform.unwrap_or_else(Platform::host_linux);
+    let registry = Registry::builder(platform, cache).build()?;
+    let options = PullOptions {
+        pull_policy: PullPolicy::Never,
+        ..PullOptions::default()
+    };
+    let result = registry.pull(&reference, &options).await?;
+    print_stdout(&(result_json(&result) + "\n"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("msbimage: error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit_code(ErrorKind::Internal));
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Pull(args) => pull(args).await,
+            Command::Inspect(args) => inspect(args).await,
+        }
+    });
+    // Blocking work of an aborted pull (an extraction mid-layer) may still be finishing; it
+    // cleans up after itself, but do not wait long for it.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Pull(e)) => {
+            eprintln!("msbimage: error: {e}");
+            ExitCode::from(exit_code(e.kind()))
+        }
+        Err(Failure::Other { code, message }) => {
+            eprintln!("msbimage: error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -271,24 +271,52 @@ fn extract_and_publish(
     let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;
     let mut archive = tar::Archive::new(HashingReader::new(decoder, job.diff_id.algorithm()));
     let progress = &ctx.progress;
-    let stats = extract::Extractor::new(&staging.fs(), ctx.limits)?.run(
-        &mut archive,
-        &mut |entries, offset| {
+    let extracted = extract::Extractor::new(&staging.fs(), ctx.limits).and_then(|x| {
+        x.run(&mut archive, &mut |entries, offset| {
             progress.emit(PullProgress::LayerExtractProgress {
                 layer_index: job.index,
                 bytes_extracted: offset,
                 entries,
             })
-        },
-    )?;
+        })
+    });
+    // Only a broken stream is worth reading to its end (to tell corruption from a bad tar);
+    // anything else (unsafe path, limit) stops the download now.
+    let extracted = match extracted {
+        Err(e) if !matches!(e, LayerError::Tar { .. }) => return Err(e),
+        other => other,
+    };
     // The tar may end before the stream does (padding): hash every remaining byte too.
     let mut tar_reader = archive.into_inner();
-    std::io::copy(&mut tar_reader, &mut std::io::sink()).map_err(LayerError::tar)?;
+    let drained = match &extracted {
+        Ok(_) => std::io::copy(&mut tar_reader, &mut std::io::sink())
+            .map(|_| ())
+            .map_err(LayerError::tar),
+        Err(_) => Ok(()),
+    };
     let (decoder, diff_id, uncompressed_size) = tar_reader.into_parts();
     let mut rest = decoder.into_inner();
-    let trailing = std::io::copy(&mut rest, &mut std::io::sink()).map_err(LayerError::tar)?;
+    let trailing = std::io::copy(&mut rest, &mut std::io::sink());
     let (blob_digest, blob_size) = rest.into_inner().finish();
-
+    // When the stream broke, a corrupted blob is the root cause worth naming.
+    let stats = match extracted.and_then(|s| drained.map(|()| s)) {
+        Ok(stats) => stats,
+        Err(e) => {
+            let stream_broke = matches!(e, LayerError::Tar { .. });
+            if stream_broke
+                && trailing.is_ok()
+                && blob_size == job.descriptor.size
+                && blob_digest != job.descriptor.digest
+            {
+                return Err(LayerError::DigestMismatch {
+                    expected: job.descriptor.digest.clone(),
+                    actual: blob_digest,
+                });
+            }
+            return Err(e);
+        }
+    };
+    let trailing = trailing.map_err(LayerError::tar)?;
     if blob_size != job.descriptor.size {
         return Err(LayerError::SizeMismatch {
             expected: job.descriptor.size,

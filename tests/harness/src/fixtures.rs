@@ -3,6 +3,8 @@
 //! multi-platform index with an attestation manifest. The paths and contents they contain
 //! are exported as constants so tests can assert on an unpacked root filesystem.
 
+use std::sync::OnceLock;
+
 use serde_json::json;
 
 use crate::image::{Image, ImageBuilder, ImageIndex, ManifestFormat, build_index};
@@ -118,16 +120,34 @@ pub fn standard_image_with(c: Compression, format: ManifestFormat) -> Image {
         .cmd(&["--flag", "value"])
         .working_dir("/app")
         .user("1000:1000")
-        .label("org.opencontainers.image.title", "msbimage standard fixture")
+        .label(
+            "org.opencontainers.image.title",
+            "msbimage standard fixture",
+        )
         .label("com.example.fixture", "standard")
         .exposed_port("80/tcp")
         .exposed_port("53/udp")
         .volume("/data")
         .stop_signal("SIGTERM");
-    for layer in standard_layers() {
-        b = b.layer(layer.build(c));
+    for layer in standard_layer_blobs(c) {
+        b = b.layer(layer);
     }
     b.build()
+}
+
+/// The standard layers built with `c`, computed once per process and cloned: the 3 MiB
+/// layer takes about a second to gzip in a debug build.
+fn standard_layer_blobs(c: Compression) -> Vec<Layer> {
+    static NONE: OnceLock<Vec<Layer>> = OnceLock::new();
+    static GZIP: OnceLock<Vec<Layer>> = OnceLock::new();
+    static ZSTD: OnceLock<Vec<Layer>> = OnceLock::new();
+    let cell = match c {
+        Compression::None => &NONE,
+        Compression::Gzip => &GZIP,
+        Compression::Zstd => &ZSTD,
+    };
+    cell.get_or_init(|| standard_layers().iter().map(|l| l.build(c)).collect())
+        .clone()
 }
 
 /// The platforms of [`multiplatform`], in index order: (os, arch, variant).
@@ -212,7 +232,9 @@ pub fn multiplatform(format: ManifestFormat) -> MultiPlatform {
         diff_id: digest.clone(),
         digest,
     };
-    let attestation = ImageBuilder::new("unknown", "unknown").layer(intoto).build();
+    let attestation = ImageBuilder::new("unknown", "unknown")
+        .layer(intoto)
+        .build();
     let mut entry = attestation.index_entry();
     entry["annotations"] = json!({
         "vnd.docker.reference.digest": subject.manifest_digest,

@@ -109,13 +109,17 @@ where
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
             let handler = Arc::clone(&handler);
             tokio::spawn(async move {
                 match read_request(&mut stream).await {
                     Ok(Some(req)) => {
-                        if let Err(e) = handler(req, stream).await {
+                        if let Err(e) = handler(req, stream).await
+                            && !is_disconnect(&e)
+                        {
                             eprintln!("msbimage-testkit: handler error: {e}");
                         }
                     }
@@ -130,6 +134,14 @@ where
     Ok(Server { addr, task })
 }
 
+/// Whether `e` only says the peer went away (normal when a client aborts a download).
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
+}
+
 /// Reads one request (head and body). `Ok(None)` when the peer closed before sending one.
 pub(crate) async fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
     let mut buf = Vec::with_capacity(4096);
@@ -140,29 +152,46 @@ pub(crate) async fn read_request(stream: &mut TcpStream) -> io::Result<Option<Re
             if buf.is_empty() {
                 return Ok(None);
             }
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated request head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated request head",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
         let mut slots = [httparse::EMPTY_HEADER; 128];
         let mut parsed = httparse::Request::new(&mut slots);
-        match parsed.parse(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
+        match parsed
+            .parse(&buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        {
             httparse::Status::Complete(len) => {
                 let headers = parsed
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect::<Vec<_>>();
                 let method = parsed.method.unwrap_or("GET").to_string();
                 let target = parsed.path.unwrap_or("/").to_string();
                 break (len, method, target, headers);
             }
             httparse::Status::Partial if buf.len() > MAX_HEAD => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request head too large",
+                ));
             }
             httparse::Status::Partial => {}
         }
     };
     let mut rest = buf.split_off(head_len);
+    if find_header(&headers, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+    }
     let chunked = find_header(&headers, "transfer-encoding")
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
@@ -174,14 +203,22 @@ pub(crate) async fn read_request(stream: &mut TcpStream) -> io::Result<Option<Re
         while rest.len() < len {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated body"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated body",
+                ));
             }
             rest.extend_from_slice(&chunk[..n]);
         }
         rest.truncate(len);
         rest
     };
-    Ok(Some(Request { method, target, headers, body }))
+    Ok(Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    }))
 }
 
 /// Decodes a chunked body; `pending` holds bytes already read past the head.
@@ -196,7 +233,10 @@ async fn read_chunked(stream: &mut TcpStream, mut pending: Vec<u8>) -> io::Resul
             }
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated chunk"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated chunk",
+                ));
             }
             pending.extend_from_slice(&chunk[..n]);
         };
@@ -209,7 +249,10 @@ async fn read_chunked(stream: &mut TcpStream, mut pending: Vec<u8>) -> io::Resul
         while pending.len() < size + 2 {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated chunk"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "truncated chunk",
+                ));
             }
             pending.extend_from_slice(&chunk[..n]);
         }

@@ -284,8 +284,11 @@ impl ImageBuilder {
             c.insert("Cmd".into(), json!(cmd));
         }
         if !self.volumes.is_empty() {
-            let vols: Map<String, Value> =
-                self.volumes.iter().map(|v| (v.clone(), json!({}))).collect();
+            let vols: Map<String, Value> = self
+                .volumes
+                .iter()
+                .map(|v| (v.clone(), json!({})))
+                .collect();
             c.insert("Volumes".into(), Value::Object(vols));
         }
         if let Some(w) = &self.working_dir {
@@ -393,8 +396,12 @@ mod tests {
 
     #[test]
     fn config_lists_diff_ids_in_order() {
-        let a = LayerBuilder::new().file("a", "a", 0o644).build(Compression::Gzip);
-        let b = LayerBuilder::new().file("b", "b", 0o644).build(Compression::Zstd);
+        let a = LayerBuilder::new()
+            .file("a", "a", 0o644)
+            .build(Compression::Gzip);
+        let b = LayerBuilder::new()
+            .file("b", "b", 0o644)
+            .build(Compression::Zstd);
         let img = ImageBuilder::new("linux", "arm64")
             .variant("v8")
             .layer(a.clone())
@@ -412,7 +419,9 @@ mod tests {
 
     #[test]
     fn docker_format_renames_layer_types() {
-        let a = LayerBuilder::new().file("a", "a", 0o644).build(Compression::Gzip);
+        let a = LayerBuilder::new()
+            .file("a", "a", 0o644)
+            .build(Compression::Gzip);
         let img = ImageBuilder::new("linux", "amd64")
             .layer(a)
             .format(ManifestFormat::DockerV2)

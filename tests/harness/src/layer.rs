@@ -89,13 +89,34 @@ impl Layer {
 
 #[derive(Debug, Clone)]
 enum Item {
-    Dir { mode: u32 },
-    File { content: Vec<u8>, mode: u32, uid: u64, gid: u64 },
-    Symlink { target: String },
-    Hardlink { target: String },
-    Device { kind: EntryType, major: u32, minor: u32, mode: u32 },
-    Fifo { mode: u32 },
-    Raw { header: Box<Header>, data: Vec<u8> },
+    Dir {
+        mode: u32,
+    },
+    File {
+        content: Vec<u8>,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    Hardlink {
+        target: String,
+    },
+    Device {
+        kind: EntryType,
+        major: u32,
+        minor: u32,
+        mode: u32,
+    },
+    Fifo {
+        mode: u32,
+    },
+    Raw {
+        header: Box<Header>,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -156,27 +177,61 @@ impl LayerBuilder {
         gid: u64,
     ) -> Self {
         let content = content.into();
-        self.push(path, Item::File { content, mode, uid, gid })
+        self.push(
+            path,
+            Item::File {
+                content,
+                mode,
+                uid,
+                gid,
+            },
+        )
     }
 
     /// A symlink to `target`, written verbatim (relative or absolute).
     pub fn symlink(self, path: &str, target: &str) -> Self {
-        self.push(path, Item::Symlink { target: target.to_string() })
+        self.push(
+            path,
+            Item::Symlink {
+                target: target.to_string(),
+            },
+        )
     }
 
     /// A hard link to `target` (an earlier entry's path, normalised like any path).
     pub fn hardlink(self, path: &str, target: &str) -> Self {
-        self.push(path, Item::Hardlink { target: norm(target) })
+        self.push(
+            path,
+            Item::Hardlink {
+                target: norm(target),
+            },
+        )
     }
 
     /// A character device `major:minor`.
     pub fn char_device(self, path: &str, major: u32, minor: u32, mode: u32) -> Self {
-        self.push(path, Item::Device { kind: EntryType::Char, major, minor, mode })
+        self.push(
+            path,
+            Item::Device {
+                kind: EntryType::Char,
+                major,
+                minor,
+                mode,
+            },
+        )
     }
 
     /// A block device `major:minor`.
     pub fn block_device(self, path: &str, major: u32, minor: u32, mode: u32) -> Self {
-        self.push(path, Item::Device { kind: EntryType::Block, major, minor, mode })
+        self.push(
+            path,
+            Item::Device {
+                kind: EntryType::Block,
+                major,
+                minor,
+                mode,
+            },
+        )
     }
 
     /// A FIFO.
@@ -221,7 +276,10 @@ impl LayerBuilder {
     pub fn raw_entry(mut self, header: Header, data: Vec<u8>) -> Self {
         self.entries.push(Entry {
             path: String::new(),
-            item: Item::Raw { header: Box::new(header), data },
+            item: Item::Raw {
+                header: Box::new(header),
+                data,
+            },
             xattrs: Vec::new(),
         });
         self
@@ -250,6 +308,9 @@ fn base_header(kind: EntryType, mode: u32, uid: u64, gid: u64, size: u64) -> Hea
     h.set_gid(gid);
     h.set_size(size);
     h.set_mtime(FIXTURE_MTIME);
+    // Zero-filled octal rather than NULs, as GNU tar writes for non-device entries.
+    h.set_device_major(0).expect("GNU header has device fields");
+    h.set_device_minor(0).expect("GNU header has device fields");
     h
 }
 
@@ -272,7 +333,12 @@ fn write_entry(ar: &mut tar::Builder<Vec<u8>>, e: &Entry) -> std::io::Result<()>
             let mut h = base_header(EntryType::Directory, *mode, 0, 0, 0);
             ar.append_data(&mut h, format!("{}/", e.path), empty)
         }
-        Item::File { content, mode, uid, gid } => {
+        Item::File {
+            content,
+            mode,
+            uid,
+            gid,
+        } => {
             let mut h = base_header(EntryType::Regular, *mode, *uid, *gid, content.len() as u64);
             ar.append_data(&mut h, &e.path, content.as_slice())
         }
@@ -284,7 +350,12 @@ fn write_entry(ar: &mut tar::Builder<Vec<u8>>, e: &Entry) -> std::io::Result<()>
             let mut h = base_header(EntryType::Link, 0o644, 0, 0, 0);
             ar.append_link(&mut h, &e.path, target)
         }
-        Item::Device { kind, major, minor, mode } => {
+        Item::Device {
+            kind,
+            major,
+            minor,
+            mode,
+        } => {
             let mut h = base_header(*kind, *mode, 0, 0, 0);
             h.set_device_major(*major)?;
             h.set_device_minor(*minor)?;
@@ -317,7 +388,10 @@ pub fn raw_header(
     old.name = [0; 100];
     old.name[..name.len()].copy_from_slice(name);
     if let Some(link) = link_name {
-        assert!(link.len() <= 100, "raw_header: link name longer than 100 bytes");
+        assert!(
+            link.len() <= 100,
+            "raw_header: link name longer than 100 bytes"
+        );
         old.linkname = [0; 100];
         old.linkname[..link.len()].copy_from_slice(link);
     }
@@ -348,7 +422,10 @@ mod tests {
     #[test]
     fn raw_header_keeps_hostile_names() {
         let tar = LayerBuilder::new()
-            .raw_entry(raw_header(b"../../evil", None, EntryType::Regular, 3, 0o644), b"bad".to_vec())
+            .raw_entry(
+                raw_header(b"../../evil", None, EntryType::Regular, 3, 0o644),
+                b"bad".to_vec(),
+            )
             .tar_bytes();
         let mut ar = tar::Archive::new(tar.as_slice());
         let mut entries = ar.entries().unwrap();

@@ -8,6 +8,8 @@
 //! Servers started here (token server, fronts) run as tasks on the tokio runtime that
 //! started them: keep that runtime running (don't block its thread) while using them.
 
+#![warn(missing_docs)]
+
 mod auth;
 pub mod fixtures;
 mod http1;

@@ -31,10 +31,7 @@ fn write_blob(dir: &Path, digest: &str, bytes: &[u8]) -> io::Result<()> {
 /// its manifest, replacing any earlier entry for that tag.
 pub fn write_oci_layout(dir: &Path, tag: &str, image: &Image) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(
-        dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     for layer in &image.layers {
         write_blob(dir, &layer.digest, &layer.blob)?;
     }
@@ -59,5 +56,8 @@ pub fn write_oci_layout(dir: &Path, tag: &str, image: &Image) -> io::Result<()> 
         "mediaType": OCI_INDEX,
         "manifests": manifests,
     });
-    std::fs::write(index_path, serde_json::to_vec_pretty(&index).map_err(io::Error::other)?)
+    std::fs::write(
+        index_path,
+        serde_json::to_vec_pretty(&index).map_err(io::Error::other)?,
+    )
 }

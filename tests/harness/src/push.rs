@@ -92,8 +92,12 @@ impl Pusher {
     /// # Panics
     /// If the file can't be read or parsed.
     pub fn with_ca(self, pem_path: &Path) -> Self {
-        Pusher::assemble(self.base_url, self.credentials, Some(pem_path.to_path_buf()))
-            .unwrap_or_else(|e| panic!("Pusher::with_ca({}): {e}", pem_path.display()))
+        Pusher::assemble(
+            self.base_url,
+            self.credentials,
+            Some(pem_path.to_path_buf()),
+        )
+        .unwrap_or_else(|e| panic!("Pusher::with_ca({}): {e}", pem_path.display()))
     }
 
     fn scope(repo: &str) -> String {
@@ -157,7 +161,9 @@ impl Pusher {
             return Ok(digest);
         }
         let start_url = format!("{}/v2/{repo}/blobs/uploads/", self.base_url);
-        let resp = self.send(repo, Method::POST, &start_url, None, None).await?;
+        let resp = self
+            .send(repo, Method::POST, &start_url, None, None)
+            .await?;
         let resp = Pusher::expect(resp, "POST", &start_url, &[202]).await?;
         let location = resp
             .headers()
@@ -173,7 +179,13 @@ impl Pusher {
         let sep = if location.contains('?') { '&' } else { '?' };
         let put_url = format!("{location}{sep}digest={digest}");
         let resp = self
-            .send(repo, Method::PUT, &put_url, Some("application/octet-stream"), Some(bytes))
+            .send(
+                repo,
+                Method::PUT,
+                &put_url,
+                Some("application/octet-stream"),
+                Some(bytes),
+            )
             .await?;
         Pusher::expect(resp, "PUT", &put_url, &[201]).await?;
         Ok(digest)

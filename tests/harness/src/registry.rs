@@ -101,7 +101,14 @@ impl Registry {
     /// Starts a registry and waits (up to 20 s) until `GET /v2/` answers 200 or 401.
     /// On failure the error carries the tail of the registry's log. A port lost to
     /// another process between choosing and binding it is retried with a new port.
+    /// Asking for both basic and token auth is an `InvalidInput` error.
     pub async fn start(opts: RegistryOptions) -> io::Result<Registry> {
+        if opts.basic.is_some() && opts.token.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a registry has one auth method: basic or token, not both",
+            ));
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -182,10 +189,10 @@ impl Registry {
                     "docker-registry exited early with {status}"
                 )));
             }
-            if let Ok(resp) = client.get(&url).send().await {
-                if matches!(resp.status().as_u16(), 200 | 401) {
-                    return Ok(());
-                }
+            if let Ok(resp) = client.get(&url).send().await
+                && matches!(resp.status().as_u16(), 200 | 401)
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(

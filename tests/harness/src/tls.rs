@@ -93,7 +93,9 @@ fn rc(e: rcgen::Error) -> io::Error {
 
 /// Builds a reqwest client that trusts only `ca_pem_path` (or the default roots when
 /// `None`), never follows redirects and ignores proxy environment variables.
-pub(crate) fn client_trusting(ca_pem_path: Option<&std::path::Path>) -> io::Result<reqwest::Client> {
+pub(crate) fn client_trusting(
+    ca_pem_path: Option<&std::path::Path>,
+) -> io::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();

@@ -137,7 +137,12 @@ fn params_of(req: &Request) -> Params {
     if req.method == "POST" {
         pairs.extend(http1::parse_query(&String::from_utf8_lossy(&req.body)));
     }
-    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let scopes = pairs
         .iter()
         .filter(|(k, _)| k == "scope")
@@ -192,8 +197,12 @@ async fn handle(state: &State, req: Request, mut stream: TcpStream) -> io::Resul
         status,
     });
     if refused {
-        let challenge = ("WWW-Authenticate".to_string(), "Basic realm=\"token\"".to_string());
-        let body = json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]});
+        let challenge = (
+            "WWW-Authenticate".to_string(),
+            "Basic realm=\"token\"".to_string(),
+        );
+        let body =
+            json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]});
         return http1::write_json(&mut stream, 401, &[challenge], &body).await;
     }
     let access: Vec<serde_json::Value> = params

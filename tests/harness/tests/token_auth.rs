@@ -49,7 +49,11 @@ async fn registry_accepts_tokens_anonymous_pull_and_authenticated_push() {
     let c = client(None);
 
     // The registry challenges with our realm and service.
-    let ping = c.get(format!("{}/v2/", reg.base_url())).send().await.unwrap();
+    let ping = c
+        .get(format!("{}/v2/", reg.base_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ping.status(), 401);
     let challenge = ping.headers()["www-authenticate"].to_str().unwrap();
     assert!(challenge.starts_with("Bearer "), "{challenge}");
@@ -86,7 +90,14 @@ async fn registry_accepts_tokens_anonymous_pull_and_authenticated_push() {
     assert_eq!(m.status, 200);
     assert_eq!(m.body, image.manifest);
     let layer = &image.layers[2];
-    let b = get_blob(&c, &reg.base_url(), "team/app", &layer.digest, Some(&bearer)).await;
+    let b = get_blob(
+        &c,
+        &reg.base_url(),
+        "team/app",
+        &layer.digest,
+        Some(&bearer),
+    )
+    .await;
     assert_eq!(b.body, layer.blob);
     // A token for another repository does not open this one.
     let (_, other) = fetch_token(&c, &tokens.realm(), "repository:other:pull", None).await;
@@ -96,14 +107,25 @@ async fn registry_accepts_tokens_anonymous_pull_and_authenticated_push() {
 
     // Requests were recorded: anonymous ones without Authorization, alice's with it.
     let reqs = tokens.requests();
-    assert!(reqs.iter().any(|r| !r.authorization_present && r.user.is_none()));
-    let alice: Vec<_> = reqs.iter().filter(|r| r.user.as_deref() == Some("alice")).collect();
+    assert!(
+        reqs.iter()
+            .any(|r| !r.authorization_present && r.user.is_none())
+    );
+    let alice: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.user.as_deref() == Some("alice"))
+        .collect();
     assert!(!alice.is_empty());
-    assert!(alice.iter().all(|r| r.authorization_present && r.status == 200));
     assert!(
         alice
             .iter()
-            .any(|r| r.scopes == ["repository:team/app:pull,push"] && r.service.as_deref() == Some(SERVICE))
+            .all(|r| r.authorization_present && r.status == 200)
+    );
+    assert!(
+        alice
+            .iter()
+            .any(|r| r.scopes == ["repository:team/app:pull,push"]
+                && r.service.as_deref() == Some(SERVICE))
     );
 }
 
@@ -118,9 +140,18 @@ async fn token_server_refuses_bad_credentials_and_anonymous_when_closed() {
     assert_eq!(anon, 401);
     let (wrong, _) = fetch_token(&c, &tokens.realm(), scope, Some(("bob", "nope"))).await;
     assert_eq!(wrong, 401);
-    let (ok, body) = fetch_token(&c, &tokens.realm(), "repository:x:pull,push", Some(("bob", "builder"))).await;
+    let (ok, body) = fetch_token(
+        &c,
+        &tokens.realm(),
+        "repository:x:pull,push",
+        Some(("bob", "builder")),
+    )
+    .await;
     assert_eq!(ok, 200);
-    assert_eq!(claims(body["token"].as_str().unwrap())["access"][0]["actions"], serde_json::json!(["pull", "push"]));
+    assert_eq!(
+        claims(body["token"].as_str().unwrap())["access"][0]["actions"],
+        serde_json::json!(["pull", "push"])
+    );
 
     tokens.set_expires_in(7);
     let (_, body) = fetch_token(&c, &tokens.realm(), scope, Some(("bob", "builder"))).await;

@@ -13,7 +13,8 @@ use msbimage_testkit::{Compression, ManifestFormat, Pusher, Registry, RegistryOp
 use serde_json::json;
 use tokio::io::AsyncReadExt as _;
 
-const USAGE: &str = "usage: msbimage-testkit serve [--tls] [--basic USER:PASS] [--push-fixtures] [--ignore-stdin]";
+const USAGE: &str =
+    "usage: msbimage-testkit serve [--tls] [--basic USER:PASS] [--push-fixtures] [--ignore-stdin]";
 
 struct Args {
     tls: bool,

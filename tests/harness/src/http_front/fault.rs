@@ -144,7 +144,10 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
     state.requests.lock().unwrap().push(req.record());
     let front_base = format!("http://{}", req.header("host").unwrap_or("127.0.0.1"));
     let targeted = blob_get(&req).is_some_and(|(_, digest)| {
-        state.only_digest.as_deref().is_none_or(|only| only == digest)
+        state
+            .only_digest
+            .as_deref()
+            .is_none_or(|only| only == digest)
     });
     let n = if targeted {
         state.blob_requests.lock().unwrap().push(req.record());
@@ -152,17 +155,26 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
     } else {
         u32::MAX
     };
-    if let Fault::Status { code, retry_after, times } = &state.fault {
-        if targeted && n < *times {
-            state.injected.fetch_add(1, Ordering::SeqCst);
-            let mut headers = Vec::new();
-            if let Some(secs) = retry_after {
-                headers.push(("Retry-After".to_string(), secs.to_string()));
-            }
-            let code_name = if *code == 429 { "TOOMANYREQUESTS" } else { "UNAVAILABLE" };
-            let body = json!({"errors": [{"code": code_name, "message": "injected by FaultProxy"}]});
-            return http1::write_json(&mut stream, *code, &headers, &body).await;
+    if let Fault::Status {
+        code,
+        retry_after,
+        times,
+    } = &state.fault
+        && targeted
+        && n < *times
+    {
+        state.injected.fetch_add(1, Ordering::SeqCst);
+        let mut headers = Vec::new();
+        if let Some(secs) = retry_after {
+            headers.push(("Retry-After".to_string(), secs.to_string()));
         }
+        let code_name = if *code == 429 {
+            "TOOMANYREQUESTS"
+        } else {
+            "UNAVAILABLE"
+        };
+        let body = json!({"errors": [{"code": code_name, "message": "injected by FaultProxy"}]});
+        return http1::write_json(&mut stream, *code, &headers, &body).await;
     }
     let resp = match state.upstream.forward(&req).await {
         Ok(resp) => resp,
@@ -180,7 +192,10 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
                     plan.corrupt_at = Some(offset - start);
                 }
             }
-            Fault::Stall { after_bytes, millis } => {
+            Fault::Stall {
+                after_bytes,
+                millis,
+            } => {
                 plan.stall = Some((*after_bytes, Duration::from_millis(*millis)));
             }
             _ => {}

@@ -22,6 +22,7 @@ const SKIP_REQUEST: &[&str] = &[
     "content-length",
     "te",
     "upgrade",
+    "expect",
 ];
 
 /// Response headers never relayed (hop-by-hop; framing is redone here).
@@ -111,10 +112,10 @@ pub(crate) async fn relay(
             continue;
         }
         let mut value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        if name == "location" {
-            if let Some(rest) = value.strip_prefix(upstream_base) {
-                value = format!("{front_base}{rest}");
-            }
+        if name == "location"
+            && let Some(rest) = value.strip_prefix(upstream_base)
+        {
+            value = format!("{front_base}{rest}");
         }
         headers.push((name.to_string(), value));
     }
@@ -125,43 +126,45 @@ pub(crate) async fn relay(
     while let Some(chunk) = resp.chunk().await.map_err(io::Error::other)? {
         let mut chunk = chunk.to_vec();
         let end = sent + chunk.len() as u64;
-        if let Some(at) = plan.corrupt_at {
-            if (sent..end).contains(&at) {
-                chunk[(at - sent) as usize] ^= 0xFF;
-            }
+        if let Some(at) = plan.corrupt_at
+            && (sent..end).contains(&at)
+        {
+            chunk[(at - sent) as usize] ^= 0xFF;
         }
         let mut offset = 0usize;
-        if let Some((after, pause)) = plan.stall {
-            if !stalled && after < end && after >= sent {
-                let upto = (after - sent) as usize;
-                if plan.cut_after.is_none_or(|cut| after < cut) {
-                    stream.write_all(&chunk[..upto]).await?;
-                    stream.flush().await?;
-                    tokio::time::sleep(pause).await;
-                    offset = upto;
-                }
-                stalled = true;
-            }
-        }
-        if let Some(cut) = plan.cut_after {
-            if cut < end {
-                let upto = cut.saturating_sub(sent) as usize;
-                if upto > offset {
-                    stream.write_all(&chunk[offset..upto]).await?;
-                }
+        if let Some((after, pause)) = plan.stall
+            && !stalled
+            && (sent..end).contains(&after)
+        {
+            let upto = (after - sent) as usize;
+            if plan.cut_after.is_none_or(|cut| after < cut) {
+                stream.write_all(&chunk[..upto]).await?;
                 stream.flush().await?;
-                stream.set_zero_linger()?;
-                return Ok(());
+                tokio::time::sleep(pause).await;
+                offset = upto;
             }
+            stalled = true;
+        }
+        if let Some(cut) = plan.cut_after
+            && cut < end
+        {
+            let upto = cut.saturating_sub(sent) as usize;
+            if upto > offset {
+                stream.write_all(&chunk[offset..upto]).await?;
+            }
+            stream.flush().await?;
+            stream.set_zero_linger()?;
+            return Ok(());
         }
         stream.write_all(&chunk[offset..]).await?;
         sent = end;
     }
-    if let Some((after, pause)) = plan.stall {
-        if !stalled && after >= sent {
-            stream.flush().await?;
-            tokio::time::sleep(pause).await;
-        }
+    if let Some((after, pause)) = plan.stall
+        && !stalled
+        && after >= sent
+    {
+        stream.flush().await?;
+        tokio::time::sleep(pause).await;
     }
     stream.shutdown().await
 }

@@ -114,7 +114,14 @@ async fn serve_front(
     let front_base = format!("http://{}", req.header("host").unwrap_or("127.0.0.1"));
     match state.upstream.forward(&req).await {
         Ok(resp) => {
-            relay(&mut stream, resp, state.upstream.base(), &front_base, BodyPlan::default()).await
+            relay(
+                &mut stream,
+                resp,
+                state.upstream.base(),
+                &front_base,
+                BodyPlan::default(),
+            )
+            .await
         }
         Err(e) => bad_gateway(&mut stream, &e).await,
     }

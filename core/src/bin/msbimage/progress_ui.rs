@@ -1,0 +1,534 @@
+//! Rendering of pull progress on stderr: indicatif bars, plain milestone lines, JSON lines, or
+//! nothing.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use indicatif::{
+    HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike,
+};
+use microsandbox_image::{Digest, PullProgress};
+
+/// How progress is shown (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when stderr is a terminal, plain lines otherwise.
+    Auto,
+    /// Bars, even when stderr is not a terminal (ANSI escapes are written regardless).
+    Tty,
+    /// One line per milestone: resolved, layer cached/downloaded/extracted, complete.
+    Plain,
+    /// One JSON object per progress event, one per line.
+    Json,
+    /// Nothing.
+    None,
+}
+
+/// Receives every progress event of one pull and draws it.
+pub enum Reporter {
+    Silent,
+    Json,
+    Plain(Plain),
+    Bars(Box<Bars>),
+}
+
+impl Reporter {
+    /// `indexing`: whether layers get a lookup index after extraction (not `--no-index`).
+    pub fn new(mode: ProgressMode, indexing: bool) -> Reporter {
+        let stderr_is_tty = std::io::stderr().is_terminal();
+        let dumb = std::env::var_os("TERM").is_none_or(|t| t == "dumb");
+        match mode {
+            ProgressMode::None => Reporter::Silent,
+            ProgressMode::Json => Reporter::Json,
+            ProgressMode::Plain => Reporter::Plain(Plain::default()),
+            ProgressMode::Auto if !stderr_is_tty || dumb => Reporter::Plain(Plain::default()),
+            ProgressMode::Auto => {
+                Reporter::Bars(Box::new(Bars::new(ProgressDrawTarget::stderr(), indexing)))
+            }
+            ProgressMode::Tty => {
+                let target = if stderr_is_tty && !dumb {
+                    ProgressDrawTarget::stderr()
+                } else {
+                    // indicatif hides itself off a terminal; draw with plain ANSI escapes.
+                    ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 20)
+                };
+                Reporter::Bars(Box::new(Bars::new(target, indexing)))
+            }
+        }
+    }
+
+    pub fn event(&mut self, event: &PullProgress) {
+        match self {
+            Reporter::Silent => {}
+            Reporter::Json => {
+                if let Ok(line) = serde_json::to_string(event) {
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
+            }
+            Reporter::Plain(p) => p.event(event),
+            Reporter::Bars(b) => b.event(event),
+        }
+    }
+
+    /// The pull ended without a `Complete` event (error or Ctrl-C): leave the bars as they are
+    /// so the error line that follows does not get drawn over.
+    pub fn abandon(&mut self) {
+        if let Reporter::Bars(b) = self {
+            b.abandon();
+        }
+    }
+}
+
+/// `layer 2/3` (1-based for humans; events count from 0).
+fn layer_label(index: usize, count: usize) -> String {
+    if count > 0 {
+        format!("layer {}/{}", index + 1, count)
+    } else {
+        format!("layer {}", index + 1)
+    }
+}
+
+/// `3.10 MiB`, or `nothing` for zero.
+fn to_download(bytes: u64) -> String {
+    match bytes {
+        0 => "nothing".to_string(),
+        n => HumanBytes(n).to_string(),
+    }
+}
+
+/// Milestone lines.
+#[derive(Default)]
+pub struct Plain {
+    layer_count: usize,
+}
+
+impl Plain {
+    fn line(&self, s: std::fmt::Arguments<'_>) {
+        let _ = writeln!(std::io::stderr().lock(), "{s}");
+    }
+
+    fn event(&mut self, event: &PullProgress) {
+        let n = self.layer_count;
+        match event {
+            PullProgress::Resolved {
+                reference,
+                manifest_digest,
+                layer_count,
+                total_download_bytes,
+            } => {
+                self.layer_count = *layer_count;
+                self.line(format_args!(
+                    "resolved {reference} {manifest_digest} ({layer_count} layers, {} to download)",
+                    to_download(*total_download_bytes)
+                ));
+            }
+            PullProgress::LayerCached {
+                layer_index,
+                diff_id,
+            } => self.line(format_args!(
+                "{} cached {}",
+                layer_label(*layer_index, n),
+                diff_id.short()
+            )),
+            PullProgress::LayerDownloadComplete {
+                layer_index,
+                downloaded_bytes,
+                ..
+            } => self.line(format_args!(
+                "{} downloaded {}",
+                layer_label(*layer_index, n),
+                HumanBytes(*downloaded_bytes)
+            )),
+            PullProgress::LayerExtractComplete {
+                layer_index,
+                diff_id,
+                entries,
+                bytes_extracted,
+            } => self.line(format_args!(
+                "{} extracted {}: {}, {entries} entries",
+                layer_label(*layer_index, n),
+                diff_id.short(),
+                HumanBytes(*bytes_extracted)
+            )),
+            PullProgress::Complete {
+                reference,
+                manifest_digest,
+                layer_count,
+                cached,
+            } => self.line(format_args!(
+                "complete {reference} {manifest_digest} ({layer_count} layers{})",
+                if *cached { ", from cache" } else { "" }
+            )),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Downloading,
+    Extracting,
+    Done,
+}
+
+struct LayerBar {
+    bar: ProgressBar,
+    label: String,
+    phase: Phase,
+    downloaded: u64,
+    bytes_extracted: u64,
+    entries: u64,
+}
+
+/// indicatif bars: a header line, then one bar per layer.
+pub struct Bars {
+    multi: MultiProgress,
+    header: ProgressBar,
+    reference: String,
+    layers: Vec<LayerBar>,
+    indexing: bool,
+}
+
+const TICKS: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", "✔"];
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("progress template is valid")
+        .tick_strings(TICKS)
+        .progress_chars("=> ")
+}
+
+fn spinner_style() -> ProgressStyle {
+    style("{spinner:.cyan} {msg}")
+}
+
+fn plain_style() -> ProgressStyle {
+    style("{prefix} {msg}")
+}
+
+fn waiting_style() -> ProgressStyle {
+    style("{prefix:.dim} {msg:.dim}")
+}
+
+fn download_style(known_total: bool) -> ProgressStyle {
+    if known_total {
+        style("{prefix} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {msg}")
+    } else {
+        style("{prefix} {spinner:.cyan} {bytes:>10} {msg}")
+    }
+}
+
+fn extract_style() -> ProgressStyle {
+    style("{prefix} {spinner:.cyan} {msg}")
+}
+
+fn done_style() -> ProgressStyle {
+    style("{prefix} {msg:.green}")
+}
+
+const TICK: Duration = Duration::from_millis(100);
+
+impl Bars {
+    fn new(target: ProgressDrawTarget, indexing: bool) -> Bars {
+        let multi = MultiProgress::with_draw_target(target);
+        let header = multi.add(ProgressBar::new_spinner().with_style(spinner_style()));
+        header.enable_steady_tick(TICK);
+        Bars {
+            multi,
+            header,
+            reference: String::new(),
+            layers: Vec::new(),
+            indexing,
+        }
+    }
+
+    fn layer(&mut self, index: usize) -> Option<&mut LayerBar> {
+        self.layers.get_mut(index)
+    }
+
+    fn event(&mut self, event: &PullProgress) {
+        match event {
+            PullProgress::Resolving { reference } => {
+                self.reference = reference.to_string();
+                self.header.set_message(format!("resolving {reference}"));
+            }
+            PullProgress::Resolved {
+                reference,
+                layer_count,
+                total_download_bytes,
+                ..
+            } => {
+                self.header.set_message(format!(
+                    "{reference}: {layer_count} layers, {} to download",
+                    to_download(*total_download_bytes)
+                ));
+                let width = layer_count.to_string().len();
+                for i in 0..*layer_count {
+                    let label = format!("layer {:>width$}/{layer_count}", i + 1);
+                    let bar = self.multi.add(
+                        ProgressBar::no_length()
+                            .with_style(waiting_style())
+                            .with_prefix(format!("  {label}"))
+                            .with_message("waiting"),
+                    );
+                    self.layers.push(LayerBar {
+                        bar,
+                        label,
+                        phase: Phase::Waiting,
+                        downloaded: 0,
+                        bytes_extracted: 0,
+                        entries: 0,
+                    });
+                }
+            }
+            PullProgress::LayerCached {
+                layer_index,
+                diff_id,
+            } => {
+                if let Some(l) = self.layer(*layer_index) {
+                    l.set_digest(diff_id);
+                    l.finish("cached".into());
+                }
+            }
+            PullProgress::LayerDownloadProgress {
+                layer_index,
+                downloaded_bytes,
+                total_bytes,
+                ..
+            } => {
+                if let Some(l) = self.layer(*layer_index) {
+                    if l.phase == Phase::Waiting {
+                        l.phase = Phase::Downloading;
+                        if let Some(total) = total_bytes {
+                            l.bar.set_length(*total);
+                        }
+                        l.bar.set_style(download_style(total_bytes.is_some()));
+                        l.bar.set_message("downloading");
+                        if total_bytes.is_none() {
+                            l.bar.enable_steady_tick(TICK);
+                        }
+                    }
+                    if l.phase == Phase::Downloading {
+                        if let Some(total) = total_bytes {
+                            l.bar.set_length(*total);
+                        }
+                        l.downloaded = *downloaded_bytes;
+                        l.bar.set_position(*downloaded_bytes);
+                    }
+                }
+            }
+            PullProgress::LayerDownloadComplete {
+                layer_index,
+                downloaded_bytes,
+                ..
+            } => {
+                if let Some(l) = self.layer(*layer_index) {
+                    l.downloaded = *downloaded_bytes;
+                    if matches!(l.phase, Phase::Waiting | Phase::Downloading) {
+                        l.phase = Phase::Extracting;
+                        l.bar.set_style(extract_style());
+                        l.bar.enable_steady_tick(TICK);
+                        l.show_extraction();
+                    }
+                }
+            }
+            PullProgress::LayerExtractStarted {
+                layer_index,
+                diff_id,
+            } => {
+                if let Some(l) = self.layer(*layer_index) {
+                    l.set_digest(diff_id);
+                }
+            }
+            PullProgress::LayerExtractProgress {
+                layer_index,
+                bytes_extracted,
+                entries,
+            } => {
+                if let Some(l) = self.layer(*layer_index) {
+                    l.bytes_extracted = *bytes_extracted;
+                    l.entries = *entries;
+                    if l.phase == Phase::Extracting {
+                        l.show_extraction();
+                    }
+                }
+            }
+            PullProgress::LayerExtractComplete {
+                layer_index,
+                diff_id,
+                entries,
+                bytes_extracted,
+            } => {
+                let indexing = self.indexing;
+                if let Some(l) = self.layer(*layer_index) {
+                    l.set_digest(diff_id);
+                    l.bytes_extracted = *bytes_extracted;
+                    l.entries = *entries;
+                    if indexing {
+                        // The lookup index comes next; the bar finishes when it is written.
+                        l.phase = Phase::Extracting;
+                        l.bar.set_style(extract_style());
+                        l.bar.enable_steady_tick(TICK);
+                        l.bar.set_message(format!(
+                            "extracted {}, {entries} entries",
+                            HumanBytes(*bytes_extracted)
+                        ));
+                    } else {
+                        let msg = l.summary();
+                        l.finish(msg);
+                    }
+                }
+            }
+            PullProgress::LayerIndexStarted { layer_index } => {
+                if let Some(l) = self.layer(*layer_index)
+                    && l.phase != Phase::Done
+                {
+                    l.bar.set_message(format!(
+                        "indexing ({} unpacked, {} entries)",
+                        HumanBytes(l.bytes_extracted),
+                        l.entries
+                    ));
+                }
+            }
+            PullProgress::LayerIndexComplete { layer_index, .. } => {
+                if let Some(l) = self.layer(*layer_index) {
+                    let msg = l.summary();
+                    l.finish(msg);
+                }
+            }
+            PullProgress::Complete {
+                reference,
+                layer_count,
+                cached,
+                ..
+            } => {
+                for l in &mut self.layers {
+                    if l.phase != Phase::Done {
+                        // A fully cached image, a layer listed twice, or --no-index.
+                        let msg = match l.phase {
+                            Phase::Waiting if *cached => "cached".to_string(),
+                            Phase::Waiting => "done (same content as another layer)".to_string(),
+                            _ => l.summary(),
+                        };
+                        l.finish(msg);
+                    }
+                }
+                self.header.set_style(spinner_style());
+                self.header.finish_with_message(format!(
+                    "{reference}: {layer_count} layers{}",
+                    if *cached { ", from cache" } else { ", pulled" }
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    fn abandon(&mut self) {
+        for l in &self.layers {
+            if !l.bar.is_finished() {
+                l.bar.set_style(plain_style());
+                l.bar.abandon();
+            }
+        }
+        if !self.header.is_finished() {
+            self.header.set_style(style("✘ {msg}"));
+            let what = if self.reference.is_empty() {
+                "pull failed".to_string()
+            } else {
+                format!("{}: pull failed", self.reference)
+            };
+            self.header.abandon_with_message(what);
+        }
+    }
+}
+
+impl LayerBar {
+    fn set_digest(&mut self, digest: &Digest) {
+        self.bar
+            .set_prefix(format!("  {} {}", self.label, digest.short()));
+    }
+
+    fn show_extraction(&self) {
+        self.bar.set_message(format!(
+            "extracting: {} downloaded, {} unpacked, {} entries",
+            HumanBytes(self.downloaded),
+            HumanBytes(self.bytes_extracted),
+            self.entries
+        ));
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "done: {} downloaded, {} unpacked, {} entries",
+            HumanBytes(self.downloaded),
+            HumanBytes(self.bytes_extracted),
+            self.entries
+        )
+    }
+
+    fn finish(&mut self, msg: String) {
+        self.phase = Phase::Done;
+        self.bar.set_style(done_style());
+        self.bar.finish_with_message(msg);
+    }
+}
+
+/// A [`TermLike`] that writes ANSI escapes to stderr whatever it is (for `--progress tty`).
+#[derive(Debug)]
+struct AnsiStderr;
+
+impl AnsiStderr {
+    fn put(&self, s: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(s.as_bytes())
+    }
+
+    /// Move the cursor `n` cells in the direction of CSI code `dir` (`A` up … `D` left).
+    fn cursor(&self, n: usize, dir: char) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.put(&format!("\x1b[{n}{dir}"))
+    }
+}
+
+impl TermLike for AnsiStderr {
+    fn width(&self) -> u16 {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(80)
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.cursor(n, 'A')
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.cursor(n, 'B')
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.cursor(n, 'C')
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.cursor(n, 'D')
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.put(&format!("{s}\n"))
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.put(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
