@@ -31,6 +31,7 @@ mod client;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod index;
 pub mod layer;
 pub mod manifest;
 pub mod platform;

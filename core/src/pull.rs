@@ -134,6 +134,11 @@ impl Puller {
             reference: ref_s.clone(),
         });
         let key = record_key(&ref_s, &platform.to_string());
+        if opts.force && opts.pull_policy == PullPolicy::Never {
+            return Err(Error::InvalidArgument(
+                "force re-downloads layers, which pull policy Never forbids".into(),
+            ));
+        }
 
         if !opts.force && opts.pull_policy != PullPolicy::Always {
             let (cache, k, r, p) = (
@@ -149,6 +154,12 @@ impl Puller {
                     layer_count: res.layers.len(),
                     total_download_bytes: 0,
                 });
+                for (layer_index, diff_id) in res.layer_diff_ids.iter().enumerate() {
+                    progress.emit(PullProgress::LayerCached {
+                        layer_index,
+                        diff_id: diff_id.clone(),
+                    });
+                }
                 progress.emit(PullProgress::Complete {
                     reference: ref_s,
                     manifest_digest: res.manifest_digest.clone(),

@@ -224,6 +224,10 @@ async fn tls_registry_with_test_ca() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Registry, "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "the TLS failure is reported: {err}"
+    );
 
     let res = client(&cache)
         .ca_file(&ca)

@@ -487,7 +487,7 @@ async fn a_layer_count_mismatch_is_a_manifest_error() {
     push_custom(
         &f,
         "bad/count",
-        &[l.clone()],
+        std::slice::from_ref(&l),
         vec![l.diff_id.clone(), l.diff_id.clone()],
     )
     .await;

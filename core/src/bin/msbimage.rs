@@ -2,10 +2,12 @@
 //!
 //! `msbimage pull REF` pulls (with progress on stderr and a summary or `--json` on stdout);
 //! `msbimage inspect REF` answers from the cache alone. Failures print one line,
-//! `msbimage: error: …`, and exit with a code per [`ErrorKind`] (see [`EXIT_CODES`]).
+//! `msbimage: error: …`, and exit with a code per [`ErrorKind`] (see [`args::EXIT_CODES`]).
 
 // The crate root's modules would live next to it in `src/bin/`, where Cargo would take them
 // for binaries of their own; they live in `src/bin/msbimage/` instead.
+#[path = "msbimage/args.rs"]
+mod args;
 #[path = "msbimage/interrupt.rs"]
 mod interrupt;
 #[path = "msbimage/progress_ui.rs"]
@@ -16,175 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use args::{Cli, Command, InspectArgs, PolicyArg, PullArgs};
+use clap::Parser as _;
 use microsandbox_image::{
     Error, ErrorKind, GlobalCache, ImageConfig, Platform, PullOptions, PullPolicy, PullResult,
     Reference, Registry, RegistryAuth,
 };
-use progress_ui::{ProgressMode, Reporter};
-
-const EXIT_CODES: &str = "\
-Exit codes:
-    0    success
-    2    invalid argument or image reference (including command-line usage errors)
-    3    image not in the cache (--policy never, inspect)
-    4    no manifest for the requested platform
-    5    authentication refused by the registry
-    6    registry or network error (including unknown repository or tag)
-    7    digest mismatch (corrupt or tampered content)
-    8    a layer could not be decompressed or extracted
-    9    local file-system error
-    10   unsupported or malformed manifest or config
-    70   internal error (a bug)
-    130  interrupted (Ctrl-C)
-
-On failure one line is printed to stderr: `msbimage: error: <message>`.
-
-Environment:
-    MSBIMAGE_CACHE    default cache directory (else $XDG_CACHE_HOME/msbimage, else ~/.cache/msbimage)
-    DOCKER_CONFIG     directory of the Docker config.json used for credentials (default ~/.docker)";
-
-/// Pull OCI images, verify them and extract their layers into a shared cache.
-#[derive(Debug, Parser)]
-#[command(
-    name = "msbimage",
-    version,
-    about = "Pull OCI images, verify them and extract their layers into a shared cache",
-    long_about = "Pull OCI images from a registry, verify every blob against its digest, and \
-                  extract the layers into a content-addressed cache shared by all images \
-                  (with a lookup index per layer). Progress goes to stderr; results to stdout.",
-    after_help = EXIT_CODES,
-    propagate_version = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Pull an image into the cache and print where its layers are.
-    #[command(after_help = EXIT_CODES)]
-    Pull(PullArgs),
-    /// Print what the cache holds for an image (as JSON, like `pull --json`), offline.
-    #[command(after_help = EXIT_CODES)]
-    Inspect(InspectArgs),
-}
-
-#[derive(Debug, Args)]
-struct CommonArgs {
-    /// Image reference: [registry/]repository[:tag][@digest]
-    #[arg(value_name = "REF")]
-    reference: String,
-
-    /// Target platform [default: linux/<host architecture>]
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
-    platform: Option<Platform>,
-
-    /// Cache directory [default: $MSBIMAGE_CACHE, $XDG_CACHE_HOME/msbimage or ~/.cache/msbimage]
-    #[arg(long, value_name = "DIR")]
-    cache: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-struct PullArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-
-    /// When to contact the registry
-    #[arg(long, value_enum, default_value_t = PolicyArg::IfMissing)]
-    policy: PolicyArg,
-
-    /// Download and extract every layer again, even if cached
-    #[arg(long)]
-    force: bool,
-
-    /// Allow plain HTTP and unverified TLS for this registry host[:port] (repeatable)
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    insecure_registry: Vec<String>,
-
-    /// Also trust the CA certificates in this PEM file
-    #[arg(long = "ca-file", value_name = "PEM")]
-    ca_file: Option<PathBuf>,
-
-    /// Try URL (host[:port] or http(s)://host[:port]) before REGISTRY, e.g.
-    /// docker.io=http://localhost:5000 (repeatable; mirrors are tried in order)
-    #[arg(long, value_name = "REGISTRY=URL", value_parser = parse_mirror)]
-    mirror: Vec<(String, String)>,
-
-    /// How many layers download and extract at once [default: 4]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    concurrency: Option<u16>,
-
-    /// Do not build the per-layer lookup index
-    #[arg(long = "no-index")]
-    no_index: bool,
-
-    /// User name for the image's registry (the password is read from stdin)
-    #[arg(long, value_name = "U", requires = "password_stdin")]
-    username: Option<String>,
-
-    /// Read the password (or token) for --username from stdin
-    #[arg(long = "password-stdin", requires = "username")]
-    password_stdin: bool,
-
-    /// Print the result as one JSON object on stdout
-    #[arg(long)]
-    json: bool,
-
-    /// How to show progress on stderr
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-    progress: ProgressMode,
-}
-
-#[derive(Debug, Args)]
-struct InspectArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum PolicyArg {
-    /// Use the cache when the image is complete there; pull otherwise
-    IfMissing,
-    /// Always fetch the manifest again (cached layers are reused)
-    Always,
-    /// Never touch the network; fail with exit code 3 if not cached
-    Never,
-}
-
-impl From<PolicyArg> for PullPolicy {
-    fn from(p: PolicyArg) -> PullPolicy {
-        match p {
-            PolicyArg::IfMissing => PullPolicy::IfMissing,
-            PolicyArg::Always => PullPolicy::Always,
-            PolicyArg::Never => PullPolicy::Never,
-        }
-    }
-}
-
-fn parse_platform(s: &str) -> Result<Platform, String> {
-    s.parse().map_err(|e| format!("{e}"))
-}
-
-fn parse_mirror(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((registry, url)) if !registry.trim().is_empty() && !url.trim().is_empty() => {
-            let registry = registry.trim().to_ascii_lowercase();
-            // References name Docker Hub `docker.io` whatever alias the user wrote.
-            let registry = match registry.as_str() {
-                "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-                    "docker.io".to_string()
-                }
-                _ => registry,
-            };
-            Ok((registry, url.trim().to_string()))
-        }
-        _ => Err(format!(
-            "expected REGISTRY=URL, e.g. docker.io=http://localhost:5000; got {s:?}"
-        )),
-    }
-}
+use progress_ui::Reporter;
 
 /// Why the command failed: a library error, or a failure of the command itself.
 enum Failure {
@@ -198,7 +38,7 @@ impl From<Error> for Failure {
     }
 }
 
-/// The exit status for each error kind (documented in [`EXIT_CODES`]).
+/// The exit status for each error kind (documented in [`args::EXIT_CODES`]).
 fn exit_code(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::InvalidArgument | ErrorKind::InvalidReference => 2,
@@ -396,6 +236,10 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
         reporter.event(&event);
     }
 
+    if let Err(e) = &outcome {
+        reporter.abandon(e.kind() == ErrorKind::Cancelled);
+    }
+    reporter.end();
     match outcome {
         Ok(result) => {
             let text = if args.json {
@@ -405,10 +249,7 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
             };
             print_stdout(&text)
         }
-        Err(e) => {
-            reporter.abandon();
-            Err(e.into())
-        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct RegistryClient {
     opts: ClientOptions,
     auth: AuthStore,
     schemes: Mutex<HashMap<String, &'static str>>,
+    /// Credentials resolved per auth key (resolving may read files or run helpers).
+    creds: Mutex<HashMap<String, RegistryAuth>>,
     basic_hosts: Mutex<HashSet<String>>,
     tokens: token::TokenCache,
 }
@@ -133,6 +135,7 @@ impl RegistryClient {
             opts,
             auth,
             schemes: Mutex::default(),
+            creds: Mutex::default(),
             basic_hosts: Mutex::default(),
             tokens: token::TokenCache::default(),
         })
@@ -177,6 +180,11 @@ impl RegistryClient {
         schemes.insert(host.to_owned(), scheme);
     }
 
+    fn forget_scheme(&self, host: &str) {
+        let mut schemes = self.schemes.lock().unwrap_or_else(|p| p.into_inner());
+        schemes.remove(host);
+    }
+
     fn http_for(&self, host: &str) -> &reqwest::Client {
         if self.is_insecure(host) {
             &self.unverified
@@ -185,11 +193,33 @@ impl RegistryClient {
         }
     }
 
-    fn authorization(&self, ep: &Endpoint, scope: &str) -> Option<String> {
+    /// The credentials for an endpoint, resolved once on a blocking thread (the Docker config
+    /// file may be read and credential helpers run).
+    async fn credentials(&self, ep: &Endpoint) -> RegistryAuth {
+        if let Some(a) = self
+            .creds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ep.auth_key)
+        {
+            return a.clone();
+        }
+        let (store, key) = (self.auth.clone(), ep.auth_key.clone());
+        let auth = tokio::task::spawn_blocking(move || store.for_registry(&key))
+            .await
+            .unwrap_or_default();
+        self.creds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ep.auth_key.clone(), auth.clone());
+        auth
+    }
+
+    async fn authorization(&self, ep: &Endpoint, scope: &str) -> Option<String> {
         if let Some(t) = self.tokens.get(&ep.host, scope) {
             return Some(format!("Bearer {t}"));
         }
-        match self.auth.for_registry(&ep.auth_key) {
+        match self.credentials(ep).await {
             RegistryAuth::Bearer { token } => Some(format!("Bearer {token}")),
             RegistryAuth::Basic { username, password }
                 if self
@@ -213,7 +243,7 @@ impl RegistryClient {
         scope: &str,
         headers: &HeaderMap,
     ) -> Result<(), RegistryError> {
-        let auth = self.auth.for_registry(&ep.auth_key);
+        let auth = self.credentials(ep).await;
         let challenges: Vec<challenge::Challenge> = headers
             .get_all(header::WWW_AUTHENTICATE)
             .iter()
@@ -278,6 +308,8 @@ impl RegistryClient {
         let scope = format!("repository:{repo}:pull");
         let mut challenged = false;
         let mut attempt = 0u32;
+        // Why HTTPS failed on a host we then tried over plain HTTP.
+        let mut https_error: Option<RegistryError> = None;
         loop {
             let (scheme, may_downgrade) = self.scheme_for(&ep.host);
             let url_s = format!("{scheme}://{}/v2/{repo}/{path}", ep.host);
@@ -289,13 +321,14 @@ impl RegistryClient {
                 .http_for(&ep.host)
                 .get(url.clone())
                 .headers(headers.clone());
-            if let Some(a) = self.authorization(ep, &scope) {
+            if let Some(a) = self.authorization(ep, &scope).await {
                 req = req.header(header::AUTHORIZATION, a);
             }
             let resp = match req.send().await {
                 Ok(r) => r,
-                Err(_) if may_downgrade => {
+                Err(e) if may_downgrade => {
                     // Loopback or insecure host that does not speak TLS: use plain HTTP.
+                    https_error = Some(network(url.as_str(), &e));
                     self.remember_scheme(&ep.host, "http");
                     continue;
                 }
@@ -313,6 +346,14 @@ impl RegistryClient {
                 self.remember_scheme(&ep.host, scheme);
             }
             let status = resp.status();
+            if status == StatusCode::BAD_REQUEST
+                && let Some(tls) = https_error.take()
+            {
+                // The port speaks TLS after all (Go's server answers plain HTTP with 400):
+                // the HTTPS failure is the real story (usually an untrusted certificate).
+                self.forget_scheme(&ep.host);
+                return Err(tls);
+            }
             if status == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
                 self.tokens.remove(&ep.host, &scope);
@@ -474,7 +515,7 @@ impl RegistryClient {
                 .headers(headers.clone());
             // Credentials go only back to the registry's own origin, never to a storage host.
             if next.origin() == origin
-                && let Some(a) = self.authorization(ep, &scope)
+                && let Some(a) = self.authorization(ep, &scope).await
             {
                 req = req.header(header::AUTHORIZATION, a);
             }

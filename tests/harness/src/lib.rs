@@ -21,6 +21,7 @@ pub mod push;
 pub mod registry;
 pub mod tls;
 pub mod token;
+pub mod tree;
 
 pub use auth::AuthError;
 pub use fixtures::{MultiPlatform, multiplatform, standard_image};

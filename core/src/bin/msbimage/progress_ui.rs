@@ -45,14 +45,15 @@ impl Reporter {
             ProgressMode::Auto => {
                 Reporter::Bars(Box::new(Bars::new(ProgressDrawTarget::stderr(), indexing)))
             }
+            ProgressMode::Tty if stderr_is_tty && !dumb => {
+                Reporter::Bars(Box::new(Bars::new(ProgressDrawTarget::stderr(), indexing)))
+            }
             ProgressMode::Tty => {
-                let target = if stderr_is_tty && !dumb {
-                    ProgressDrawTarget::stderr()
-                } else {
-                    // indicatif hides itself off a terminal; draw with plain ANSI escapes.
-                    ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 20)
-                };
-                Reporter::Bars(Box::new(Bars::new(target, indexing)))
+                // indicatif hides itself off a terminal; draw with plain ANSI escapes.
+                let target = ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 20);
+                let mut bars = Bars::new(target, indexing);
+                bars.newline_at_end = true;
+                Reporter::Bars(Box::new(bars))
             }
         }
     }
@@ -70,11 +71,22 @@ impl Reporter {
         }
     }
 
-    /// The pull ended without a `Complete` event (error or Ctrl-C): leave the bars as they are
-    /// so the error line that follows does not get drawn over.
-    pub fn abandon(&mut self) {
+    /// The pull ended without a `Complete` event (error, or Ctrl-C when `cancelled`): freeze
+    /// the bars so the error line that follows does not get drawn over.
+    pub fn abandon(&mut self, cancelled: bool) {
         if let Reporter::Bars(b) = self {
-            b.abandon();
+            b.abandon(if cancelled { "cancelled" } else { "failed" });
+        }
+    }
+
+    /// No more events will come: leave stderr at the start of a fresh line.
+    pub fn end(&mut self) {
+        // indicatif pads its last line to the terminal width and lets the terminal wrap; a
+        // file or pipe needs the newline spelled out.
+        if let Reporter::Bars(b) = self
+            && b.newline_at_end
+        {
+            let _ = writeln!(std::io::stderr().lock());
         }
     }
 }
@@ -85,6 +97,15 @@ fn layer_label(index: usize, count: usize) -> String {
         format!("layer {}/{}", index + 1, count)
     } else {
         format!("layer {}", index + 1)
+    }
+}
+
+/// `1 layer`, `3 layers`.
+fn layers(n: usize) -> String {
+    if n == 1 {
+        "1 layer".to_string()
+    } else {
+        format!("{n} layers")
     }
 }
 
@@ -118,7 +139,8 @@ impl Plain {
             } => {
                 self.layer_count = *layer_count;
                 self.line(format_args!(
-                    "resolved {reference} {manifest_digest} ({layer_count} layers, {} to download)",
+                    "resolved {reference} {manifest_digest} ({}, {} to download)",
+                    layers(*layer_count),
                     to_download(*total_download_bytes)
                 ));
             }
@@ -156,7 +178,8 @@ impl Plain {
                 layer_count,
                 cached,
             } => self.line(format_args!(
-                "complete {reference} {manifest_digest} ({layer_count} layers{})",
+                "complete {reference} {manifest_digest} ({}{})",
+                layers(*layer_count),
                 if *cached { ", from cache" } else { "" }
             )),
             _ => {}
@@ -179,6 +202,10 @@ struct LayerBar {
     downloaded: u64,
     bytes_extracted: u64,
     entries: u64,
+    /// `LayerExtractComplete` arrived (the layer is published; its index may still follow).
+    extracted: bool,
+    /// `LayerCached` arrived.
+    was_cached: bool,
 }
 
 /// indicatif bars: a header line, then one bar per layer.
@@ -188,6 +215,8 @@ pub struct Bars {
     reference: String,
     layers: Vec<LayerBar>,
     indexing: bool,
+    /// Drawing with [`AnsiStderr`] to something that is not a terminal.
+    newline_at_end: bool,
 }
 
 const TICKS: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", "✔"];
@@ -213,7 +242,7 @@ fn waiting_style() -> ProgressStyle {
 
 fn download_style(known_total: bool) -> ProgressStyle {
     if known_total {
-        style("{prefix} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {msg}")
+        style("{prefix} [{wide_bar:.cyan/blue}] {bytes:>10}/{total_bytes:<10} {msg}")
     } else {
         style("{prefix} {spinner:.cyan} {bytes:>10} {msg}")
     }
@@ -240,6 +269,7 @@ impl Bars {
             reference: String::new(),
             layers: Vec::new(),
             indexing,
+            newline_at_end: false,
         }
     }
 
@@ -260,7 +290,8 @@ impl Bars {
                 ..
             } => {
                 self.header.set_message(format!(
-                    "{reference}: {layer_count} layers, {} to download",
+                    "{reference}: {}, {} to download",
+                    layers(*layer_count),
                     to_download(*total_download_bytes)
                 ));
                 let width = layer_count.to_string().len();
@@ -279,6 +310,8 @@ impl Bars {
                         downloaded: 0,
                         bytes_extracted: 0,
                         entries: 0,
+                        extracted: false,
+                        was_cached: false,
                     });
                 }
             }
@@ -288,6 +321,7 @@ impl Bars {
             } => {
                 if let Some(l) = self.layer(*layer_index) {
                     l.set_digest(diff_id);
+                    l.was_cached = true;
                     l.finish("cached".into());
                 }
             }
@@ -365,6 +399,7 @@ impl Bars {
                     l.set_digest(diff_id);
                     l.bytes_extracted = *bytes_extracted;
                     l.entries = *entries;
+                    l.extracted = true;
                     if indexing {
                         // The lookup index comes next; the bar finishes when it is written.
                         l.phase = Phase::Extracting;
@@ -414,29 +449,43 @@ impl Bars {
                         l.finish(msg);
                     }
                 }
+                let how = if *cached {
+                    "from cache".to_string()
+                } else {
+                    let pulled = self.layers.iter().filter(|l| l.extracted).count();
+                    let reused = self.layers.iter().filter(|l| l.was_cached).count();
+                    format!("{pulled} pulled, {reused} already cached")
+                };
                 self.header.set_style(spinner_style());
-                self.header.finish_with_message(format!(
-                    "{reference}: {layer_count} layers{}",
-                    if *cached { ", from cache" } else { ", pulled" }
-                ));
+                self.header
+                    .finish_with_message(format!("{reference}: {} ({how})", layers(*layer_count)));
             }
             _ => {}
         }
     }
 
-    fn abandon(&mut self) {
+    fn abandon(&mut self, reason: &str) {
         for l in &self.layers {
             if !l.bar.is_finished() {
-                l.bar.set_style(plain_style());
-                l.bar.abandon();
+                // A download bar keeps its bytes so one sees how far it got.
+                if l.phase != Phase::Downloading {
+                    l.bar.set_style(plain_style());
+                }
+                let msg = if l.extracted {
+                    // Published in the cache (at most its lookup index is missing).
+                    format!("extracted ({} entries)", l.entries)
+                } else {
+                    reason.to_string()
+                };
+                l.bar.abandon_with_message(msg);
             }
         }
         if !self.header.is_finished() {
             self.header.set_style(style("✘ {msg}"));
             let what = if self.reference.is_empty() {
-                "pull failed".to_string()
+                format!("pull {reason}")
             } else {
-                format!("{}: pull failed", self.reference)
+                format!("{}: pull {reason}", self.reference)
             };
             self.header.abandon_with_message(what);
         }
@@ -451,7 +500,7 @@ impl LayerBar {
 
     fn show_extraction(&self) {
         self.bar.set_message(format!(
-            "extracting: {} downloaded, {} unpacked, {} entries",
+            "extracting {} → {}, {} entries",
             HumanBytes(self.downloaded),
             HumanBytes(self.bytes_extracted),
             self.entries
@@ -460,7 +509,7 @@ impl LayerBar {
 
     fn summary(&self) -> String {
         format!(
-            "done: {} downloaded, {} unpacked, {} entries",
+            "done ({} → {}, {} entries)",
             HumanBytes(self.downloaded),
             HumanBytes(self.bytes_extracted),
             self.entries

@@ -1,0 +1,1 @@
+//! Sidecar lookup index: see issue 4 (in progress).

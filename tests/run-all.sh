@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Runs every test of the project (the README's test command calls this through .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace --features microsandbox-image/cli
