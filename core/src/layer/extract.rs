@@ -137,6 +137,36 @@ fn sanitize(raw: &[u8], limits: &ExtractLimits) -> Result<Option<PathBuf>, Layer
     Ok((depth > 0).then_some(out))
 }
 
+/// A numeric tar header field: octal text (NUL- or space-padded, empty meaning 0, as GNU tar
+/// and Go's archive/tar read it) or GNU base-256 binary (high bit of the first byte set).
+fn numeric_field(raw: &[u8]) -> Option<u64> {
+    if let Some(&first) = raw.first()
+        && first & 0x80 != 0
+    {
+        if first & 0x40 != 0 {
+            return None; // negative base-256 numbers are not valid ids, modes or times here
+        }
+        let mut v: u64 = u64::from(first & 0x3f);
+        for &b in &raw[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(v);
+    }
+    let text = raw.split(|b| *b == 0).next().unwrap_or(&[]);
+    let text = text.trim_ascii();
+    if text.is_empty() {
+        return Some(0);
+    }
+    let mut v: u64 = 0;
+    for &b in text {
+        if !(b'0'..=b'7').contains(&b) {
+            return None;
+        }
+        v = v.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(v)
+}
+
 fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     let s = std::str::from_utf8(v).ok()?;
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -207,9 +237,13 @@ impl Extractor {
     ) -> Result<Meta, LayerError> {
         let h = entry.header();
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let field = |r: std::io::Result<u64>, what: &'static str| {
-            r.map_err(|e| LayerError::Tar {
-                detail: format!("{path}: bad {what}: {e}"),
+        let old = h.as_old();
+        let field = |raw: &[u8], what: &'static str| {
+            numeric_field(raw).ok_or_else(|| LayerError::Tar {
+                detail: format!(
+                    "{path}: bad {what} field {:?}",
+                    String::from_utf8_lossy(raw)
+                ),
             })
         };
         let to_u32 = |v: u64, what: &'static str| {
@@ -217,11 +251,11 @@ impl Extractor {
                 detail: format!("{path}: {what} {v} does not fit in 32 bits"),
             })
         };
-        let perm = field(h.mode().map(u64::from), "mode")? as u32 & 0o7777;
-        let uid = to_u32(field(h.uid(), "uid")?, "uid")?;
-        let gid = to_u32(field(h.gid(), "gid")?, "gid")?;
+        let perm = field(&old.mode, "mode")? as u32 & 0o7777;
+        let uid = to_u32(field(&old.uid, "uid")?, "uid")?;
+        let gid = to_u32(field(&old.gid, "gid")?, "gid")?;
         let mut mtime = Timespec {
-            tv_sec: field(h.mtime(), "mtime")? as i64,
+            tv_sec: field(&old.mtime, "mtime")? as i64,
             tv_nsec: 0,
         };
         let rdev = if matches!(type_bits, mode::S_IFCHR | mode::S_IFBLK) {
@@ -677,6 +711,21 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn numeric_fields_are_read_like_gnu_tar() {
+        assert_eq!(numeric_field(b"0000644\0"), Some(0o644));
+        assert_eq!(numeric_field(b"   755 \0"), Some(0o755));
+        assert_eq!(
+            numeric_field(b"\0\0\0\0\0\0\0\0"),
+            Some(0),
+            "all-NUL means 0"
+        );
+        assert_eq!(numeric_field(b"        "), Some(0));
+        assert_eq!(numeric_field(&[0x80, 0, 0, 0, 0, 0, 0x01, 0x00]), Some(256));
+        assert_eq!(numeric_field(b"12x4\0"), None);
+        assert_eq!(numeric_field(&[0xff; 8]), None, "negative binary");
     }
 
     #[test]
