@@ -70,7 +70,8 @@ pub enum Error {
     Layer {
         /// The image.
         reference: String,
-        /// The layer's compressed digest (as listed in the manifest).
+        /// The layer's compressed digest as listed in the manifest (its diff_id when the layer
+        /// was already in the cache and only its index was being built).
         digest: Digest,
         /// What went wrong.
         #[source]

@@ -13,7 +13,9 @@ use crate::client::RegistryClient;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{ExtractLimits, LayerContext, LayerJob, LayerOutcome, ensure_layer};
+use crate::layer::{
+    ExtractLimits, LayerContext, LayerJob, LayerOutcome, ensure_layer, index_cached_layers,
+};
 use crate::manifest::{self, Manifest, Parsed, Selection};
 use crate::platform::Platform;
 use crate::progress::{ProgressSink, PullProgress};
@@ -148,6 +150,17 @@ impl Puller {
                 platform.clone(),
             );
             if let Some(res) = blocking(move || from_cache(&cache, &k, r, p)).await?? {
+                if opts.build_index {
+                    for (i, diff_id) in res.layer_diff_ids.iter().enumerate() {
+                        index_cached_layers(&self.cache, &[(i, diff_id.clone())], progress)
+                            .await
+                            .map_err(|source| Error::Layer {
+                                reference: ref_s.to_string(),
+                                digest: diff_id.clone(),
+                                source: Box::new(source),
+                            })?;
+                    }
+                }
                 progress.emit(PullProgress::Resolved {
                     reference: ref_s.clone(),
                     manifest_digest: res.manifest_digest.clone(),
@@ -257,6 +270,7 @@ impl Puller {
             progress: progress.clone(),
             force: opts.force,
             durable: self.durable,
+            build_index: opts.build_index,
         });
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let outcomes = futures_util::future::try_join_all(unique.iter().map(|job| {

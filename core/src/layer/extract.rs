@@ -19,6 +19,7 @@ use rustix::io::Errno;
 
 use super::LayerError;
 use super::stat::{OverrideStat, encode_dev, mode, store_xattr};
+use crate::index::{EntryMeta, IndexBuilder};
 
 /// Marks a directory the layer did not list but needed as a parent. Its metadata is a
 /// placeholder (root-owned 0755); a merged view takes it from the lower layer instead.
@@ -52,8 +53,10 @@ impl Default for ExtractLimits {
 }
 
 /// What extraction produced.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct ExtractStats {
+    /// The layer's index, fed entry by entry (when asked for).
+    pub index: Option<IndexBuilder>,
     /// Tar entries applied (extension headers not counted).
     pub entries: u64,
     /// File content bytes written.
@@ -80,6 +83,32 @@ pub(crate) struct Extractor {
     dir_times: Vec<(PathBuf, Timespec)>,
     stats: ExtractStats,
     buf: Vec<u8>,
+}
+
+fn inode_of(fd: impl AsFd, rel: &Path) -> Result<u64, LayerError> {
+    Ok(rustix::fs::fstat(fd).map_err(io_err(rel, "stat"))?.st_ino)
+}
+
+fn path_bytes(rel: &Path) -> &[u8] {
+    rel.as_os_str().as_bytes()
+}
+
+impl Meta {
+    fn index_meta(&self, size: u64, inode: u64, link_target: Option<Vec<u8>>) -> EntryMeta {
+        EntryMeta {
+            mode: self.stat.mode,
+            uid: self.stat.uid,
+            gid: self.stat.gid,
+            size,
+            rdev: self.stat.rdev,
+            mtime_sec: self.mtime.tv_sec,
+            mtime_nsec: u32::try_from(self.mtime.tv_nsec).unwrap_or(0),
+            inode,
+            link_target,
+            xattrs: self.xattrs.clone(),
+            implicit: false,
+        }
+    }
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(Errno) -> LayerError + 'a {
@@ -191,8 +220,13 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
 }
 
 impl Extractor {
-    /// An extractor writing under `root`, an existing empty directory.
-    pub(crate) fn new(root: &Path, limits: ExtractLimits) -> Result<Self, LayerError> {
+    /// An extractor writing under `root`, an existing empty directory; it also feeds an
+    /// [`IndexBuilder`] when `build_index`.
+    pub(crate) fn new(
+        root: &Path,
+        limits: ExtractLimits,
+        build_index: bool,
+    ) -> Result<Self, LayerError> {
         let fd = rustix::fs::open(
             root,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -205,7 +239,10 @@ impl Extractor {
             limits,
             implicit: HashSet::new(),
             dir_times: Vec::new(),
-            stats: ExtractStats::default(),
+            stats: ExtractStats {
+                index: build_index.then(IndexBuilder::new),
+                ..ExtractStats::default()
+            },
             buf: vec![0u8; COPY_BUF],
         })
     }
@@ -351,6 +388,10 @@ impl Extractor {
                 source: e,
             })?;
             self.set_meta(&root, Path::new("."), &meta)?;
+            if let Some(index) = &mut self.stats.index {
+                let inode = inode_of(&root, Path::new("."))?;
+                index.add(b"", meta.index_meta(0, inode, None))?;
+            }
             self.dir_times.push((PathBuf::from("."), meta.mtime));
             return Ok(());
         };
@@ -376,14 +417,18 @@ impl Extractor {
         let fd = self.create(rel)?;
         let mut file = File::from(fd);
         let type_bits = meta.stat.mode & mode::S_IFMT;
+        let mut link_target = None;
+        let mut size = 0;
         if type_bits == mode::S_IFLNK {
-            let target = entry.link_name_bytes().unwrap_or_default();
+            let target = entry.link_name_bytes().unwrap_or_default().into_owned();
             file.write_all(&target).map_err(|e| LayerError::Io {
                 op: "write",
                 path: rel.to_string_lossy().into_owned(),
                 source: e,
             })?;
+            link_target = Some(target);
         } else if type_bits == mode::S_IFREG {
+            size = entry.size();
             let size = entry.size();
             if size > self.limits.max_file_size {
                 return Err(LayerError::Limit {
@@ -403,7 +448,12 @@ impl Extractor {
             }
             self.copy(entry, &mut file, rel)?;
         }
-        self.set_meta(&file, rel, meta)
+        self.set_meta(&file, rel, meta)?;
+        if let Some(index) = &mut self.stats.index {
+            let inode = inode_of(&file, rel)?;
+            index.add(path_bytes(rel), meta.index_meta(size, inode, link_target))?;
+        }
+        Ok(())
     }
 
     fn copy<R: Read>(&mut self, src: &mut R, dst: &mut File, rel: &Path) -> Result<(), LayerError> {
@@ -502,6 +552,10 @@ impl Extractor {
             self.stats.implicit_dirs -= 1;
         }
         self.set_meta(&fd, rel, meta)?;
+        if let Some(index) = &mut self.stats.index {
+            let inode = inode_of(&fd, rel)?;
+            index.add(path_bytes(rel), meta.index_meta(0, inode, None))?;
+        }
         self.dir_times.push((rel.to_owned(), meta.mtime));
         Ok(())
     }
@@ -524,7 +578,12 @@ impl Extractor {
         let mut replaced = false;
         loop {
             match rustix::fs::linkat(&self.root, &target, &self.root, rel, AtFlags::empty()) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let Some(index) = &mut self.stats.index {
+                        index.add_hardlink(path_bytes(rel), path_bytes(&target))?;
+                    }
+                    return Ok(());
+                }
                 Err(Errno::EXIST) if !replaced => {
                     replaced = true;
                     self.remove(rel)?;
@@ -636,6 +695,15 @@ impl Extractor {
                         rustix::fs::XattrFlags::empty(),
                     )
                     .map_err(io_err(&prefix, "set xattr on"))?;
+                    if let Some(index) = &mut self.stats.index {
+                        let meta = EntryMeta {
+                            mode: mode::S_IFDIR | 0o755,
+                            inode: inode_of(&fd, &prefix)?,
+                            implicit: true,
+                            ..EntryMeta::default()
+                        };
+                        index.add(path_bytes(&prefix), meta)?;
+                    }
                     self.implicit.insert(prefix.clone());
                     self.stats.implicit_dirs += 1;
                 }

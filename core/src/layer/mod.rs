@@ -8,6 +8,7 @@ mod download;
 mod extract;
 mod publish;
 mod reader;
+mod reindex;
 pub mod stat;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use decompress::Decoder;
 use download::{DownloadError, stream_blob};
 use publish::{LayerMeta, Staging};
 use reader::{CHANNEL_CHUNKS, ChunkReader};
+pub(crate) use reindex::ensure_index;
 
 /// What went wrong with one layer.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,9 @@ pub enum LayerError {
     /// The cache failed (locks, publishing).
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The layer's entries do not form a valid index (or the index is too large).
+    #[error("index: {0}")]
+    Index(#[from] crate::index::IndexError),
     /// A bug: a worker thread panicked.
     #[error("internal error: {0}")]
     Internal(String),
@@ -145,6 +150,7 @@ pub(crate) struct LayerContext {
     pub progress: ProgressSink,
     pub force: bool,
     pub durable: bool,
+    pub build_index: bool,
 }
 
 /// How a layer became present.
@@ -179,13 +185,7 @@ pub(crate) async fn ensure_layer(
         cache.lock_layer(&diff_id).map(Some)
     });
     let lock = match lock.await?? {
-        None if !ctx.force => {
-            ctx.progress.emit(PullProgress::LayerCached {
-                layer_index: job.index,
-                diff_id: job.diff_id.clone(),
-            });
-            return Ok(LayerOutcome::Cached);
-        }
+        None if !ctx.force => return cached(&ctx, &job).await,
         None => {
             let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
             blocking(move || cache.lock_layer(&diff_id)).await??
@@ -195,11 +195,8 @@ pub(crate) async fn ensure_layer(
     // Under the lock: another process may have published it while we waited.
     let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
     if !ctx.force && blocking(move || cache.has_layer(&diff_id)).await? {
-        ctx.progress.emit(PullProgress::LayerCached {
-            layer_index: job.index,
-            diff_id: job.diff_id.clone(),
-        });
-        return Ok(LayerOutcome::Cached);
+        drop(lock);
+        return cached(&ctx, &job).await;
     }
 
     ctx.progress.emit(PullProgress::LayerExtractStarted {
@@ -232,12 +229,7 @@ pub(crate) async fn ensure_layer(
         .await
         .map_err(|e| LayerError::Internal(format!("layer worker: {e}")))?;
     match downloaded {
-        Ok(n) => ctx.progress.emit(PullProgress::LayerDownloadComplete {
-            layer_index: job.index,
-            digest: job.descriptor.digest.clone(),
-            downloaded_bytes: n,
-        }),
-        Err(DownloadError::ReceiverGone) => {}
+        Ok(_) | Err(DownloadError::ReceiverGone) => {}
         Err(DownloadError::Registry(e)) => return Err(LayerError::Download(e)),
         Err(DownloadError::TooLong { expected }) => {
             return Err(LayerError::SizeMismatch {
@@ -249,14 +241,50 @@ pub(crate) async fn ensure_layer(
             return Err(LayerError::SizeMismatch { expected, actual });
         }
     }
-    let meta = extracted?;
-    ctx.progress.emit(PullProgress::LayerExtractComplete {
+    extracted?;
+    Ok(LayerOutcome::Pulled)
+}
+
+/// A layer already in the cache: report it, and index it if it lacks an index we want.
+async fn cached(ctx: &Arc<LayerContext>, job: &LayerJob) -> Result<LayerOutcome, LayerError> {
+    ctx.progress.emit(PullProgress::LayerCached {
         layer_index: job.index,
         diff_id: job.diff_id.clone(),
-        entries: meta.entries,
-        bytes_extracted: meta.uncompressed_size,
     });
-    Ok(LayerOutcome::Pulled)
+    if ctx.build_index {
+        index_cached_layers(
+            &ctx.cache,
+            &[(job.index, job.diff_id.clone())],
+            &ctx.progress,
+        )
+        .await?;
+    }
+    Ok(LayerOutcome::Cached)
+}
+
+/// Give cached layers that lack an index one (no network involved).
+pub(crate) async fn index_cached_layers(
+    cache: &GlobalCache,
+    layers: &[(usize, Digest)],
+    progress: &ProgressSink,
+) -> Result<(), LayerError> {
+    for (layer_index, diff_id) in layers {
+        let (c, d) = (cache.clone(), diff_id.clone());
+        let dir = cache.layer_dir(diff_id);
+        if blocking(move || dir.join(publish::INDEX_FILE).exists()).await? {
+            continue;
+        }
+        progress.emit(PullProgress::LayerIndexStarted {
+            layer_index: *layer_index,
+        });
+        if let Some(entries) = blocking(move || ensure_index(&c, &d)).await?? {
+            progress.emit(PullProgress::LayerIndexComplete {
+                layer_index: *layer_index,
+                entries,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The blocking half: decompress, hash, extract, verify, publish.
@@ -271,15 +299,16 @@ fn extract_and_publish(
     let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;
     let mut archive = tar::Archive::new(HashingReader::new(decoder, job.diff_id.algorithm()));
     let progress = &ctx.progress;
-    let extracted = extract::Extractor::new(&staging.fs(), ctx.limits).and_then(|x| {
-        x.run(&mut archive, &mut |entries, offset| {
-            progress.emit(PullProgress::LayerExtractProgress {
-                layer_index: job.index,
-                bytes_extracted: offset,
-                entries,
+    let extracted =
+        extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
+            x.run(&mut archive, &mut |entries, offset| {
+                progress.emit(PullProgress::LayerExtractProgress {
+                    layer_index: job.index,
+                    bytes_extracted: offset,
+                    entries,
+                })
             })
-        })
-    });
+        });
     // Only a broken stream is worth reading to its end (to tell corruption from a bad tar);
     // anything else (unsafe path, limit) stops the download now.
     let extracted = match extracted {
@@ -329,15 +358,38 @@ fn extract_and_publish(
             actual: blob_digest,
         });
     }
+    if trailing > 0 && job.descriptor.compression != crate::manifest::Compression::None {
+        return Err(LayerError::Tar {
+            detail: format!("{trailing} bytes of trailing garbage after the compressed stream"),
+        });
+    }
+    // Milestones are emitted here, in order, once each fact is verified.
+    ctx.progress.emit(PullProgress::LayerDownloadComplete {
+        layer_index: job.index,
+        digest: job.descriptor.digest.clone(),
+        downloaded_bytes: blob_size,
+    });
     if diff_id != job.diff_id {
         return Err(LayerError::DiffIdMismatch {
             expected: job.diff_id.clone(),
             actual: diff_id,
         });
     }
-    if trailing > 0 && job.descriptor.compression != crate::manifest::Compression::None {
-        return Err(LayerError::Tar {
-            detail: format!("{trailing} bytes of trailing garbage after the compressed stream"),
+    ctx.progress.emit(PullProgress::LayerExtractComplete {
+        layer_index: job.index,
+        diff_id: job.diff_id.clone(),
+        entries: stats.entries,
+        bytes_extracted: uncompressed_size,
+    });
+    if let Some(index) = stats.index {
+        ctx.progress.emit(PullProgress::LayerIndexStarted {
+            layer_index: job.index,
+        });
+        let entries = index.len() as u64;
+        staging.write_index(&index.finish()?)?;
+        ctx.progress.emit(PullProgress::LayerIndexComplete {
+            layer_index: job.index,
+            entries,
         });
     }
     let meta = LayerMeta {

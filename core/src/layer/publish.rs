@@ -10,6 +10,9 @@ use super::LayerError;
 use crate::cache::{CacheError, Layout, unique_name, write_atomic};
 use crate::digest::Digest;
 
+/// File name of the sidecar index inside a layer directory.
+pub(crate) const INDEX_FILE: &str = "index";
+
 /// `meta.json` of a layer directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LayerMeta {
@@ -73,6 +76,12 @@ impl Staging {
     /// Where the tree is extracted.
     pub(crate) fn fs(&self) -> PathBuf {
         self.dir.join("fs")
+    }
+
+    /// Write the layer's sidecar index next to `fs/`.
+    pub(crate) fn write_index(&self, bytes: &[u8]) -> Result<(), LayerError> {
+        let p = self.dir.join(INDEX_FILE);
+        std::fs::write(&p, bytes).map_err(io("write", &p))
     }
 
     /// Write `meta.json`, optionally make everything durable, and rename into place. With

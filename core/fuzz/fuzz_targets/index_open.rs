@@ -1,0 +1,122 @@
+//! Fuzz target: `LayerIndex::from_bytes` (the validation `LayerIndex::open` runs after
+//! mapping) and every lookup, on arbitrary bytes and on mutated valid indexes.
+//!
+//! The first input byte picks the mode:
+//! * even: the rest of the input is the index file, as is (most inputs then fail the magic,
+//!   length or checksum checks; libFuzzer learns the magic from the comparisons);
+//! * odd: a valid index built here (one of a few seeds) is patched with the rest of the input,
+//!   read as `(offset: u16, value: u8)` triples, optionally truncated, and its CRC32C is
+//!   recomputed, so the structural checks behind the checksum get exercised.
+//!
+//! Whatever opens must answer every query without panicking or looping.
+
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use microsandbox_image::index::{EntryMeta, IndexBuilder, LayerIndex, LayerStack};
+
+fn seeds() -> &'static [Vec<u8>] {
+    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let dir = EntryMeta {
+            mode: 0o040755,
+            ..EntryMeta::default()
+        };
+        let file = |size, inode| EntryMeta {
+            mode: 0o100644,
+            size,
+            inode,
+            xattrs: vec![(b"user.k".to_vec(), b"v".to_vec())],
+            ..EntryMeta::default()
+        };
+        let mut out = Vec::new();
+        let mut b = IndexBuilder::new();
+        let _ = b.add(b"", dir.clone());
+        for d in ["etc", "usr", "usr/lib", "usr/lib/x", "var"] {
+            let _ = b.add(d.as_bytes(), dir.clone());
+        }
+        for (i, f) in ["etc/a", "etc/bb", "usr/lib/x/libz.so.1", "var/log"].iter().enumerate() {
+            let _ = b.add(f.as_bytes(), file(i as u64, i as u64 + 1));
+        }
+        let _ = b.add_hardlink(b"etc/c", b"etc/a");
+        let link = EntryMeta {
+            mode: 0o120777,
+            link_target: Some(b"lib/x".to_vec()),
+            ..EntryMeta::default()
+        };
+        let _ = b.add(b"usr/sh", link);
+        let _ = b.add(b"usr/.wh.gone", file(0, 0));
+        let _ = b.add(b"var/.wh..wh..opq", file(0, 0));
+        let _ = b.add(b"dev", dir.clone());
+        let dev = EntryMeta {
+            mode: 0o020666,
+            rdev: 0x103,
+            ..EntryMeta::default()
+        };
+        let _ = b.add(b"dev/null", dev);
+        out.extend(b.finish());
+        out.extend(IndexBuilder::new().finish());
+        out
+    })
+}
+
+fn exercise(index: &LayerIndex) {
+    let mut dirs = vec![Vec::new()];
+    let mut seen = 0usize;
+    while let Some(d) = dirs.pop() {
+        for e in index.read_dir(&d).into_iter().flatten() {
+            seen += 1;
+            assert!(seen <= index.len(), "read_dir revisits entries");
+            let path = e.path();
+            assert_eq!(index.get(&path).map(|x| x.id()), Some(e.id()));
+            let _ = (e.kind(), e.mode(), e.size(), e.rdev(), e.link_target(), e.nlink());
+            let _ = e.xattrs().count() + e.xattr(b"user.k").map_or(0, <[u8]>::len);
+            let _ = index.hardlinks_of(e.inode()).count();
+            if e.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    let stack = LayerStack::new(vec![index.clone(), index.clone()]);
+    for (p, e) in stack.walk() {
+        assert_eq!(stack.get(&p).map(|x| x.id()), Some(e.id()));
+        let _ = stack.read_dir(&p).map(|v| v.len());
+    }
+    for probe in [&b"etc/a"[..], b"usr/lib/x/libz.so.1", b"nope", b"/", b"usr//lib"] {
+        let _ = (index.get(probe), stack.get(probe), index.lookup(probe, b"a"));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let bytes = if mode % 2 == 0 {
+        rest.to_vec()
+    } else {
+        let seeds = seeds();
+        let mut b = seeds[usize::from(mode / 2) % seeds.len()].clone();
+        for patch in rest.chunks_exact(3) {
+            let off = usize::from(u16::from_le_bytes([patch[0], patch[1]]));
+            if let Some(byte) = b.get_mut(off) {
+                *byte = patch[2];
+            }
+        }
+        if mode & 0x40 != 0 {
+            let keep = rest.len() * 7 % (b.len() + 1);
+            b.truncate(keep);
+        }
+        if mode & 0x80 == 0 && b.len() >= 16 {
+            let mut crc = crc32c::crc32c(&b[..12]);
+            crc = crc32c::crc32c_append(crc, &[0; 4]);
+            crc = crc32c::crc32c_append(crc, &b[16..]);
+            b[12..16].copy_from_slice(&crc.to_le_bytes());
+        }
+        b
+    };
+    if let Ok(index) = LayerIndex::from_bytes(bytes) {
+        exercise(&index);
+    }
+});

@@ -1,0 +1,513 @@
+//! Every class of bad input is an error, never a panic: wrong magic, version or checksum,
+//! truncation at every offset, non-canonical layout, references past the pool, unsorted
+//! tables, broken cross-references and cycles. Each case patches a valid file and, where the
+//! point is to get past the checksum, reseals it.
+
+use super::*;
+use crate::index::IndexError;
+use crate::index::format::{
+    self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, KEY_LEN, Layout, XATTR_LEN, attr, dir, hdr,
+};
+use crate::index::validate::validate;
+
+/// A small index using every section, with its layout and entry ids by path.
+struct Sample {
+    bytes: Vec<u8>,
+    l: Layout,
+    index: LayerIndex,
+}
+
+fn sample() -> Sample {
+    let mut b = IndexBuilder::new();
+    b.add(b"", dir()).unwrap();
+    b.add(b"a", dir()).unwrap();
+    b.add(b"a/b", dir()).unwrap();
+    let x = vec![
+        (b"user.x".to_vec(), b"1".to_vec()),
+        (b"user.y".to_vec(), b"2".to_vec()),
+    ];
+    b.add(
+        b"a/b/f1",
+        EntryMeta {
+            inode: 5,
+            xattrs: x,
+            ..file(3)
+        },
+    )
+    .unwrap();
+    b.add(
+        b"a/f2",
+        EntryMeta {
+            inode: 7,
+            ..file(3)
+        },
+    )
+    .unwrap();
+    b.add_hardlink(b"a/f3", b"a/f2").unwrap();
+    b.add(
+        b"a/l",
+        EntryMeta {
+            mode: 0o120777,
+            link_target: Some(b"f2".to_vec()),
+            ..EntryMeta::default()
+        },
+    )
+    .unwrap();
+    b.add(b"a/.wh.w", file(0)).unwrap();
+    b.add(
+        b"z",
+        EntryMeta {
+            xattrs: vec![(b"user.z".to_vec(), Vec::new())],
+            ..file(1)
+        },
+    )
+    .unwrap();
+    let null = EntryMeta {
+        mode: 0o020666,
+        rdev: 0x103,
+        ..EntryMeta::default()
+    };
+    b.add(b"null", null).unwrap();
+    let bytes = b.finish().unwrap();
+    let l = validate(&bytes).unwrap();
+    let index = LayerIndex::from_bytes(bytes.clone()).unwrap();
+    Sample { bytes, l, index }
+}
+
+impl Sample {
+    fn id(&self, path: &str) -> usize {
+        self.index.get(path.as_bytes()).unwrap().id() as usize
+    }
+    fn key(&self, path: &str) -> usize {
+        self.l.keys_off + self.id(path) * KEY_LEN
+    }
+    fn attr(&self, path: &str) -> usize {
+        self.l.attrs_off + self.id(path) * ATTR_LEN
+    }
+    fn dir(&self, path: &str) -> usize {
+        let d = self.index.get(path.as_bytes()).unwrap().dir_index() as usize;
+        self.l.dirs_off + d * DIR_LEN
+    }
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn put16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+fn put64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn reseal(b: &mut [u8]) {
+    let c = format::checksum(b);
+    put32(b, hdr::CHECKSUM, c);
+}
+
+/// Patch a copy of the sample, reseal it, and expect a `Malformed` error mentioning `reason`.
+fn malformed(patch: impl FnOnce(&Sample, &mut Vec<u8>), section: &str, reason: &str) {
+    let s = sample();
+    let mut b = s.bytes.clone();
+    patch(&s, &mut b);
+    reseal(&mut b);
+    match LayerIndex::from_bytes(b) {
+        Err(IndexError::Malformed {
+            section: sec,
+            reason: r,
+            ..
+        }) => {
+            assert_eq!(sec, section, "{r}");
+            assert!(r.contains(reason), "expected {reason:?}, got {r:?}");
+        }
+        other => panic!("expected malformed {section}: {reason}, got {other:?}"),
+    }
+}
+
+#[test]
+fn header_errors() {
+    let s = sample();
+    let mut b = s.bytes.clone();
+    b[0] = b'X';
+    assert!(matches!(
+        LayerIndex::from_bytes(b),
+        Err(IndexError::BadMagic { .. })
+    ));
+    let mut b = s.bytes.clone();
+    put32(&mut b, hdr::VERSION, 2);
+    reseal(&mut b);
+    let err = LayerIndex::from_bytes(b).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IndexError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
+    let mut b = s.bytes.clone();
+    let last = b.len() - 1;
+    b[last - 8] ^= 1;
+    let err = LayerIndex::from_bytes(b).unwrap_err();
+    assert!(
+        matches!(err, IndexError::ChecksumMismatch { .. }) && err.is_corrupt(),
+        "{err}"
+    );
+    let mut b = s.bytes.clone();
+    b.extend_from_slice(&[0; 8]);
+    assert!(matches!(
+        LayerIndex::from_bytes(b),
+        Err(IndexError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn truncated_at_every_offset() {
+    let s = sample();
+    for n in 0..s.bytes.len() {
+        let err = LayerIndex::from_bytes(&s.bytes[..n]).unwrap_err();
+        assert!(matches!(err, IndexError::Truncated { .. }), "at {n}: {err}");
+    }
+}
+
+#[test]
+fn layout_errors() {
+    malformed(|_, b| put64(b, hdr::ATTRS_OFF, 104), "header", "canonical");
+    malformed(|_, b| put64(b, hdr::POOL_OFF, 0), "header", "canonical");
+    malformed(|_, b| put32(b, hdr::ENTRY_COUNT, 0), "header", "no root");
+    malformed(|_, b| put32(b, hdr::DIR_COUNT, 0), "header", "no root");
+    malformed(
+        |_, b| put32(b, hdr::ENTRY_COUNT, u32::MAX),
+        "header",
+        "canonical",
+    );
+    malformed(|_, b| put32(b, hdr::XATTR_COUNT, 1), "header", "canonical");
+    malformed(
+        |s, b| put64(b, hdr::FILE_LEN, s.l.file_len as u64 - 8),
+        "header",
+        "longer",
+    );
+    malformed(
+        |_, b| put64(b, hdr::POOL_LEN, u64::MAX),
+        "header",
+        "pool longer",
+    );
+    malformed(
+        |s, b| put64(b, hdr::NAMES_LEN, s.l.pool_len as u64 + 1),
+        "header",
+        "names region longer",
+    );
+    malformed(
+        |s, b| {
+            let k = s.key("z") + 8;
+            let off = u32::from_le_bytes(b[k..k + 4].try_into().unwrap()) as usize;
+            b[s.l.pool_off + off] = b'/';
+        },
+        "header",
+        "contains `/` or NUL",
+    );
+    malformed(|s, b| b[s.l.pool_off] = 0, "header", "contains `/` or NUL");
+    malformed(
+        |s, b| {
+            // Shrink the pool by 8 and move the slack into padding: non-zero padding.
+            put64(b, hdr::POOL_LEN, s.l.pool_len as u64 - 1);
+            let end = b.len() - 1;
+            b[end] = 1;
+        },
+        "header",
+        "padding",
+    );
+}
+
+#[test]
+fn entry_errors() {
+    malformed(
+        |s, b| put32(b, s.key("z") + 8, s.l.names_len as u32),
+        "keys",
+        "outside the names region",
+    );
+    malformed(
+        |s, b| put16(b, s.key("z") + 12, u16::MAX),
+        "keys",
+        "outside the names region",
+    );
+    malformed(
+        |s, b| {
+            put16(b, s.key("a") + 12, 0);
+            put64(b, s.key("a"), 0);
+        },
+        "keys",
+        "invalid name",
+    );
+    malformed(|s, b| b[s.key("z")] ^= 1, "keys", "prefix does not match");
+    malformed(
+        |s, b| b[s.key("z") + 7] = b'y',
+        "keys",
+        "prefix does not match",
+    );
+    malformed(
+        |s, b| put16(b, s.key("z") + 14, 0x100),
+        "keys",
+        "unknown flag",
+    );
+    malformed(
+        |s, b| put16(b, s.key("a/w") + 14, 3),
+        "keys",
+        "whiteout with other flags",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("a/w") + attr::MODE, 0o020644),
+        "attrs",
+        "whiteout",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("z") + attr::MODE, 0o140644),
+        "attrs",
+        "unknown file type",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("z") + attr::MODE, 0o1100644),
+        "attrs",
+        "outside type",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("z") + attr::MTIME_NSEC, 1_000_000_000),
+        "attrs",
+        "nanoseconds",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("z") + attr::AUX, 1),
+        "attrs",
+        "aux field",
+    );
+    malformed(
+        |s, b| put64(b, s.attr("a/l") + attr::SIZE, 1 << 30),
+        "attrs",
+        "symlink target",
+    );
+    malformed(
+        |s, b| put16(b, s.key("z") + 14, 0x10),
+        "keys",
+        "non-directory",
+    );
+    malformed(
+        |s, b| put16(b, s.key("a") + 14, 0x04),
+        "keys",
+        "hardlink flag on a directory",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("") + attr::MODE, 0o100755),
+        "attrs",
+        "not a directory",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("a") + attr::MODE, 0o100755),
+        "attrs",
+        "aux field",
+    );
+    malformed(
+        |s, b| {
+            put32(b, s.attr("a") + attr::MODE, 0o100755);
+            put32(b, s.attr("a") + attr::AUX, 0);
+        },
+        "dirs",
+        "own entry is not a directory",
+    );
+    malformed(
+        |s, b| {
+            put32(b, s.attr("z") + attr::MODE, 0o040755);
+            put64(b, s.attr("z") + attr::SIZE, 0);
+        },
+        "attrs",
+        "names no directory",
+    );
+    malformed(
+        |s, b| put16(b, s.key("") + 12, 1),
+        "keys",
+        "root entry has a name",
+    );
+}
+
+#[test]
+fn size_and_aux_rules() {
+    malformed(
+        |s, b| put64(b, s.attr("null") + attr::SIZE, 1),
+        "attrs",
+        "device with a size",
+    );
+    malformed(
+        |s, b| put64(b, s.attr("a") + attr::SIZE, 4096),
+        "attrs",
+        "directory with a size",
+    );
+    malformed(
+        |s, b| put64(b, s.attr("") + attr::SIZE, 1),
+        "attrs",
+        "root entry does not name",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("a/w") + attr::AUX, 1),
+        "attrs",
+        "whiteout",
+    );
+    malformed(
+        |s, b| put16(b, s.key("") + 14, 0x01),
+        "keys",
+        "bad flags on the root",
+    );
+    let s = sample();
+    assert_eq!(s.index.get(b"null").unwrap().rdev(), 0x103);
+    assert_eq!(s.index.get(b"z").unwrap().rdev(), 0);
+}
+
+#[test]
+fn unsorted_and_inconsistent_directories() {
+    // Two files of one directory swap names: unsorted.
+    malformed(
+        |s, b| {
+            let (x, y) = (s.key("a/f2"), s.key("a/l"));
+            for i in 0..14 {
+                b.swap(x + i, y + i);
+            }
+        },
+        "keys",
+        "not strictly sorted",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("a/b") + dir::PATH_LEN, 1),
+        "dirs",
+        "not strictly sorted",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("a/b") + dir::FIRST_ENTRY, 1),
+        "dirs",
+        "contiguous",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("a/b") + dir::ENTRY_COUNT, 99),
+        "dirs",
+        "past the end",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("a/b") + dir::ENTRY_COUNT, 0),
+        "dirs",
+        "not covered",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("") + dir::SELF_ENTRY, 3),
+        "dirs",
+        "not the root",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("a") + dir::PATH_LEN, 999),
+        "dirs",
+        "past the end of the pool",
+    );
+    // Cycles: a directory as its own parent, or parented by its child.
+    malformed(
+        |s, b| put32(b, s.dir("a/b") + dir::PARENT, 2),
+        "dirs",
+        "parent",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("a") + dir::PARENT, 2),
+        "dirs",
+        "not in the parent",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("a/b") + attr::AUX, 1),
+        "attrs",
+        "point back",
+    );
+    malformed(
+        |s, b| put32(b, s.attr("a/b") + attr::AUX, 0),
+        "attrs",
+        "names no directory",
+    );
+    // A path that does not extend the parent's path.
+    malformed(
+        |s, b| {
+            let (off, len) = (s.dir("a/b"), s.dir("a"));
+            let a_path = u32::from_le_bytes(b[len..len + 4].try_into().unwrap());
+            put32(b, off, a_path);
+            put32(b, off + dir::PATH_LEN, 1);
+        },
+        "dirs",
+        "not strictly sorted",
+    );
+}
+
+#[test]
+fn hardlink_and_xattr_table_errors() {
+    let hl = |s: &Sample, i: usize| s.l.hardlinks_off + i * HARDLINK_LEN;
+    let xa = |s: &Sample, i: usize| s.l.xattrs_off + i * XATTR_LEN;
+    malformed(|s, b| put64(b, hl(s, 0), 8), "hardlinks", "inode differs");
+    malformed(
+        |s, b| put32(b, hl(s, 0) + 8, 99),
+        "hardlinks",
+        "out of range",
+    );
+    malformed(|s, b| put32(b, hl(s, 0) + 12, 1), "hardlinks", "reserved");
+    malformed(
+        |s, b| put32(b, hl(s, 1) + 8, s.id("a/f2") as u32),
+        "hardlinks",
+        "not strictly sorted",
+    );
+    malformed(
+        |s, b| put32(b, hl(s, 1) + 8, s.id("z") as u32),
+        "hardlinks",
+        "lacks the hardlink flag",
+    );
+    malformed(
+        |s, b| put16(b, s.key("z") + 14, 0x0c),
+        "hardlinks",
+        "count differs",
+    );
+    malformed(
+        |s, b| put32(b, xa(s, 0), s.id("a") as u32),
+        "xattrs",
+        "lacks the has-xattrs flag",
+    );
+    malformed(
+        |s, b| put32(b, xa(s, 1) + 4, u32::MAX),
+        "xattrs",
+        "past the end of the pool",
+    );
+    malformed(
+        |s, b| put32(b, xa(s, 1) + 16, u32::MAX),
+        "xattrs",
+        "past the end of the pool",
+    );
+    malformed(
+        |s, b| put32(b, xa(s, 1) + 8, 0),
+        "xattrs",
+        "invalid xattr name",
+    );
+    malformed(|s, b| put32(b, xa(s, 1) + 20, 9), "xattrs", "reserved");
+    malformed(
+        |s, b| {
+            let (x, y) = (xa(s, 0), xa(s, 1));
+            for i in 4..20 {
+                b.swap(x + i, y + i);
+            }
+        },
+        "xattrs",
+        "not strictly sorted",
+    );
+    malformed(
+        |s, b| put16(b, s.key("a/f2") + 14, 0x0c),
+        "xattrs",
+        "has no record",
+    );
+    malformed(|s, b| put32(b, s.dir("") + 4, 5), "dirs", "not the root");
+}
+
+#[test]
+fn sample_is_valid_and_complete() {
+    let s = sample();
+    assert_eq!(s.l.hardlink_count, 2);
+    assert_eq!(s.l.xattr_count, 3);
+    assert_eq!(s.l.dir_count, 3);
+    assert!(s.index.get(b"a/w").unwrap().is_whiteout());
+}

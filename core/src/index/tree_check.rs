@@ -1,0 +1,326 @@
+//! The O(entries) part of index validation: every directory record, and every entry (key and
+//! attr record) in one pass, directory group by directory group, checking per-entry rules,
+//! strict name order inside each group, name prefixes, and the links between directory
+//! entries and directory records (which, with paths growing from parent to child, rule out
+//! cycles). Reads go through fixed-size record views so bounds checks stay out of the loop.
+
+use super::IndexError;
+use super::format::{
+    self, ATTR_LEN, DIR_LEN, KEY_LEN, Layout, PERM_MASK, WHITEOUT_MODE, attr, dir, flag, key,
+};
+use super::validate::bad;
+use crate::layer::stat::mode;
+
+/// What the tree pass counted, for the checks of the other tables.
+pub(super) struct Counts {
+    /// Entries flagged HARDLINK.
+    pub hardlinks: usize,
+    /// Entries flagged HAS_XATTRS.
+    pub with_xattrs: usize,
+}
+
+/// Record views of the tables the tree pass reads.
+struct Tree<'a> {
+    keys: &'a [[u8; KEY_LEN]],
+    attrs: &'a [[u8; ATTR_LEN]],
+    dirs: &'a [[u8; DIR_LEN]],
+    /// The whole file, for word loads that may run past a name into the next bytes.
+    file: &'a [u8],
+    pool_off: usize,
+    pool: &'a [u8],
+    names_len: usize,
+}
+
+const NO_KEY: [u8; KEY_LEN] = [0; KEY_LEN];
+const NO_ATTR: [u8; ATTR_LEN] = [0; ATTR_LEN];
+const NO_DIR: [u8; DIR_LEN] = [0; DIR_LEN];
+
+/// `rem` bytes at `pos` of `file` as a big-endian word (at most 8, zero-padded): the stored
+/// form of a name's prefix.
+#[inline(always)]
+fn word(file: &[u8], pos: usize, rem: usize) -> u64 {
+    if rem == 0 {
+        return 0;
+    }
+    let w = match format::arr::<8>(file, pos) {
+        Some(w) => u64::from_be_bytes(w),
+        None => format::name_prefix(file.get(pos..).unwrap_or_default()),
+    };
+    if rem >= 8 {
+        w
+    } else {
+        w & !(u64::MAX >> (8 * rem))
+    }
+}
+
+impl Tree<'_> {
+    #[inline(always)]
+    fn key(&self, e: usize) -> &[u8; KEY_LEN] {
+        self.keys.get(e).unwrap_or(&NO_KEY)
+    }
+
+    #[inline(always)]
+    fn attr(&self, e: usize) -> &[u8; ATTR_LEN] {
+        self.attrs.get(e).unwrap_or(&NO_ATTR)
+    }
+
+    #[inline(always)]
+    fn dir(&self, d: usize) -> &[u8; DIR_LEN] {
+        self.dirs.get(d).unwrap_or(&NO_DIR)
+    }
+
+    fn name(&self, e: usize) -> &[u8] {
+        let k = self.key(e);
+        let (off, len) = (
+            format::u32_at(k, key::NAME_OFF),
+            format::u16_at(k, key::NAME_LEN),
+        );
+        format::slice(self.pool, off as usize, len as usize).unwrap_or_default()
+    }
+
+    fn dir_path(&self, d: usize) -> Option<&[u8]> {
+        let r = self.dir(d);
+        let (off, len) = (
+            format::u32_at(r, dir::PATH_OFF),
+            format::u32_at(r, dir::PATH_LEN),
+        );
+        format::slice(self.pool, off as usize, len as usize)
+    }
+
+    /// Whether entry `x`'s name sorts strictly before entry `y`'s (prefixes were checked).
+    #[inline(always)]
+    fn name_lt(&self, x: usize, y: usize) -> bool {
+        let (px, py) = (
+            format::u64_at(self.key(x), key::PREFIX),
+            format::u64_at(self.key(y), key::PREFIX),
+        );
+        if px != py {
+            return px < py;
+        }
+        format::cmp_name(px, self.name(x), py, self.name(y)).is_lt()
+    }
+
+    /// Rules of entry `i > 0`, in the group of a directory. Returns its flags.
+    #[inline(always)]
+    fn entry(&self, i: usize) -> Result<u16, IndexError> {
+        let k = self.key(i);
+        let a = self.attr(i);
+        let kbad = |reason| Err(bad("keys", i, reason));
+        let abad = |reason| Err(bad("attrs", i, reason));
+        let (name_off, name_len) = (
+            format::u32_at(k, key::NAME_OFF) as usize,
+            format::u16_at(k, key::NAME_LEN) as usize,
+        );
+        if name_off + name_len > self.names_len {
+            return kbad("name outside the names region");
+        }
+        if format::u64_at(k, key::PREFIX) != word(self.file, self.pool_off + name_off, name_len) {
+            return kbad("prefix does not match the name");
+        }
+        if name_len <= 2 && matches!(self.name(i), b"" | b"." | b"..") {
+            return kbad("invalid name");
+        }
+        let flags = format::u16_at(k, key::FLAGS);
+        let m = format::u32_at(a, attr::MODE);
+        let aux = format::u32_at(a, attr::AUX);
+        let size = format::u64_at(a, attr::SIZE);
+        if flags & !flag::ALL != 0 {
+            return kbad("unknown flag bits");
+        }
+        if m & !(mode::S_IFMT | PERM_MASK) != 0 {
+            return abad("mode has bits outside type and permissions");
+        }
+        if format::u32_at(a, attr::MTIME_NSEC) >= 1_000_000_000 {
+            return abad("mtime nanoseconds out of range");
+        }
+        if flags & flag::WHITEOUT != 0 {
+            if flags != flag::WHITEOUT {
+                return kbad("whiteout with other flags");
+            }
+            if m != WHITEOUT_MODE || size != 0 || aux != 0 {
+                return abad("whiteout is not c 0 0 without content");
+            }
+            return Ok(flags);
+        }
+        let kind = m & mode::S_IFMT;
+        let is_dir = kind == mode::S_IFDIR;
+        // If-chain, most frequent kinds first (a jump table mispredicts).
+        if kind == mode::S_IFREG {
+            if aux != 0 {
+                return abad("aux field set on a regular file");
+            }
+        } else if is_dir {
+            if size != 0 {
+                return abad("directory with a size");
+            }
+            let d = aux as usize;
+            if d == 0 || d >= self.dirs.len() {
+                return abad("directory entry names no directory record");
+            }
+            if format::u32_at(self.dir(d), dir::SELF_ENTRY) as usize != i {
+                return abad("directory record does not point back to its entry");
+            }
+        } else if kind == mode::S_IFLNK {
+            if (aux as u64).saturating_add(size) > self.pool.len() as u64 {
+                return abad("symlink target past the end of the pool");
+            }
+        } else if kind == mode::S_IFCHR || kind == mode::S_IFBLK {
+            if size != 0 {
+                return abad("device with a size");
+            }
+        } else if kind == mode::S_IFIFO {
+            if aux != 0 || size != 0 {
+                return abad("aux field or size set on a FIFO");
+            }
+        } else {
+            return abad("unknown file type");
+        }
+        if flags & (flag::OPAQUE | flag::IMPLICIT) != 0 && !is_dir {
+            return kbad("opaque or implicit flag on a non-directory");
+        }
+        if flags & flag::HARDLINK != 0 && is_dir {
+            return kbad("hardlink flag on a directory");
+        }
+        Ok(flags)
+    }
+
+    /// The root entry (entry 0): an unnamed directory naming dir 0.
+    fn root(&self) -> Result<u16, IndexError> {
+        let (k, a) = (self.key(0), self.attr(0));
+        if format::u16_at(k, key::NAME_LEN) != 0 || format::u64_at(k, key::PREFIX) != 0 {
+            return Err(bad("keys", 0, "the root entry has a name"));
+        }
+        let flags = format::u16_at(k, key::FLAGS);
+        if flags & (flag::WHITEOUT | flag::HARDLINK) != 0 || flags & !flag::ALL != 0 {
+            return Err(bad("keys", 0, "bad flags on the root entry"));
+        }
+        let m = format::u32_at(a, attr::MODE);
+        if m & mode::S_IFMT != mode::S_IFDIR || m & !(mode::S_IFMT | PERM_MASK) != 0 {
+            return Err(bad("attrs", 0, "the root entry is not a directory"));
+        }
+        if format::u32_at(a, attr::AUX) != 0 || format::u64_at(a, attr::SIZE) != 0 {
+            return Err(bad("attrs", 0, "the root entry does not name dir 0"));
+        }
+        if format::u32_at(a, attr::MTIME_NSEC) >= 1_000_000_000 {
+            return Err(bad("attrs", 0, "mtime nanoseconds out of range"));
+        }
+        Ok(flags)
+    }
+
+    /// Rules of directory record `d > 0`.
+    fn dir_record(&self, d: usize, path: &[u8], prev_path: &[u8]) -> Result<(), IndexError> {
+        let fail = |reason| Err(bad("dirs", d, reason));
+        let r = self.dir(d);
+        let self_entry = format::u32_at(r, dir::SELF_ENTRY) as usize;
+        let parent = format::u32_at(r, dir::PARENT) as usize;
+        if format::cmp_bytes(path, prev_path).is_le() {
+            return fail("paths not strictly sorted");
+        }
+        if parent == d || parent >= self.dirs.len() {
+            return fail("bad parent index");
+        }
+        let pr = self.dir(parent);
+        let pfirst = format::u32_at(pr, dir::FIRST_ENTRY) as usize;
+        let pcount = format::u32_at(pr, dir::ENTRY_COUNT) as usize;
+        if self_entry < pfirst || self_entry - pfirst >= pcount {
+            return fail("own entry is not in the parent directory");
+        }
+        let (k, a) = (self.key(self_entry), self.attr(self_entry));
+        if format::u32_at(a, attr::MODE) & mode::S_IFMT != mode::S_IFDIR
+            || format::u16_at(k, key::FLAGS) & flag::WHITEOUT != 0
+            || format::u32_at(a, attr::AUX) as usize != d
+        {
+            return fail("own entry is not a directory naming this record");
+        }
+        let parent_path = self.dir_path(parent).unwrap_or_default();
+        let name = self.name(self_entry);
+        let eq = |x: Option<&[u8]>, y: &[u8]| x.is_some_and(|x| format::cmp_bytes(x, y).is_eq());
+        let consistent = if parent_path.is_empty() {
+            eq(Some(path), name)
+        } else {
+            path.len() == parent_path.len() + 1 + name.len()
+                && eq(path.get(..parent_path.len()), parent_path)
+                && path.get(parent_path.len()) == Some(&b'/')
+                && eq(path.get(parent_path.len() + 1..), name)
+        };
+        if !consistent {
+            return fail("path is not the parent's path joined with the entry name");
+        }
+        Ok(())
+    }
+}
+
+/// Check every directory record and every entry; the tables are known to lie in `b`.
+pub(super) fn check(b: &[u8], l: &Layout, pool: &[u8]) -> Result<Counts, IndexError> {
+    let table = |off, len| format::slice(b, off, len).unwrap_or_default();
+    let t = Tree {
+        keys: table(l.keys_off, l.entry_count * KEY_LEN).as_chunks().0,
+        attrs: table(l.attrs_off, l.entry_count * ATTR_LEN).as_chunks().0,
+        dirs: table(l.dirs_off, l.dir_count * DIR_LEN).as_chunks().0,
+        file: b,
+        pool_off: l.pool_off,
+        pool,
+        names_len: l.names_len,
+    };
+    let root_flags = t.root()?;
+    let mut counts = Counts {
+        hardlinks: 0,
+        with_xattrs: usize::from(root_flags & flag::HAS_XATTRS != 0),
+    };
+    let mut dir_entries = 0usize;
+    let mut next_entry = 1usize;
+    let mut prev_path: &[u8] = &[];
+    for d in 0..t.dirs.len() {
+        let r = t.dir(d);
+        let fail = |reason| Err(bad("dirs", d, reason));
+        let Some(path) = t.dir_path(d) else {
+            return fail("path past the end of the pool");
+        };
+        let first = format::u32_at(r, dir::FIRST_ENTRY) as usize;
+        let count = format::u32_at(r, dir::ENTRY_COUNT) as usize;
+        if first != next_entry {
+            return fail("entry groups are not contiguous in table order");
+        }
+        next_entry = match first.checked_add(count) {
+            Some(end) if end <= t.keys.len() => end,
+            _ => return fail("entry group past the end of the entries"),
+        };
+        for e in first..next_entry {
+            let flags = t.entry(e)?;
+            if e > first && !t.name_lt(e - 1, e) {
+                let reason = "names not strictly sorted within the directory";
+                return Err(bad("keys", e, reason));
+            }
+            let is_dir = format::u32_at(t.attr(e), attr::MODE) & mode::S_IFMT == mode::S_IFDIR;
+            dir_entries += usize::from(flags & flag::WHITEOUT == 0 && is_dir);
+            counts.hardlinks += usize::from(flags & flag::HARDLINK != 0);
+            counts.with_xattrs += usize::from(flags & flag::HAS_XATTRS != 0);
+        }
+        if d == 0 {
+            if !path.is_empty()
+                || format::u32_at(r, dir::SELF_ENTRY) != 0
+                || format::u32_at(r, dir::PARENT) != 0
+            {
+                return fail("dir 0 is not the root");
+            }
+            continue;
+        }
+        t.dir_record(d, path, prev_path)?;
+        prev_path = path;
+    }
+    if next_entry != t.keys.len() {
+        let last = t.dirs.len().saturating_sub(1);
+        return Err(bad("dirs", last, "entries not covered by any directory"));
+    }
+    if dir_entries + 1 != t.dirs.len() {
+        return Err(bad(
+            "dirs",
+            0,
+            "directory records and directory entries differ",
+        ));
+    }
+    if counts.hardlinks != l.hardlink_count {
+        return Err(bad("hardlinks", 0, "count differs from flagged entries"));
+    }
+    Ok(counts)
+}
