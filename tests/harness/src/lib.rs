@@ -17,6 +17,7 @@ pub mod http_front;
 pub mod image;
 pub mod layer;
 pub mod oci_layout;
+pub mod oracle;
 pub mod push;
 pub mod registry;
 pub mod tls;

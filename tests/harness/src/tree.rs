@@ -75,12 +75,21 @@ fn walk(
     let ft = md.file_type();
     if ft.is_dir() {
         let mut h = header_for(&md, tar::EntryType::Directory, 0);
-        b.append_data(&mut h, format!("{dest}/"), io::empty())?;
+        // An empty destination is the image root: `./`, children without a prefix.
+        b.append_data(
+            &mut h,
+            format!("{}/", if dest.is_empty() { "." } else { dest }),
+            io::empty(),
+        )?;
         let mut children: Vec<_> = fs::read_dir(src)?.collect::<io::Result<_>>()?;
         children.sort_by_key(|e| e.file_name());
         for c in children {
             let name = c.file_name();
-            let child_dest = format!("{dest}/{}", name.to_string_lossy());
+            let child_dest = if dest.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{dest}/{}", name.to_string_lossy())
+            };
             walk(b, &c.path(), &child_dest, links)?;
         }
     } else if ft.is_symlink() {
@@ -117,4 +126,82 @@ fn walk(
     }
     // Sockets are skipped: they cannot be stored in an image.
     Ok(())
+}
+
+/// A Debian root filesystem made by `debootstrap --variant=minbase <suite>`, built once per
+/// machine under `$MSBIMAGE_DEBOOTSTRAP_DIR` (default `/var/tmp/msbimage-debootstrap`) and
+/// reused. Needs root and access to the Debian archive. Returns the rootfs path.
+pub fn debootstrap_rootfs(suite: &str) -> io::Result<PathBuf> {
+    let base = std::env::var_os("MSBIMAGE_DEBOOTSTRAP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/msbimage-debootstrap"));
+    fs::create_dir_all(&base)?;
+    let done = base.join(suite);
+    if done.join("etc/debian_version").is_file() {
+        return Ok(done);
+    }
+    let lock = fs::File::create(base.join(format!("{suite}.lock")))?;
+    lock.lock()?;
+    if done.join("etc/debian_version").is_file() {
+        return Ok(done);
+    }
+    let staging = base.join(format!("{suite}.partial"));
+    let _ = fs::remove_dir_all(&staging);
+    let out = std::process::Command::new("debootstrap")
+        .args(["--variant=minbase", suite])
+        .arg(&staging)
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "debootstrap failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    // Sockets and the like are not part of an image; apt's caches only add bulk.
+    let _ = fs::remove_dir_all(staging.join("var/cache/apt/archives"));
+    fs::rename(&staging, &done)?;
+    Ok(done)
+}
+
+/// Three layers of a Debian minbase image, as real tars: everything but `/usr`; `/usr`;
+/// then a layer that deletes `/usr/share/doc` and `/etc/motd`, makes `/etc/apt/apt.conf.d`
+/// opaque (keeping one new file in it) and adds `/etc/msbimage-release`.
+pub fn debian_layers(rootfs: &Path) -> io::Result<[Vec<u8>; 3]> {
+    let mut top = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(rootfs)?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name != "usr" {
+            top.push((e.path(), name));
+        }
+    }
+    let base = tar_from_trees(&top, &[])?;
+    let usr = tar_from_trees(&[(rootfs.join("usr"), "usr".to_string())], &[])?;
+    let extra = tempfile::tempdir()?;
+    fs::create_dir_all(extra.path().join("etc/apt/apt.conf.d"))?;
+    fs::write(extra.path().join("etc/msbimage-release"), "layer 3\n")?;
+    fs::write(
+        extra.path().join("etc/apt/apt.conf.d/99msbimage"),
+        "APT::Install-Recommends \"0\";\n",
+    )?;
+    let delta = tar_from_trees(
+        &[
+            (
+                extra.path().join("etc/msbimage-release"),
+                "etc/msbimage-release".to_string(),
+            ),
+            (
+                extra.path().join("etc/apt/apt.conf.d"),
+                "etc/apt/apt.conf.d".to_string(),
+            ),
+        ],
+        &[
+            "usr/share/doc".to_string(),
+            "etc/motd".to_string(),
+            "etc/apt/apt.conf.d/.wh..opq".to_string(),
+        ],
+    )?;
+    Ok([base, usr, delta])
 }
