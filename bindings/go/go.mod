@@ -1,0 +1,3 @@
+module github.com/zerocore-ai/msbimage/bindings/go
+
+go 1.22

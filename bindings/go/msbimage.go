@@ -1,0 +1,87 @@
+// Package msbimage pulls OCI images into a shared cache of ready-to-mount layer directories,
+// through libmsbimage (the C ABI of the Rust core, include/msbimage.h).
+//
+//	cache, err := msbimage.Open("/var/cache/msbimage")
+//	if err != nil { … }
+//	defer cache.Close()
+//	reg, err := msbimage.NewRegistry(cache, msbimage.WithPlatform("linux/arm64"))
+//	if err != nil { … }
+//	defer reg.Close()
+//	res, err := reg.Pull(ctx, "docker.io/library/alpine:3.20", msbimage.PullOptions{},
+//		func(e msbimage.Event) { log.Println(e.Kind, e.LayerIndex) })
+//	if err != nil { … }
+//	fmt.Println(res.Layers) // extracted layer trees, bottom to top
+//
+// Cancelling ctx cancels the pull. Errors are *Error values carrying the library's status
+// code. All types are safe for concurrent use; progress callbacks run on library threads.
+//
+// Building needs the header and the library: the package finds include/msbimage.h in this
+// repository; point the linker at libmsbimage.so with CGO_LDFLAGS, e.g.
+//
+//	CGO_LDFLAGS="-L$PWD/target/debug/ffi-lib -Wl,-rpath,$PWD/target/debug/ffi-lib" go test ./...
+package msbimage
+
+// #cgo CFLAGS: -I${SRCDIR}/../../include
+// #cgo LDFLAGS: -lmsbimage
+// #include <stdlib.h>
+// #include "msbimage.h"
+import "C"
+
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Version is the version of the loaded libmsbimage, e.g. "0.1.0".
+func Version() string { return C.GoString(C.msb_version()) }
+
+// ABIVersion is the ABI major version of the loaded library (the N of libmsbimage.so.N).
+func ABIVersion() uint32 { return uint32(C.msb_abi_version()) }
+
+// HeaderABIVersion is the ABI major version of the header this package was built with.
+const HeaderABIVersion = uint32(C.MSB_ABI_VERSION)
+
+// Cache is an open cache directory, shared safely by goroutines and processes.
+type Cache struct {
+	mu  sync.RWMutex
+	ptr *C.msb_cache
+}
+
+// Open opens (creating it if needed) the cache directory dir.
+func Open(dir string) (*Cache, error) {
+	cdir := C.CString(dir)
+	defer C.free(unsafe.Pointer(cdir))
+	c := &Cache{}
+	if err := call(func() C.msb_status { return C.msb_cache_open(cdir, &c.ptr) }); err != nil {
+		return nil, err
+	}
+	runtime.SetFinalizer(c, (*Cache).Close)
+	return c, nil
+}
+
+// Close releases the handle. Registries made from the cache stay usable.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ptr != nil {
+		C.msb_cache_free(c.ptr)
+		c.ptr = nil
+		runtime.SetFinalizer(c, nil)
+	}
+	return nil
+}
+
+// cString copies s into C memory; free it with C.free.
+func cString(s string) *C.char { return C.CString(s) }
+
+func freeString(s *C.char) { C.free(unsafe.Pointer(s)) }
+
+// goString takes a string the library returned and frees it ("" for NULL).
+func goString(s *C.char) string {
+	if s == nil {
+		return ""
+	}
+	defer C.msb_string_free(s)
+	return C.GoString(s)
+}

@@ -1,0 +1,87 @@
+//! Everything C hands us passes through here: handles, out-pointers and strings. C promises
+//! that a pointer is either NULL or valid for its type; this module is the one place that
+//! trusts that promise. NULL is answered with `MSB_STATUS_INVALID_ARGUMENT` naming the
+//! parameter, never dereferenced; strings must be NUL-terminated UTF-8.
+//!
+//! Handles cross the boundary as `Box::into_raw` pointers and come back to exactly one free
+//! function, which turns them back into a `Box`.
+
+use std::ffi::{CStr, CString, c_char};
+
+use crate::status::{fail, msb_status};
+
+/// Unwraps a `Result<T, msb_status>`, returning the status from the calling function on error.
+macro_rules! try_arg {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(status) => return status,
+        }
+    };
+}
+
+fn null(name: &str) -> msb_status {
+    fail(msb_status::InvalidArgument, format!("{name} is NULL"))
+}
+
+/// A shared reference to a handle or value.
+pub(crate) fn obj<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, msb_status> {
+    // SAFETY: C passes NULL or a valid pointer obtained from this library.
+    unsafe { ptr.as_ref() }.ok_or_else(|| null(name))
+}
+
+/// An exclusive reference to a handle the caller owns (builders, options).
+pub(crate) fn obj_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, msb_status> {
+    // SAFETY: as for `obj`; C must not use one builder from two threads at once (documented).
+    unsafe { ptr.as_mut() }.ok_or_else(|| null(name))
+}
+
+/// An out-parameter for a plain value (`size_t *`, `bool *`).
+pub(crate) fn out<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, msb_status> {
+    // SAFETY: C passes NULL or a pointer to writable memory of type T.
+    unsafe { ptr.as_mut() }.ok_or_else(|| null(name))
+}
+
+/// An out-parameter for a pointer (a handle or a string), set to NULL at once so that it is
+/// NULL whenever the call fails.
+pub(crate) fn out_ptr<'a, T>(ptr: *mut *mut T, name: &str) -> Result<&'a mut *mut T, msb_status> {
+    let slot = out(ptr, name)?;
+    *slot = std::ptr::null_mut();
+    Ok(slot)
+}
+
+/// A NUL-terminated UTF-8 string, borrowed for the call.
+pub(crate) fn string<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, msb_status> {
+    if ptr.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: C passes a NUL-terminated string that outlives the call.
+    let c = unsafe { CStr::from_ptr(ptr) };
+    c.to_str().map_err(|e| {
+        fail(
+            msb_status::InvalidArgument,
+            format!("{name} is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )
+    })
+}
+
+/// Hands a value to C as an owned handle.
+pub(crate) fn into_handle<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Takes back a string handed out by `string::to_c` and drops it. NULL is a no-op.
+pub(crate) fn free_c_string(ptr: *mut c_char) {
+    if !ptr.is_null() {
+        // SAFETY: the pointer came from `CString::into_raw` and C gives it back exactly once.
+        drop(unsafe { CString::from_raw(ptr) });
+    }
+}
+
+/// Takes back a handle from C and drops it. NULL is a no-op.
+pub(crate) fn free_handle<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        // SAFETY: the pointer came from `into_handle` and C gives it back exactly once.
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+}

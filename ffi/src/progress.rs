@@ -1,0 +1,248 @@
+//! `msb_progress_event`: one `PullProgress` event as a flat C struct (a kind code plus the
+//! fields of every kind), built on the stack for the duration of one callback.
+
+use microsandbox_image::PullProgress;
+
+use crate::slice::msb_str;
+
+/// What a progress event reports. Stable numbers; new kinds are only ever added.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum msb_progress_kind {
+    /// Resolving the reference (or answering from the cache). Fields: `reference`.
+    Resolving = 1,
+    /// Manifest and config are known. Fields: `reference`, `manifest_digest`, `layer_count`,
+    /// `total_download_bytes` (compressed bytes still to download).
+    Resolved = 2,
+    /// A layer is already complete in the cache; nothing else follows for it. Fields:
+    /// `layer_index`, `diff_id`.
+    LayerCached = 3,
+    /// Bytes of a layer blob arrived (lossy: values may be skipped). Fields: `layer_index`,
+    /// `digest`, `downloaded_bytes`, `total_bytes` (valid when `has_total_bytes`).
+    LayerDownloadProgress = 4,
+    /// The whole blob arrived and matched its digest. Fields: `layer_index`, `digest`,
+    /// `downloaded_bytes`.
+    LayerDownloadComplete = 5,
+    /// Extraction of a layer started (it runs while the blob streams in). Fields:
+    /// `layer_index`, `diff_id`.
+    LayerExtractStarted = 6,
+    /// Extraction progress (lossy). Fields: `layer_index`, `bytes_extracted`, `entries`.
+    LayerExtractProgress = 7,
+    /// The layer is extracted, verified and published. Fields: `layer_index`, `diff_id`,
+    /// `entries`, `bytes_extracted`.
+    LayerExtractComplete = 8,
+    /// Building the layer's index started. Fields: `layer_index`.
+    LayerIndexStarted = 9,
+    /// The layer's index is written. Fields: `layer_index`, `entries`.
+    LayerIndexComplete = 10,
+    /// The pull finished successfully. Fields: `reference`, `manifest_digest`,
+    /// `layer_count`, `cached`.
+    Complete = 11,
+}
+
+/// One progress event. Only the fields listed for its `kind` are meaningful; the others are
+/// 0, false or the empty string. Layer indexes count from 0 at the bottom layer.
+///
+/// Borrowed: the event and every `msb_str` in it are valid only during the callback.
+/// The library allocates events; fields may be appended in later versions of this ABI.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct msb_progress_event<'a> {
+    /// What happened (`msb_progress_kind`).
+    pub kind: msb_progress_kind,
+    /// Layer position (layer events).
+    pub layer_index: usize,
+    /// The normalised image reference.
+    pub reference: msb_str<'a>,
+    /// The platform manifest's digest.
+    pub manifest_digest: msb_str<'a>,
+    /// A layer's compressed digest (download events).
+    pub digest: msb_str<'a>,
+    /// A layer's uncompressed digest, the cache key.
+    pub diff_id: msb_str<'a>,
+    /// Number of layers in the image.
+    pub layer_count: usize,
+    /// Compressed bytes of the layers that still have to be downloaded.
+    pub total_download_bytes: u64,
+    /// Compressed bytes of this layer received so far (or in total, when complete).
+    pub downloaded_bytes: u64,
+    /// The blob's size from the manifest; valid when `has_total_bytes`.
+    pub total_bytes: u64,
+    /// Whether `total_bytes` is known.
+    pub has_total_bytes: bool,
+    /// Uncompressed tar bytes consumed so far (or in total, when complete).
+    pub bytes_extracted: u64,
+    /// Tar entries written, or index entries.
+    pub entries: u64,
+    /// True when the answer came entirely from the cache (`Complete`).
+    pub cached: bool,
+}
+
+/// The strings an event borrows; they live on the caller's stack during the callback.
+#[derive(Default)]
+struct Texts<'a> {
+    reference: &'a str,
+    manifest_digest: String,
+    digest: String,
+    diff_id: String,
+}
+
+/// Builds the C view of `event` and passes it to `f`. Events of a kind newer than this
+/// library are not delivered.
+pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_event<'_>)) {
+    use msb_progress_kind as K;
+    let mut t = Texts::default();
+    let mut e = msb_progress_event {
+        kind: K::Resolving,
+        layer_index: 0,
+        reference: msb_str::default(),
+        manifest_digest: msb_str::default(),
+        digest: msb_str::default(),
+        diff_id: msb_str::default(),
+        layer_count: 0,
+        total_download_bytes: 0,
+        downloaded_bytes: 0,
+        total_bytes: 0,
+        has_total_bytes: false,
+        bytes_extracted: 0,
+        entries: 0,
+        cached: false,
+    };
+    match event {
+        PullProgress::Resolving { reference } => {
+            e.kind = K::Resolving;
+            t.reference = reference;
+        }
+        PullProgress::Resolved {
+            reference,
+            manifest_digest,
+            layer_count,
+            total_download_bytes,
+        } => {
+            e.kind = K::Resolved;
+            t.reference = reference;
+            t.manifest_digest = manifest_digest.to_string();
+            e.layer_count = *layer_count;
+            e.total_download_bytes = *total_download_bytes;
+        }
+        PullProgress::LayerCached {
+            layer_index,
+            diff_id,
+        } => {
+            e.kind = K::LayerCached;
+            e.layer_index = *layer_index;
+            t.diff_id = diff_id.to_string();
+        }
+        PullProgress::LayerDownloadProgress {
+            layer_index,
+            digest,
+            downloaded_bytes,
+            total_bytes,
+        } => {
+            e.kind = K::LayerDownloadProgress;
+            e.layer_index = *layer_index;
+            t.digest = digest.to_string();
+            e.downloaded_bytes = *downloaded_bytes;
+            e.total_bytes = total_bytes.unwrap_or(0);
+            e.has_total_bytes = total_bytes.is_some();
+        }
+        PullProgress::LayerDownloadComplete {
+            layer_index,
+            digest,
+            downloaded_bytes,
+        } => {
+            e.kind = K::LayerDownloadComplete;
+            e.layer_index = *layer_index;
+            t.digest = digest.to_string();
+            e.downloaded_bytes = *downloaded_bytes;
+        }
+        PullProgress::LayerExtractStarted {
+            layer_index,
+            diff_id,
+        } => {
+            e.kind = K::LayerExtractStarted;
+            e.layer_index = *layer_index;
+            t.diff_id = diff_id.to_string();
+        }
+        PullProgress::LayerExtractProgress {
+            layer_index,
+            bytes_extracted,
+            entries,
+        } => {
+            e.kind = K::LayerExtractProgress;
+            e.layer_index = *layer_index;
+            e.bytes_extracted = *bytes_extracted;
+            e.entries = *entries;
+        }
+        PullProgress::LayerExtractComplete {
+            layer_index,
+            diff_id,
+            entries,
+            bytes_extracted,
+        } => {
+            e.kind = K::LayerExtractComplete;
+            e.layer_index = *layer_index;
+            t.diff_id = diff_id.to_string();
+            e.entries = *entries;
+            e.bytes_extracted = *bytes_extracted;
+        }
+        PullProgress::LayerIndexStarted { layer_index } => {
+            e.kind = K::LayerIndexStarted;
+            e.layer_index = *layer_index;
+        }
+        PullProgress::LayerIndexComplete {
+            layer_index,
+            entries,
+        } => {
+            e.kind = K::LayerIndexComplete;
+            e.layer_index = *layer_index;
+            e.entries = *entries;
+        }
+        PullProgress::Complete {
+            reference,
+            manifest_digest,
+            layer_count,
+            cached,
+        } => {
+            e.kind = K::Complete;
+            t.reference = reference;
+            t.manifest_digest = manifest_digest.to_string();
+            e.layer_count = *layer_count;
+            e.cached = *cached;
+        }
+        _ => return,
+    }
+    e.reference = msb_str::borrow(t.reference);
+    e.manifest_digest = msb_str::borrow(&t.manifest_digest);
+    e.digest = msb_str::borrow(&t.digest);
+    e.diff_id = msb_str::borrow(&t.diff_id);
+    f(&e);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use microsandbox_image::Digest;
+
+    #[test]
+    fn every_field_of_an_event_arrives() {
+        let digest = Digest::sha256_of(b"layer");
+        let event = PullProgress::LayerDownloadProgress {
+            layer_index: 2,
+            digest: digest.clone(),
+            downloaded_bytes: 10,
+            total_bytes: Some(20),
+        };
+        let mut seen = false;
+        with_c_event(&event, |e| {
+            assert_eq!(e.kind, msb_progress_kind::LayerDownloadProgress);
+            assert_eq!(e.layer_index, 2);
+            assert_eq!(e.digest.to_str(), digest.to_string());
+            assert_eq!((e.downloaded_bytes, e.total_bytes), (10, 20));
+            assert!(e.has_total_bytes);
+            assert_eq!(e.reference.to_str(), "");
+            seen = true;
+        });
+        assert!(seen);
+    }
+}
