@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod cache;
+mod cancel;
 mod client;
 pub mod config;
 pub mod digest;
@@ -42,6 +43,7 @@ pub mod registry;
 
 pub use auth::RegistryAuth;
 pub use cache::{CacheError, GlobalCache};
+pub use cancel::CancelToken;
 pub use client::RegistryError;
 pub use config::ImageConfig;
 pub use digest::Digest;

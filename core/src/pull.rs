@@ -9,12 +9,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::cache::{GlobalCache, ImageRecord, RECORD_VERSION, RecordLayer, record_key};
+use crate::cancel::CancelToken;
 use crate::client::RegistryClient;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layer::{
-    ExtractLimits, LayerContext, LayerJob, LayerOutcome, ensure_layer, index_cached_layers,
+    ExtractLimits, LayerContext, LayerError, LayerJob, ensure_layer, index_cached_layers,
 };
 use crate::manifest::{self, Manifest, Parsed, Selection};
 use crate::platform::Platform;
@@ -115,8 +116,9 @@ impl Puller {
         reference: &Reference,
         opts: &PullOptions,
         progress: ProgressSink,
+        cancel: &CancelToken,
     ) -> Result<PullResult> {
-        let result = self.pull_inner(reference, opts, &progress).await;
+        let result = self.pull_inner(reference, opts, &progress, cancel).await;
         progress.close();
         result
     }
@@ -126,7 +128,11 @@ impl Puller {
         reference: &Reference,
         opts: &PullOptions,
         progress: &ProgressSink,
+        cancel: &CancelToken,
     ) -> Result<PullResult> {
+        let cancelled = || Error::Cancelled {
+            reference: reference.to_string(),
+        };
         let platform = opts
             .platform
             .clone()
@@ -188,21 +194,22 @@ impl Puller {
             }
         }
 
-        let (manifest, manifest_digest, index_digest) = self.resolve(reference, &platform).await?;
+        let (manifest, manifest_digest, index_digest) = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(cancelled()),
+            r = self.resolve(reference, &platform) => r?,
+        };
         let registry_err = |source| Error::Registry {
             reference: ref_s.to_string(),
             source: Box::new(source),
         };
-        let config_bytes = self
-            .client
-            .get_blob(
-                reference,
-                &manifest.config_digest,
-                "config",
-                MAX_CONFIG_BYTES,
-            )
-            .await
-            .map_err(registry_err)?;
+        let config_bytes = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(cancelled()),
+            r = self.client.get_blob(reference, &manifest.config_digest, "config", MAX_CONFIG_BYTES) => {
+                r.map_err(registry_err)?
+            }
+        };
         let manifest_err = |source| Error::Manifest {
             reference: ref_s.to_string(),
             source,
@@ -271,29 +278,64 @@ impl Puller {
             force: opts.force,
             durable: self.durable,
             build_index: opts.build_index,
+            cancel: CancelToken::new(),
         });
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let outcomes = futures_util::future::try_join_all(unique.iter().map(|job| {
+        // The caller's cancel reaches the layers through their own token, which a failing
+        // layer also trips so its siblings stop early. Every layer future is awaited to its
+        // end either way: none leaves a worker behind.
+        let forward = {
+            let (user, layers) = (cancel.clone(), ctx.cancel.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = user.cancelled() => layers.cancel(),
+                    () = layers.cancelled() => {}
+                }
+            })
+        };
+        let results = futures_util::future::join_all(unique.iter().map(|job| {
             let (ctx, permits, job) = (ctx.clone(), permits.clone(), (*job).clone());
             let ref_s = ref_s.clone();
             async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::Internal("semaphore closed".into()))?;
                 let digest = job.descriptor.digest.clone();
-                ensure_layer(ctx, job).await.map_err(|source| Error::Layer {
+                let layer_err = |source| Error::Layer {
                     reference: ref_s.to_string(),
-                    digest,
+                    digest: digest.clone(),
                     source: Box::new(source),
-                })
+                };
+                let _permit = tokio::select! {
+                    biased;
+                    () = ctx.cancel.cancelled() => return Err(layer_err(LayerError::Cancelled)),
+                    p = permits.acquire_owned() => {
+                        p.map_err(|_| Error::Internal("semaphore closed".into()))?
+                    }
+                };
+                let result = ensure_layer(ctx.clone(), job).await;
+                if result.is_err() {
+                    ctx.cancel.cancel();
+                }
+                result.map_err(layer_err)
             }
         }))
-        .await?;
-        let _pulled = outcomes
-            .iter()
-            .filter(|o| **o == LayerOutcome::Pulled)
-            .count();
+        .await;
+        forward.abort();
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled {
+                reference: ref_s.to_string(),
+            });
+        }
+        let is_sibling_cancel = |e: &Error| matches!(e, Error::Layer { source, .. } if matches!(**source, LayerError::Cancelled));
+        let mut first_error: Option<Error> = None;
+        for r in results {
+            if let Err(e) = r
+                && first_error.as_ref().is_none_or(is_sibling_cancel)
+            {
+                first_error = Some(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
 
         let record = ImageRecord {
             version: RECORD_VERSION,

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{AuthStore, DockerConfig, RegistryAuth};
 use crate::cache::GlobalCache;
+use crate::cancel::CancelToken;
 use crate::client::{ClientOptions, RegistryClient};
 use crate::error::{Error, Result};
 use crate::layer::ExtractLimits;
@@ -90,8 +91,28 @@ impl Registry {
     /// Pull an image; see [`PullOptions`] for what the options mean.
     pub async fn pull(&self, reference: &Reference, options: &PullOptions) -> Result<PullResult> {
         self.puller
-            .pull(reference, options, ProgressSink::none())
+            .pull(
+                reference,
+                options,
+                ProgressSink::none(),
+                &CancelToken::new(),
+            )
             .await
+    }
+
+    /// Pull with an optional progress callback (called on library threads; must return
+    /// quickly) and a [`CancelToken`]. When the token is cancelled the pull stops, waits for
+    /// its workers to clean up, and returns [`Error::Cancelled`]: nothing of it is left in the
+    /// cache's `tmp/` once this returns. This is what the C, Python and Node bindings use.
+    pub async fn pull_with(
+        &self,
+        reference: &Reference,
+        options: &PullOptions,
+        callback: Option<ProgressCallback>,
+        cancel: &CancelToken,
+    ) -> Result<PullResult> {
+        let sink = callback.map(ProgressSink::callback).unwrap_or_default();
+        self.puller.pull(reference, options, sink, cancel).await
     }
 
     /// Pull an image, calling `callback` with every progress event on a library thread. The
@@ -103,7 +124,12 @@ impl Registry {
         callback: ProgressCallback,
     ) -> Result<PullResult> {
         self.puller
-            .pull(reference, options, ProgressSink::callback(callback))
+            .pull(
+                reference,
+                options,
+                ProgressSink::callback(callback),
+                &CancelToken::new(),
+            )
             .await
     }
 
@@ -117,7 +143,11 @@ impl Registry {
         let (sink, handle) = ProgressSink::channel();
         let puller = self.puller.clone();
         let (reference, options) = (reference.clone(), options.clone());
-        let task = tokio::spawn(async move { puller.pull(&reference, &options, sink).await });
+        let task = tokio::spawn(async move {
+            puller
+                .pull(&reference, &options, sink, &CancelToken::new())
+                .await
+        });
         (handle, task)
     }
 }

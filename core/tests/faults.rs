@@ -153,3 +153,65 @@ async fn corrupted_bytes_fail_the_digest_and_publish_nothing() {
     assert!(!layer_dirs(cache.path()).iter().any(|d| d == big_diff));
     assert!(tmp_entries(cache.path()).is_empty(), "no staging debris");
 }
+
+#[tokio::test]
+async fn cancel_stops_the_pull_and_leaves_no_debris_when_it_returns() {
+    let (reg, image) = setup().await;
+    let big = big_layer(&image);
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::Stall {
+            after_bytes: 100_000,
+            millis: 60_000,
+        },
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = Registry::builder(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+    )
+    .durable(false)
+    .build()
+    .unwrap();
+    let r: microsandbox_image::Reference =
+        format!("{}/flaky/app:v1", proxy.host()).parse().unwrap();
+    let token = microsandbox_image::CancelToken::new();
+    let pull = {
+        let (registry, token) = (registry.clone(), token.clone());
+        tokio::spawn(async move {
+            registry
+                .pull_with(&r, &PullOptions::default(), None, &token)
+                .await
+        })
+    };
+    // Wait until the stalled layer is being extracted, then cancel.
+    let big_hex = big.diff_id.trim_start_matches("sha256:").to_string();
+    for _ in 0..200 {
+        if tmp_entries(cache.path())
+            .iter()
+            .any(|e| e.contains(&big_hex))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        tmp_entries(cache.path())
+            .iter()
+            .any(|e| e.contains(&big_hex))
+    );
+    let started = std::time::Instant::now();
+    token.cancel();
+    let err = pull.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        tmp_entries(cache.path()).is_empty(),
+        "{:?}",
+        tmp_entries(cache.path())
+    );
+    assert!(!layer_dirs(cache.path()).contains(&big_hex));
+}

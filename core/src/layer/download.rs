@@ -28,6 +28,8 @@ pub(crate) enum DownloadError {
     TooShort { expected: u64, actual: u64 },
     /// The extractor stopped reading (it failed; its error is the one to report).
     ReceiverGone,
+    /// The pull was cancelled.
+    Cancelled,
 }
 
 /// Stream `layer` into `tx`; returns the byte count.

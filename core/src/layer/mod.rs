@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR};
 
 use crate::cache::{CacheError, GlobalCache};
+use crate::cancel::CancelToken;
 use crate::client::{RegistryClient, RegistryError};
 use crate::digest::{Digest, HashingReader};
 use crate::error::ErrorKind;
@@ -107,6 +108,9 @@ pub enum LayerError {
     /// A bug: a worker thread panicked.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The pull was cancelled (or another layer failed) before this layer was done.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl LayerError {
@@ -125,6 +129,7 @@ impl LayerError {
             | LayerError::DiffIdMismatch { .. } => ErrorKind::DigestMismatch,
             LayerError::Io { .. } | LayerError::Cache(_) => ErrorKind::Io,
             LayerError::Internal(_) => ErrorKind::Internal,
+            LayerError::Cancelled => ErrorKind::Cancelled,
             _ => ErrorKind::Extraction,
         }
     }
@@ -151,6 +156,8 @@ pub(crate) struct LayerContext {
     pub force: bool,
     pub durable: bool,
     pub build_index: bool,
+    /// Tripped by the caller, or by the pull when another layer failed.
+    pub cancel: CancelToken,
 }
 
 /// How a layer became present.
@@ -176,7 +183,11 @@ pub(crate) async fn ensure_layer(
     job: LayerJob,
 ) -> Result<LayerOutcome, LayerError> {
     let mutex = ctx.cache.layer_mutex(&job.diff_id);
-    let _in_process = mutex.lock_owned().await;
+    let _in_process = tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => return Err(LayerError::Cancelled),
+        guard = mutex.lock_owned() => guard,
+    };
     let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
     let lock = blocking(move || {
         if cache.has_layer(&diff_id) {
@@ -184,7 +195,12 @@ pub(crate) async fn ensure_layer(
         }
         cache.lock_layer(&diff_id).map(Some)
     });
-    let lock = match lock.await?? {
+    let lock = tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => return Err(LayerError::Cancelled),
+        lock = lock => lock,
+    };
+    let lock = match lock?? {
         None if !ctx.force => return cached(&ctx, &job).await,
         None => {
             let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
@@ -212,15 +228,20 @@ pub(crate) async fn ensure_layer(
             extract_and_publish(&ctx, &job, ChunkReader::new(rx))
         })
     };
-    let downloaded = stream_blob(
-        &ctx.client,
-        &ctx.reference,
-        &job.descriptor,
-        job.index,
-        &tx,
-        &ctx.progress,
-    )
-    .await;
+    // On cancel the download stops; the worker still runs to its end (it sees the failure,
+    // removes its staging directory) before this function returns.
+    let downloaded = tokio::select! {
+        biased;
+        () = ctx.cancel.cancelled() => Err(DownloadError::Cancelled),
+        r = stream_blob(
+            &ctx.client,
+            &ctx.reference,
+            &job.descriptor,
+            job.index,
+            &tx,
+            &ctx.progress,
+        ) => r,
+    };
     if downloaded.is_err() {
         let _ = tx.send(Err(())).await;
     }
@@ -230,6 +251,7 @@ pub(crate) async fn ensure_layer(
         .map_err(|e| LayerError::Internal(format!("layer worker: {e}")))?;
     match downloaded {
         Ok(_) | Err(DownloadError::ReceiverGone) => {}
+        Err(DownloadError::Cancelled) => return Err(LayerError::Cancelled),
         Err(DownloadError::Registry(e)) => return Err(LayerError::Download(e)),
         Err(DownloadError::TooLong { expected }) => {
             return Err(LayerError::SizeMismatch {
