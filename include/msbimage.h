@@ -10,9 +10,11 @@
  *   parameter is documented as optional) and strings that are not UTF-8 are rejected with
  *   MSB_STATUS_INVALID_ARGUMENT, never dereferenced. No call ever unwinds or aborts: a bug
  *   inside the library returns MSB_STATUS_PANIC.
- * - Strings in: const char *, NUL-terminated UTF-8, borrowed for the call only.
+ * - Strings in: const char *, NUL-terminated UTF-8, borrowed for the call only. Paths inside
+ *   an image and extended attribute names are NUL-terminated bytes (any encoding).
  * - Strings out: char * written to an out-parameter, owned by the caller, freed with
- *   msb_string_free(). Out-pointers are set to NULL when a call fails.
+ *   msb_string_free(); msb_bytes (pointer + length) freed with msb_bytes_free(). Out-pointers
+ *   are set to NULL when a call fails.
  * - Objects: each msb_* handle is created by one function and released by exactly one
  *   msb_*_free function (NULL is a no-op there). Builders and options are copied when used,
  *   so they may be freed right after.
@@ -38,6 +40,20 @@
 // function, struct or constant changes incompatibly. Compare it with `msb_abi_version()` to
 // detect a header/library mismatch.
 #define MSB_ABI_VERSION 0
+
+// `msb_stat.flags`: the directory hides the lower layers' contents (an opaque whiteout).
+#define MSB_ENTRY_FLAG_OPAQUE 1
+
+// `msb_stat.flags`: the entry shares its inode with another entry of its layer (`nlink` > 1
+// counts them).
+#define MSB_ENTRY_FLAG_HARDLINK 2
+
+// `msb_stat.flags`: a directory created only as a parent, whose metadata are placeholders
+// (no lower layer had a real one).
+#define MSB_ENTRY_FLAG_IMPLICIT 4
+
+// `msb_stat.flags`: the entry has extended attributes (`msb_layer_stack_list_xattrs`).
+#define MSB_ENTRY_FLAG_HAS_XATTRS 8
 
 // The result of a call. `MSB_STATUS_OK` is 0; every other value is a failure whose message
 // `msb_last_error_message()` returns on the same thread.
@@ -79,12 +95,47 @@ enum msb_status
     MSB_STATUS_INTERNAL = 13,
     // `msb_pull_task_wait` returned because its timeout elapsed; the pull is still running.
     MSB_STATUS_TIMEOUT = 14,
+    // A layer stack lookup found nothing: the path is not in the merged view (it never
+    // existed, a whiteout or an opaque directory hides it, or a parent is not a directory),
+    // or the entry has no extended attribute of that name. Only from `msb_layer_stack_*`.
+    MSB_STATUS_NOT_FOUND = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum msb_status msb_status;
 #else
 typedef uint32_t msb_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What an entry is (the `kind` of an `msb_stat`). Stable numbers; new kinds are only ever
+// added.
+enum msb_entry_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // A regular file.
+    MSB_ENTRY_KIND_FILE = 1,
+    // A directory.
+    MSB_ENTRY_KIND_DIR = 2,
+    // A symbolic link (`msb_layer_stack_readlink` gives its target).
+    MSB_ENTRY_KIND_SYMLINK = 3,
+    // A character device (`rdev` says which).
+    MSB_ENTRY_KIND_CHAR_DEVICE = 4,
+    // A block device (`rdev` says which).
+    MSB_ENTRY_KIND_BLOCK_DEVICE = 5,
+    // A named pipe.
+    MSB_ENTRY_KIND_FIFO = 6,
+    // A whiteout. A layer stack never returns one (it hides the name instead); listed so
+    // that every kind of the index format has a number.
+    MSB_ENTRY_KIND_WHITEOUT = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum msb_entry_kind msb_entry_kind;
+#else
+typedef uint32_t msb_entry_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -160,6 +211,14 @@ typedef uint32_t msb_pull_policy;
 // the cache may be freed as soon as the registries that use it are built.
 typedef struct msb_cache msb_cache;
 
+// The visible entries of a directory, sorted by name (byte order), without `.` and `..`.
+// Immutable; may be read from several threads at once and outlives the stack it came from.
+typedef struct msb_dir_list msb_dir_list;
+
+// The layers of an image, bottom to top, seen as one tree. Immutable; may be used from any
+// number of threads at once. It keeps its index files mapped until it is freed.
+typedef struct msb_layer_stack msb_layer_stack;
+
 // A target platform. Immutable; may be shared between threads.
 typedef struct msb_platform msb_platform;
 
@@ -182,15 +241,64 @@ typedef struct msb_registry msb_registry;
 // Settings for a registry client. Not thread-safe: configure it from one thread at a time.
 typedef struct msb_registry_builder msb_registry_builder;
 
-// A borrowed UTF-8 string: `len` bytes at `ptr`, **not** NUL-terminated. Valid only during
-// the callback that received it; copy it to keep it. `ptr` is never NULL (an absent value is
-// the empty string).
+// Bytes owned by the caller: `len` bytes at `ptr`, not NUL-terminated, possibly containing
+// NUL bytes. Free them with `msb_bytes_free` (never with `free`). An empty buffer has `ptr`
+// NULL and `len` 0; so does the buffer of a call that failed.
+typedef struct msb_bytes {
+    // The first byte, or NULL when `len` is 0.
+    uint8_t *ptr;
+    // The number of bytes.
+    size_t len;
+} msb_bytes;
+
+// A borrowed string: `len` bytes at `ptr`, **not** NUL-terminated. UTF-8, except file names
+// from `msb_dir_list_name`, which are the bytes the image stores. Valid only during the
+// callback that received it, or, for a name from `msb_dir_list_name`, until its list is
+// freed; copy it to keep it. `ptr` is never NULL (an absent value is the empty string).
 typedef struct msb_str {
     // The first byte.
     const char *ptr;
     // The number of bytes.
     size_t len;
 } msb_str;
+
+// The metadata of an entry of the merged view, as the image describes it (not as the host
+// stores it: a symlink is `S_IFLNK` here although its host file is a regular file holding
+// the target). Filled in by `msb_layer_stack_stat` and `msb_dir_list_stat`; a plain value
+// with nothing to free. Left unchanged when the call fails.
+typedef struct msb_stat {
+    // The full mode: the `S_IFMT` type bits, set-id and sticky bits, permissions
+    // (`0100644`, `040755`, `0104755`).
+    uint32_t mode;
+    // Owner.
+    uint32_t uid;
+    // Group.
+    uint32_t gid;
+    // Link count within the entry's layer (the size of its hardlink group; for a
+    // directory, 2 + its subdirectories in that layer).
+    uint32_t nlink;
+    // Size in bytes: a file's length, a symlink's target length; 0 for directories and
+    // special files.
+    uint64_t size;
+    // A device's number in the kernel's `new_encode_dev` form (`(major << 8) | minor` for
+    // numbers below 256, as glibc's `makedev`: major = `(rdev & 0xfff00) >> 8`, minor =
+    // `(rdev & 0xff) | ((rdev >> 12) & 0xfff00)`); 0 for other kinds.
+    uint32_t rdev;
+    // Modification time: nanoseconds (below 10⁹).
+    uint32_t mtime_nsec;
+    // Modification time: seconds since the epoch.
+    int64_t mtime_sec;
+    // Inode of the extracted file in its layer's tree on the host (0 if unknown). Entries of
+    // one layer with the same inode are hardlinks of each other.
+    uint64_t inode;
+    // The layer the entry comes from, 0 = bottom (its content is in that layer's tree:
+    // `msb_layer_stack_host_path`). For a directory, the layer that gives it its metadata.
+    size_t layer;
+    // What the entry is.
+    msb_entry_kind kind;
+    // `MSB_ENTRY_FLAG_*` bits.
+    uint32_t flags;
+} msb_stat;
 
 // One progress event. Only the fields listed for its `kind` are meaningful; the others are
 // 0, false or the empty string. Layer indexes count from 0 at the bottom layer.
@@ -248,12 +356,110 @@ const char *msb_version(void);
 // with).
 uint32_t msb_abi_version(void);
 
+// Frees bytes returned by this library. A NULL `ptr` is a no-op. Pass the struct exactly as
+// the library filled it in (the same `ptr` and `len`).
+void msb_bytes_free(struct msb_bytes bytes);
+
 // Opens (creating it if needed) the cache directory `path` and stores a new handle in `*out`;
 // free it with `msb_cache_free`.
 msb_status msb_cache_open(const char *path, struct msb_cache **out);
 
 // Frees a cache handle. NULL is a no-op. Registries built from it stay usable.
 void msb_cache_free(struct msb_cache *cache);
+
+// The number of entries.
+msb_status msb_dir_list_len(const struct msb_dir_list *list, size_t *out);
+
+// The name of entry `index` (its last path component, the bytes the image stores: not
+// necessarily UTF-8, never empty). Borrowed from the list: valid until `msb_dir_list_free`;
+// not NUL-terminated. On failure `*out` is the empty string.
+msb_status msb_dir_list_name(const struct msb_dir_list *list, size_t index, struct msb_str *out);
+
+// The metadata of entry `index` (as `msb_layer_stack_stat` of its path would give them).
+msb_status msb_dir_list_stat(const struct msb_dir_list *list, size_t index, struct msb_stat *out);
+
+// Frees a list (and the names borrowed from it). NULL is a no-op.
+void msb_dir_list_free(struct msb_dir_list *list);
+
+// Opens the index of every layer of a pull (`<layer>/../index`, bottom to top) as a stack,
+// stored in `*out`; free it with `msb_layer_stack_free`. The result may be freed right after.
+//
+// Fails with `MSB_STATUS_IO` when an index is missing (the image was pulled with
+// `build_index` off, and no later pull built it) or unreadable or corrupt, and with
+// `MSB_STATUS_UNSUPPORTED` when it was written in a format version this library does not
+// read; the message names the layer.
+msb_status msb_layer_stack_open(const struct msb_pull_result *result, struct msb_layer_stack **out);
+
+// Opens the `n` index files at `index_paths` (NUL-terminated byte strings, bottom to top) as
+// a stack, stored in `*out`; free it with `msb_layer_stack_free`. The paths are copied.
+// `n` may be 0 (an empty stack, where every lookup is `MSB_STATUS_NOT_FOUND`); `index_paths`
+// must not be NULL even then.
+//
+// Each layer's tree, for `msb_layer_stack_host_path`, is the `fs` directory beside its index
+// (the cache's layout: `layers/sha256/<hex>/index` and `…/fs`). Errors as
+// `msb_layer_stack_open`.
+msb_status msb_layer_stack_open_paths(const char *const *index_paths,
+                                      size_t n,
+                                      struct msb_layer_stack **out);
+
+// The number of layers of the stack.
+msb_status msb_layer_stack_layer_count(const struct msb_layer_stack *stack, size_t *out);
+
+// The metadata of the visible entry at `path` (`"/etc/hosts"`, `"etc/hosts"`; `"/"` or `""`
+// is the root), stored in `*out`. `MSB_STATUS_NOT_FOUND` when the merged view has no such
+// entry: it never existed, a whiteout or opaque directory hides it, or a parent is not a
+// directory. Symlinks are not followed.
+msb_status msb_layer_stack_stat(const struct msb_layer_stack *stack,
+                                const char *path,
+                                struct msb_stat *out);
+
+// The target of the symbolic link at `path`, as stored (absolute or relative, not resolved),
+// NUL-terminated bytes in `*out`; free it with `msb_string_free`. `MSB_STATUS_NOT_FOUND` when
+// there is no entry, `MSB_STATUS_INVALID_ARGUMENT` when it is not a symbolic link.
+msb_status msb_layer_stack_readlink(const struct msb_layer_stack *stack,
+                                    const char *path,
+                                    char **out);
+
+// The entries of the directory at `path`, merged across layers (upper layers win, whiteouts
+// and opaque directories applied), sorted by name, in a new list stored in `*out`; free it
+// with `msb_dir_list_free`. `MSB_STATUS_NOT_FOUND` when there is no entry,
+// `MSB_STATUS_INVALID_ARGUMENT` when it is not a directory.
+msb_status msb_layer_stack_read_dir(const struct msb_layer_stack *stack,
+                                    const char *path,
+                                    struct msb_dir_list **out);
+
+// The value of the extended attribute `name` (NUL-terminated bytes, e.g.
+// `"security.capability"`) of the entry at `path`, copied into `*out`; free it with
+// `msb_bytes_free`. `MSB_STATUS_NOT_FOUND` when there is no entry or the entry has no such
+// attribute (the message says which). On failure `*out` is `{NULL, 0}`.
+msb_status msb_layer_stack_get_xattr(const struct msb_layer_stack *stack,
+                                     const char *path,
+                                     const char *name,
+                                     struct msb_bytes *out);
+
+// The names of the extended attributes of the entry at `path`, as `listxattr(2)` returns
+// them: each name followed by a NUL byte, sorted, copied into `*out` (`{NULL, 0}` when there
+// are none); free it with `msb_bytes_free`. `MSB_STATUS_NOT_FOUND` when there is no entry.
+msb_status msb_layer_stack_list_xattrs(const struct msb_layer_stack *stack,
+                                       const char *path,
+                                       struct msb_bytes *out);
+
+// Where the content of the entry at `path` lives on the host: the tree of the layer it comes
+// from joined with the path (`<cache>/layers/sha256/<hex>/fs/app/hello.txt`), NUL-terminated
+// bytes in `*out`; free it with `msb_string_free`. `MSB_STATUS_NOT_FOUND` when there is no
+// entry.
+//
+// Open regular files there for reading. Only the index tells the truth about metadata: on
+// the host a symlink is a regular file holding its target, devices are empty files, and
+// owners and modes may differ. A directory's host path is only the layer that gives it its
+// metadata; list it with `msb_layer_stack_read_dir`. The layer trees are shared and must not
+// be modified.
+msb_status msb_layer_stack_host_path(const struct msb_layer_stack *stack,
+                                     const char *path,
+                                     char **out);
+
+// Frees a stack and unmaps its indexes. NULL is a no-op. Lists made from it stay valid.
+void msb_layer_stack_free(struct msb_layer_stack *stack);
 
 // Linux on the architecture this library was built for (`linux/amd64` on x86-64).
 msb_status msb_platform_host(struct msb_platform **out);

@@ -50,7 +50,7 @@ run() {
     failures+=("$name ($mode): exit code $rc")
   fi
   ((bad > 0)) && failures+=("$name ($mode): $bad case(s) failed")
-  printf '%-14s %-8s %3d ok, %d failed (exit %d)\n' "$name" "$mode" "$ok" "$bad" "$rc"
+  printf '%-16s %-8s %3d ok, %d failed (exit %d)\n' "$name" "$mode" "$ok" "$bad" "$rc"
   if ((rc != 0 || bad > 0)); then
     sed 's/^/    | /' "$log" | tail -n 60
   fi

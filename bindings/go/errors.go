@@ -29,6 +29,7 @@ const (
 	CodePanic            Code = C.MSB_STATUS_PANIC
 	CodeInternal         Code = C.MSB_STATUS_INTERNAL
 	CodeTimeout          Code = C.MSB_STATUS_TIMEOUT
+	CodeNotFound         Code = C.MSB_STATUS_NOT_FOUND
 )
 
 // String returns the code's name in the C header, e.g. "MSB_STATUS_AUTH".
@@ -82,6 +83,7 @@ var (
 	ErrCancelled        = &Error{Code: CodeCancelled}
 	ErrPanic            = &Error{Code: CodePanic}
 	ErrInternal         = &Error{Code: CodeInternal}
+	ErrNotFound         = &Error{Code: CodeNotFound}
 )
 
 // call runs one C call and turns a failing status into an *Error. The goroutine stays on

@@ -11,6 +11,10 @@
 //		func(e msbimage.Event) { log.Println(e.Kind, e.LayerIndex) })
 //	if err != nil { … }
 //	fmt.Println(res.Layers) // extracted layer trees, bottom to top
+//	stack, err := res.LayerStack() // the merged view, from the layers' indexes
+//	if err != nil { … }
+//	defer stack.Close()
+//	st, err := stack.Stat("/etc/hosts") // also ReadDir, Readlink, Xattr, HostPath
 //
 // Cancelling ctx cancels the pull. Errors are *Error values carrying the library's status
 // code. All types are safe for concurrent use; progress callbacks run on library threads.

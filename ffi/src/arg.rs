@@ -1,7 +1,8 @@
 //! Everything C hands us passes through here: handles, out-pointers and strings. C promises
 //! that a pointer is either NULL or valid for its type; this module is the one place that
 //! trusts that promise. NULL is answered with `MSB_STATUS_INVALID_ARGUMENT` naming the
-//! parameter, never dereferenced; strings must be NUL-terminated UTF-8.
+//! parameter, never dereferenced; strings must be NUL-terminated UTF-8, except paths inside
+//! an image and extended attribute names, which are NUL-terminated bytes.
 //!
 //! Handles cross the boundary as `Box::into_raw` pointers and come back to exactly one free
 //! function, which turns them back into a `Box`.
@@ -63,6 +64,28 @@ pub(crate) fn string<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, msb_
             format!("{name} is not valid UTF-8 (at byte {})", e.valid_up_to()),
         )
     })
+}
+
+/// NUL-terminated bytes (not necessarily UTF-8), borrowed for the call.
+pub(crate) fn bytes<'a>(ptr: *const c_char, name: &str) -> Result<&'a [u8], msb_status> {
+    if ptr.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: C passes a NUL-terminated string that outlives the call.
+    Ok(unsafe { CStr::from_ptr(ptr) }.to_bytes())
+}
+
+/// A path inside an image: NUL-terminated bytes, borrowed for the call, with its leading and
+/// trailing slashes removed (`"/etc/hosts"` and `"etc/hosts"` are the same path; `"/"` and
+/// `""` are the root).
+pub(crate) fn image_path<'a>(ptr: *const c_char, name: &str) -> Result<&'a [u8], msb_status> {
+    let path = bytes(ptr, name)?;
+    let start = path.iter().position(|&c| c != b'/').unwrap_or(path.len());
+    let end = path
+        .iter()
+        .rposition(|&c| c != b'/')
+        .map_or(start, |i| i + 1);
+    Ok(&path[start..end])
 }
 
 /// Hands a value to C as an owned handle.

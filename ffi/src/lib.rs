@@ -12,8 +12,9 @@
 //! | [`panic`] | the panic boundary around every exported body |
 //! | [`status`] | `msb_status` codes and the per-thread last error message |
 //! | [`arg`] | checking pointers and strings that come from C |
-//! | [`slice`] | `msb_str`, a borrowed string handed to callbacks |
+//! | [`slice`] | `msb_str`, a borrowed string handed to callbacks and in directory lists |
 //! | [`string`] | strings handed to the caller, `msb_string_free` |
+//! | [`bytes`] | `msb_bytes`, byte buffers handed to the caller, `msb_bytes_free` |
 //! | [`runtime`] | the internal tokio runtime that drives every pull |
 //! | [`cache`] | `msb_cache` |
 //! | [`platform`] | `msb_platform` |
@@ -23,13 +24,19 @@
 //! | [`userdata`] | the progress callback and its `user_data` |
 //! | [`pull`] | `msb_registry_pull`, `msb_pull_task` |
 //! | [`pull_result`] | `msb_pull_result` |
+//! | [`layer_stack`] | `msb_layer_stack`: the merged view of an image's layer indexes |
+//! | [`stat`] | `msb_stat`, `msb_entry_kind`, `MSB_ENTRY_FLAG_*` |
+//! | [`dir_list`] | `msb_dir_list`, a directory listing |
 #![allow(non_camel_case_types)]
 
 #[macro_use]
 pub mod panic;
 #[macro_use]
 pub mod arg;
+pub mod bytes;
 pub mod cache;
+pub mod dir_list;
+pub mod layer_stack;
 pub mod platform;
 pub mod progress;
 pub mod pull;
@@ -38,6 +45,7 @@ pub mod pull_result;
 pub mod registry;
 pub mod runtime;
 pub mod slice;
+pub mod stat;
 pub mod status;
 pub mod string;
 pub mod userdata;

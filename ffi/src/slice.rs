@@ -1,12 +1,14 @@
-//! `msb_str`: a borrowed string (pointer + length) handed to C inside a progress event. It is
-//! valid only during the callback it is passed to and is not NUL-terminated.
+//! `msb_str`: a borrowed string (pointer + length) handed to C inside a progress event (valid
+//! only during the callback it is passed to) or as a name in an `msb_dir_list` (valid until
+//! the list is freed). It is not NUL-terminated.
 
 use std::ffi::c_char;
 use std::marker::PhantomData;
 
-/// A borrowed UTF-8 string: `len` bytes at `ptr`, **not** NUL-terminated. Valid only during
-/// the callback that received it; copy it to keep it. `ptr` is never NULL (an absent value is
-/// the empty string).
+/// A borrowed string: `len` bytes at `ptr`, **not** NUL-terminated. UTF-8, except file names
+/// from `msb_dir_list_name`, which are the bytes the image stores. Valid only during the
+/// callback that received it, or, for a name from `msb_dir_list_name`, until its list is
+/// freed; copy it to keep it. `ptr` is never NULL (an absent value is the empty string).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct msb_str<'a> {
@@ -20,9 +22,14 @@ pub struct msb_str<'a> {
 impl<'a> msb_str<'a> {
     /// Borrows `s` for as long as it lives.
     pub(crate) fn borrow(s: &'a str) -> msb_str<'a> {
+        msb_str::borrow_bytes(s.as_bytes())
+    }
+
+    /// Borrows the bytes `b` (a file name) for as long as they live.
+    pub(crate) fn borrow_bytes(b: &'a [u8]) -> msb_str<'a> {
         msb_str {
-            ptr: s.as_ptr().cast(),
-            len: s.len(),
+            ptr: b.as_ptr().cast(),
+            len: b.len(),
             phantom: PhantomData,
         }
     }
@@ -31,9 +38,14 @@ impl<'a> msb_str<'a> {
     #[cfg(test)]
     pub(crate) fn to_str(self) -> &'a str {
         // SAFETY: built by `borrow` from a `&'a str`.
-        unsafe {
-            std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.ptr.cast(), self.len))
-        }
+        unsafe { std::str::from_utf8_unchecked(self.to_bytes()) }
+    }
+
+    /// Reads the bytes back (for tests).
+    #[cfg(test)]
+    pub(crate) fn to_bytes(self) -> &'a [u8] {
+        // SAFETY: built by `borrow_bytes` from a `&'a [u8]`.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
     }
 }
 

@@ -48,6 +48,10 @@ pub enum msb_status {
     Internal = 13,
     /// `msb_pull_task_wait` returned because its timeout elapsed; the pull is still running.
     Timeout = 14,
+    /// A layer stack lookup found nothing: the path is not in the merged view (it never
+    /// existed, a whiteout or an opaque directory hides it, or a parent is not a directory),
+    /// or the entry has no extended attribute of that name. Only from `msb_layer_stack_*`.
+    NotFound = 15,
 }
 
 impl From<ErrorKind> for msb_status {
@@ -90,11 +94,12 @@ impl msb_status {
             msb_status::Panic => c"MSB_STATUS_PANIC",
             msb_status::Internal => c"MSB_STATUS_INTERNAL",
             msb_status::Timeout => c"MSB_STATUS_TIMEOUT",
+            msb_status::NotFound => c"MSB_STATUS_NOT_FOUND",
         }
     }
 
     fn from_code(code: u32) -> Option<msb_status> {
-        const ALL: [msb_status; 15] = [
+        const ALL: [msb_status; 16] = [
             msb_status::Ok,
             msb_status::InvalidArgument,
             msb_status::InvalidReference,
@@ -110,6 +115,7 @@ impl msb_status {
             msb_status::Panic,
             msb_status::Internal,
             msb_status::Timeout,
+            msb_status::NotFound,
         ];
         ALL.into_iter().find(|s| *s as u32 == code)
     }
@@ -182,10 +188,11 @@ mod tests {
         assert_eq!(msb_status::Auth as u32, 5);
         assert_eq!(msb_status::Cancelled as u32, 11);
         assert_eq!(msb_status::Timeout as u32, 14);
-        for code in 0..15 {
+        assert_eq!(msb_status::NotFound as u32, 15);
+        for code in 0..16 {
             assert_eq!(msb_status::from_code(code).map(|s| s as u32), Some(code));
         }
-        assert_eq!(msb_status::from_code(15), None);
+        assert_eq!(msb_status::from_code(16), None);
     }
 
     #[test]
@@ -196,6 +203,7 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(name(5), "MSB_STATUS_AUTH");
+        assert_eq!(name(15), "MSB_STATUS_NOT_FOUND");
         assert_eq!(name(9999), "MSB_STATUS_UNKNOWN");
     }
 

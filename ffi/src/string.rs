@@ -1,15 +1,16 @@
-//! Strings the library hands to the caller: NUL-terminated UTF-8 `char *`, owned by the
-//! caller from then on and released with `msb_string_free` (never with `free`).
+//! Strings the library hands to the caller: NUL-terminated `char *` (UTF-8, except paths and
+//! link targets inside an image, which are bytes), owned by the caller from then on and
+//! released with `msb_string_free` (never with `free`).
 
 use std::ffi::{CString, c_char};
 
 use crate::arg;
 use crate::status::{fail, msb_status};
 
-/// Copies `s` into a new C string. A string with a NUL byte inside cannot be one:
-/// `MSB_STATUS_UNSUPPORTED`.
-pub(crate) fn to_c(s: &str) -> Result<*mut c_char, msb_status> {
-    CString::new(s).map(CString::into_raw).map_err(|_| {
+/// Copies the bytes `b` (a UTF-8 string, or a path) into a new C string. Bytes with a NUL
+/// inside cannot be one: `MSB_STATUS_UNSUPPORTED`.
+pub(crate) fn to_c(b: &[u8]) -> Result<*mut c_char, msb_status> {
+    CString::new(b).map(CString::into_raw).map_err(|_| {
         fail(
             msb_status::Unsupported,
             "the value contains a NUL byte and cannot be returned as a C string",
@@ -19,7 +20,12 @@ pub(crate) fn to_c(s: &str) -> Result<*mut c_char, msb_status> {
 
 /// Stores a copy of `s` in `out`.
 pub(crate) fn give(out: &mut *mut c_char, s: &str) -> msb_status {
-    match to_c(s) {
+    give_bytes(out, s.as_bytes())
+}
+
+/// Stores a copy of the bytes `b` in `out`, NUL-terminated.
+pub(crate) fn give_bytes(out: &mut *mut c_char, b: &[u8]) -> msb_status {
+    match to_c(b) {
         Ok(c) => {
             *out = c;
             msb_status::Ok
