@@ -3,15 +3,18 @@
 //! blocking form starts one and waits for it.
 //!
 //! A task's outcome is written once, after its progress gate is closed, so a caller that saw
-//! the pull end never gets another callback. Cancelling aborts the task: the core's pipeline
-//! is dropped at its next await point, and the outcome becomes `MSB_STATUS_CANCELLED`.
+//! the pull end never gets another callback. Cancelling trips the pull's `CancelToken`: the core
+//! stops downloading, waits for its extraction workers to remove their staging directories,
+//! and the outcome becomes `MSB_STATUS_CANCELLED` (so the cache holds no debris of a cancelled
+//! pull once `wait` has returned).
 
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use microsandbox_image::{Error, ProgressCallback, PullProgress, PullResult, Reference};
-use tokio::task::AbortHandle;
+use microsandbox_image::{
+    CancelToken, Error, ProgressCallback, PullProgress, PullResult, Reference,
+};
 
 use crate::arg;
 use crate::pull_options::msb_pull_options;
@@ -35,7 +38,7 @@ struct Shared {
 pub struct msb_pull_task {
     shared: Arc<Shared>,
     gate: Arc<ProgressGate>,
-    abort: AbortHandle,
+    cancel: CancelToken,
 }
 
 /// Owned by the running pull: records its outcome exactly once, also when the pull is
@@ -106,16 +109,18 @@ fn start(
         Arc::new(move |event: &PullProgress| gate.emit(event))
     };
     let (registry, options) = (registry.inner.clone(), options.inner.clone());
-    let task = runtime.spawn(async move {
+    let cancel = CancelToken::new();
+    let token = cancel.clone();
+    runtime.spawn(async move {
         let result = registry
-            .pull_with_callback(&reference, &options, callback)
+            .pull_with(&reference, &options, Some(callback), &token)
             .await;
         finish.record(result.map_err(|e| (e.kind().into(), e.to_string())));
     });
     Ok(msb_pull_task {
         shared,
         gate,
-        abort: task.abort_handle(),
+        cancel,
     })
 }
 
@@ -161,7 +166,7 @@ impl msb_pull_task {
     }
 
     fn cancel(&self) {
-        self.abort.abort();
+        self.cancel.cancel();
     }
 }
 
@@ -169,7 +174,7 @@ impl Drop for msb_pull_task {
     fn drop(&mut self) {
         // After free, user_data may be gone: no callback may run or start.
         self.gate.close();
-        self.abort.abort();
+        self.cancel.cancel();
     }
 }
 

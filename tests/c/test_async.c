@@ -165,7 +165,7 @@ static void test_cancel_mid_download_leaves_the_cache_consistent(void) {
     CHECK(atomic_load(&t.events) == events); /* no callback after wait returned */
     msb_pull_task_free(task);
 
-    check_cache_consistent(v.dir, 30000);
+    check_cache_consistent(v.dir, 0); /* the core cleans up before wait returns */
     check_later_pull_succeeds(&v);
     slow_proxy_stop(proxy);
     env_close(&v);
@@ -185,7 +185,7 @@ static void test_cancel_right_after_start(void) {
     CHECK((s == MSB_STATUS_OK) == (r != NULL));
     msb_pull_result_free(r);
     msb_pull_task_free(task);
-    check_cache_consistent(v.dir, 30000);
+    check_cache_consistent(v.dir, 0);
     check_later_pull_succeeds(&v);
     env_close(&v);
 }
@@ -221,7 +221,7 @@ static void test_cancel_from_another_thread_wakes_the_waiter(void) {
     pthread_join(th, NULL);
     CHECK(w.status == MSB_STATUS_CANCELLED);
     msb_pull_task_free(w.task);
-    check_cache_consistent(v.dir, 30000);
+    check_cache_consistent(v.dir, 0);
     check_later_pull_succeeds(&v);
     slow_proxy_stop(proxy);
     env_close(&v);
