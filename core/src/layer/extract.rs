@@ -3,22 +3,25 @@
 //! with host-safe permissions; the image's metadata goes into xattrs. Symlinks become regular
 //! files holding their target, so the tree holds no symlink a later write could follow, and
 //! every path is checked before use (no absolute paths, no `..`), so nothing can be written
-//! outside the root.
+//! outside the root. A [`TarGuard`](super::tar_guard::TarGuard) sits under the tar reader
+//! (see `tar_guard.rs`), so memory stays bounded whatever the stream claims.
 
 use std::collections::HashSet;
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::LayerError;
-use super::stat::{OverrideStat, encode_dev, mode, store_xattr};
+use super::stat::{OverrideStat, XATTR_PREFIX, encode_dev, mode, store_xattr};
+use super::tar_guard::stream_err;
+pub(crate) use super::tar_guard::{check_guard_transparent, open_archive};
 use crate::index::{EntryMeta, IndexBuilder};
 
 /// Marks a directory the layer did not list but needed as a parent. Its metadata is a
@@ -112,12 +115,23 @@ impl Meta {
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(Errno) -> LayerError + 'a {
-    move |e| LayerError::Io {
-        op,
-        path: path.to_string_lossy().into_owned(),
-        source: e.into(),
+    move |e| match e {
+        // Names are checked against NAME_MAX and `max_path_len` first; this is what is left
+        // when `max_path_len` is set above what the host accepts (PATH_MAX).
+        Errno::NAMETOOLONG => LayerError::UnsafePath {
+            path: path.to_string_lossy().into_owned(),
+            reason: "path too long for the host filesystem",
+        },
+        e => LayerError::Io {
+            op,
+            path: path.to_string_lossy().into_owned(),
+            source: e.into(),
+        },
     }
 }
+
+/// Longest name of one path component Linux filesystems accept (`NAME_MAX`).
+const NAME_MAX: usize = 255;
 
 /// Split a tar path into safe relative components. `None` means the root itself.
 fn sanitize(raw: &[u8], limits: &ExtractLimits) -> Result<Option<PathBuf>, LayerError> {
@@ -145,12 +159,24 @@ fn sanitize(raw: &[u8], limits: &ExtractLimits) -> Result<Option<PathBuf>, Layer
     }
     let mut out = PathBuf::new();
     let mut depth = 0usize;
+    let mut parent_is_whiteout = false;
     for comp in raw.split(|b| *b == b'/') {
         match comp {
             b"" | b"." => continue,
             b".." => return Err(unsafe_path("`..` component")),
+            c if c.len() > NAME_MAX => {
+                return Err(unsafe_path(
+                    "path component longer than 255 bytes (NAME_MAX)",
+                ));
+            }
+            // `.wh.<name>` is a whiteout marker, never a directory: a path through one would
+            // put entries under a name the index reads as a deletion.
+            _ if parent_is_whiteout => {
+                return Err(unsafe_path("whiteout name used as a parent directory"));
+            }
             c => {
                 depth += 1;
+                parent_is_whiteout = c.starts_with(b".wh.");
                 out.push(OsStr::from_bytes(c));
             }
         }
@@ -209,10 +235,10 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     for _ in digits.len()..9 {
         tv_nsec *= 10;
     }
-    if tv_sec < 0 && tv_nsec > 0 {
-        // "-1.5" means 1.5 s before the epoch.
+    if secs.starts_with('-') && tv_nsec > 0 {
+        // "-1.5" means 1.5 s before the epoch ("-0.5" too: its integer part reads as 0).
         return Some(Timespec {
-            tv_sec: tv_sec - 1,
+            tv_sec: tv_sec.checked_sub(1)?,
             tv_nsec: 1_000_000_000 - tv_nsec,
         });
     }
@@ -254,11 +280,12 @@ impl Extractor {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ExtractStats, LayerError> {
         let mut last_report = 0u64;
-        for entry in archive.entries().map_err(LayerError::tar)? {
-            let mut entry = entry.map_err(LayerError::tar)?;
+        for entry in archive.entries().map_err(stream_err)? {
+            let mut entry = entry.map_err(stream_err)?;
             self.apply(&mut entry)?;
-            let pos = entry.raw_file_position() + entry.size();
-            if pos - last_report >= (1 << 20) {
+            // (A sparse entry's size is its expanded size, so this can run ahead of the tar.)
+            let pos = entry.raw_file_position().saturating_add(entry.size());
+            if pos.saturating_sub(last_report) >= (1 << 20) {
                 last_report = pos;
                 progress(self.stats.entries, pos);
             }
@@ -303,23 +330,54 @@ impl Extractor {
             0
         };
         let mut xattrs = Vec::new();
-        if let Some(exts) = entry.pax_extensions().map_err(LayerError::tar)? {
+        let bad_xattr_name = |name: &[u8]| LayerError::Tar {
+            detail: format!(
+                "{path}: xattr name {:?} is empty or has a NUL byte",
+                String::from_utf8_lossy(name)
+            ),
+        };
+        if let Some(exts) = entry.pax_extensions().map_err(stream_err)? {
             for ext in exts {
-                let ext = ext.map_err(LayerError::tar)?;
+                let ext = ext.map_err(stream_err)?;
                 let key = ext.key_bytes();
                 if key == b"mtime" {
                     if let Some(t) = parse_pax_time(ext.value_bytes()) {
                         mtime = t;
                     }
                 } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                    if name.is_empty() || name.contains(&0) {
+                        return Err(bad_xattr_name(name));
+                    }
+                    xattrs.retain(|(n, _)| n != name);
+                    // A zero-length value deletes the keyword (POSIX pax; Go's archive/tar,
+                    // hence umoci and containerd, read it so).
+                    if !ext.value_bytes().is_empty() {
+                        xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                    }
                 } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
+                    if name.is_empty() || name.contains(&0) {
+                        return Err(bad_xattr_name(name));
+                    }
+                    xattrs.retain(|(n, _)| n != name);
+                    if ext.value_bytes().is_empty() {
+                        continue;
+                    }
                     let value = base64::engine::general_purpose::STANDARD
                         .decode(ext.value_bytes())
                         .map_err(|e| LayerError::Tar {
                             detail: format!("{path}: bad LIBARCHIVE.xattr value: {e}"),
                         })?;
                     xattrs.push((name.to_vec(), value));
+                } else if key.starts_with(b"GNU.sparse.") {
+                    // PAX-format sparse files (GNU 0.x/1.0) keep the real name and the block
+                    // map in records the tar crate does not apply: extracting the entry as
+                    // it stands would write the map as content under a placeholder name.
+                    return Err(LayerError::Tar {
+                        detail: format!(
+                            "{path}: PAX-format sparse file ({}) is not supported",
+                            String::from_utf8_lossy(key)
+                        ),
+                    });
                 }
             }
         }
@@ -355,6 +413,16 @@ impl Extractor {
         }
         let raw_path = entry.path_bytes().into_owned();
         let rel = sanitize(&raw_path, &self.limits)?;
+        // A pre-POSIX regular file (type NUL) named `dir/` is a directory, as GNU tar and
+        // Go's archive/tar (so umoci and containerd) read it.
+        let kind = if kind == T::Regular
+            && entry.header().as_old().linkflag[0] == 0
+            && raw_path.ends_with(b"/")
+        {
+            T::Directory
+        } else {
+            kind
+        };
         let type_bits = match kind {
             T::Regular | T::Continuous | T::GNUSparse => mode::S_IFREG,
             T::Directory => mode::S_IFDIR,
@@ -387,6 +455,7 @@ impl Extractor {
                 path: self.root_path.to_string_lossy().into_owned(),
                 source: e,
             })?;
+            clear_image_xattrs(root.as_fd(), Path::new("."))?;
             self.set_meta(&root, Path::new("."), &meta)?;
             if let Some(index) = &mut self.stats.index {
                 let inode = inode_of(&root, Path::new("."))?;
@@ -414,22 +483,19 @@ impl Extractor {
         rel: &Path,
         meta: &Meta,
     ) -> Result<(), LayerError> {
-        let fd = self.create(rel)?;
-        let mut file = File::from(fd);
         let type_bits = meta.stat.mode & mode::S_IFMT;
         let mut link_target = None;
         let mut size = 0;
+        // Everything is checked before the file exists.
         if type_bits == mode::S_IFLNK {
-            let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-            file.write_all(&target).map_err(|e| LayerError::Io {
-                op: "write",
-                path: rel.to_string_lossy().into_owned(),
-                source: e,
-            })?;
+            let target = entry
+                .link_name_bytes()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            self.check_link_target(&target, rel)?;
             link_target = Some(target);
         } else if type_bits == mode::S_IFREG {
             size = entry.size();
-            let size = entry.size();
             if size > self.limits.max_file_size {
                 return Err(LayerError::Limit {
                     limit: "max_file_size",
@@ -438,15 +504,26 @@ impl Extractor {
                     path: Some(rel.to_string_lossy().into_owned()),
                 });
             }
-            if self.stats.file_bytes + size > self.limits.max_total_bytes {
+            let total = self.stats.file_bytes.saturating_add(size);
+            if total > self.limits.max_total_bytes {
                 return Err(LayerError::Limit {
                     limit: "max_total_bytes",
-                    value: self.stats.file_bytes + size,
+                    value: total,
                     max: self.limits.max_total_bytes,
                     path: Some(rel.to_string_lossy().into_owned()),
                 });
             }
-            self.copy(entry, &mut file, rel)?;
+        }
+        let fd = self.create(rel)?;
+        let mut file = File::from(fd);
+        if let Some(target) = &link_target {
+            file.write_all(target).map_err(|e| LayerError::Io {
+                op: "write",
+                path: rel.to_string_lossy().into_owned(),
+                source: e,
+            })?;
+        } else if type_bits == mode::S_IFREG {
+            self.copy(entry, &mut file, rel, size)?;
         }
         self.set_meta(&file, rel, meta)?;
         if let Some(index) = &mut self.stats.index {
@@ -456,14 +533,56 @@ impl Extractor {
         Ok(())
     }
 
-    fn copy<R: Read>(&mut self, src: &mut R, dst: &mut File, rel: &Path) -> Result<(), LayerError> {
+    /// A symlink target: what the kernel could hold as one (no NUL, not empty, shorter than
+    /// `max_path_len`), kept byte for byte otherwise.
+    fn check_link_target(&self, target: &[u8], rel: &Path) -> Result<(), LayerError> {
+        let refuse = |reason| LayerError::UnsafePath {
+            path: format!("{} -> {}", rel.display(), String::from_utf8_lossy(target)),
+            reason,
+        };
+        if target.is_empty() {
+            return Err(refuse("empty symlink target"));
+        }
+        if target.contains(&0) {
+            return Err(refuse("NUL byte in symlink target"));
+        }
+        if target.len() > self.limits.max_path_len {
+            return Err(LayerError::Limit {
+                limit: "max_path_len",
+                value: target.len() as u64,
+                max: self.limits.max_path_len as u64,
+                path: Some(rel.to_string_lossy().into_owned()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copy an entry's `size` content bytes; a body that ends early is an error (the tar
+    /// reader itself would take a short read at the end of the stream as the entry's end).
+    fn copy<R: Read>(
+        &mut self,
+        src: &mut R,
+        dst: &mut File,
+        rel: &Path,
+        size: u64,
+    ) -> Result<(), LayerError> {
+        let mut copied = 0u64;
         loop {
             let n = match src.read(&mut self.buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) if copied == size => return Ok(()),
+                Ok(0) => {
+                    return Err(LayerError::Tar {
+                        detail: format!(
+                            "unexpected end of archive in {:?}: {copied} of {size} content bytes",
+                            rel.to_string_lossy()
+                        ),
+                    });
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(LayerError::tar(e)),
+                Err(e) => return Err(stream_err(e)),
             };
+            copied += n as u64;
             self.stats.file_bytes += n as u64;
             dst.write_all(&self.buf[..n]).map_err(|e| LayerError::Io {
                 op: "write",
@@ -484,7 +603,20 @@ impl Extractor {
         };
         meta.stat.apply(fd).map_err(err("set override xattr on"))?;
         for (name, value) in &meta.xattrs {
-            store_xattr(fd, name, value).map_err(err("set xattr on"))?;
+            store_xattr(fd, name, value).map_err(|e| {
+                let why = match e.raw_os_error().map(Errno::from_raw_os_error) {
+                    Some(Errno::RANGE) => "name too long to store",
+                    Some(Errno::TOOBIG) => "value too large to store",
+                    _ => return err("set xattr on")(e),
+                };
+                LayerError::Tar {
+                    detail: format!(
+                        "{}: xattr {:?}: {why}",
+                        rel.to_string_lossy(),
+                        String::from_utf8_lossy(name)
+                    ),
+                }
+            })?;
         }
         if meta.stat.mode & mode::S_IFMT != mode::S_IFDIR {
             let ts = Timestamps {
@@ -522,11 +654,13 @@ impl Extractor {
     fn directory(&mut self, rel: &Path, meta: &Meta) -> Result<(), LayerError> {
         let mut parents_made = false;
         let mut replaced = false;
+        let mut existed = false;
         loop {
             match rustix::fs::mkdirat(&self.root, rel, Mode::from_raw_mode(0o700)) {
                 Ok(()) => break,
                 Err(Errno::EXIST) => {
                     if self.is_dir(rel)? {
+                        existed = true;
                         break;
                     }
                     if replaced {
@@ -550,6 +684,10 @@ impl Extractor {
                 Err(e) => return Err(io_err(rel, "remove xattr from")(e)),
             }
             self.stats.implicit_dirs -= 1;
+        }
+        if existed {
+            // The last entry wins: its xattrs replace the earlier entry's, as in the index.
+            clear_image_xattrs(fd.as_fd(), rel)?;
         }
         self.set_meta(&fd, rel, meta)?;
         if let Some(index) = &mut self.stats.index {
@@ -608,7 +746,13 @@ impl Extractor {
                         reason: "hardlink to a directory",
                     });
                 }
-                Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
+                Err(Errno::NOTDIR) => {
+                    return Err(LayerError::UnsafePath {
+                        path: format!("{} -> {}", rel.display(), target.display()),
+                        reason: "a parent directory of the hardlink or its target is a \
+                                 non-directory entry of this layer",
+                    });
+                }
                 Err(e) => return Err(io_err(rel, "link")(e)),
             }
         }
@@ -646,12 +790,7 @@ impl Extractor {
     /// Remove what is at `rel` (an earlier entry with the same path: the last one wins).
     fn remove(&mut self, rel: &Path) -> Result<(), LayerError> {
         if self.is_dir(rel)? {
-            let full = self.root_path.join(rel);
-            std::fs::remove_dir_all(&full).map_err(|e| LayerError::Io {
-                op: "replace",
-                path: rel.to_string_lossy().into_owned(),
-                source: e,
-            })?;
+            remove_tree(self.root.as_fd(), rel).map_err(io_err(rel, "replace"))?;
             let before = self.implicit.len();
             self.implicit.retain(|p| !p.starts_with(rel));
             self.stats.implicit_dirs -= (before - self.implicit.len()) as u64;
@@ -738,8 +877,62 @@ fn not_a_dir(rel: &Path) -> LayerError {
     }
 }
 
+/// Drop the image xattrs (`user.msb.xattr.*`) an earlier entry left on `fd`.
+fn clear_image_xattrs(fd: BorrowedFd<'_>, rel: &Path) -> Result<(), LayerError> {
+    let mut names = vec![0u8; 64 * 1024]; // XATTR_LIST_MAX
+    let n = rustix::fs::flistxattr(fd, &mut names[..]).map_err(io_err(rel, "list xattrs of"))?;
+    for name in names[..n].split(|b| *b == 0) {
+        if name.starts_with(XATTR_PREFIX.as_bytes()) {
+            match rustix::fs::fremovexattr(fd, name) {
+                Ok(()) | Err(Errno::NODATA) => {}
+                Err(e) => return Err(io_err(rel, "remove xattr from")(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remove the directory `rel` (relative to `root`) and everything in it, by paths relative
+/// to `root`: no symlink is followed, nothing outside `root` is reached, and depth costs no
+/// open descriptors (each level's names are read, then its listing is closed).
+fn remove_tree(root: BorrowedFd<'_>, rel: &Path) -> Result<(), Errno> {
+    let children = {
+        let fd = rustix::fs::openat(
+            root,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut out: Vec<(CString, FileType)> = Vec::new();
+        let mut listing = rustix::fs::Dir::read_from(&fd)?;
+        while let Some(e) = listing.read() {
+            let e = e?;
+            let name = e.file_name();
+            if name != c"." && name != c".." {
+                out.push((name.to_owned(), e.file_type()));
+            }
+        }
+        out
+    };
+    for (name, ty) in children {
+        let child = rel.join(OsStr::from_bytes(name.to_bytes()));
+        if ty == FileType::Directory {
+            remove_tree(root, &child)?;
+            continue;
+        }
+        match rustix::fs::unlinkat(root, &child, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            // The file system did not say the type; it is a directory after all.
+            Err(Errno::ISDIR) => remove_tree(root, &child)?,
+            Err(e) => return Err(e),
+        }
+    }
+    rustix::fs::unlinkat(root, rel, AtFlags::REMOVEDIR)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::tar_guard::{MAX_PAX_HEADER, MAX_SPARSE_EXT_BLOCKS};
     use super::*;
 
     fn limits() -> ExtractLimits {
@@ -754,6 +947,8 @@ mod tests {
             sanitize(b"./usr//bin/./sh", &limits()).unwrap(),
             Some(PathBuf::from("usr/bin/sh"))
         );
+        let long = [b'n'; 256];
+        let through_whiteout = b"a/.wh.b/c";
         for bad in [
             &b"/etc/passwd"[..],
             b"../x",
@@ -761,6 +956,8 @@ mod tests {
             b"a/..",
             b"",
             b"a\0b",
+            &long[..],
+            through_whiteout,
         ] {
             assert!(
                 sanitize(bad, &limits()).is_err(),
@@ -779,6 +976,152 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn gnu(path: &str, kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(path).unwrap();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        h
+    }
+
+    /// A GNU sparse entry whose map needs an extension block: 6 chunks of 512 bytes.
+    fn sparse_with_extension(out: &mut Vec<u8>) {
+        let mut h = gnu("sparse", tar::EntryType::GNUSparse, 6 * 512);
+        let chunks: Vec<u64> = (0..6).map(|i| i * 4096).collect();
+        {
+            let g = h.as_gnu_mut().unwrap();
+            for (i, off) in chunks.iter().take(4).enumerate() {
+                g.sparse[i].set_offset(*off);
+                g.sparse[i].set_length(512);
+            }
+            g.set_is_extended(true);
+            g.set_real_size(5 * 4096 + 512);
+        }
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        let mut ext = tar::GnuExtSparseHeader::new();
+        for (i, off) in chunks.iter().skip(4).enumerate() {
+            ext.sparse[i].set_offset(*off);
+            ext.sparse[i].set_length(512);
+        }
+        out.extend_from_slice(ext.as_bytes());
+        out.extend((0..6 * 512).map(|i| (i % 7) as u8));
+    }
+
+    #[test]
+    fn the_guard_is_invisible_on_valid_archives() {
+        let mut b = tar::Builder::new(Vec::new());
+        let long = format!("{}/{}", "d".repeat(150), "f".repeat(150));
+        let mut h = gnu("x", tar::EntryType::Regular, 3);
+        b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+        let mut h = gnu("x", tar::EntryType::Symlink, 0);
+        b.append_link(&mut h, "l", "t".repeat(300)).unwrap();
+        b.append_pax_extensions([("path", &b"pax/path"[..]), ("SCHILY.xattr.user.a", b"v")])
+            .unwrap();
+        b.append(&gnu("ignored", tar::EntryType::Regular, 5), &b"hello"[..])
+            .unwrap();
+        // A PAX size that overrides a wrong header size.
+        b.append_pax_extensions([("size", &b"700"[..])]).unwrap();
+        let mut body = vec![9u8; 700];
+        body.resize(1024, 0);
+        let h = gnu("pax-sized", tar::EntryType::Regular, 3);
+        let mut raw = b.into_inner().unwrap();
+        raw.truncate(raw.len() - 1024); // drop the end blocks to go on by hand
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(&body);
+        sparse_with_extension(&mut raw);
+        raw.extend_from_slice(gnu("empty", tar::EntryType::Regular, 0).as_bytes());
+        raw.extend_from_slice(gnu("g", tar::EntryType::XGlobalHeader, 5).as_bytes());
+        raw.extend_from_slice(&[b'x'; 512]);
+        raw.extend_from_slice(&[0; 1024]);
+        raw.extend_from_slice(b"trailing bytes after the archive");
+        let mut bare = tar::Archive::new(&raw[..]);
+        let kinds: Vec<String> = bare
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                format!("{}:{}", String::from_utf8_lossy(&e.path_bytes()), e.size())
+            })
+            .collect();
+        assert_eq!(
+            kinds[2..],
+            [
+                "pax/path:5",
+                "pax-sized:700",
+                "sparse:20992",
+                "empty:0",
+                "g:5"
+            ],
+            "{kinds:?}"
+        );
+        check_guard_transparent(&raw, &limits()).unwrap();
+        // And every prefix of it (truncations end both readers the same way).
+        for cut in (0..raw.len()).step_by(97) {
+            check_guard_transparent(&raw[..cut], &limits())
+                .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        }
+    }
+
+    fn extract(tar: &[u8], limits: ExtractLimits) -> Result<ExtractStats, LayerError> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = open_archive(tar, &limits);
+        Extractor::new(dir.path(), limits, true)?.run(&mut archive, &mut |_, _| {})
+    }
+
+    #[test]
+    fn the_guard_refuses_extension_headers_too_large_to_buffer() {
+        let tight = ExtractLimits {
+            max_path_len: 100,
+            ..limits()
+        };
+        let mut tar = gnu("././@LongLink", tar::EntryType::GNULongName, 102)
+            .as_bytes()
+            .to_vec();
+        tar.extend_from_slice(&[b'n'; 512]);
+        assert!(matches!(
+            extract(&tar, tight),
+            Err(LayerError::Limit {
+                limit: "max_path_len",
+                value: 102,
+                path: None,
+                ..
+            })
+        ));
+        let mut tar = gnu("PaxHeaders/x", tar::EntryType::XHeader, MAX_PAX_HEADER + 1)
+            .as_bytes()
+            .to_vec();
+        tar.extend_from_slice(&[b'p'; 4096]);
+        let err = extract(&tar, limits()).unwrap_err();
+        assert!(err.to_string().contains("PAX extended header of"), "{err}");
+        // A sparse map that never ends.
+        let mut h = gnu("s", tar::EntryType::GNUSparse, 0);
+        h.as_gnu_mut().unwrap().set_is_extended(true);
+        h.set_cksum();
+        let mut tar = h.as_bytes().to_vec();
+        let mut ext = tar::GnuExtSparseHeader::new();
+        ext.set_is_extended(true);
+        for _ in 0..=MAX_SPARSE_EXT_BLOCKS {
+            tar.extend_from_slice(ext.as_bytes());
+        }
+        let err = extract(&tar, limits()).unwrap_err();
+        assert!(err.to_string().contains("GNU sparse map longer"), "{err}");
+    }
+
+    #[test]
+    fn a_body_shorter_than_its_size_is_an_error() {
+        let mut tar = gnu("f", tar::EntryType::Regular, 5000).as_bytes().to_vec();
+        tar.extend_from_slice(&[1; 100]);
+        let err = extract(&tar, limits()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unexpected end of archive in \"f\": 100 of 5000"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -813,5 +1156,20 @@ mod tests {
             })
         );
         assert_eq!(parse_pax_time(b"x"), None);
+        assert_eq!(
+            parse_pax_time(b"-0.5"),
+            Some(Timespec {
+                tv_sec: -1,
+                tv_nsec: 500_000_000
+            })
+        );
+        assert_eq!(parse_pax_time(b"-9223372036854775808.5"), None);
+        assert_eq!(
+            parse_pax_time(b"-1.25"),
+            Some(Timespec {
+                tv_sec: -2,
+                tv_nsec: 750_000_000
+            })
+        );
     }
 }

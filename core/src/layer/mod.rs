@@ -10,6 +10,7 @@ mod publish;
 mod reader;
 mod reindex;
 pub mod stat;
+mod tar_guard;
 
 use std::sync::Arc;
 
@@ -309,6 +310,26 @@ pub(crate) async fn index_cached_layers(
     Ok(())
 }
 
+/// Fuzzing hook (`core/fuzz/fuzz_targets/extract.rs`): extract `tar` into the existing empty
+/// directory `root` with small limits, building the index too. Not part of the API.
+#[doc(hidden)]
+pub fn fuzz_extract(tar: &[u8], root: &std::path::Path) -> Result<(), LayerError> {
+    let limits = ExtractLimits {
+        max_entries: 256,
+        max_total_bytes: 1 << 20,
+        max_file_size: 256 << 10,
+        max_depth: 16,
+        max_path_len: 1024,
+    };
+    extract::check_guard_transparent(tar, &limits)?;
+    let mut archive = extract::open_archive(tar, &limits);
+    let stats = extract::Extractor::new(root, limits, true)?.run(&mut archive, &mut |_, _| {})?;
+    if let Some(index) = stats.index {
+        index.finish()?;
+    }
+    Ok(())
+}
+
 /// The blocking half: decompress, hash, extract, verify, publish.
 fn extract_and_publish(
     ctx: &LayerContext,
@@ -319,7 +340,10 @@ fn extract_and_publish(
     let staging = Staging::create(layout, &job.diff_id)?;
     let compressed = HashingReader::new(source, job.descriptor.digest.algorithm());
     let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;
-    let mut archive = tar::Archive::new(HashingReader::new(decoder, job.diff_id.algorithm()));
+    let mut archive = extract::open_archive(
+        HashingReader::new(decoder, job.diff_id.algorithm()),
+        &ctx.limits,
+    );
     let progress = &ctx.progress;
     let extracted =
         extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
@@ -338,7 +362,7 @@ fn extract_and_publish(
         other => other,
     };
     // The tar may end before the stream does (padding): hash every remaining byte too.
-    let mut tar_reader = archive.into_inner();
+    let mut tar_reader = archive.into_inner().into_inner();
     let drained = match &extracted {
         Ok(_) => std::io::copy(&mut tar_reader, &mut std::io::sink())
             .map(|_| ())

@@ -1,0 +1,130 @@
+//! The umoci oracle for tests that push their own images: our merged view (`LayerStack` over
+//! the sidecar indexes, contents from the extracted trees) described like
+//! `msbimage_testkit::oracle` describes umoci's rootfs, and a comparison of the two. A copy of
+//! the helpers in `tests/oracle.rs`, parameterised by registry and cache. Include it with
+//! `#[path = "common/oracle_support.rs"] mod oracle_support;`.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use microsandbox_image::index::{EntryKind, LayerIndex, LayerStack};
+use microsandbox_image::{GlobalCache, Platform, PullOptions, PullResult, Registry};
+use msbimage_testkit::oracle::{self, Kind, OracleEntry, sha256_hex};
+use msbimage_testkit::{Image, Pusher, Registry as TestRegistry, write_oci_layout};
+
+/// The merged view of a pull's layers.
+pub fn stack(res: &PullResult) -> LayerStack {
+    LayerStack::new(
+        res.layers
+            .iter()
+            .map(|fs| {
+                LayerIndex::open(fs.parent().expect("layer dir").join("index")).expect("index")
+            })
+            .collect(),
+    )
+}
+
+/// Our merged view, described like the oracle describes a root filesystem.
+pub fn describe_pull(res: &PullResult) -> Vec<OracleEntry> {
+    let stack = stack(res);
+    let mut out: Vec<OracleEntry> = stack
+        .walk()
+        .filter(|(path, _)| !path.is_empty())
+        .map(|(path, e)| {
+            let on_disk = res.layers[e.layer()]
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&path));
+            let (kind, size, sha256, link_target) = match e.kind() {
+                EntryKind::Dir => (Kind::Dir, 0, None, None),
+                EntryKind::Symlink => (Kind::Symlink, 0, None, e.link_target().map(<[u8]>::to_vec)),
+                EntryKind::Fifo => (Kind::Fifo, 0, None, None),
+                EntryKind::CharDevice | EntryKind::BlockDevice => {
+                    (Kind::File, 0, Some(sha256_hex(b"")), None)
+                }
+                _ => {
+                    let bytes = std::fs::read(&on_disk).expect("read extracted file");
+                    assert_eq!(bytes.len() as u64, e.size(), "{}", on_disk.display());
+                    (Kind::File, e.size(), Some(sha256_hex(&bytes)), None)
+                }
+            };
+            OracleEntry {
+                path,
+                kind,
+                perm: e.mode() & 0o7777,
+                uid: e.uid(),
+                gid: e.gid(),
+                size,
+                sha256,
+                link_target,
+                xattrs: e
+                    .xattrs()
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .collect::<BTreeMap<_, _>>(),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Push `image` as `repo:tag` and pull it into the cache at `cache`.
+pub async fn push_and_pull(
+    registry: &TestRegistry,
+    cache: &Path,
+    repo: &str,
+    tag: &str,
+    image: &Image,
+) -> PullResult {
+    Pusher::new(&registry.base_url())
+        .push_image(repo, tag, image)
+        .await
+        .expect("push");
+    let reference = format!("{}/{repo}:{tag}", registry.host())
+        .parse()
+        .expect("reference");
+    Registry::builder(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache).expect("cache"),
+    )
+    .durable(false)
+    .build()
+    .expect("registry")
+    .pull(&reference, &PullOptions::default())
+    .await
+    .unwrap_or_else(|e| panic!("pull {repo}:{tag}: {e}"))
+}
+
+/// What `umoci unpack --rootless` makes of `image`, described.
+pub fn umoci(image: &Image, tag: &str) -> Vec<OracleEntry> {
+    let layout = tempfile::tempdir().expect("tempdir");
+    write_oci_layout(layout.path(), tag, image).expect("oci layout");
+    oracle::umoci_unpack(layout.path(), tag).expect("umoci unpack")
+}
+
+/// Differences between our merged view of `res` and umoci's unpack of `image` (empty when
+/// equal), as readable lines.
+pub fn umoci_diff(res: &PullResult, image: &Image, tag: &str) -> Vec<String> {
+    oracle::diff(&describe_pull(res), &umoci(image, tag))
+}
+
+/// Push and pull `image`, assert our merged view equals umoci's; returns the pull and the
+/// number of entries compared.
+pub async fn compare(
+    registry: &TestRegistry,
+    cache: &Path,
+    repo: &str,
+    tag: &str,
+    image: &Image,
+) -> (PullResult, usize) {
+    let res = push_and_pull(registry, cache, repo, tag, image).await;
+    let ours = describe_pull(&res);
+    let diff = oracle::diff(&ours, &umoci(image, tag));
+    assert!(
+        diff.is_empty(),
+        "{repo}:{tag} differs from umoci:\n{}",
+        diff.join("\n")
+    );
+    assert!(!ours.is_empty());
+    (res, ours.len())
+}
