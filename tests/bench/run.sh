@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# Pull benchmark: `msbimage pull` against skopeo+umoci, podman (vfs), containerd (ctr, native
+# snapshotter) and a curl|tar "floor", on images served by a loopback docker-registry.
+#
+#   bash tests/bench/run.sh [--runs N] [--images debian,big,many,debian-zstd] [--json]
+#                           [--peers msbimage,skopeo-umoci,podman,ctr,floor] [--no-results]
+#
+# What it does (run as root; everything stays on 127.0.0.1):
+#   1. installs missing Debian packages and builds the release binaries;
+#   2. builds the images once and pushes them to a docker-registry whose storage lives in
+#      $MSBIMAGE_BENCH_CACHE (default /var/tmp/msbimage-bench/v$BENCH_VERSION), so later runs
+#      reuse them;
+#   3. for each image, runs the peers ALTERNATING (A B C D E A B C D E …). Every cold run gets a
+#      fresh loop-mounted ext4 (tmpfs if loop mounts fail), created for that run, and the page
+#      cache is dropped before it;
+#   4. measures wall time, user+sys CPU and peak RSS with GNU time (plus the containerd daemon's
+#      CPU and peak RSS from /proc), and the bytes the run left on the fresh file system;
+#   5. writes tests/bench/RESULTS.md (unless --no-results) and prints JSON with --json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BENCH_VERSION=2
+
+RUNS=3
+IMAGES=debian,big,many,debian-zstd
+PEERS=msbimage,skopeo-umoci,podman,ctr,floor
+JSON=0
+WRITE_RESULTS=1
+while (($#)); do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --images) IMAGES=$2; shift 2 ;;
+    --peers) PEERS=$2; shift 2 ;;
+    --json) JSON=1; shift ;;
+    --no-results) WRITE_RESULTS=0; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "run.sh: needs root (loop mounts, drop_caches, containerd)" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# 1. Packages and binaries.
+packages=(docker-registry skopeo umoci podman containerd time bc pigz zstd debootstrap e2fsprogs
+  curl jq python3 util-linux procps)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Distribution packages may start system services; this script runs its own instances.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl stop docker-registry containerd >/dev/null 2>&1 || true
+fi
+log "building release binaries"
+cargo build --release -q -p msbimage-testkit --bins
+cargo build --release -q -p microsandbox-image --features cli --bin msbimage
+bin=$ROOT/target/release
+
+CACHE=${MSBIMAGE_BENCH_CACHE:-/var/tmp/msbimage-bench/v$BENCH_VERSION}
+SCRATCH_DIR=$(dirname "$CACHE")
+mkdir -p "$CACHE/registry" "$CACHE/images" "$CACHE/extra"
+work=$(mktemp -d /tmp/msbb.XXXXXX)
+mnt=$work/mnt
+mkdir -p "$mnt"
+loopimg=$SCRATCH_DIR/scratch-$$.img
+registry_pid=""
+ctrd_pid=""
+cleanup() {
+  set +e
+  [ -n "$ctrd_pid" ] && kill "$ctrd_pid" 2>/dev/null && wait "$ctrd_pid" 2>/dev/null
+  mountpoint -q "$mnt" && umount "$mnt"
+  rm -f "$loopimg"
+  unstage
+  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------------------------
+# 2. Registry (storage in the cache, so pushed images survive between runs) and images.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $CACHE/registry
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+  secret: msbimage-bench
+EOF
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+host=127.0.0.1:$port
+base=http://$host
+for _ in $(seq 200); do curl -sf "$base/v2/" >/dev/null && break; sleep 0.1; done
+curl -sf "$base/v2/" >/dev/null || { cat "$work/registry.log" >&2; exit 1; }
+
+MT='application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json'
+manifest() { curl -sf -H "Accept: $MT" "$base/v2/$1/manifests/$2"; }
+
+# Debian bookworm minbase: the same rootfs the test suite uses (tests/harness/src/tree.rs).
+debian_rootfs() {
+  local d=${MSBIMAGE_DEBOOTSTRAP_DIR:-/var/tmp/msbimage-debootstrap}
+  if [ ! -f "$d/bookworm/etc/debian_version" ]; then
+    log "debootstrap --variant=minbase bookworm (once)"
+    mkdir -p "$d"
+    rm -rf "$d/bookworm.partial"
+    debootstrap --variant=minbase bookworm "$d/bookworm.partial" >&2
+    rm -rf "$d/bookworm.partial/var/cache/apt/archives"
+    mv "$d/bookworm.partial" "$d/bookworm"
+  fi
+  echo "$d/bookworm"
+}
+
+# Prints the push-tree arguments for an image, one per line.
+image_args() {
+  case "$1" in
+    debian|debian-zstd)
+      local r list="" e
+      r=$(debian_rootfs)
+      for e in $(ls -A "$r" | sort); do list+="$e=$r/$e,"; done
+      mkdir -p "$CACHE/extra/etc/apt/apt.conf.d"
+      printf 'layer 2\n' >"$CACHE/extra/etc/msbimage-release"
+      printf 'APT::Install-Recommends "0";\n' >"$CACHE/extra/etc/apt/apt.conf.d/99msbimage"
+      # Layer 1: the whole rootfs. Layer 2: deletes /usr/share/doc and /etc/motd, adds files.
+      printf '%s\n' --compression "$([ "$1" = debian ] && echo gzip || echo zstd)" \
+        --layer "$list" --layer "etc=$CACHE/extra/etc" \
+        --whiteout usr/share/doc --whiteout etc/motd
+      ;;
+    big)
+      # 4-6 layers of roughly 400-900 MB from this machine's own files; groups whose sources
+      # are missing or tiny are skipped. A layer made of several host trees is staged as one
+      # tree of bind mounts, so that the tar holds each parent directory once (podman refuses
+      # layers with duplicate paths).
+      local groups=(
+        "usr/lib/x86_64-linux-gnu=/usr/lib/x86_64-linux-gnu"
+        "usr=bin:/usr/bin,sbin:/usr/sbin,lib/gcc:/usr/lib/gcc"
+        "usr=include:/usr/include,share:/usr/share"
+      )
+      local t
+      for t in /root/.rustup/toolchains/*/lib; do
+        [ -d "$t" ] && groups+=("opt/rust/$(basename "$(dirname "$t")")/lib=$t")
+      done
+      local extra=""
+      for t in /usr/lib/llvm-* /usr/lib/python3 /usr/lib/python3.* /root/.cargo/registry; do
+        [ -d "$t" ] && extra+="$(basename "$t"):$t,"
+      done
+      [ -n "$extra" ] && groups+=("opt/extra=$extra")
+      printf '%s\n' --compression gzip
+      local g n=0 kb dest srcs part stage
+      for g in "${groups[@]}"; do
+        ((n < 6)) || break
+        dest=${g%%=*} srcs=${g#*=}
+        kb=0
+        for part in ${srcs//,/ }; do kb=$((kb + $(du -s --apparent-size -k "${part#*:}" | cut -f1))); done
+        ((kb > 100 * 1024)) || continue
+        if [[ "$srcs" == *:* ]]; then
+          stage=$work/stage/$n
+          for part in ${srcs//,/ }; do
+            mkdir -p "$stage/${part%%:*}"
+            mount --bind "${part#*:}" "$stage/${part%%:*}"
+          done
+          srcs=$stage
+        fi
+        printf '%s\n' --layer "$dest=$srcs"
+        n=$((n + 1))
+      done
+      ;;
+    many)
+      # 30 layers of small-to-medium directories (1-40 MB each), in name order.
+      printf '%s\n' --compression gzip
+      du -s --apparent-size -k /usr/share/* /usr/lib/* /usr/lib/x86_64-linux-gnu/* 2>/dev/null |
+        awk '$1 >= 1024 && $1 <= 40960 {print $2}' | sort | while read -r d; do
+          [ -d "$d" ] && [ ! -L "$d" ] && echo "$d"
+        done | head -30 | while read -r d; do printf '%s\n' --layer "${d#/}=$d"; done
+      ;;
+    *) echo "run.sh: unknown image $1" >&2; exit 2 ;;
+  esac
+}
+
+unstage() {
+  findmnt -rn -o TARGET | { grep "^$work/stage/" || true; } | sort -r | while read -r m; do umount "$m"; done
+  rm -rf "$work/stage"
+}
+
+ensure_image() {
+  local name=$1 repo=bench/$1 tag=v$BENCH_VERSION
+  if [ -s "$CACHE/images/$name.json" ] && manifest "$repo" "$tag" >/dev/null; then
+    return
+  fi
+  log "building and pushing image $name (once; cached in $CACHE)"
+  local args=()
+  mapfile -t args < <(image_args "$name")
+  "$bin/msbimage-push-tree" --registry "$base" --image "$repo:$tag" "${args[@]}" >"$CACHE/images/$name.json.tmp"
+  unstage
+  mv "$CACHE/images/$name.json.tmp" "$CACHE/images/$name.json"
+  log "$(cat "$CACHE/images/$name.json")"
+}
+
+IFS=, read -r -a image_list <<<"$IMAGES"
+IFS=, read -r -a peer_list <<<"$PEERS"
+for img in "${image_list[@]}"; do ensure_image "$img"; done
+
+# ---------------------------------------------------------------------------------------------
+# 3. Fresh file system per cold run.
+FSTYPE=ext4
+fresh() {
+  local size_gb=$1
+  mountpoint -q "$mnt" && umount "$mnt"
+  rm -f "$loopimg"
+  if [ "$FSTYPE" = ext4 ]; then
+    if truncate -s "${size_gb}G" "$loopimg" && mkfs.ext4 -q -F -m 0 -i 8192 "$loopimg" &&
+      mount -o loop,noinit_itable "$loopimg" "$mnt" 2>/dev/null; then
+      :
+    else
+      log "loop-mounted ext4 failed; falling back to tmpfs"
+      rm -f "$loopimg"
+      FSTYPE=tmpfs
+    fi
+  fi
+  if [ "$FSTYPE" = tmpfs ]; then
+    mount -t tmpfs -o size=$((size_gb < 16 ? size_gb : 16))g tmpfs "$mnt"
+  fi
+  mkdir -p "$mnt/tmp"
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+  fs_base=$(df -k --output=used "$mnt" | tail -1)
+}
+fs_used_kb() { sync; echo $(($(df -k --output=used "$mnt" | tail -1) - fs_base)); }
+
+# Per-image scratch size: the copy-per-layer drivers (vfs, native) need far more than the image.
+scratch_gb() {
+  local tar_bytes avail_gb want
+  tar_bytes=$(jq -r .tar_bytes "$CACHE/images/$1.json")
+  want=$((tar_bytes * 5 / 1000000000 + 4))
+  [ "$1" = many ] && want=$((tar_bytes * 20 / 1000000000 + 4))
+  avail_gb=$(($(df -k --output=avail "$SCRATCH_DIR" | tail -1) / 1048576 - 4))
+  ((want > avail_gb)) && want=$avail_gb
+  echo "$want"
+}
+
+TSV=$work/results.tsv
+: >"$TSV"
+: >"$work/failures.tsv"
+cur_img="" cur_peer="" cur_run=""
+# record IMAGE PEER RUN WALL USER SYS RSS_KB BYTES_KB DAEMON_CPU DAEMON_RSS_KB LOAD
+record() { printf '%s\t' "$@" | sed 's/\t$//' >>"$TSV"; echo >>"$TSV"; }
+
+# timed CMD…: wall clock from date(1), user/sys/peak RSS from GNU time (children included);
+# leaves "wall user sys maxrss_kb" in $timed_out.
+timed() {
+  local errf=$work/cmd.err
+  local t0 t1
+  t0=$(date +%s.%N)
+  if ! /usr/bin/time -f '%U %S %M' -o "$work/time.out" "$@" >/dev/null 2>"$errf"; then
+    log "FAILED: $*"; tail -5 "$errf" >&2
+    printf '%s\t%s\t%s\t%s\n' "$cur_img" "$cur_peer" "$cur_run" \
+      "$(grep -v '^\s*$' "$errf" | grep -v 'Command exited with non-zero' | tail -1 | cut -c1-300)" >>"$work/failures.tsv"
+    return 1
+  fi
+  t1=$(date +%s.%N)
+  timed_out="$(printf '%.3f' "$(echo "$t1 - $t0" | bc)") $(tail -1 "$work/time.out")"
+}
+load1() { cut -d' ' -f1 /proc/loadavg; }
+TICK=$(getconf CLK_TCK)
+proc_cpu() { awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+
+run_msbimage() {
+  local img=$1 i=$2 ref=$3 gb=$4 l
+  fresh "$gb"; l=$(load1)
+  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none || return 0
+  record "$img" msbimage-cold "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+  # Warm: the same image again, already complete in the cache (a new CLI process).
+  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none || return 0
+  record "$img" msbimage-warm "$i" $timed_out "" "" "" "$l"
+}
+
+run_skopeo_umoci() {
+  local img=$1 i=$2 ref=$3 gb=$4 l
+  fresh "$gb"; l=$(load1)
+  timed env TMPDIR="$mnt/tmp" sh -c "skopeo copy -q --src-tls-verify=false docker://$ref oci:$mnt/oci:img &&
+    umoci unpack --rootless --image $mnt/oci:img $mnt/bundle" || return 0
+  record "$img" skopeo-umoci "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+}
+
+run_podman() {
+  local img=$1 i=$2 ref=$3 gb=$4 l
+  fresh "$gb"; l=$(load1)
+  mkdir -p "$mnt/podman"
+  printf '[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n' \
+    "$mnt/podman/run" "$mnt/podman/root" >"$mnt/podman/storage.conf"
+  timed env TMPDIR="$mnt/tmp" CONTAINERS_STORAGE_CONF="$mnt/podman/storage.conf" podman \
+    --root "$mnt/podman/root" --runroot "$mnt/podman/run" --storage-driver vfs \
+    --cgroup-manager cgroupfs --events-backend none \
+    pull -q --tls-verify=false "$ref" || return 0
+  record "$img" podman-vfs "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+}
+
+start_containerd() {
+  local d=$mnt/ctrd
+  mkdir -p "$d/root" "$d/state"
+  cat >"$d/config.toml" <<EOF
+version = 2
+root = "$d/root"
+state = "$d/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "$d/c.sock"
+[ttrpc]
+  address = "$d/t.sock"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+EOF
+  TMPDIR="$mnt/tmp" containerd --config "$d/config.toml" >"$work/containerd.log" 2>&1 &
+  ctrd_pid=$!
+  for _ in $(seq 200); do
+    ctr --address "$d/c.sock" version >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  log "containerd did not start:"; tail -20 "$work/containerd.log" >&2
+  return 1
+}
+stop_containerd() {
+  [ -n "$ctrd_pid" ] && kill "$ctrd_pid" 2>/dev/null && wait "$ctrd_pid" 2>/dev/null
+  ctrd_pid=""
+}
+
+run_ctr() {
+  local img=$1 i=$2 ref=$3 gb=$4 l c0 c1 hwm
+  fresh "$gb"
+  start_containerd || return 0
+  sync; echo 3 >/proc/sys/vm/drop_caches
+  l=$(load1)
+  c0=$(proc_cpu "$ctrd_pid")
+  if timed ctr --address "$mnt/ctrd/c.sock" -n bench images pull --plain-http \
+    --snapshotter native "$ref"; then
+    c1=$(proc_cpu "$ctrd_pid")
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$ctrd_pid/status")
+    # Check that the image really was unpacked into the snapshotter.
+    if ! ctr --address "$mnt/ctrd/c.sock" -n bench snapshots --snapshotter native ls | grep -q Committed; then
+      log "ctr: no committed snapshot after pull (not unpacked?)"
+    fi
+    stop_containerd
+    record "$img" ctr-native "$i" $timed_out "$(fs_used_kb)" "$(echo "$c1 - $c0" | bc)" "$hwm" "$l"
+  fi
+  stop_containerd
+}
+
+# The floor: the same blobs with curl, decompressed by pigz/zstd and unpacked by tar, one
+# directory per layer, all layers in parallel (no whiteouts applied, no digest checks).
+run_floor() {
+  local img=$1 i=$2 repo=$3 tag=$4 gb=$5 l script=$work/floor.sh n=0 d mt dec
+  fresh "$gb"; l=$(load1)
+  echo "set -e" >"$script"
+  while read -r d mt; do
+    case "$mt" in *zstd*) dec="zstd -dcq" ;; *gzip*) dec="pigz -dc" ;; *) dec=cat ;; esac
+    echo "mkdir -p $mnt/floor/$n; (curl -sf $base/v2/$repo/blobs/$d | $dec | tar -x -C $mnt/floor/$n) &" >>"$script"
+    n=$((n + 1))
+  done < <(manifest "$repo" "$tag" | jq -r '.layers[] | "\(.digest) \(.mediaType)"')
+  echo 'for j in $(jobs -p); do wait $j; done' >>"$script"
+  timed bash "$script" || return 0
+  record "$img" floor-curl-tar "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+}
+
+for img in "${image_list[@]}"; do
+  repo=bench/$img tag=v$BENCH_VERSION ref=$host/bench/$img:v$BENCH_VERSION
+  gb=$(scratch_gb "$img")
+  log "image $img: $(cat "$CACHE/images/$img.json") (scratch ${gb}G $FSTYPE)"
+  for i in $(seq "$RUNS"); do
+    for p in "${peer_list[@]}"; do
+      log "  run $i/$RUNS: $p"
+      cur_img=$img cur_peer=$p cur_run=$i
+      case "$p" in
+        msbimage) run_msbimage "$img" "$i" "$ref" "$gb" ;;
+        skopeo-umoci) run_skopeo_umoci "$img" "$i" "$ref" "$gb" ;;
+        podman) run_podman "$img" "$i" "$ref" "$gb" ;;
+        ctr) run_ctr "$img" "$i" "$ref" "$gb" ;;
+        floor) run_floor "$img" "$i" "$repo" "$tag" "$gb" ;;
+        *) log "unknown peer $p" ;;
+      esac
+    done
+  done
+  mountpoint -q "$mnt" && umount "$mnt"
+  rm -f "$loopimg"
+done
+
+# Single-core throughput on the big image's largest layer (blob read from the page cache).
+MICRO=$work/micro.json
+echo '{}' >"$MICRO"
+if [[ ",$IMAGES," == *,big,* ]]; then
+  read -r d size < <(manifest bench/big "v$BENCH_VERSION" | jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"')
+  blob=$CACHE/registry/docker/registry/v2/blobs/sha256/${d:7:2}/${d#sha256:}/data
+  usize=$(pigz -dc "$blob" | wc -c)
+  cat "$blob" >/dev/null
+  mbs() { echo "scale=1; $1 / 1000000 / $2" | bc; }
+  t() { /usr/bin/time -f %e -o "$work/t" "$@" >/dev/null 2>&1; cat "$work/t"; }
+  tp=$(t sh -c "pigz -dc -p1 '$blob' >/dev/null")
+  tg=$(t sh -c "gzip -dc '$blob' >/dev/null")
+  ts=$(t sha256sum "$blob")
+  jq -n --arg digest "$d" --argjson blob "$size" --argjson tar "$usize" \
+    --arg pigz_s "$tp" --arg gzip_s "$tg" --arg sha_s "$ts" \
+    --arg pigz "$(mbs "$usize" "$tp")" --arg gzip "$(mbs "$usize" "$tg")" --arg sha "$(mbs "$size" "$ts")" \
+    '{layer: $digest, blob_bytes: $blob, tar_bytes: $tar,
+      pigz_p1_inflate_s: ($pigz_s|tonumber), pigz_p1_inflate_mb_s_out: ($pigz|tonumber),
+      gzip_inflate_s: ($gzip_s|tonumber), gzip_inflate_mb_s_out: ($gzip|tonumber),
+      sha256sum_s: ($sha_s|tonumber), sha256sum_mb_s: ($sha|tonumber)}' >"$MICRO"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 5. Summary: Markdown (RESULTS.md) and JSON.
+machine=$work/machine.json
+jq -n --arg nproc "$(nproc)" \
+  --arg cpu "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
+  --arg mem "$(free -h | awk '/^Mem:/ {print $2}')" \
+  --arg kernel "$(uname -r)" --arg os "$(. /etc/os-release; echo "$PRETTY_NAME")" \
+  --arg date "$(date -u +%Y-%m-%dT%H:%MZ)" --arg fs "$FSTYPE" --arg runs "$RUNS" \
+  --arg versions "$(printf 'msbimage %s; skopeo %s; umoci %s; podman %s; containerd %s; docker-registry %s' \
+    "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo +dirty)" \
+    "$(skopeo --version | awk '{print $3}')" "$(umoci --version | awk '{print $3}')" \
+    "$(podman --version | awk '{print $3}')" "$(containerd --version | awk '{print $3}')" \
+    "$(dpkg-query -W -f '${Version}' docker-registry)")" \
+  '{nproc: $nproc, cpu: $cpu, memory: $mem, kernel: $kernel, os: $os, date: $date,
+    scratch_fs: $fs, runs: ($runs|tonumber), versions: $versions}' >"$machine"
+cp "$TSV" "$SCRATCH_DIR/last-results.tsv"
+cp "$work/failures.tsv" "$SCRATCH_DIR/last-failures.tsv"
+python3 "$ROOT/tests/bench/summarize.py" "$TSV" "$machine" "$MICRO" "$CACHE/images" "$work/failures.tsv" \
+  "$([ "$WRITE_RESULTS" = 1 ] && echo "$ROOT/tests/bench/RESULTS.md" || echo -)" \
+  "$([ "$JSON" = 1 ] && echo json || echo table)"
