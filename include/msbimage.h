@@ -217,6 +217,10 @@ typedef struct msb_dir_list msb_dir_list;
 
 // The layers of an image, bottom to top, seen as one tree. Immutable; may be used from any
 // number of threads at once. It keeps its index files mapped until it is freed.
+//
+// Opening checks each index's header, checksum and directory table; the entries of a
+// directory are checked the first time a lookup reaches it, so any lookup may fail with
+// `MSB_STATUS_IO` ("corrupt layer index") on a file that breaks the format.
 typedef struct msb_layer_stack msb_layer_stack;
 
 // A target platform. Immutable; may be shared between threads.

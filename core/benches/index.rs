@@ -347,7 +347,7 @@ fn benches(c: &mut Criterion) {
     let indexes: Vec<LayerIndex> = paths.iter().map(|p| LayerIndex::open(p).unwrap()).collect();
     let total: usize = indexes.iter().map(LayerIndex::len).sum();
     let stack = LayerStack::new(indexes.clone());
-    let visible: Vec<Vec<u8>> = stack.walk().map(|(p, _)| p).collect();
+    let visible: Vec<Vec<u8>> = stack.walk().map(Result::unwrap).map(|(p, _)| p).collect();
     eprintln!(
         "stack: {total} entries in 3 layers ({:?} bytes of index), {} visible paths",
         bytes.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -369,8 +369,8 @@ fn benches(c: &mut Criterion) {
             }
         })
         .collect();
-    assert!(hits.iter().all(|p| stack.get(p).is_some()));
-    assert!(misses.iter().all(|p| stack.get(p).is_none()));
+    assert!(hits.iter().all(|p| stack.get(p).unwrap().is_some()));
+    assert!(misses.iter().all(|p| stack.get(p).unwrap().is_none()));
 
     let mut g = c.benchmark_group("index");
     g.warm_up_time(Duration::from_millis(500));
@@ -381,14 +381,14 @@ fn benches(c: &mut Criterion) {
     g.bench_function("merged_get_hit", |b| {
         b.iter(|| {
             for p in &hits {
-                black_box(stack.get(black_box(p)));
+                black_box(stack.get(black_box(p)).unwrap());
             }
         })
     });
     g.bench_function("merged_get_miss", |b| {
         b.iter(|| {
             for p in &misses {
-                black_box(stack.get(black_box(p)));
+                black_box(stack.get(black_box(p)).unwrap());
             }
         })
     });
@@ -396,26 +396,31 @@ fn benches(c: &mut Criterion) {
     let base_hits: Vec<&[u8]> = hits
         .iter()
         .copied()
-        .filter(|p| base.get(p).is_some())
+        .filter(|p| base.get(p).unwrap().is_some())
         .collect();
     g.throughput(Throughput::Elements(base_hits.len() as u64));
     g.bench_function("single_layer_get_hit", |b| {
         b.iter(|| {
             for p in &base_hits {
-                black_box(base.get(black_box(p)));
+                black_box(base.get(black_box(p)).unwrap());
             }
         })
     });
 
     for dir in [MULTIARCH, "usr/share/doc", "usr/lib/python3.11", "etc"] {
-        let n = stack.read_dir(dir.as_bytes()).map_or(0, |v| v.len());
+        let n = stack
+            .read_dir(dir.as_bytes())
+            .unwrap()
+            .map_or(0, |v| v.len());
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("merged_read_dir", dir), dir, |b, dir| {
-            b.iter(|| black_box(stack.read_dir(black_box(dir.as_bytes()))))
+            b.iter(|| black_box(stack.read_dir(black_box(dir.as_bytes())).unwrap()))
         });
     }
     g.throughput(Throughput::Elements(visible.len() as u64));
-    g.bench_function("merged_walk", |b| b.iter(|| stack.walk().count()));
+    g.bench_function("merged_walk", |b| {
+        b.iter(|| stack.walk().map(Result::unwrap).count())
+    });
 
     for (i, name) in ["base", "python", "app"].iter().enumerate() {
         g.throughput(Throughput::Elements(indexes[i].len() as u64));

@@ -426,10 +426,11 @@ async fn unicode_and_invalid_utf8_names_are_kept_byte_exact() {
         .collect();
     assert!(names.contains(&invalid.to_vec()), "{names:?}");
     let index = LayerIndex::open(fs.parent().unwrap().join("index")).unwrap();
-    assert_eq!(index.get(invalid).unwrap().size(), 4);
+    assert_eq!(index.get(invalid).unwrap().unwrap().size(), 4);
     assert_eq!(
         index
             .get("caf\u{e9}/\u{1f980}.txt".as_bytes())
+            .unwrap()
             .unwrap()
             .size(),
         7
@@ -508,8 +509,8 @@ async fn symlink_replaced_by_a_directory_and_back_is_contained() {
     assert!(std::fs::symlink_metadata(&x).unwrap().is_file());
     assert_eq!(std::fs::read(&x).unwrap(), b.victim_str().as_bytes());
     let stack = stack_of(&res);
-    assert_eq!(stack.get(b"x").unwrap().kind(), EntryKind::Symlink);
-    assert!(stack.get(b"x/inside").is_none());
+    assert_eq!(stack.get(b"x").unwrap().unwrap().kind(), EntryKind::Symlink);
+    assert!(stack.get(b"x/inside").unwrap().is_none());
     let e = b
         .refused(
             "escape/flip-write",
@@ -675,7 +676,10 @@ async fn containerd_breakouts() {
     };
     let passwd_inside = |r: &PullResult| {
         let s = stack_of(r);
-        let e = s.get(b"etc/passwd").expect("etc/passwd in the merged view");
+        let e = s
+            .get(b"etc/passwd")
+            .unwrap()
+            .expect("etc/passwd in the merged view");
         assert_eq!(e.kind(), EntryKind::File);
     };
     let victim = b.victim_str();
@@ -905,7 +909,7 @@ async fn containerd_breakouts() {
                     b"different"
                 );
                 let s = stack_of(r);
-                assert_eq!(s.get(b"localetc").unwrap().kind(), EntryKind::Dir);
+                assert_eq!(s.get(b"localetc").unwrap().unwrap().kind(), EntryKind::Dir);
             })),
         ),
         (
@@ -931,8 +935,11 @@ async fn containerd_breakouts() {
             ],
             Pulled(Box::new(|r: &PullResult| {
                 let s = stack_of(r);
-                assert!(s.get(b"localetc").is_none());
-                assert_eq!(s.get(b"etc/passwd").unwrap().kind(), EntryKind::File);
+                assert!(s.get(b"localetc").unwrap().is_none());
+                assert_eq!(
+                    s.get(b"etc/passwd").unwrap().unwrap().kind(),
+                    EntryKind::File
+                );
             })),
         ),
         (
@@ -947,9 +954,9 @@ async fn containerd_breakouts() {
             ],
             Pulled(Box::new(|r: &PullResult| {
                 let s = stack_of(r);
-                assert!(s.get(b"etc/whitedout").is_some());
-                assert!(s.get(b"etc/passwd").is_some());
-                assert!(s.get(b"localetc/whitedout").is_none());
+                assert!(s.get(b"etc/whitedout").unwrap().is_some());
+                assert!(s.get(b"etc/passwd").unwrap().is_some());
+                assert!(s.get(b"localetc/whitedout").unwrap().is_none());
             })),
         ),
         (
@@ -1002,7 +1009,7 @@ async fn containerd_breakouts() {
                 assert_eq!(std::fs::read(fs.join("etc/passwd")).unwrap(), b"after");
                 let s = stack_of(r);
                 assert_eq!(
-                    s.get(b"localpasswd-dup").unwrap().link_target(),
+                    s.get(b"localpasswd-dup").unwrap().unwrap().link_target(),
                     Some(&b"/etc/passwd"[..])
                 );
             })),
@@ -1020,7 +1027,10 @@ async fn containerd_breakouts() {
                 assert_eq!(ino("localpasswd"), ino("passwdlink"));
                 assert_ne!(ino("localpasswd"), ino("etc/passwd"));
                 let s = stack_of(r);
-                assert_eq!(s.get(b"localpasswd").unwrap().kind(), EntryKind::Symlink);
+                assert_eq!(
+                    s.get(b"localpasswd").unwrap().unwrap().kind(),
+                    EntryKind::Symlink
+                );
             })),
         ),
         (

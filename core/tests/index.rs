@@ -23,6 +23,7 @@ fn stack_of(res: &PullResult) -> LayerStack {
 fn walk_text(stack: &LayerStack) -> Vec<String> {
     stack
         .walk()
+        .map(Result::unwrap)
         .map(|(path, e)| {
             let xattrs: Vec<String> = e
                 .xattrs()
@@ -65,50 +66,58 @@ async fn merged_view_of_the_standard_image() {
     let stack = stack_of(&res);
 
     assert!(
-        stack.get(b"etc/to-delete").is_none(),
+        stack.get(b"etc/to-delete").unwrap().is_none(),
         "whiteout hides the lower file"
     );
     assert!(
-        stack.get(b"opaque/old-a").is_none(),
+        stack.get(b"opaque/old-a").unwrap().is_none(),
         "opaque dir cuts off the lower layer"
     );
-    assert!(stack.get(b"opaque/new").is_some());
+    assert!(stack.get(b"opaque/new").unwrap().is_some());
     let names: Vec<Vec<u8>> = stack
         .read_dir(b"opaque")
+        .unwrap()
         .unwrap()
         .iter()
         .map(|e| e.name().to_vec())
         .collect();
     assert_eq!(names, [b"new".to_vec()]);
-    let overwritten = stack.get(b"etc/overwritten").unwrap();
+    let overwritten = stack.get(b"etc/overwritten").unwrap().unwrap();
     assert_eq!(
         (overwritten.size(), overwritten.layer()),
         (OVERWRITTEN_FINAL.len() as u64, 1)
     );
-    let suid = stack.get(b"usr/bin/suid").unwrap();
+    let suid = stack.get(b"usr/bin/suid").unwrap().unwrap();
     assert_eq!(suid.mode(), mode::S_IFREG | 0o4755);
-    let link = stack.get(b"etc/abs-link").unwrap();
+    let link = stack.get(b"etc/abs-link").unwrap().unwrap();
     assert_eq!(link.kind(), EntryKind::Symlink);
     assert_eq!(link.link_target(), Some(&b"/usr/bin/tool"[..]));
-    let tool = stack.get(b"usr/bin/tool").unwrap();
-    let hard = stack.get(b"usr/bin/tool-hardlink").unwrap();
+    let tool = stack.get(b"usr/bin/tool").unwrap().unwrap();
+    let hard = stack.get(b"usr/bin/tool-hardlink").unwrap().unwrap();
     assert_eq!(tool.inode(), hard.inode());
     assert_eq!(tool.nlink(), 2);
-    let null = stack.get(b"dev/null").unwrap();
+    let null = stack.get(b"dev/null").unwrap().unwrap();
     assert_eq!(
         (null.kind(), null.rdev()),
         (EntryKind::CharDevice, encode_dev(1, 3))
     );
-    assert_eq!(stack.get(b"dev/fifo").unwrap().kind(), EntryKind::Fifo);
     assert_eq!(
-        stack.get(b"data/random-100k").unwrap().size(),
+        stack.get(b"dev/fifo").unwrap().unwrap().kind(),
+        EntryKind::Fifo
+    );
+    assert_eq!(
+        stack.get(b"data/random-100k").unwrap().unwrap().size(),
         RANDOM_100K_LEN as u64
     );
-    assert!(stack.get(LONG_PATH.as_bytes()).is_some());
-    let owned = stack.get(b"home/user/owned").unwrap();
+    assert!(stack.get(LONG_PATH.as_bytes()).unwrap().is_some());
+    let owned = stack.get(b"home/user/owned").unwrap().unwrap();
     assert_eq!((owned.uid(), owned.gid()), (1000, 1000));
     assert_eq!(
-        stack.get(b"app/xattr-file").unwrap().xattr(b"user.test"),
+        stack
+            .get(b"app/xattr-file")
+            .unwrap()
+            .unwrap()
+            .xattr(b"user.test"),
         Some(&b"hello"[..])
     );
     // The host inode in the index is the file the runtime will open.

@@ -24,6 +24,7 @@ pub fn describe_pull(res: &PullResult) -> Vec<OracleEntry> {
     );
     let mut out: Vec<OracleEntry> = stack
         .walk()
+        .map(Result::unwrap)
         .filter(|(path, _)| !path.is_empty())
         .map(|(path, e)| {
             let on_disk = res.layers[e.layer()]

@@ -25,6 +25,10 @@ const FS_DIR: &str = "fs";
 
 /// The layers of an image, bottom to top, seen as one tree. Immutable; may be used from any
 /// number of threads at once. It keeps its index files mapped until it is freed.
+///
+/// Opening checks each index's header, checksum and directory table; the entries of a
+/// directory are checked the first time a lookup reaches it, so any lookup may fail with
+/// `MSB_STATUS_IO` ("corrupt layer index") on a file that breaks the format.
 pub struct msb_layer_stack {
     inner: LayerStack,
     /// Each layer's extracted tree on the host, parallel to the stack's layers.
@@ -72,14 +76,25 @@ fn lossy(path: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(path))
 }
 
+/// `MSB_STATUS_IO` for a lookup that met a directory breaking the index format (indexes
+/// check each directory the first time a lookup reaches it).
+fn lookup_error(path: &[u8], error: &IndexError) -> msb_status {
+    fail(
+        msb_status::Io,
+        format!("{}: corrupt layer index: {error}", lossy(path)),
+    )
+}
+
 /// The visible entry at `path`, or `MSB_STATUS_NOT_FOUND`.
 fn lookup<'a>(stack: &'a msb_layer_stack, path: &[u8]) -> Result<Entry<'a>, msb_status> {
-    stack.inner.get(path).ok_or_else(|| {
-        fail(
+    match stack.inner.get(path) {
+        Ok(Some(entry)) => Ok(entry),
+        Ok(None) => Err(fail(
             msb_status::NotFound,
             format!("{}: no such file or directory", lossy(path)),
-        )
-    })
+        )),
+        Err(e) => Err(lookup_error(path, &e)),
+    }
 }
 
 /// Opens the index of every layer of a pull (`<layer>/../index`, bottom to top) as a stack,
@@ -208,14 +223,15 @@ pub extern "C" fn msb_layer_stack_read_dir(
         let stack = try_arg!(arg::obj(stack, "stack"));
         let path = try_arg!(arg::image_path(path, "path"));
         match stack.inner.read_dir(path) {
-            Some(entries) => {
+            Ok(Some(entries)) => {
                 *out = arg::into_handle(msb_dir_list::of(&entries));
                 msb_status::Ok
             }
-            None => {
+            Ok(None) => {
                 try_arg!(lookup(stack, path));
                 fail(msb_status::InvalidArgument, format!("{}: not a directory", lossy(path)))
             }
+            Err(e) => lookup_error(path, &e),
         }
     }
 }

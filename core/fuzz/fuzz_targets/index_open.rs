@@ -8,14 +8,15 @@
 //!   read as `(offset: u16, value: u8)` triples, optionally truncated, and its CRC32C is
 //!   recomputed, so the structural checks behind the checksum get exercised.
 //!
-//! Whatever opens must answer every query without panicking or looping.
+//! Whatever opens must answer every query without panicking or looping; a query may fail
+//! (directories are checked on first use) only if `LayerIndex::verify` rejects the file.
 
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use microsandbox_image::index::{EntryMeta, IndexBuilder, LayerIndex, LayerStack};
+use microsandbox_image::index::{EntryMeta, IndexBuilder, IndexError, LayerIndex, LayerStack};
 
 fn seeds() -> &'static [Vec<u8>] {
     static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -65,15 +66,27 @@ fn seeds() -> &'static [Vec<u8>] {
     })
 }
 
+/// Lookups run first (so they meet each directory unchecked); they may fail only on an index
+/// that `verify` rejects, and never panic or loop.
 fn exercise(index: &LayerIndex) {
+    let lazy = queries(index);
+    if let Err(e) = &lazy {
+        assert!(e.is_corrupt(), "{e}");
+    }
+    if index.verify().is_ok() {
+        assert!(lazy.is_ok(), "a verified index failed a lookup: {lazy:?}");
+    }
+}
+
+fn queries(index: &LayerIndex) -> Result<(), IndexError> {
     let mut dirs = vec![Vec::new()];
     let mut seen = 0usize;
     while let Some(d) = dirs.pop() {
-        for e in index.read_dir(&d).into_iter().flatten() {
+        for e in index.read_dir(&d)?.into_iter().flatten() {
             seen += 1;
             assert!(seen <= index.len(), "read_dir revisits entries");
             let path = e.path();
-            assert_eq!(index.get(&path).map(|x| x.id()), Some(e.id()));
+            assert_eq!(index.get(&path)?.map(|x| x.id()), Some(e.id()));
             let _ = (
                 e.kind(),
                 e.mode(),
@@ -83,16 +96,17 @@ fn exercise(index: &LayerIndex) {
                 e.nlink(),
             );
             let _ = e.xattrs().count() + e.xattr(b"user.k").map_or(0, <[u8]>::len);
-            let _ = index.hardlinks_of(e.inode()).count();
+            let _ = index.hardlinks_of(e.inode())?.count();
             if e.is_dir() {
                 dirs.push(path);
             }
         }
     }
     let stack = LayerStack::new(vec![index.clone(), index.clone()]);
-    for (p, e) in stack.walk() {
-        assert_eq!(stack.get(&p).map(|x| x.id()), Some(e.id()));
-        let _ = stack.read_dir(&p).map(|v| v.len());
+    for item in stack.walk() {
+        let (p, e) = item?;
+        assert_eq!(stack.get(&p)?.map(|x| x.id()), Some(e.id()));
+        let _ = stack.read_dir(&p)?.map(|v| v.len());
     }
     for probe in [
         &b"etc/a"[..],
@@ -101,12 +115,11 @@ fn exercise(index: &LayerIndex) {
         b"/",
         b"usr//lib",
     ] {
-        let _ = (
-            index.get(probe),
-            stack.get(probe),
-            index.lookup(probe, b"a"),
-        );
+        index.get(probe)?;
+        stack.get(probe)?;
+        index.lookup(probe, b"a")?;
     }
+    Ok(())
 }
 
 fuzz_target!(|data: &[u8]| {

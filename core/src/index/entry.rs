@@ -1,6 +1,6 @@
 //! [`Entry`], a borrowed handle on one record of a [`LayerIndex`], and [`EntryKind`]. Every
-//! accessor reads straight from the mapped file (zero-copy); the file was fully validated when
-//! it was opened, so accessors cannot fail.
+//! accessor reads straight from the mapped file (zero-copy); an entry is only handed out
+//! after its directory's records were checked, so accessors cannot fail.
 
 use std::fmt;
 

@@ -7,9 +7,9 @@
 //! This module owns:
 //! * [`IndexBuilder`] (`writer.rs`): fed by the extractor one tar entry at a time, serialises
 //!   the index;
-//! * [`LayerIndex`] (`reader.rs`, checks in `validate.rs`): maps and validates one index file
-//!   and answers zero-copy lookups within one layer, returning [`Entry`] handles
-//!   (`entry.rs`);
+//! * [`LayerIndex`] (`reader.rs`): maps one index file, checks it (`validate.rs` when it is
+//!   opened, `tree_check.rs` for each directory on first use) and answers zero-copy lookups
+//!   within one layer, returning [`Entry`] handles (`entry.rs`);
 //! * [`LayerStack`] (`stack.rs`): the merged, overlay-style view of several layers;
 //! * [`IndexError`]: everything that can go wrong building or opening an index.
 //!
@@ -34,12 +34,13 @@
 //!     LayerIndex::from_bytes(lower.finish()?)?,
 //!     LayerIndex::from_bytes(upper.finish()?)?,
 //! ]);
-//! let hosts = stack.get(b"etc/hosts").expect("visible");
+//! let hosts = stack.get(b"etc/hosts")?.expect("visible");
 //! assert_eq!((hosts.size(), hosts.layer()), (30, 1));
-//! assert!(stack.get(b"etc/motd").is_none());
-//! let names: Vec<&[u8]> = stack.read_dir(b"etc").unwrap().iter().map(|e| e.name()).collect();
+//! assert!(stack.get(b"etc/motd")?.is_none());
+//! let etc = stack.read_dir(b"etc")?.expect("a directory");
+//! let names: Vec<&[u8]> = etc.iter().map(|e| e.name()).collect();
 //! assert_eq!(names, [&b"hosts"[..]]);
-//! assert_eq!(stack.get(b"etc").unwrap().kind(), EntryKind::Dir);
+//! assert_eq!(stack.get(b"etc")?.map(|e| e.kind()), Some(EntryKind::Dir));
 //! # Ok::<(), microsandbox_image::index::IndexError>(())
 //! ```
 
@@ -63,7 +64,8 @@ pub use writer::{EntryMeta, IndexBuilder};
 /// Everything that can go wrong building, opening or validating a layer index.
 ///
 /// Reading never panics: a truncated, corrupt or hostile file yields one of the variants
-/// below, naming the section, record and rule it broke.
+/// below, naming the section, record and rule it broke, from `open` or from the first lookup
+/// that reaches the bad directory.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IndexError {

@@ -1,18 +1,23 @@
-//! [`LayerIndex`]: one index file, memory-mapped (or held in memory), validated once when it
-//! is opened, then answering zero-copy lookups within its layer. The only `unsafe` of the
-//! index module is the `mmap` call below.
+//! [`LayerIndex`]: one index file, memory-mapped (or held in memory), answering zero-copy
+//! lookups within its layer. Opening checks the header, the checksum and the directory,
+//! hardlink and xattr tables; each directory's entries are checked the first time a lookup
+//! touches them, once per file (a bit per directory, shared by clones), like a filesystem
+//! that verifies a metadata block when it first reads it. The only `unsafe` of the index
+//! module is the `mmap` call below.
 
 use std::fmt;
 use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::IndexError;
 use super::entry::Entry;
 use super::format::{
     self, DIR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, XATTR_LEN, dir, key,
 };
+use super::tree_check::{Tree, check_group};
 use super::validate::validate;
 
 /// The bytes of an index: a read-only file mapping or an owned buffer.
@@ -31,7 +36,7 @@ impl Backing {
     }
 }
 
-/// The lookup index of one layer, validated.
+/// The lookup index of one layer.
 ///
 /// Cloning is cheap (the mapping is shared), so one index can serve every
 /// [`LayerStack`](super::LayerStack) whose image contains the layer. Paths given to lookups
@@ -42,6 +47,11 @@ impl Backing {
 /// A `LayerIndex` shows the layer on its own, whiteouts included; use a
 /// [`LayerStack`](super::LayerStack) for what a container sees.
 ///
+/// Lookups return `Result` because a directory's entries are checked the first time a lookup
+/// reaches them: a file whose checksum matches but which breaks a rule of the format (a
+/// hostile or buggy writer) fails there with [`IndexError::Malformed`], never with a wrong
+/// answer or a panic. [`verify`](Self::verify) checks everything up front.
+///
 /// ```
 /// use microsandbox_image::index::{EntryKind, EntryMeta, IndexBuilder, LayerIndex};
 ///
@@ -51,23 +61,31 @@ impl Backing {
 /// b.add_hardlink(b"bin/dash", b"bin/sh")?;
 /// let index = LayerIndex::from_bytes(b.finish()?)?;
 ///
-/// let sh = index.get(b"/bin/sh").unwrap();
+/// let sh = index.get(b"/bin/sh")?.expect("present");
 /// assert_eq!((sh.kind(), sh.size(), sh.nlink()), (EntryKind::File, 125_560, 2));
-/// assert_eq!(index.lookup(b"bin", b"dash").unwrap().inode(), 42);
-/// let names: Vec<_> = index.read_dir(b"bin").unwrap().map(|e| e.name()).collect();
+/// assert_eq!(index.lookup(b"bin", b"dash")?.map(|e| e.inode()), Some(42));
+/// let names: Vec<_> = index.read_dir(b"bin")?.expect("a directory").map(|e| e.name()).collect();
 /// assert_eq!(names, [&b"dash"[..], b"sh"]);
-/// assert_eq!(index.hardlinks_of(42).count(), 2);
+/// assert_eq!(index.hardlinks_of(42)?.count(), 2);
 /// # Ok::<(), microsandbox_image::index::IndexError>(())
 /// ```
 #[derive(Clone)]
 pub struct LayerIndex {
-    data: Arc<Backing>,
+    data: Arc<Shared>,
     layout: Layout,
 }
 
+/// What the clones of one index share: its bytes and which directories were checked.
+struct Shared {
+    backing: Backing,
+    /// Bit `d` set once directory `d`'s entries passed `check_group`.
+    checked: Box<[AtomicU64]>,
+}
+
 impl LayerIndex {
-    /// Map the index file at `path` and validate it completely (header, checksum, and every
-    /// offset, length, sort order and cross-reference), so that no later lookup can fail.
+    /// Map the index file at `path` and check its header, checksum, directory table and
+    /// hardlink and xattr tables (time: the checksum of the file plus O(directories)).
+    /// Directory contents are checked when first looked up; see [`verify`](Self::verify).
     pub fn open(path: impl AsRef<Path>) -> Result<LayerIndex, IndexError> {
         let path = path.as_ref();
         let io = |op: &'static str| {
@@ -97,18 +115,31 @@ impl LayerIndex {
         Self::from_backing(Backing::Map(map))
     }
 
-    /// Validate an index held in memory (as returned by
-    /// [`IndexBuilder::finish`](super::IndexBuilder::finish)).
+    /// Open an index held in memory (as returned by
+    /// [`IndexBuilder::finish`](super::IndexBuilder::finish)), with the checks of
+    /// [`open`](Self::open).
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<LayerIndex, IndexError> {
         Self::from_backing(Backing::Owned(bytes.into().into_boxed_slice()))
     }
 
     fn from_backing(data: Backing) -> Result<LayerIndex, IndexError> {
         let layout = validate(data.bytes())?;
+        let checked = (0..layout.dir_count.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Ok(LayerIndex {
-            data: Arc::new(data),
+            data: Arc::new(Shared {
+                backing: data,
+                checked,
+            }),
             layout,
         })
+    }
+
+    /// Check every directory's entries now (what lookups otherwise do on first use), so that
+    /// no later lookup on this index can fail. Linear in the number of entries.
+    pub fn verify(&self) -> Result<(), IndexError> {
+        (0..self.layout.dir_count as u32).try_for_each(|d| self.group(d).map(drop))
     }
 
     /// Number of entries below the root (whiteouts included).
@@ -126,52 +157,83 @@ impl LayerIndex {
         Entry::new(self, 0, 0)
     }
 
-    /// The entry at `path`, whiteouts included.
-    pub fn get(&self, path: &[u8]) -> Option<Entry<'_>> {
+    /// The entry at `path`, whiteouts included; `Ok(None)` if there is none.
+    pub fn get(&self, path: &[u8]) -> Result<Option<Entry<'_>>, IndexError> {
         let path = trim(path);
         if path.is_empty() {
-            return Some(self.root());
+            return Ok(Some(self.root()));
         }
         let (parent, name) = match path.iter().rposition(|&c| c == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
             None => (&b""[..], path),
         };
-        let d = self.find_dir(parent)?;
-        self.find_child(d, name).map(|id| Entry::new(self, id, 0))
+        self.lookup_in(parent, name)
     }
 
-    /// The entry called `name` in directory `dir`.
-    pub fn lookup(&self, dir: &[u8], name: &[u8]) -> Option<Entry<'_>> {
-        let d = self.find_dir(trim(dir))?;
-        self.find_child(d, name).map(|id| Entry::new(self, id, 0))
+    /// The entry called `name` in directory `dir`; `Ok(None)` if there is none.
+    pub fn lookup(&self, dir: &[u8], name: &[u8]) -> Result<Option<Entry<'_>>, IndexError> {
+        self.lookup_in(trim(dir), name)
     }
 
-    /// The entries of directory `path` in name order (whiteouts included), or `None` if
+    /// `name` in the directory at canonical path `dir`.
+    fn lookup_in(&self, dir: &[u8], name: &[u8]) -> Result<Option<Entry<'_>>, IndexError> {
+        let Some(d) = self.find_dir(dir) else {
+            return Ok(None);
+        };
+        Ok(self.find_child(d, name)?.map(|id| Entry::new(self, id, 0)))
+    }
+
+    /// The entries of directory `path` in name order (whiteouts included), or `Ok(None)` if
     /// `path` is not a directory of this layer.
-    pub fn read_dir(&self, path: &[u8]) -> Option<impl ExactSizeIterator<Item = Entry<'_>> + '_> {
-        let d = self.find_dir(trim(path))?;
-        Some(self.children(d).map(move |id| Entry::new(self, id, 0)))
+    pub fn read_dir(
+        &self,
+        path: &[u8],
+    ) -> Result<Option<impl ExactSizeIterator<Item = Entry<'_>> + '_>, IndexError> {
+        let Some(d) = self.find_dir(trim(path)) else {
+            return Ok(None);
+        };
+        Ok(Some(self.group(d)?.map(move |id| Entry::new(self, id, 0))))
     }
 
     /// Every entry of this layer whose host inode is `inode` and that shares it with another
     /// entry (a hardlink group), in entry order; empty if no group has that inode.
-    pub fn hardlinks_of(&self, inode: u64) -> impl Iterator<Item = Entry<'_>> + '_ {
+    pub fn hardlinks_of(
+        &self,
+        inode: u64,
+    ) -> Result<impl Iterator<Item = Entry<'_>> + '_, IndexError> {
         let l = &self.layout;
         let b = self.bytes();
         let table =
             format::slice(b, l.hardlinks_off, l.hardlink_count * HARDLINK_LEN).unwrap_or_default();
         let (recs, _) = table.as_chunks::<HARDLINK_LEN>();
         let start = recs.partition_point(|r| format::u64_at(r, 0) < inode);
-        recs.get(start..)
-            .unwrap_or_default()
+        let group = recs.get(start..).unwrap_or_default();
+        let group = &group[..group.partition_point(|r| format::u64_at(r, 0) == inode)];
+        for r in group {
+            self.group(self.dir_of(format::u32_at(r, 8)))?;
+        }
+        Ok(group
             .iter()
-            .take_while(move |r| format::u64_at(*r, 0) == inode)
-            .map(move |r| Entry::new(self, format::u32_at(r, 8), 0))
+            .map(move |r| Entry::new(self, format::u32_at(r, 8), 0)))
     }
 
     #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.data.bytes()
+        self.data.backing.bytes()
+    }
+
+    /// Entry range of directory `d`, after checking its entries if no lookup did before.
+    #[inline]
+    pub(crate) fn group(&self, d: u32) -> Result<Range<u32>, IndexError> {
+        let (word, bit) = (d as usize / 64, 1u64 << (d % 64));
+        let Some(flags) = self.data.checked.get(word) else {
+            return Ok(0..0);
+        };
+        if flags.load(Ordering::Acquire) & bit == 0 {
+            check_group(&Tree::new(self.bytes(), &self.layout), d as usize)?;
+            flags.fetch_or(bit, Ordering::Release);
+        }
+        Ok(self.children(d))
     }
 
     #[inline]
@@ -179,7 +241,8 @@ impl LayerIndex {
         &self.layout
     }
 
-    /// `len` bytes of the string pool from `off` (validated when opened; empty otherwise).
+    /// `len` bytes of the string pool from `off` (empty if out of range, which checked
+    /// records never are).
     #[inline]
     pub(crate) fn pool_str(&self, off: usize, len: usize) -> &[u8] {
         let pool = format::slice(self.bytes(), self.layout.pool_off, self.layout.pool_len);
@@ -204,9 +267,10 @@ impl LayerIndex {
         )
     }
 
-    /// Entry range of directory `d`.
+    /// Entry range of directory `d`, unchecked: for entries already reached through
+    /// [`group`](Self::group).
     #[inline]
-    pub(crate) fn children(&self, d: u32) -> Range<u32> {
+    fn children(&self, d: u32) -> Range<u32> {
         let off = self.layout.dirs_off + d as usize * DIR_LEN;
         let b = self.bytes();
         let first = format::u32_at(b, off + dir::FIRST_ENTRY);
@@ -216,13 +280,14 @@ impl LayerIndex {
 
     /// Binary search of `name` among directory `d`'s entries.
     #[inline]
-    pub(crate) fn find_child(&self, d: u32, name: &[u8]) -> Option<u32> {
-        let Range { start, end } = self.children(d);
+    pub(crate) fn find_child(&self, d: u32, name: &[u8]) -> Result<Option<u32>, IndexError> {
+        let Range { start, end } = self.group(d)?;
         let b = self.bytes();
         let l = &self.layout;
-        let keys =
-            b.get(l.keys_off + start as usize * KEY_LEN..l.keys_off + end as usize * KEY_LEN)?;
-        let pool = format::slice(b, l.pool_off, l.pool_len)?;
+        let keys = b
+            .get(l.keys_off + start as usize * KEY_LEN..l.keys_off + end as usize * KEY_LEN)
+            .unwrap_or_default();
+        let pool = format::slice(b, l.pool_off, l.pool_len).unwrap_or_default();
         let (keys, _) = keys.as_chunks::<KEY_LEN>();
         let want = format::name_prefix(name);
         let pos = keys
@@ -239,8 +304,8 @@ impl LayerIndex {
                 let probe = format::slice(pool, off, len).unwrap_or_default();
                 format::cmp_name(prefix, probe, want, name)
             })
-            .ok()?;
-        Some(start + pos as u32)
+            .ok();
+        Ok(pos.map(|pos| start + pos as u32))
     }
 
     /// Directory record index of the directory at canonical path `path`.
@@ -260,6 +325,17 @@ impl LayerIndex {
         )
     }
 
+    /// The directory whose group holds entry `id > 0` (groups are contiguous and in table
+    /// order: the last directory starting at or before `id`).
+    fn dir_of(&self, id: u32) -> u32 {
+        let l = &self.layout;
+        let table =
+            format::slice(self.bytes(), l.dirs_off, l.dir_count * DIR_LEN).unwrap_or_default();
+        let (recs, _) = table.as_chunks::<DIR_LEN>();
+        recs.partition_point(|r| format::u32_at(r, dir::FIRST_ENTRY) <= id)
+            .saturating_sub(1) as u32
+    }
+
     /// Full path of entry `id`: its directory's path, `/`, its name.
     pub(crate) fn path_of(&self, id: u32) -> Vec<u8> {
         if id == 0 {
@@ -269,12 +345,8 @@ impl LayerIndex {
         let table =
             format::slice(self.bytes(), l.dirs_off, l.dir_count * DIR_LEN).unwrap_or_default();
         let (recs, _) = table.as_chunks::<DIR_LEN>();
-        // Groups are contiguous and in table order: the last dir starting at or before `id`.
-        let d = recs
-            .partition_point(|r| format::u32_at(r, dir::FIRST_ENTRY) <= id)
-            .saturating_sub(1);
         let mut path = recs
-            .get(d)
+            .get(self.dir_of(id) as usize)
             .map(|r| self.dir_path_of(r))
             .unwrap_or_default()
             .to_vec();

@@ -3,7 +3,9 @@
 //! sorted by name, interned string pool (entry names first), derived flags (HARDLINK, HAS_XATTRS, OPAQUE from
 //! same-layer whiteouts) and link counts, then the CRC32C.
 
-use std::collections::HashMap;
+// foldhash: several times faster than SipHash on short names, and seeded per process, so a
+// hostile layer cannot precompute colliding names.
+use foldhash::{HashMap, HashMapExt};
 
 use super::IndexError;
 use super::format::{

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use super::IndexError;
 use super::entry::Entry;
 use super::format::flag;
 use super::reader::{LayerIndex, trim};
@@ -23,7 +24,9 @@ const INLINE: usize = 16;
 /// The layers of an image, bottom to top, seen as one tree.
 ///
 /// Lookups walk the path one component at a time, with one binary search per contributing
-/// layer, and allocate nothing for stacks of up to 16 layers.
+/// layer, and allocate nothing for stacks of up to 16 layers. They fail only on an index
+/// that breaks the format (see [`LayerIndex`]); [`verify`](Self::verify) rules that out up
+/// front.
 ///
 /// ```
 /// use microsandbox_image::index::{EntryMeta, IndexBuilder, LayerIndex, LayerStack};
@@ -42,7 +45,7 @@ const INLINE: usize = 16;
 ///     LayerIndex::from_bytes(base.finish()?)?,
 ///     LayerIndex::from_bytes(top.finish()?)?,
 /// ]);
-/// let paths: Vec<Vec<u8>> = stack.walk().map(|(path, _)| path).collect();
+/// let paths = stack.walk().map(|r| r.map(|(path, _)| path)).collect::<Result<Vec<_>, _>>()?;
 /// assert_eq!(paths, [&b""[..], b"opt", b"opt/new"]);
 /// # Ok::<(), microsandbox_image::index::IndexError>(())
 /// ```
@@ -62,12 +65,17 @@ impl LayerStack {
         &self.layers
     }
 
+    /// [`LayerIndex::verify`] every layer, so that no later lookup can fail.
+    pub fn verify(&self) -> Result<(), IndexError> {
+        self.layers.iter().try_for_each(LayerIndex::verify)
+    }
+
     /// The visible entry at `path` (`usr/bin/sh`; empty for the root), or `None` if it does
     /// not exist, is whited out or hidden, or a parent is not a directory.
     ///
     /// For a directory whose top entry is implicit, the returned entry is the lower layer's
     /// directory that gives it its metadata (see `FORMAT.md`).
-    pub fn get(&self, path: &[u8]) -> Option<Entry<'_>> {
+    pub fn get(&self, path: &[u8]) -> Result<Option<Entry<'_>>, IndexError> {
         let path = trim(path);
         let mut inline = [Contrib::default(); INLINE];
         let mut heap = Vec::new();
@@ -79,42 +87,44 @@ impl LayerStack {
         };
         let mut len = self.roots(buf);
         if path.is_empty() {
-            return self.root_entry();
+            return Ok(self.root_entry());
         }
         let mut comps = path.split(|&c| c == b'/');
-        let mut name = comps.next()?;
+        let mut name = comps.next().unwrap_or_default();
         for next in comps {
-            len = self.descend(buf, len, name)?;
+            match self.descend(buf, len, name)? {
+                Some(n) => len = n,
+                None => return Ok(None),
+            }
             name = next;
         }
-        self.pick(buf.get(..len)?, name)
+        self.pick(buf.get(..len).unwrap_or_default(), name)
     }
 
-    /// The visible entries of directory `path`, sorted by name, whiteouts removed; `None` if
-    /// `path` is not a visible directory.
-    pub fn read_dir(&self, path: &[u8]) -> Option<Vec<Entry<'_>>> {
-        let contribs = self.resolve_dir(trim(path))?;
-        Some(self.merge(&contribs).into_iter().map(|(e, _)| e).collect())
+    /// The visible entries of directory `path`, sorted by name, whiteouts removed; `Ok(None)`
+    /// if `path` is not a visible directory.
+    pub fn read_dir(&self, path: &[u8]) -> Result<Option<Vec<Entry<'_>>>, IndexError> {
+        let Some(contribs) = self.resolve_dir(trim(path))? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.merge(&contribs)?.into_iter().map(|(e, _)| e).collect(),
+        ))
     }
 
     /// Every visible path with its entry, in pre-order: the root (empty path) first, each
-    /// directory before its contents, siblings sorted by name.
-    pub fn walk(&self) -> impl Iterator<Item = (Vec<u8>, Entry<'_>)> + '_ {
+    /// directory before its contents, siblings sorted by name. After an error the iterator
+    /// ends.
+    pub fn walk(&self) -> impl Iterator<Item = Result<(Vec<u8>, Entry<'_>), IndexError>> + '_ {
         let root = self.root_entry();
         let mut contribs = vec![Contrib::default(); self.layers.len()];
         let n = self.roots(&mut contribs);
         contribs.truncate(n);
-        let frames = match root {
-            Some(_) => vec![Frame {
-                prefix: Vec::new(),
-                items: self.merge(&contribs).into_iter(),
-            }],
-            None => Vec::new(),
-        };
         Walk {
             stack: self,
             first: root,
-            frames,
+            frames: Vec::new(),
+            pending: root.map(|_| (Vec::new(), contribs)),
         }
     }
 
@@ -152,12 +162,19 @@ impl LayerStack {
 
     /// Replace the contributors of a directory (`buf[..len]`) by those of its child `name`;
     /// `None` if the child is missing, whited out or not a directory.
-    fn descend(&self, buf: &mut [Contrib], len: usize, name: &[u8]) -> Option<usize> {
+    fn descend(
+        &self,
+        buf: &mut [Contrib],
+        len: usize,
+        name: &[u8],
+    ) -> Result<Option<usize>, IndexError> {
         let mut out = 0;
         for i in 0..len {
-            let c = *buf.get(i)?;
-            let idx = self.layers.get(c.layer as usize)?;
-            let Some(id) = idx.find_child(c.dir, name) else {
+            let Some(c) = buf.get(i).copied() else { break };
+            let Some(idx) = self.layers.get(c.layer as usize) else {
+                continue;
+            };
+            let Some(id) = idx.find_child(c.dir, name)? else {
                 continue;
             };
             let flags = idx.key_flags(id);
@@ -165,7 +182,8 @@ impl LayerStack {
             if flags & flag::WHITEOUT != 0 || !e.is_dir() {
                 break;
             }
-            *buf.get_mut(out)? = Contrib {
+            let Some(slot) = buf.get_mut(out) else { break };
+            *slot = Contrib {
                 layer: c.layer,
                 dir: e.dir_index(),
             };
@@ -174,63 +192,68 @@ impl LayerStack {
                 break;
             }
         }
-        (out > 0).then_some(out)
+        Ok((out > 0).then_some(out))
     }
 
     /// The visible entry `name` among the contributors `dirs`.
-    fn pick<'a>(&'a self, dirs: &[Contrib], name: &[u8]) -> Option<Entry<'a>> {
+    fn pick<'a>(&'a self, dirs: &[Contrib], name: &[u8]) -> Result<Option<Entry<'a>>, IndexError> {
         let mut top: Option<Entry<'a>> = None;
         for c in dirs {
-            let idx = self.layers.get(c.layer as usize)?;
-            let Some(id) = idx.find_child(c.dir, name) else {
+            let Some(idx) = self.layers.get(c.layer as usize) else {
+                continue;
+            };
+            let Some(id) = idx.find_child(c.dir, name)? else {
                 continue;
             };
             let e = Entry::new(idx, id, c.layer);
             match top {
-                None if e.is_whiteout() => return None,
-                None if !e.is_dir() || !e.is_implicit() => return Some(e),
+                None if e.is_whiteout() => return Ok(None),
+                None if !e.is_dir() || !e.is_implicit() => return Ok(Some(e)),
                 None => top = Some(e),
                 // Below an implicit directory: look for its real metadata.
                 Some(_) if e.is_whiteout() || !e.is_dir() => break,
-                Some(_) if !e.is_implicit() => return Some(e),
+                Some(_) if !e.is_implicit() => return Ok(Some(e)),
                 Some(_) => {}
             }
         }
-        top
+        Ok(top)
     }
 
     /// Contributors of the directory at `path`.
-    fn resolve_dir(&self, path: &[u8]) -> Option<Vec<Contrib>> {
+    fn resolve_dir(&self, path: &[u8]) -> Result<Option<Vec<Contrib>>, IndexError> {
         let mut buf = vec![Contrib::default(); self.layers.len()];
         let mut len = self.roots(&mut buf);
         if self.layers.is_empty() {
-            return None;
+            return Ok(None);
         }
         if !path.is_empty() {
             for name in path.split(|&c| c == b'/') {
-                len = self.descend(&mut buf, len, name)?;
+                match self.descend(&mut buf, len, name)? {
+                    Some(n) => len = n,
+                    None => return Ok(None),
+                }
             }
         }
         buf.truncate(len);
-        Some(buf)
+        Ok(Some(buf))
     }
 
     /// Merge the contributors' entries by name: for each visible name, its entry and, for a
     /// directory, its own contributors.
-    fn merge(&self, dirs: &[Contrib]) -> Vec<(Entry<'_>, Vec<Contrib>)> {
-        let mut cursors: Vec<Cursor<'_>> = dirs
-            .iter()
-            .filter_map(|c| {
-                let idx = self.layers.get(c.layer as usize)?;
-                let r = idx.children(c.dir);
-                Some(Cursor {
-                    idx,
-                    layer: c.layer,
-                    next: r.start,
-                    end: r.end,
-                })
-            })
-            .collect();
+    fn merge(&self, dirs: &[Contrib]) -> Result<Vec<(Entry<'_>, Vec<Contrib>)>, IndexError> {
+        let mut cursors: Vec<Cursor<'_>> = Vec::with_capacity(dirs.len());
+        for c in dirs {
+            let Some(idx) = self.layers.get(c.layer as usize) else {
+                continue;
+            };
+            let r = idx.group(c.dir)?;
+            cursors.push(Cursor {
+                idx,
+                layer: c.layer,
+                next: r.start,
+                end: r.end,
+            });
+        }
         let capacity = cursors.iter().map(|c| (c.end - c.next) as usize).max();
         let mut out = Vec::with_capacity(capacity.unwrap_or(0));
         while let Some(name) = cursors.iter().filter_map(Cursor::name).min() {
@@ -279,7 +302,7 @@ impl LayerStack {
                 out.push((entry, children));
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -308,14 +331,28 @@ struct Walk<'a> {
     stack: &'a LayerStack,
     first: Option<Entry<'a>>,
     frames: Vec<Frame<'a>>,
+    /// A directory listed next: its path and contributors.
+    pending: Option<(Vec<u8>, Vec<Contrib>)>,
 }
 
 impl<'a> Iterator for Walk<'a> {
-    type Item = (Vec<u8>, Entry<'a>);
+    type Item = Result<(Vec<u8>, Entry<'a>), IndexError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(root) = self.first.take() {
-            return Some((Vec::new(), root));
+            return Some(Ok((Vec::new(), root)));
+        }
+        if let Some((prefix, contribs)) = self.pending.take() {
+            match self.stack.merge(&contribs) {
+                Ok(items) => self.frames.push(Frame {
+                    prefix,
+                    items: items.into_iter(),
+                }),
+                Err(e) => {
+                    self.frames.clear();
+                    return Some(Err(e));
+                }
+            }
         }
         loop {
             let frame = self.frames.last_mut()?;
@@ -329,12 +366,9 @@ impl<'a> Iterator for Walk<'a> {
             }
             path.extend_from_slice(entry.name());
             if !children.is_empty() {
-                self.frames.push(Frame {
-                    prefix: path.clone(),
-                    items: self.stack.merge(&children).into_iter(),
-                });
+                self.pending = Some((path.clone(), children));
             }
-            return Some((path, entry));
+            return Some(Ok((path, entry)));
         }
     }
 }

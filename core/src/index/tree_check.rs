@@ -1,29 +1,28 @@
-//! The O(entries) part of index validation: every directory record, and every entry (key and
-//! attr record) in one pass, directory group by directory group, checking per-entry rules,
-//! strict name order inside each group, name prefixes, and the links between directory
-//! entries and directory records (which, with paths growing from parent to child, rule out
-//! cycles). Reads go through fixed-size record views so bounds checks stay out of the loop.
+//! The tree part of index validation, in two halves:
+//! * [`check_dirs`], when a file is opened, in O(directories): the root entry, every
+//!   directory record (contiguous groups, sorted paths, parent links) and each directory's
+//!   own entry, which with paths growing from parent to child rules out cycles;
+//! * [`check_group`], the first time a lookup touches a directory, in O(its entries): each
+//!   entry's rules, name prefixes, strict name order, and the links from entries to the
+//!   directory, hardlink and xattr tables.
+//!
+//! Reads go through fixed-size record views so bounds checks stay out of the loops.
 
 use super::IndexError;
 use super::format::{
-    self, ATTR_LEN, DIR_LEN, KEY_LEN, Layout, PERM_MASK, WHITEOUT_MODE, attr, dir, flag, key,
+    self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, KEY_LEN, Layout, PERM_MASK, WHITEOUT_MODE, XATTR_LEN,
+    attr, dir, flag, key,
 };
 use super::validate::bad;
 use crate::layer::stat::mode;
 
-/// What the tree pass counted, for the checks of the other tables.
-pub(super) struct Counts {
-    /// Entries flagged HARDLINK.
-    pub hardlinks: usize,
-    /// Entries flagged HAS_XATTRS.
-    pub with_xattrs: usize,
-}
-
-/// Record views of the tables the tree pass reads.
-struct Tree<'a> {
+/// Record views of an index's tables.
+pub(super) struct Tree<'a> {
     keys: &'a [[u8; KEY_LEN]],
     attrs: &'a [[u8; ATTR_LEN]],
     dirs: &'a [[u8; DIR_LEN]],
+    hardlinks: &'a [[u8; HARDLINK_LEN]],
+    xattrs: &'a [[u8; XATTR_LEN]],
     /// The whole file, for word loads that may run past a name into the next bytes.
     file: &'a [u8],
     pool_off: usize,
@@ -53,23 +52,41 @@ fn word(file: &[u8], pos: usize, rem: usize) -> u64 {
     }
 }
 
-impl Tree<'_> {
+impl<'a> Tree<'a> {
+    /// Views of the tables of `b`, whose header was checked to describe `l`.
+    pub(super) fn new(b: &'a [u8], l: &Layout) -> Tree<'a> {
+        let table = |off, len| format::slice(b, off, len).unwrap_or_default();
+        Tree {
+            keys: table(l.keys_off, l.entry_count * KEY_LEN).as_chunks().0,
+            attrs: table(l.attrs_off, l.entry_count * ATTR_LEN).as_chunks().0,
+            dirs: table(l.dirs_off, l.dir_count * DIR_LEN).as_chunks().0,
+            hardlinks: table(l.hardlinks_off, l.hardlink_count * HARDLINK_LEN)
+                .as_chunks()
+                .0,
+            xattrs: table(l.xattrs_off, l.xattr_count * XATTR_LEN).as_chunks().0,
+            file: b,
+            pool_off: l.pool_off,
+            pool: table(l.pool_off, l.pool_len),
+            names_len: l.names_len,
+        }
+    }
+
     #[inline(always)]
-    fn key(&self, e: usize) -> &[u8; KEY_LEN] {
+    fn key(&self, e: usize) -> &'a [u8; KEY_LEN] {
         self.keys.get(e).unwrap_or(&NO_KEY)
     }
 
     #[inline(always)]
-    fn attr(&self, e: usize) -> &[u8; ATTR_LEN] {
+    fn attr(&self, e: usize) -> &'a [u8; ATTR_LEN] {
         self.attrs.get(e).unwrap_or(&NO_ATTR)
     }
 
     #[inline(always)]
-    fn dir(&self, d: usize) -> &[u8; DIR_LEN] {
+    fn dir(&self, d: usize) -> &'a [u8; DIR_LEN] {
         self.dirs.get(d).unwrap_or(&NO_DIR)
     }
 
-    fn name(&self, e: usize) -> &[u8] {
+    fn name(&self, e: usize) -> &'a [u8] {
         let k = self.key(e);
         let (off, len) = (
             format::u32_at(k, key::NAME_OFF),
@@ -78,7 +95,7 @@ impl Tree<'_> {
         format::slice(self.pool, off as usize, len as usize).unwrap_or_default()
     }
 
-    fn dir_path(&self, d: usize) -> Option<&[u8]> {
+    fn dir_path(&self, d: usize) -> Option<&'a [u8]> {
         let r = self.dir(d);
         let (off, len) = (
             format::u32_at(r, dir::PATH_OFF),
@@ -213,7 +230,9 @@ impl Tree<'_> {
         let r = self.dir(d);
         let self_entry = format::u32_at(r, dir::SELF_ENTRY) as usize;
         let parent = format::u32_at(r, dir::PARENT) as usize;
-        if format::cmp_bytes(path, prev_path).is_le() {
+        // Paths are long and share long prefixes: `memcmp` (slice order) beats the word
+        // loop of `cmp_bytes`, which is tuned for short names.
+        if path <= prev_path {
             return fail("paths not strictly sorted");
         }
         if parent == d || parent >= self.dirs.len() {
@@ -232,16 +251,24 @@ impl Tree<'_> {
         {
             return fail("own entry is not a directory naming this record");
         }
-        let parent_path = self.dir_path(parent).unwrap_or_default();
+        let (name_off, name_len) = (
+            format::u32_at(k, key::NAME_OFF) as usize,
+            format::u16_at(k, key::NAME_LEN) as usize,
+        );
+        // The names region holds no `/` or NUL (checked at open), so this makes a valid name
+        // and, by induction from the root, a valid path.
         let name = self.name(self_entry);
-        let eq = |x: Option<&[u8]>, y: &[u8]| x.is_some_and(|x| format::cmp_bytes(x, y).is_eq());
+        if name_off + name_len > self.names_len || matches!(name, b"" | b"." | b"..") {
+            return fail("own entry has an invalid name");
+        }
+        let parent_path = self.dir_path(parent).unwrap_or_default();
         let consistent = if parent_path.is_empty() {
-            eq(Some(path), name)
+            path == name
         } else {
             path.len() == parent_path.len() + 1 + name.len()
-                && eq(path.get(..parent_path.len()), parent_path)
+                && path.starts_with(parent_path)
                 && path.get(parent_path.len()) == Some(&b'/')
-                && eq(path.get(parent_path.len() + 1..), name)
+                && path.ends_with(name)
         };
         if !consistent {
             return fail("path is not the parent's path joined with the entry name");
@@ -250,24 +277,43 @@ impl Tree<'_> {
     }
 }
 
-/// Check every directory record and every entry; the tables are known to lie in `b`.
-pub(super) fn check(b: &[u8], l: &Layout, pool: &[u8]) -> Result<Counts, IndexError> {
-    let table = |off, len| format::slice(b, off, len).unwrap_or_default();
-    let t = Tree {
-        keys: table(l.keys_off, l.entry_count * KEY_LEN).as_chunks().0,
-        attrs: table(l.attrs_off, l.entry_count * ATTR_LEN).as_chunks().0,
-        dirs: table(l.dirs_off, l.dir_count * DIR_LEN).as_chunks().0,
-        file: b,
-        pool_off: l.pool_off,
-        pool,
-        names_len: l.names_len,
-    };
+impl Tree<'_> {
+    /// Whether entry `e` has a record in the hardlinks table (sorted by `(inode, entry)`).
+    fn in_hardlinks(&self, e: usize) -> bool {
+        let want = (format::u64_at(self.attr(e), attr::INODE), e as u32);
+        self.hardlinks
+            .binary_search_by(|r| (format::u64_at(r, 0), format::u32_at(r, 8)).cmp(&want))
+            .is_ok()
+    }
+
+    /// Whether entry `e` has a record in the xattrs table (sorted by entry first).
+    fn in_xattrs(&self, e: usize) -> bool {
+        let e = e as u32;
+        let at = self.xattrs.partition_point(|r| format::u32_at(r, 0) < e);
+        self.xattrs
+            .get(at)
+            .is_some_and(|r| format::u32_at(r, 0) == e)
+    }
+
+    /// The links of a flagged entry to the hardlinks and xattrs tables (whose records were
+    /// checked to point at flagged entries when the file was opened).
+    fn table_links(&self, e: usize, flags: u16) -> Result<(), IndexError> {
+        if flags & flag::HARDLINK != 0 && !self.in_hardlinks(e) {
+            return Err(bad("keys", e, "hardlink flag without a hardlinks record"));
+        }
+        if flags & flag::HAS_XATTRS != 0 && !self.in_xattrs(e) {
+            return Err(bad("keys", e, "has-xattrs flag without an xattrs record"));
+        }
+        Ok(())
+    }
+}
+
+/// Open-time checks: the root entry and every directory record, with each directory's own
+/// entry (its type, its link back to the record, its name). Afterwards directory paths are
+/// valid, strictly sorted, and entry groups tile the entries table.
+pub(super) fn check_dirs(t: &Tree<'_>) -> Result<(), IndexError> {
     let root_flags = t.root()?;
-    let mut counts = Counts {
-        hardlinks: 0,
-        with_xattrs: usize::from(root_flags & flag::HAS_XATTRS != 0),
-    };
-    let mut dir_entries = 0usize;
+    t.table_links(0, root_flags)?;
     let mut next_entry = 1usize;
     let mut prev_path: &[u8] = &[];
     for d in 0..t.dirs.len() {
@@ -285,17 +331,6 @@ pub(super) fn check(b: &[u8], l: &Layout, pool: &[u8]) -> Result<Counts, IndexEr
             Some(end) if end <= t.keys.len() => end,
             _ => return fail("entry group past the end of the entries"),
         };
-        for e in first..next_entry {
-            let flags = t.entry(e)?;
-            if e > first && !t.name_lt(e - 1, e) {
-                let reason = "names not strictly sorted within the directory";
-                return Err(bad("keys", e, reason));
-            }
-            let is_dir = format::u32_at(t.attr(e), attr::MODE) & mode::S_IFMT == mode::S_IFDIR;
-            dir_entries += usize::from(flags & flag::WHITEOUT == 0 && is_dir);
-            counts.hardlinks += usize::from(flags & flag::HARDLINK != 0);
-            counts.with_xattrs += usize::from(flags & flag::HAS_XATTRS != 0);
-        }
         if d == 0 {
             if !path.is_empty()
                 || format::u32_at(r, dir::SELF_ENTRY) != 0
@@ -312,15 +347,25 @@ pub(super) fn check(b: &[u8], l: &Layout, pool: &[u8]) -> Result<Counts, IndexEr
         let last = t.dirs.len().saturating_sub(1);
         return Err(bad("dirs", last, "entries not covered by any directory"));
     }
-    if dir_entries + 1 != t.dirs.len() {
-        return Err(bad(
-            "dirs",
-            0,
-            "directory records and directory entries differ",
-        ));
+    Ok(())
+}
+
+/// Checks of directory `d`'s entry group, run the first time a lookup touches it: every
+/// entry's rules, strict name order, and its links to the other tables. `check_dirs` must
+/// have passed.
+pub(super) fn check_group(t: &Tree<'_>, d: usize) -> Result<(), IndexError> {
+    let r = t.dir(d);
+    let first = format::u32_at(r, dir::FIRST_ENTRY) as usize;
+    let end = first + format::u32_at(r, dir::ENTRY_COUNT) as usize;
+    for e in first..end.min(t.keys.len()) {
+        let flags = t.entry(e)?;
+        if e > first && !t.name_lt(e - 1, e) {
+            let reason = "names not strictly sorted within the directory";
+            return Err(bad("keys", e, reason));
+        }
+        if flags & (flag::HARDLINK | flag::HAS_XATTRS) != 0 {
+            t.table_links(e, flags)?;
+        }
     }
-    if counts.hardlinks != l.hardlink_count {
-        return Err(bad("hardlinks", 0, "count differs from flagged entries"));
-    }
-    Ok(counts)
+    Ok(())
 }

@@ -330,6 +330,27 @@ pub fn fuzz_extract(tar: &[u8], root: &std::path::Path) -> Result<(), LayerError
     Ok(())
 }
 
+/// Benchmark hook (`core/benches/index_overhead.rs`): extract the uncompressed layer `tar`
+/// into the existing empty directory `root` with the default limits, building and
+/// serialising the index when `build_index`; returns the number of entries and the index's
+/// size in bytes (0 without it). Not part of the API.
+#[doc(hidden)]
+pub fn bench_extract(
+    tar: &[u8],
+    root: &std::path::Path,
+    build_index: bool,
+) -> Result<(u64, usize), LayerError> {
+    let limits = ExtractLimits::default();
+    let mut archive = extract::open_archive(tar, &limits);
+    let stats =
+        extract::Extractor::new(root, limits, build_index)?.run(&mut archive, &mut |_, _| {})?;
+    let index_len = match stats.index {
+        Some(index) => index.finish()?.len(),
+        None => 0,
+    };
+    Ok((stats.entries, index_len))
+}
+
 /// The blocking half: decompress, hash, extract, verify, publish.
 fn extract_and_publish(
     ctx: &LayerContext,

@@ -84,7 +84,7 @@ fn round_trips_every_kind_and_field() {
         (EntryKind::Dir, 7, 99, false)
     );
     assert_eq!(root.nlink(), 3);
-    let f = index.get(b"dev/file").unwrap();
+    let f = index.get(b"dev/file").unwrap().unwrap();
     assert_eq!(f.kind(), EntryKind::File);
     assert_eq!(f.mode(), 0o104755);
     assert_eq!(
@@ -109,22 +109,25 @@ fn round_trips_every_kind_and_field() {
     assert_eq!(f.xattr(b"user.c"), None);
     assert_eq!(f.path(), b"dev/file");
 
-    let l = index.get(b"dev/link").unwrap();
+    let l = index.get(b"dev/link").unwrap().unwrap();
     assert_eq!(
         (l.kind(), l.size(), l.link_target()),
         (EntryKind::Symlink, 9, Some(&b"../target"[..]))
     );
-    let n = index.get(b"dev/null").unwrap();
+    let n = index.get(b"dev/null").unwrap().unwrap();
     assert_eq!(
         (n.kind(), n.rdev(), n.size()),
         (EntryKind::CharDevice, 0x103, 0)
     );
     assert_eq!(
-        index.get(b"dev/sda").unwrap().kind(),
+        index.get(b"dev/sda").unwrap().unwrap().kind(),
         EntryKind::BlockDevice
     );
-    assert_eq!(index.get(b"dev/pipe").unwrap().kind(), EntryKind::Fifo);
-    assert_eq!(index.get(b"dev").unwrap().xattrs().len(), 0);
+    assert_eq!(
+        index.get(b"dev/pipe").unwrap().unwrap().kind(),
+        EntryKind::Fifo
+    );
+    assert_eq!(index.get(b"dev").unwrap().unwrap().xattrs().len(), 0);
 }
 
 #[test]
@@ -141,16 +144,19 @@ fn lookups_are_sorted_and_need_canonical_paths() {
     assert_eq!(names(&index, ""), ["a", "a-b"]);
     assert_eq!(names(&index, "a/b"), ["A", "m", "z"]);
     assert_eq!(names(&index, "/a/b/"), ["A", "m", "z"]);
-    assert_eq!(index.get(b"/a/b/z/").unwrap().size(), 2);
-    assert_eq!(index.lookup(b"a/b", b"A").unwrap().size(), 3);
-    assert_eq!(index.lookup(b"", b"a-b").unwrap().size(), 1);
+    assert_eq!(index.get(b"/a/b/z/").unwrap().unwrap().size(), 2);
+    assert_eq!(index.lookup(b"a/b", b"A").unwrap().unwrap().size(), 3);
+    assert_eq!(index.lookup(b"", b"a-b").unwrap().unwrap().size(), 1);
     for missing in ["a//b", "a/./b", "a/b/../c", "a/x", "x/y", "a/c/d", "a-b/x"] {
-        assert!(index.get(missing.as_bytes()).is_none(), "{missing}");
+        assert!(
+            index.get(missing.as_bytes()).unwrap().is_none(),
+            "{missing}"
+        );
     }
-    assert!(index.read_dir(b"a/c").is_none(), "not a directory");
-    assert!(index.lookup(b"a/c", b"x").is_none());
-    assert_eq!(index.get(b"a/b/m").unwrap().path(), b"a/b/m");
-    assert_eq!(index.get(b"a").unwrap().nlink(), 3);
+    assert!(index.read_dir(b"a/c").unwrap().is_none(), "not a directory");
+    assert!(index.lookup(b"a/c", b"x").unwrap().is_none());
+    assert_eq!(index.get(b"a/b/m").unwrap().unwrap().path(), b"a/b/m");
+    assert_eq!(index.get(b"a").unwrap().unwrap().nlink(), 3);
     assert!(index.root().path().is_empty());
 }
 
@@ -170,16 +176,18 @@ fn repeated_paths_behave_as_on_disk() {
         ("was_file", dir()),
         ("was_file/y", file(1)),
     ]);
-    assert_eq!(index.get(b"f").unwrap().size(), 2);
+    assert_eq!(index.get(b"f").unwrap().unwrap().size(), 2);
     assert_eq!(
-        index.get(b"d").unwrap().uid(),
+        index.get(b"d").unwrap().unwrap().uid(),
         5,
         "directory over directory takes new metadata"
     );
     assert_eq!(names(&index, "d"), ["keep"], "and keeps the children");
-    let gone = index.get(b"gone").unwrap();
+    let gone = index.get(b"gone").unwrap().unwrap();
     assert_eq!((gone.kind(), gone.size()), (EntryKind::File, 9));
-    assert!(index.get(b"gone/sub").is_none() && index.read_dir(b"gone/sub").is_none());
+    assert!(
+        index.get(b"gone/sub").unwrap().is_none() && index.read_dir(b"gone/sub").unwrap().is_none()
+    );
     assert_eq!(names(&index, "was_file"), ["y"]);
     assert_eq!(index.len(), 6);
 }
@@ -201,9 +209,9 @@ fn implicit_directories() {
         "no ./ entry: the root is a placeholder"
     );
     assert_eq!(index.root().mode(), 0o040755);
-    let a = index.get(b"a").unwrap();
+    let a = index.get(b"a").unwrap().unwrap();
     assert!(!a.is_implicit() && a.uid() == 3);
-    assert!(index.get(b"a/b").unwrap().is_implicit());
+    assert!(index.get(b"a/b").unwrap().unwrap().is_implicit());
 }
 
 #[test]
@@ -238,24 +246,24 @@ fn whiteouts_and_opaque_markers() {
         ("e", dir()),
     ]);
     assert_eq!(names(&index, "d"), ["file", "gone", "imp", "kept", "sub"]);
-    let gone = index.get(b"d/gone").unwrap();
+    let gone = index.get(b"d/gone").unwrap().unwrap();
     assert_eq!(gone.kind(), EntryKind::Whiteout);
     assert!(gone.is_whiteout());
     assert_eq!(
         (gone.mode(), gone.rdev(), gone.uid(), gone.mtime_sec()),
         (0o020000, 0, 4, 8)
     );
-    assert!(index.get(b"d").unwrap().is_opaque());
-    assert!(!index.get(b"e").unwrap().is_opaque());
-    let kept = index.get(b"d/kept").unwrap();
+    assert!(index.get(b"d").unwrap().unwrap().is_opaque());
+    assert!(!index.get(b"e").unwrap().unwrap().is_opaque());
+    let kept = index.get(b"d/kept").unwrap().unwrap();
     assert!(kept.is_dir() && kept.is_opaque());
     assert_eq!(names(&index, "d/kept"), ["x"]);
-    assert_eq!(index.get(b"d/file").unwrap().size(), 3);
-    assert!(index.get(b"d/sub").unwrap().is_opaque());
-    let imp = index.get(b"d/imp").unwrap();
+    assert_eq!(index.get(b"d/file").unwrap().unwrap().size(), 3);
+    assert!(index.get(b"d/sub").unwrap().unwrap().is_opaque());
+    let imp = index.get(b"d/imp").unwrap().unwrap();
     assert!(imp.is_opaque() && !imp.is_implicit());
-    assert!(index.get(b"d/.wh.gone").is_none());
-    assert_eq!(index.get(b"d").unwrap().nlink(), 5);
+    assert!(index.get(b"d/.wh.gone").unwrap().is_none());
+    assert_eq!(index.get(b"d").unwrap().unwrap().nlink(), 5);
 }
 
 #[test]
@@ -309,24 +317,27 @@ fn hardlinks() {
     e(b.add_hardlink(b"", b"c"));
     e(b.add_hardlink(b"x", b"nodir/y"));
     let index = LayerIndex::from_bytes(b.finish().unwrap()).unwrap();
-    let group: Vec<Vec<u8>> = index.hardlinks_of(10).map(|e| e.path()).collect();
+    let group: Vec<Vec<u8>> = index.hardlinks_of(10).unwrap().map(|e| e.path()).collect();
     // Entry order: the root's group comes before bin's.
     assert_eq!(group, [b"c".to_vec(), b"bin/a".to_vec(), b"bin/b".to_vec()]);
     for p in ["bin/a", "bin/b", "c"] {
-        let e = index.get(p.as_bytes()).unwrap();
+        let e = index.get(p.as_bytes()).unwrap().unwrap();
         assert!(
             e.is_hardlink() && e.nlink() == 3 && e.size() == 5 && e.inode() == 10,
             "{p}"
         );
         assert_eq!(e.xattr(b"k"), Some(&b"v"[..]));
     }
-    let pair = index.get(b"pair").unwrap();
+    let pair = index.get(b"pair").unwrap().unwrap();
     assert!(!pair.is_hardlink() && pair.nlink() == 1);
-    assert_eq!(index.hardlinks_of(11).count(), 0);
-    assert_eq!(index.hardlinks_of(12).count(), 0);
-    assert_eq!(index.get(b"lnk2").unwrap().link_target(), Some(&b"x"[..]));
-    assert_eq!(index.hardlinks_of(13).count(), 2);
-    assert_eq!(index.hardlinks_of(9).count(), 0);
+    assert_eq!(index.hardlinks_of(11).unwrap().count(), 0);
+    assert_eq!(index.hardlinks_of(12).unwrap().count(), 0);
+    assert_eq!(
+        index.get(b"lnk2").unwrap().unwrap().link_target(),
+        Some(&b"x"[..])
+    );
+    assert_eq!(index.hardlinks_of(13).unwrap().count(), 2);
+    assert_eq!(index.hardlinks_of(9).unwrap().count(), 0);
 }
 
 #[test]
@@ -384,8 +395,8 @@ fn refuses_what_the_extractor_cannot_produce() {
 fn empty_layer() {
     let index = LayerIndex::from_bytes(IndexBuilder::default().finish().unwrap()).unwrap();
     assert!(index.is_empty());
-    assert_eq!(index.read_dir(b"").unwrap().len(), 0);
-    assert!(index.get(b"x").is_none());
+    assert_eq!(index.read_dir(b"").unwrap().unwrap().len(), 0);
+    assert!(index.get(b"x").unwrap().is_none());
     assert!(index.root().is_implicit());
 }
 
@@ -397,7 +408,7 @@ fn open_maps_a_file() {
     b.add(b"etc", dir()).unwrap();
     std::fs::write(&path, b.finish().unwrap()).unwrap();
     let index = LayerIndex::open(&path).unwrap();
-    assert!(index.get(b"etc").unwrap().is_dir());
+    assert!(index.get(b"etc").unwrap().unwrap().is_dir());
     let copy = index.clone();
     drop(index);
     assert_eq!(copy.len(), 1);

@@ -4,11 +4,11 @@
 //! point is to get past the checksum, reseals it.
 
 use super::*;
-use crate::index::IndexError;
 use crate::index::format::{
     self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, KEY_LEN, Layout, XATTR_LEN, attr, dir, hdr,
 };
 use crate::index::validate::validate;
+use crate::index::{IndexError, LayerStack};
 
 /// A small index using every section, with its layout and entry ids by path.
 struct Sample {
@@ -76,7 +76,7 @@ fn sample() -> Sample {
 
 impl Sample {
     fn id(&self, path: &str) -> usize {
-        self.index.get(path.as_bytes()).unwrap().id() as usize
+        self.index.get(path.as_bytes()).unwrap().unwrap().id() as usize
     }
     fn key(&self, path: &str) -> usize {
         self.l.keys_off + self.id(path) * KEY_LEN
@@ -85,7 +85,12 @@ impl Sample {
         self.l.attrs_off + self.id(path) * ATTR_LEN
     }
     fn dir(&self, path: &str) -> usize {
-        let d = self.index.get(path.as_bytes()).unwrap().dir_index() as usize;
+        let d = self
+            .index
+            .get(path.as_bytes())
+            .unwrap()
+            .unwrap()
+            .dir_index() as usize;
         self.l.dirs_off + d * DIR_LEN
     }
 }
@@ -99,18 +104,31 @@ fn put16(b: &mut [u8], off: usize, v: u16) {
 fn put64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
+/// Set `flags` in the key record at `key` on top of the ones it has.
+fn add_flags(b: &mut [u8], key: usize, flags: u16) {
+    let old = u16::from_le_bytes([b[key + 14], b[key + 15]]);
+    put16(b, key + 14, old | flags);
+}
 pub(crate) fn reseal(b: &mut [u8]) {
     let c = format::checksum(b);
     put32(b, hdr::CHECKSUM, c);
 }
 
-/// Patch a copy of the sample, reseal it, and expect a `Malformed` error mentioning `reason`.
+/// Open `b` and check every directory (what lookups do lazily).
+pub(crate) fn open_verified(b: Vec<u8>) -> Result<LayerIndex, IndexError> {
+    let index = LayerIndex::from_bytes(b)?;
+    index.verify()?;
+    Ok(index)
+}
+
+/// Patch a copy of the sample, reseal it, and expect a `Malformed` error mentioning `reason`
+/// (when opening, or from `verify` for the rules checked per directory).
 fn malformed(patch: impl FnOnce(&Sample, &mut Vec<u8>), section: &str, reason: &str) {
     let s = sample();
     let mut b = s.bytes.clone();
     patch(&s, &mut b);
     reseal(&mut b);
-    match LayerIndex::from_bytes(b) {
+    match open_verified(b) {
         Err(IndexError::Malformed {
             section: sec,
             reason: r,
@@ -232,10 +250,20 @@ fn entry_errors() {
         "keys",
         "outside the names region",
     );
+    // A directory's name is checked with its record when the file is opened, other names
+    // when their directory is first looked at.
     malformed(
         |s, b| {
             put16(b, s.key("a") + 12, 0);
             put64(b, s.key("a"), 0);
+        },
+        "dirs",
+        "invalid name",
+    );
+    malformed(
+        |s, b| {
+            put16(b, s.key("z") + 12, 0);
+            put64(b, s.key("z"), 0);
         },
         "keys",
         "invalid name",
@@ -247,7 +275,7 @@ fn entry_errors() {
         "prefix does not match",
     );
     malformed(
-        |s, b| put16(b, s.key("z") + 14, 0x100),
+        |s, b| add_flags(b, s.key("z"), 0x100),
         "keys",
         "unknown flag",
     );
@@ -287,7 +315,7 @@ fn entry_errors() {
         "symlink target",
     );
     malformed(
-        |s, b| put16(b, s.key("z") + 14, 0x10),
+        |s, b| add_flags(b, s.key("z"), 0x10),
         "keys",
         "non-directory",
     );
@@ -303,8 +331,8 @@ fn entry_errors() {
     );
     malformed(
         |s, b| put32(b, s.attr("a") + attr::MODE, 0o100755),
-        "attrs",
-        "aux field",
+        "dirs",
+        "own entry is not a directory",
     );
     malformed(
         |s, b| {
@@ -357,8 +385,8 @@ fn size_and_aux_rules() {
         "bad flags on the root",
     );
     let s = sample();
-    assert_eq!(s.index.get(b"null").unwrap().rdev(), 0x103);
-    assert_eq!(s.index.get(b"z").unwrap().rdev(), 0);
+    assert_eq!(s.index.get(b"null").unwrap().unwrap().rdev(), 0x103);
+    assert_eq!(s.index.get(b"z").unwrap().unwrap().rdev(), 0);
 }
 
 #[test]
@@ -417,11 +445,30 @@ fn unsorted_and_inconsistent_directories() {
     );
     malformed(
         |s, b| put32(b, s.attr("a/b") + attr::AUX, 1),
+        "dirs",
+        "own entry is not a directory naming this record",
+    );
+    // A second directory entry naming a record that already has its own entry.
+    malformed(
+        |s, b| {
+            put32(b, s.attr("z") + attr::MODE, 0o040755);
+            put64(b, s.attr("z") + attr::SIZE, 0);
+            put32(b, s.attr("z") + attr::AUX, 1);
+        },
         "attrs",
         "point back",
     );
     malformed(
         |s, b| put32(b, s.attr("a/b") + attr::AUX, 0),
+        "dirs",
+        "own entry is not a directory naming this record",
+    );
+    malformed(
+        |s, b| {
+            put32(b, s.attr("z") + attr::MODE, 0o040755);
+            put64(b, s.attr("z") + attr::SIZE, 0);
+            put32(b, s.attr("z") + attr::AUX, 0);
+        },
         "attrs",
         "names no directory",
     );
@@ -460,9 +507,9 @@ fn hardlink_and_xattr_table_errors() {
         "lacks the hardlink flag",
     );
     malformed(
-        |s, b| put16(b, s.key("z") + 14, 0x0c),
-        "hardlinks",
-        "count differs",
+        |s, b| add_flags(b, s.key("z"), 0x04),
+        "keys",
+        "hardlink flag without a hardlinks record",
     );
     malformed(
         |s, b| put32(b, xa(s, 0), s.id("a") as u32),
@@ -497,8 +544,8 @@ fn hardlink_and_xattr_table_errors() {
     );
     malformed(
         |s, b| put16(b, s.key("a/f2") + 14, 0x0c),
-        "xattrs",
-        "has no record",
+        "keys",
+        "has-xattrs flag without an xattrs record",
     );
     malformed(|s, b| put32(b, s.dir("") + 4, 5), "dirs", "not the root");
 }
@@ -509,5 +556,56 @@ fn sample_is_valid_and_complete() {
     assert_eq!(s.l.hardlink_count, 2);
     assert_eq!(s.l.xattr_count, 3);
     assert_eq!(s.l.dir_count, 3);
-    assert!(s.index.get(b"a/w").unwrap().is_whiteout());
+    assert!(s.index.get(b"a/w").unwrap().unwrap().is_whiteout());
+}
+
+/// A directory whose entries break a rule is reported by every lookup that reaches it, every
+/// time, while the rest of the file answers normally; `verify` finds it up front.
+#[test]
+fn a_bad_directory_fails_its_lookups_only() {
+    let s = sample();
+    let mut b = s.bytes.clone();
+    let (x, y) = (s.key("a/f2"), s.key("a/l"));
+    for i in 0..14 {
+        b.swap(x + i, y + i);
+    }
+    reseal(&mut b);
+    let index = LayerIndex::from_bytes(b).expect("the directory table is sound");
+    fn is_unsorted<T>(r: Result<T, IndexError>) -> bool {
+        matches!(r, Err(IndexError::Malformed { section: "keys", reason, .. })
+            if reason.contains("not strictly sorted"))
+    }
+    for _ in 0..2 {
+        assert!(is_unsorted(index.get(b"a/f3").map(|e| e.map(|e| e.id()))));
+        assert!(is_unsorted(
+            index.read_dir(b"a").map(|d| d.map(|d| d.len()))
+        ));
+        assert!(is_unsorted(index.hardlinks_of(7).map(|h| h.count())));
+    }
+    assert_eq!(index.get(b"a/b/f1").unwrap().unwrap().size(), 3);
+    assert_eq!(index.get(b"z").unwrap().unwrap().size(), 1);
+    assert!(index.get(b"a").unwrap().unwrap().is_dir());
+
+    let stack = LayerStack::new(vec![index.clone()]);
+    assert!(is_unsorted(stack.get(b"a/f2").map(|e| e.map(|e| e.id()))));
+    assert!(is_unsorted(
+        stack.read_dir(b"a").map(|d| d.map(|d| d.len()))
+    ));
+    // The stack resolves paths component by component, so it meets `a` on the way down.
+    assert!(is_unsorted(stack.get(b"a/b/f1").map(|e| e.map(|e| e.id()))));
+    assert!(stack.get(b"z").unwrap().is_some());
+    let walked: Vec<_> = stack.walk().collect();
+    let (ok, err): (Vec<_>, Vec<_>) = walked.iter().partition(|r| r.is_ok());
+    assert_eq!(
+        err.len(),
+        1,
+        "the walk reports the bad directory once, then ends"
+    );
+    assert!(walked.last().is_some_and(|r| r.is_err()));
+    assert!(
+        ok.len() >= 2,
+        "the root and `a` come before the bad listing"
+    );
+    assert!(is_unsorted(index.verify().map(drop)));
+    assert!(is_unsorted(stack.verify().map(drop)));
 }

@@ -43,6 +43,7 @@ pub(super) fn build(entries: &[(&str, EntryMeta)]) -> LayerIndex {
 pub(super) fn names(index: &LayerIndex, path: &str) -> Vec<String> {
     index
         .read_dir(path.as_bytes())
+        .unwrap()
         .expect("directory")
         .map(|e| String::from_utf8_lossy(e.name()).into_owned())
         .collect()

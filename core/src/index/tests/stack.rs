@@ -11,7 +11,7 @@ fn stack(layers: &[&[(&str, EntryMeta)]]) -> LayerStack {
 }
 
 fn merged_names(s: &LayerStack, path: &str) -> Option<Vec<String>> {
-    let entries = s.read_dir(path.as_bytes())?;
+    let entries = s.read_dir(path.as_bytes()).unwrap()?;
     Some(
         entries
             .iter()
@@ -272,6 +272,7 @@ fn overlay_rules() {
         let s = stack(&refs);
         let got = s
             .get(path.as_bytes())
+            .unwrap()
             .map(|e| (e.kind(), e.uid(), e.layer()));
         assert_eq!(got, want, "case {i}: get {path:?}");
         if let Some(names) = listing {
@@ -283,7 +284,7 @@ fn overlay_rules() {
         }
         if want.is_none_or(|w| w.0 != EntryKind::Dir) {
             assert!(
-                s.read_dir(path.as_bytes()).is_none(),
+                s.read_dir(path.as_bytes()).unwrap().is_none(),
                 "case {i}: read_dir of a non-directory"
             );
         }
@@ -311,31 +312,37 @@ fn walk_is_preorder_and_sorted() {
     ]);
     let paths: Vec<String> = s
         .walk()
+        .map(Result::unwrap)
         .map(|(p, _)| String::from_utf8(p).unwrap())
         .collect();
     assert_eq!(paths, ["", "0", "a", "a/a", "a/a/z", "a/b", "a-b"]);
-    for (p, e) in s.walk() {
-        assert_eq!(s.get(&p), Some(e), "{}", String::from_utf8_lossy(&p));
+    for (p, e) in s.walk().map(Result::unwrap) {
+        assert_eq!(
+            s.get(&p).unwrap(),
+            Some(e),
+            "{}",
+            String::from_utf8_lossy(&p)
+        );
     }
 }
 
 #[test]
 fn empty_and_deep_stacks() {
     let empty = LayerStack::new(Vec::new());
-    assert!(empty.get(b"").is_none() && empty.get(b"x").is_none());
-    assert!(empty.read_dir(b"").is_none());
-    assert_eq!(empty.walk().count(), 0);
+    assert!(empty.get(b"").unwrap().is_none() && empty.get(b"x").unwrap().is_none());
+    assert!(empty.read_dir(b"").unwrap().is_none());
+    assert_eq!(empty.walk().map(Result::unwrap).count(), 0);
     // More layers than fit the inline contributor buffer.
     let layers: Vec<LayerIndex> = (0..40)
         .map(|i| build(&[("d", implicit()), (&format!("d/f{i:02}"), file(i))]))
         .collect();
     let s = LayerStack::new(layers);
     for i in 0..40 {
-        let e = s.get(format!("d/f{i:02}").as_bytes()).unwrap();
+        let e = s.get(format!("d/f{i:02}").as_bytes()).unwrap().unwrap();
         assert_eq!((e.size(), e.layer()), (i, i as usize));
     }
-    assert_eq!(s.read_dir(b"d").unwrap().len(), 40);
-    assert_eq!(s.walk().count(), 42);
+    assert_eq!(s.read_dir(b"d").unwrap().unwrap().len(), 40);
+    assert_eq!(s.walk().map(Result::unwrap).count(), 42);
     assert_eq!(s.layers().len(), 40);
 }
 
@@ -359,12 +366,12 @@ fn apply(m: &mut Model, index: &LayerIndex, layer: usize, d: &[u8], at: &mut Vec
     let here = if d.is_empty() {
         index.root()
     } else {
-        index.get(d).unwrap()
+        index.get(d).unwrap().unwrap()
     };
     if here.is_opaque() {
         remove_subtree(m, at, true);
     }
-    for e in index.read_dir(d).unwrap() {
+    for e in index.read_dir(d).unwrap().unwrap() {
         at.push(e.name().to_vec());
         let mut child = d.to_vec();
         if !child.is_empty() {
@@ -480,16 +487,17 @@ fn matches_sequential_application() {
         let s = LayerStack::new(layers);
         let walked: Vec<(Vec<u8>, (EntryKind, u32, usize))> = s
             .walk()
+            .map(Result::unwrap)
             .map(|(p, e)| (p, (e.kind(), e.uid(), e.layer())))
             .collect();
         let mut expected = vec![(Vec::new(), root.0)];
         expected.extend(model.iter().map(|(k, v)| (k.join(&b'/'), v.0)));
         assert_eq!(walked, expected, "round {round}");
         for (p, v) in &expected {
-            let e = s.get(p).unwrap();
+            let e = s.get(p).unwrap().unwrap();
             assert_eq!((e.kind(), e.uid(), e.layer()), *v, "round {round}");
             if v.0 == EntryKind::Dir {
-                let listed = s.read_dir(p).unwrap().len();
+                let listed = s.read_dir(p).unwrap().unwrap().len();
                 let children = model.keys().filter(|k| {
                     let parent: Vec<u8> = k[..k.len() - 1].join(&b'/');
                     parent == *p
@@ -498,7 +506,7 @@ fn matches_sequential_application() {
             }
         }
         for miss in [&b"a/a/a/a"[..], b"d", b"a/d", b"b/b/d"] {
-            assert!(s.get(miss).is_none());
+            assert!(s.get(miss).unwrap().is_none());
         }
     }
 }
