@@ -21,6 +21,16 @@ struct Pool<'a> {
 }
 
 impl<'a> Pool<'a> {
+    /// Append `s` without interning it (for strings known to be unique).
+    fn append(&mut self, s: &[u8]) -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        let off = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(s);
+        off
+    }
+
     fn add(&mut self, s: &'a [u8]) -> u32 {
         if s.is_empty() {
             return 0;
@@ -211,7 +221,8 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
         let (first, count) = groups[d];
         let path_len = count_u32("directory path length", dir.path.len())?;
         let rec = [
-            pool.add(&dir.path),
+            // Directory paths are unique and long: hashing them to intern would find nothing.
+            pool.append(&dir.path),
             path_len,
             first,
             count,

@@ -99,6 +99,10 @@ impl Node {
 pub struct IndexBuilder {
     pub(crate) nodes: Vec<Node>,
     live: usize,
+    /// The parent directory of the previous entry (path, node): a tar lists a directory's
+    /// entries together, so most entries skip resolving their parent component by
+    /// component. Cleared whenever a subtree is detached.
+    last_parent: Option<(Vec<u8>, u32)>,
 }
 
 impl Default for IndexBuilder {
@@ -118,6 +122,20 @@ fn invalid(path: &[u8], reason: &'static str) -> IndexError {
     }
 }
 
+const EMPTY_COMPONENT: &str = "empty path component (absolute or unnormalised path)";
+
+/// Check one component `c` of `path`.
+fn check_component(path: &[u8], c: &[u8]) -> Result<(), IndexError> {
+    let reason = match c {
+        b"" => EMPTY_COMPONENT,
+        b"." | b".." => "`.` or `..` component",
+        _ if c.contains(&0) => "NUL byte in path",
+        _ if c.len() > usize::from(u16::MAX) => "name longer than 65535 bytes",
+        _ => return Ok(()),
+    };
+    Err(invalid(path, reason))
+}
+
 /// Split a relative path into validated components (none for the root).
 fn components(path: &[u8]) -> Result<Vec<&[u8]>, IndexError> {
     if path.is_empty() {
@@ -125,17 +143,8 @@ fn components(path: &[u8]) -> Result<Vec<&[u8]>, IndexError> {
     }
     let mut out = Vec::with_capacity(8);
     for c in path.split(|&b| b == b'/') {
-        let reason = match c {
-            b"" => "empty path component (absolute or unnormalised path)",
-            b"." | b".." => "`.` or `..` component",
-            _ if c.contains(&0) => "NUL byte in path",
-            _ if c.len() > usize::from(u16::MAX) => "name longer than 65535 bytes",
-            _ => {
-                out.push(c);
-                continue;
-            }
-        };
-        return Err(invalid(path, reason));
+        check_component(path, c)?;
+        out.push(c);
     }
     Ok(out)
 }
@@ -195,6 +204,7 @@ impl IndexBuilder {
         IndexBuilder {
             nodes: vec![root],
             live: 0,
+            last_parent: None,
         }
     }
 
@@ -220,11 +230,23 @@ impl IndexBuilder {
     /// Errors ([`IndexError::InvalidEntry`]) for a malformed path, a missing parent, a parent
     /// that is not a directory, an unknown file type, or an implicit non-directory.
     pub fn add(&mut self, path: &[u8], meta: EntryMeta) -> Result<(), IndexError> {
-        let comps = components(path)?;
-        let Some((name, parents)) = comps.split_last() else {
+        if path.is_empty() {
             return self.set_root(path, meta);
+        }
+        let (parent_path, name) = match path.iter().rposition(|&c| c == b'/') {
+            Some(0) => return Err(invalid(path, EMPTY_COMPONENT)),
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
         };
-        let parent = self.resolve_dir(path, parents)?;
+        check_component(path, name)?;
+        let parent = match &self.last_parent {
+            Some((p, id)) if p == parent_path => *id,
+            _ => {
+                let id = self.resolve_dir(path, &components(parent_path)?)?;
+                self.last_parent = Some((parent_path.to_vec(), id));
+                id
+            }
+        };
         if name.starts_with(WH_PREFIX) {
             self.whiteout_marker(parent, name, &meta);
             return Ok(());
@@ -416,6 +438,7 @@ impl IndexBuilder {
             return;
         };
         let mut stack = vec![id];
+        self.last_parent = None;
         while let Some(n) = stack.pop() {
             self.live -= 1;
             if let Some(ch) = self.nodes[n as usize].children.take() {
