@@ -144,8 +144,16 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
         .map(|&n| pool.add(&nodes[n as usize].name))
         .collect();
     let names_len = pool.bytes.len();
-    let mut keys = vec![0u8; entries.len() * KEY_LEN];
-    let mut attrs = vec![0u8; entries.len() * ATTR_LEN];
+    // Keys, attrs and dirs go straight into the output: their offsets depend only on the
+    // entry and directory counts (the later sections are appended), so the largest tables
+    // are never held twice.
+    let head = Layout::canonical(entries.len(), dirs.len(), 0, 0, 0, 0).ok_or(too_large(
+        "index size",
+        usize::MAX,
+        usize::MAX as u64,
+    ))?;
+    let mut out = vec![0u8; head.hardlinks_off];
+    let (keys_off, attrs_off, dirs_off) = (head.keys_off, head.attrs_off, head.dirs_off);
     let mut hardlinks: Vec<(u64, u32)> = Vec::new();
     let mut xattrs: Vec<[u32; 5]> = Vec::new();
     for (e, &n) in entries.iter().enumerate() {
@@ -184,17 +192,17 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
                 ]);
             }
         }
-        let k = e * KEY_LEN;
+        let k = keys_off + e * KEY_LEN;
         let prefix = format::name_prefix(&node.name);
-        format::put(&mut keys, k + key::PREFIX, &prefix.to_le_bytes());
-        format::put(&mut keys, k + key::NAME_OFF, &name_offs[e].to_le_bytes());
+        format::put(&mut out, k + key::PREFIX, &prefix.to_le_bytes());
+        format::put(&mut out, k + key::NAME_OFF, &name_offs[e].to_le_bytes());
         format::put(
-            &mut keys,
+            &mut out,
             k + key::NAME_LEN,
             &(node.name.len() as u16).to_le_bytes(),
         );
-        format::put(&mut keys, k + key::FLAGS, &flags.to_le_bytes());
-        let a = e * ATTR_LEN;
+        format::put(&mut out, k + key::FLAGS, &flags.to_le_bytes());
+        let a = attrs_off + e * ATTR_LEN;
         for (off, v) in [
             (attr::MODE, m.mode),
             (attr::UID, m.uid),
@@ -203,20 +211,19 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
             (attr::MTIME_NSEC, m.mtime_nsec),
             (attr::AUX, aux),
         ] {
-            format::put(&mut attrs, a + off, &v.to_le_bytes());
+            format::put(&mut out, a + off, &v.to_le_bytes());
         }
         for (off, v) in [
             (attr::SIZE, m.size),
             (attr::MTIME_SEC, m.mtime_sec as u64),
             (attr::INODE, m.inode),
         ] {
-            format::put(&mut attrs, a + off, &v.to_le_bytes());
+            format::put(&mut out, a + off, &v.to_le_bytes());
         }
     }
     hardlinks.sort_unstable();
     count_u32("xattr count", xattrs.len())?;
 
-    let mut dir_table = vec![0u8; dirs.len() * DIR_LEN];
     for (d, dir) in dirs.iter().enumerate() {
         let (first, count) = groups[d];
         let path_len = count_u32("directory path length", dir.path.len())?;
@@ -230,7 +237,7 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
             dir_of_node[dir.parent_node as usize],
         ];
         for (j, v) in rec.iter().enumerate() {
-            format::put(&mut dir_table, d * DIR_LEN + j * 4, &v.to_le_bytes());
+            format::put(&mut out, dirs_off + d * DIR_LEN + j * 4, &v.to_le_bytes());
         }
     }
     if pool.bytes.len() > u32::MAX as usize {
@@ -246,11 +253,17 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
         names_len,
     )
     .ok_or(too_large("index size", usize::MAX, usize::MAX as u64))?;
-    let mut out = vec![0u8; layout.file_len];
+    debug_assert_eq!(
+        (
+            layout.keys_off,
+            layout.attrs_off,
+            layout.dirs_off,
+            layout.hardlinks_off
+        ),
+        (keys_off, attrs_off, dirs_off, head.hardlinks_off)
+    );
+    out.resize(layout.file_len, 0);
     layout.write_header(&mut out[..HEADER_LEN]);
-    format::put(&mut out, layout.keys_off, &keys);
-    format::put(&mut out, layout.attrs_off, &attrs);
-    format::put(&mut out, layout.dirs_off, &dir_table);
     for (i, (inode, e)) in hardlinks.iter().enumerate() {
         let off = layout.hardlinks_off + i * HARDLINK_LEN;
         format::put(&mut out, off, &inode.to_le_bytes());

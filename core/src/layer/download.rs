@@ -4,9 +4,8 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
-use super::reader::Chunk;
+use super::reader::ChunkSender;
 use crate::client::{RegistryClient, RegistryError, backoff};
 use crate::manifest::LayerDescriptor;
 use crate::progress::{ProgressSink, PullProgress};
@@ -38,7 +37,7 @@ pub(crate) async fn stream_blob(
     reference: &Reference,
     layer: &LayerDescriptor,
     layer_index: usize,
-    tx: &mpsc::Sender<Chunk>,
+    tx: &ChunkSender,
     progress: &ProgressSink,
 ) -> Result<u64, DownloadError> {
     let mut offset = 0u64;
@@ -77,7 +76,7 @@ pub(crate) async fn stream_blob(
                     stalled = 0;
                     tx.send(Ok(chunk))
                         .await
-                        .map_err(|_| DownloadError::ReceiverGone)?;
+                        .map_err(|()| DownloadError::ReceiverGone)?;
                     if progress.is_active() {
                         progress.emit(PullProgress::LayerDownloadProgress {
                             layer_index,

@@ -14,8 +14,6 @@ mod tar_guard;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR};
 
 use crate::cache::{CacheError, GlobalCache};
@@ -29,7 +27,7 @@ use crate::reference::Reference;
 use decompress::Decoder;
 use download::{DownloadError, stream_blob};
 use publish::{LayerMeta, Staging};
-use reader::{CHANNEL_CHUNKS, ChunkReader};
+use reader::{ChunkReader, chunk_channel};
 pub(crate) use reindex::ensure_index;
 
 /// What went wrong with one layer.
@@ -220,13 +218,13 @@ pub(crate) async fn ensure_layer(
         layer_index: job.index,
         diff_id: job.diff_id.clone(),
     });
-    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let (tx, reader) = chunk_channel();
     let worker = {
         let ctx = ctx.clone();
         let job = job.clone();
         tokio::task::spawn_blocking(move || {
             let _lock = lock; // held until the layer is published or abandoned
-            extract_and_publish(&ctx, &job, ChunkReader::new(rx))
+            extract_and_publish(&ctx, &job, reader)
         })
     };
     // On cancel the download stops; the worker still runs to its end (it sees the failure,

@@ -1,39 +1,90 @@
-//! The bridge from the async download to the blocking extractor: a `Read` over a bounded
-//! channel of network chunks. The bound is what keeps memory flat: the downloader waits when
-//! the extractor falls behind.
+//! The bridge from the async download to the blocking extractor: a `Read` over a channel of
+//! network chunks bounded in **bytes** (not only in chunks: HTTP bodies arrive in chunks of
+//! anything from a few bytes to hundreds of KiB, so a count bound alone let a layer hold
+//! several MiB). The bound is what keeps memory flat: the downloader waits when the extractor
+//! falls behind, and the network does not run ahead by more than [`CHANNEL_BYTES`].
 
 use std::io::Read;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// What the downloader sends: a chunk, or the news that the download failed for good.
 pub(crate) type Chunk = Result<Bytes, ()>;
 
-/// Chunks in flight between downloader and extractor.
-pub(crate) const CHANNEL_CHUNKS: usize = 16;
+/// Bytes of downloaded data in flight between the downloader and the extractor of one layer.
+/// The extractor reads in 256 KiB blocks; four of them keep it fed between network reads.
+pub(crate) const CHANNEL_BYTES: usize = 1 << 20;
+
+/// Chunks in flight (a second bound, for bodies that arrive in tiny chunks).
+const CHANNEL_CHUNKS: usize = 64;
+
+/// The downloader's end of the channel.
+pub(crate) struct ChunkSender {
+    tx: mpsc::Sender<(Chunk, u32)>,
+    budget: Arc<Semaphore>,
+}
+
+/// A channel from a downloader to a [`ChunkReader`].
+pub(crate) fn chunk_channel() -> (ChunkSender, ChunkReader) {
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let budget = Arc::new(Semaphore::new(CHANNEL_BYTES));
+    let reader = ChunkReader {
+        rx,
+        current: Bytes::new(),
+        current_permits: 0,
+        budget: budget.clone(),
+    };
+    (ChunkSender { tx, budget }, reader)
+}
+
+impl ChunkSender {
+    /// Send `chunk` once the reader has room for it; `Err` when the reader is gone.
+    pub(crate) async fn send(&self, chunk: Chunk) -> Result<(), ()> {
+        let permits = match &chunk {
+            // A chunk larger than the whole budget takes all of it.
+            Ok(b) => b.len().min(CHANNEL_BYTES) as u32,
+            Err(()) => 0,
+        };
+        if permits > 0 {
+            self.budget
+                .acquire_many(permits)
+                .await
+                .map_err(drop)?
+                .forget();
+        }
+        self.tx.send((chunk, permits)).await.map_err(drop)
+    }
+}
 
 /// A blocking reader over downloaded chunks. Must be used on a blocking thread.
 pub(crate) struct ChunkReader {
-    rx: mpsc::Receiver<Chunk>,
+    rx: mpsc::Receiver<(Chunk, u32)>,
     current: Bytes,
+    /// Budget taken by `current`, given back once it is consumed.
+    current_permits: u32,
+    budget: Arc<Semaphore>,
 }
 
-impl ChunkReader {
-    pub(crate) fn new(rx: mpsc::Receiver<Chunk>) -> Self {
-        ChunkReader {
-            rx,
-            current: Bytes::new(),
-        }
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        // A downloader waiting for budget must not wait forever for a reader that is gone.
+        self.budget.close();
     }
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            self.budget
+                .add_permits(std::mem::take(&mut self.current_permits) as usize);
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(())) => {
+                Some((Ok(chunk), permits)) => {
+                    self.current = chunk;
+                    self.current_permits = permits;
+                }
+                Some((Err(()), _)) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
                         "download failed",
