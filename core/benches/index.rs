@@ -433,5 +433,69 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(index, benches);
+/// Open time and merged lookups on real index files: `MSB_BENCH_INDEX_FILES` lists an image's
+/// index files bottom to top, separated by `:` (for example the `index` of each layer a pull
+/// returned). Skipped when unset.
+fn real_indexes(c: &mut Criterion) {
+    let Some(list) = std::env::var_os("MSB_BENCH_INDEX_FILES") else {
+        return;
+    };
+    let paths: Vec<std::path::PathBuf> = std::env::split_paths(&list).collect();
+    let indexes: Vec<LayerIndex> = paths
+        .iter()
+        .map(|p| LayerIndex::open(p).expect("open index"))
+        .collect();
+    let stack = LayerStack::new(indexes.clone());
+    stack.verify().expect("valid indexes");
+    let visible: Vec<Vec<u8>> = stack
+        .walk()
+        .map(|r| r.expect("walk").0)
+        .filter(|p| !p.is_empty())
+        .collect();
+    eprintln!(
+        "real image: {} layers, {} entries, {} visible paths",
+        indexes.len(),
+        indexes.iter().map(LayerIndex::len).sum::<usize>(),
+        visible.len()
+    );
+    let mut rng = Rng(0x5eed_0000_1111_2222);
+    const BATCH: usize = 4096;
+    let hits: Vec<&[u8]> = (0..BATCH)
+        .map(|_| visible[rng.below(visible.len())].as_slice())
+        .collect();
+    let misses: Vec<Vec<u8>> = hits
+        .iter()
+        .map(|p| [p, &b".missing"[..]].concat())
+        .collect();
+    let mut g = c.benchmark_group("real");
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(3));
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("merged_get_hit", |b| {
+        b.iter(|| {
+            for p in &hits {
+                black_box(stack.get(black_box(p)).expect("get"));
+            }
+        })
+    });
+    g.bench_function("merged_get_miss", |b| {
+        b.iter(|| {
+            for p in &misses {
+                black_box(stack.get(black_box(p)).expect("get"));
+            }
+        })
+    });
+    for (i, p) in paths.iter().enumerate() {
+        let bytes = std::fs::metadata(p).map_or(0, |m| m.len());
+        let id = format!("{i}:{}entries/{}KiB", indexes[i].len(), bytes >> 10);
+        g.throughput(Throughput::Elements(indexes[i].len() as u64));
+        g.bench_with_input(BenchmarkId::new("open", id), p, |b, p| {
+            b.iter(|| LayerIndex::open(black_box(p)).expect("open"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(index, benches, real_indexes);
 criterion_main!(index);

@@ -3,7 +3,8 @@
 # snapshotter) and a curl|tar "floor", on images served by a loopback docker-registry.
 #
 #   bash tests/bench/run.sh [--runs N] [--images debian,big,many,debian-zstd] [--json]
-#                           [--peers msbimage,skopeo-umoci,podman,ctr,floor] [--no-results]
+#                           [--peers msbimage,msbimage-noindex,skopeo-umoci,podman,ctr,floor]
+#                           [--no-results]
 #
 # What it does (run as root; everything stays on 127.0.0.1):
 #   1. installs missing Debian packages and builds the release binaries;
@@ -21,9 +22,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BENCH_VERSION=2
 
-RUNS=3
+RUNS=5
 IMAGES=debian,big,many,debian-zstd
-PEERS=msbimage,skopeo-umoci,podman,ctr,floor
+PEERS=msbimage,msbimage-noindex,skopeo-umoci,podman,ctr,floor
 JSON=0
 WRITE_RESULTS=1
 while (($#)); do
@@ -33,7 +34,7 @@ while (($#)); do
     --peers) PEERS=$2; shift 2 ;;
     --json) JSON=1; shift ;;
     --no-results) WRITE_RESULTS=0; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -286,6 +287,15 @@ run_msbimage() {
   record "$img" msbimage-warm "$i" $timed_out "" "" "" "$l"
 }
 
+# The same cold pull without the sidecar index: the difference is the index's cost in a real
+# pull (issue 4's "build overhead").
+run_msbimage_noindex() {
+  local img=$1 i=$2 ref=$3 gb=$4 l
+  fresh "$gb"; l=$(load1)
+  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none --no-index || return 0
+  record "$img" msbimage-noindex "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+}
+
 run_skopeo_umoci() {
   local img=$1 i=$2 ref=$3 gb=$4 l
   fresh "$gb"; l=$(load1)
@@ -387,6 +397,7 @@ for img in "${image_list[@]}"; do
       cur_img=$img cur_peer=$p cur_run=$i
       case "$p" in
         msbimage) run_msbimage "$img" "$i" "$ref" "$gb" ;;
+        msbimage-noindex) run_msbimage_noindex "$img" "$i" "$ref" "$gb" ;;
         skopeo-umoci) run_skopeo_umoci "$img" "$i" "$ref" "$gb" ;;
         podman) run_podman "$img" "$i" "$ref" "$gb" ;;
         ctr) run_ctr "$img" "$i" "$ref" "$gb" ;;
@@ -418,7 +429,11 @@ if [[ ",$IMAGES," == *,big,* ]]; then
     '{layer: $digest, blob_bytes: $blob, tar_bytes: $tar,
       pigz_p1_inflate_s: ($pigz_s|tonumber), pigz_p1_inflate_mb_s_out: ($pigz|tonumber),
       gzip_inflate_s: ($gzip_s|tonumber), gzip_inflate_mb_s_out: ($gzip|tonumber),
-      sha256sum_s: ($sha_s|tonumber), sha256sum_mb_s: ($sha|tonumber)}' >"$MICRO"
+      sha256sum_s: ($sha_s|tonumber), sha256sum_mb_s: ($sha|tonumber)}' >"$work/tools.json"
+  # The same with msbimage's own libraries (zlib-rs, sha2 with SHA-NI), single-threaded.
+  MSB_BENCH_BLOB=$blob cargo bench -q -p microsandbox-image --bench physics 2>/dev/null |
+    grep '^{' | jq '{physics: .}' >"$work/physics.json"
+  jq -s '.[0] + .[1]' "$work/tools.json" "$work/physics.json" >"$MICRO"
 fi
 
 # ---------------------------------------------------------------------------------------------
