@@ -303,14 +303,14 @@ impl Puller {
                     digest: digest.clone(),
                     source: Box::new(source),
                 };
-                let _permit = tokio::select! {
+                let permit = tokio::select! {
                     biased;
                     () = ctx.cancel.cancelled() => return Err(layer_err(LayerError::Cancelled)),
                     p = permits.acquire_owned() => {
                         p.map_err(|_| Error::Internal("semaphore closed".into()))?
                     }
                 };
-                let result = ensure_layer(ctx.clone(), job).await;
+                let result = ensure_layer(ctx.clone(), job, permit).await;
                 if result.is_err() {
                     ctx.cancel.cancel();
                 }

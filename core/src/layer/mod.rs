@@ -180,6 +180,7 @@ async fn blocking<T: Send + 'static>(
 pub(crate) async fn ensure_layer(
     ctx: Arc<LayerContext>,
     job: LayerJob,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<LayerOutcome, LayerError> {
     let mutex = ctx.cache.layer_mutex(&job.diff_id);
     let _in_process = tokio::select! {
@@ -224,7 +225,7 @@ pub(crate) async fn ensure_layer(
         let job = job.clone();
         tokio::task::spawn_blocking(move || {
             let _lock = lock; // held until the layer is published or abandoned
-            extract_and_publish(&ctx, &job, reader)
+            extract_and_publish(&ctx, &job, reader, permit)
         })
     };
     // On cancel the download stops; the worker still runs to its end (it sees the failure,
@@ -354,6 +355,7 @@ fn extract_and_publish(
     ctx: &LayerContext,
     job: &LayerJob,
     source: ChunkReader,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
     let staging = Staging::create(layout, &job.diff_id)?;
@@ -467,6 +469,9 @@ fn extract_and_publish(
         file_bytes: stats.file_bytes,
         implicit_dirs: stats.implicit_dirs,
     };
+    // The CPU and network work is done: let the next layer start while this one is made
+    // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
+    drop(permit);
     staging.publish(layout, &meta, ctx.force, ctx.durable)?;
     Ok(meta)
 }
