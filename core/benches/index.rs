@@ -330,6 +330,31 @@ fn build(layer: &Layer) -> Vec<u8> {
     b.finish().expect("finish")
 }
 
+/// Merged `get` of `hits` (existing paths) and of `misses`, per path.
+fn bench_gets(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    stack: &LayerStack,
+    hits: &[&[u8]],
+    misses: &[Vec<u8>],
+) {
+    g.throughput(Throughput::Elements(hits.len() as u64));
+    g.bench_function("merged_get_hit", |b| {
+        b.iter(|| {
+            for p in hits {
+                black_box(stack.get(black_box(p)).expect("get"));
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(misses.len() as u64));
+    g.bench_function("merged_get_miss", |b| {
+        b.iter(|| {
+            for p in misses {
+                black_box(stack.get(black_box(p)).expect("get"));
+            }
+        })
+    });
+}
+
 fn benches(c: &mut Criterion) {
     let mut rng = Rng(0x5eed_1234_abcd_0042);
     let base = base_layer(&mut rng);
@@ -377,21 +402,7 @@ fn benches(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.sample_size(30);
 
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("merged_get_hit", |b| {
-        b.iter(|| {
-            for p in &hits {
-                black_box(stack.get(black_box(p)).unwrap());
-            }
-        })
-    });
-    g.bench_function("merged_get_miss", |b| {
-        b.iter(|| {
-            for p in &misses {
-                black_box(stack.get(black_box(p)).unwrap());
-            }
-        })
-    });
+    bench_gets(&mut g, &stack, &hits, &misses);
     let base = &indexes[0];
     let base_hits: Vec<&[u8]> = hits
         .iter()
@@ -471,21 +482,7 @@ fn real_indexes(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(3));
     g.sample_size(30);
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("merged_get_hit", |b| {
-        b.iter(|| {
-            for p in &hits {
-                black_box(stack.get(black_box(p)).expect("get"));
-            }
-        })
-    });
-    g.bench_function("merged_get_miss", |b| {
-        b.iter(|| {
-            for p in &misses {
-                black_box(stack.get(black_box(p)).expect("get"));
-            }
-        })
-    });
+    bench_gets(&mut g, &stack, &hits, &misses);
     for (i, p) in paths.iter().enumerate() {
         let bytes = std::fs::metadata(p).map_or(0, |m| m.len());
         let id = format!("{i}:{}entries/{}KiB", indexes[i].len(), bytes >> 10);

@@ -31,15 +31,14 @@ impl<'a> Pool<'a> {
         off
     }
 
+    /// Append `s`, or return where an equal string already is.
     fn add(&mut self, s: &'a [u8]) -> u32 {
-        if s.is_empty() {
-            return 0;
+        if let Some(&off) = self.seen.get(s) {
+            return off;
         }
-        *self.seen.entry(s).or_insert_with(|| {
-            let off = self.bytes.len() as u32;
-            self.bytes.extend_from_slice(s);
-            off
-        })
+        let off = self.append(s);
+        self.seen.insert(s, off);
+        off
     }
 }
 

@@ -104,6 +104,13 @@ fn put16(b: &mut [u8], off: usize, v: u16) {
 fn put64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
+/// Turn the file at `path` into a directory entry naming dir record `aux`.
+fn file_as_dir(s: &Sample, b: &mut [u8], path: &str, aux: u32) {
+    put32(b, s.attr(path) + attr::MODE, 0o040755);
+    put64(b, s.attr(path) + attr::SIZE, 0);
+    put32(b, s.attr(path) + attr::AUX, aux);
+}
+
 /// Set `flags` in the key record at `key` on top of the ones it has.
 fn add_flags(b: &mut [u8], key: usize, flags: u16) {
     let old = u16::from_le_bytes([b[key + 14], b[key + 15]]);
@@ -449,26 +456,14 @@ fn unsorted_and_inconsistent_directories() {
         "own entry is not a directory naming this record",
     );
     // A second directory entry naming a record that already has its own entry.
-    malformed(
-        |s, b| {
-            put32(b, s.attr("z") + attr::MODE, 0o040755);
-            put64(b, s.attr("z") + attr::SIZE, 0);
-            put32(b, s.attr("z") + attr::AUX, 1);
-        },
-        "attrs",
-        "point back",
-    );
+    malformed(|s, b| file_as_dir(s, b, "z", 1), "attrs", "point back");
     malformed(
         |s, b| put32(b, s.attr("a/b") + attr::AUX, 0),
         "dirs",
         "own entry is not a directory naming this record",
     );
     malformed(
-        |s, b| {
-            put32(b, s.attr("z") + attr::MODE, 0o040755);
-            put64(b, s.attr("z") + attr::SIZE, 0);
-            put32(b, s.attr("z") + attr::AUX, 0);
-        },
+        |s, b| file_as_dir(s, b, "z", 0),
         "attrs",
         "names no directory",
     );
