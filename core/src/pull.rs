@@ -277,6 +277,9 @@ impl Puller {
             progress: progress.clone(),
             force: opts.force,
             durable: self.durable,
+            flusher: self
+                .durable
+                .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),
             build_index: opts.build_index,
             cancel: CancelToken::new(),
         });

@@ -8,7 +8,7 @@ mod error;
 mod token;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -88,7 +88,12 @@ pub(crate) struct BlobResponse {
 
 /// The registry client. Shared by all pulls of a [`Registry`](crate::Registry).
 pub(crate) struct RegistryClient {
-    verified: reqwest::Client,
+    /// Built on first use: loading the system's trust store reads a few hundred files, which
+    /// a pull from a plain-HTTP (loopback or `--insecure-registry`) registry never needs.
+    verified: OnceLock<Result<reqwest::Client, String>>,
+    /// Extra trust anchors for `verified` (`ClientOptions::ca_pem`, parsed up front so a bad
+    /// bundle fails when the client is made).
+    extra_roots: Vec<reqwest::Certificate>,
     unverified: reqwest::Client,
     opts: ClientOptions,
     auth: AuthStore,
@@ -103,34 +108,26 @@ const USER_AGENT: &str = concat!("msbimage/", env!("CARGO_PKG_VERSION"));
 
 impl RegistryClient {
     pub(crate) fn new(opts: ClientOptions, auth: AuthStore) -> Result<Self, RegistryError> {
-        let base = || {
-            reqwest::Client::builder()
-                .user_agent(USER_AGENT)
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(opts.connect_timeout)
-                .read_timeout(opts.read_timeout)
-                .no_proxy()
-        };
-        let mut verified = base();
+        // reqwest is built without a crypto provider: use ring's, unless the application has
+        // already installed a process-wide default (then that one is used).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut extra_roots = Vec::new();
         if let Some(pem) = &opts.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
+            extra_roots = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| RegistryError::TlsConfig(format!("invalid CA bundle: {e}")))?;
-            if certs.is_empty() {
+            if extra_roots.is_empty() {
                 return Err(RegistryError::TlsConfig(
                     "CA bundle holds no certificate".into(),
                 ));
             }
-            verified = verified.tls_certs_merge(certs);
         }
-        let verified = verified
-            .build()
-            .map_err(|e| RegistryError::TlsConfig(e.to_string()))?;
-        let unverified = base()
+        let unverified = Self::base(&opts)
             .tls_danger_accept_invalid_certs(true)
             .build()
             .map_err(|e| RegistryError::TlsConfig(e.to_string()))?;
         Ok(RegistryClient {
-            verified,
+            verified: OnceLock::new(),
+            extra_roots,
             unverified,
             opts,
             auth,
@@ -139,6 +136,15 @@ impl RegistryClient {
             basic_hosts: Mutex::default(),
             tokens: token::TokenCache::default(),
         })
+    }
+
+    fn base(opts: &ClientOptions) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(opts.connect_timeout)
+            .read_timeout(opts.read_timeout)
+            .no_proxy()
     }
 
     /// Where to fetch `r` from: its mirrors in order, then the registry.
@@ -185,12 +191,20 @@ impl RegistryClient {
         schemes.remove(host);
     }
 
-    fn http_for(&self, host: &str) -> &reqwest::Client {
+    fn http_for(&self, host: &str) -> Result<&reqwest::Client, RegistryError> {
         if self.is_insecure(host) {
-            &self.unverified
-        } else {
-            &self.verified
+            return Ok(&self.unverified);
         }
+        self.verified
+            .get_or_init(|| {
+                let mut b = Self::base(&self.opts);
+                if !self.extra_roots.is_empty() {
+                    b = b.tls_certs_merge(self.extra_roots.iter().cloned());
+                }
+                b.build().map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| RegistryError::TlsConfig(e.clone()))
     }
 
     /// The credentials for an endpoint, resolved once on a blocking thread (the Docker config
@@ -263,7 +277,7 @@ impl RegistryClient {
                 .unwrap_or_default();
             let creds_over_http = host_is_loopback(&realm_host) || self.is_insecure(&ep.host);
             let (tok, expires_in) = token::fetch(
-                self.http_for(&ep.host),
+                self.http_for(&ep.host)?,
                 realm,
                 bearer.param("service"),
                 scope,
@@ -318,7 +332,7 @@ impl RegistryClient {
                 detail: e.to_string(),
             })?;
             let mut req = self
-                .http_for(&ep.host)
+                .http_for(&ep.host)?
                 .get(url.clone())
                 .headers(headers.clone());
             if let Some(a) = self.authorization(ep, &scope).await {
@@ -510,7 +524,7 @@ impl RegistryClient {
                 detail: format!("bad redirect Location {location:?}: {e}"),
             })?;
             let mut req = self
-                .http_for(next.host_str().unwrap_or_default())
+                .http_for(next.host_str().unwrap_or_default())?
                 .get(next.clone())
                 .headers(headers.clone());
             // Credentials go only back to the registry's own origin, never to a storage host.

@@ -6,6 +6,8 @@
 mod decompress;
 mod download;
 mod extract;
+mod flush;
+mod pipe;
 mod publish;
 mod reader;
 mod reindex;
@@ -26,6 +28,9 @@ use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
 use decompress::Decoder;
 use download::{DownloadError, stream_blob};
+use flush::FlushTicker;
+pub(crate) use flush::Flusher;
+use pipe::{PipeReader, Pumped};
 use publish::{LayerMeta, Staging};
 use reader::{ChunkReader, chunk_channel};
 pub(crate) use reindex::ensure_index;
@@ -154,6 +159,8 @@ pub(crate) struct LayerContext {
     pub progress: ProgressSink,
     pub force: bool,
     pub durable: bool,
+    /// Early writeback for durable pulls (see [`flush`]).
+    pub flusher: Option<Flusher>,
     pub build_index: bool,
     /// Tripped by the caller, or by the pull when another layer failed.
     pub cancel: CancelToken,
@@ -350,25 +357,26 @@ pub fn bench_extract(
     Ok((stats.entries, index_len))
 }
 
-/// The blocking half: decompress, hash, extract, verify, publish.
-fn extract_and_publish(
+/// The extractor thread's half of a layer: hash the tar and write the tree. `Err` for a
+/// failure that makes the rest of the blob not worth reading (the inflater is stopped);
+/// otherwise the extraction's own result (a broken stream included, with the inflater told to
+/// hash the rest of the blob), the tar's digest and its length.
+fn extract_tar(
     ctx: &LayerContext,
     job: &LayerJob,
-    source: ChunkReader,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) -> Result<LayerMeta, LayerError> {
-    let layout = ctx.cache.layout();
-    let staging = Staging::create(layout, &job.diff_id)?;
-    let compressed = HashingReader::new(source, job.descriptor.digest.algorithm());
-    let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;
+    staging: &Staging,
+    pipe: PipeReader,
+) -> Result<(Result<extract::ExtractStats, LayerError>, Digest, u64), LayerError> {
     let mut archive = extract::open_archive(
-        HashingReader::new(decoder, job.diff_id.algorithm()),
+        HashingReader::new(pipe, job.diff_id.algorithm()),
         &ctx.limits,
     );
     let progress = &ctx.progress;
+    let mut flush = FlushTicker::new(ctx.flusher.as_ref());
     let extracted =
         extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
             x.run(&mut archive, &mut |entries, offset| {
+                flush.at(offset);
                 progress.emit(PullProgress::LayerExtractProgress {
                     layer_index: job.index,
                     bytes_extracted: offset,
@@ -383,19 +391,53 @@ fn extract_and_publish(
         other => other,
     };
     // The tar may end before the stream does (padding): hash every remaining byte too.
-    let mut tar_reader = archive.into_inner().into_inner();
+    let mut tar_reader = archive.into_inner();
     let drained = match &extracted {
         Ok(_) => std::io::copy(&mut tar_reader, &mut std::io::sink())
             .map(|_| ())
             .map_err(LayerError::tar),
         Err(_) => Ok(()),
     };
-    let (decoder, diff_id, uncompressed_size) = tar_reader.into_parts();
-    let mut rest = decoder.into_inner();
-    let trailing = std::io::copy(&mut rest, &mut std::io::sink());
-    let (blob_digest, blob_size) = rest.into_inner().finish();
+    let (pipe, diff_id, uncompressed_size) = tar_reader.into_inner().into_parts();
+    pipe.finish(true);
+    Ok((
+        extracted.and_then(|s| drained.map(|()| s)),
+        diff_id,
+        uncompressed_size,
+    ))
+}
+
+/// The blocking half: decompress, hash, extract, verify, publish.
+fn extract_and_publish(
+    ctx: &LayerContext,
+    job: &LayerJob,
+    source: ChunkReader,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<LayerMeta, LayerError> {
+    let layout = ctx.cache.layout();
+    let staging = Staging::create(layout, &job.diff_id)?;
+    let compressed = HashingReader::new(source, job.descriptor.digest.algorithm());
+    let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;
+    let (pipe_writer, pipe_reader) = pipe::pipe();
+    let (extracted, diff_id, uncompressed_size, pumped) = std::thread::scope(|s| {
+        let inflater = std::thread::Builder::new()
+            .name("msb-inflate".into())
+            .spawn_scoped(s, move || pipe_writer.pump(decoder))
+            .map_err(|e| LayerError::Internal(format!("cannot start the inflater thread: {e}")))?;
+        let tar_side = extract_tar(ctx, job, &staging, pipe_reader);
+        let pumped = inflater
+            .join()
+            .map_err(|_| LayerError::Internal("the inflater thread panicked".into()))?;
+        tar_side.map(|(extracted, diff_id, size)| (extracted, diff_id, size, pumped))
+    })?;
+    let Pumped {
+        blob_digest,
+        blob_size,
+        trailing,
+    } = pumped;
+    let trailing = trailing.unwrap_or(Ok(0));
     // When the stream broke, a corrupted blob is the root cause worth naming.
-    let stats = match extracted.and_then(|s| drained.map(|()| s)) {
+    let stats = match extracted {
         Ok(stats) => stats,
         Err(e) => {
             let stream_broke = matches!(e, LayerError::Tar { .. });

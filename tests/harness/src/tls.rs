@@ -96,6 +96,8 @@ fn rc(e: rcgen::Error) -> io::Error {
 pub(crate) fn client_trusting(
     ca_pem_path: Option<&std::path::Path>,
 ) -> io::Result<reqwest::Client> {
+    // reqwest is built without a default crypto provider (see the workspace Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
