@@ -24,7 +24,7 @@ use super::decompress::Decoder;
 use crate::digest::{Digest, HashingReader};
 
 /// Bytes per block handed from the inflater to the extractor.
-pub(crate) const BLOCK: usize = 256 << 10;
+pub(crate) const BLOCK: usize = 128 << 10;
 /// Blocks in flight between the two threads.
 pub(crate) const DEPTH: usize = 4;
 
