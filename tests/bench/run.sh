@@ -387,6 +387,28 @@ run_floor() {
   record "$img" floor-curl-tar "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
 }
 
+# What writing the tree costs by itself, the part of a pull's CPU that inflate and SHA-256 leave
+# out: every layer's uncompressed tar, read from the page cache, unpacked by one `tar -x` after
+# the other onto a fresh file system (no decompression, no hashing, no whiteouts). Measured
+# once per image after its timed rounds; recorded as peer "write-tar-x" (not a pull).
+measure_write() {
+  local img=$1 repo=$2 tag=$3 gb=$4 d mt n=0 blob dec tars=$SCRATCH_DIR/tars-$$
+  rm -rf "$tars"; mkdir -p "$tars"
+  while read -r d mt; do
+    blob=$CACHE/registry/docker/registry/v2/blobs/sha256/${d:7:2}/${d#sha256:}/data
+    case "$mt" in *zstd*) dec="zstd -dcq" ;; *gzip*) dec="pigz -dc" ;; *) dec=cat ;; esac
+    $dec <"$blob" >"$tars/$n.tar"
+    n=$((n + 1))
+  done < <(manifest "$repo" "$tag" | jq -r '.layers[] | "\(.digest) \(.mediaType)"')
+  fresh "$gb"
+  cat "$tars"/*.tar >/dev/null
+  cur_img=$img cur_peer=write-tar-x cur_run=1
+  if timed sh -c "for t in $tars/*.tar; do d=$mnt/w/\$(basename \$t .tar); mkdir -p \$d; tar -xf \$t -C \$d; done"; then
+    record "$img" write-tar-x 1 $timed_out "$(fs_used_kb)" "" "" "$(load1)"
+  fi
+  rm -rf "$tars"
+}
+
 for img in "${image_list[@]}"; do
   repo=bench/$img tag=v$BENCH_VERSION ref=$host/bench/$img:v$BENCH_VERSION
   gb=$(scratch_gb "$img")
@@ -406,6 +428,8 @@ for img in "${image_list[@]}"; do
       esac
     done
   done
+  log "  writing the tree alone (tar -x of the uncompressed layers)"
+  measure_write "$img" "$repo" "$tag" "$gb"
   mountpoint -q "$mnt" && umount "$mnt"
   rm -f "$loopimg"
 done
