@@ -12,7 +12,7 @@ use super::format::{
     self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, XATTR_LEN, attr, flag, hdr,
     key,
 };
-use super::writer::Node;
+use super::writer::{IndexBuilder, Node};
 
 /// Interned byte strings.
 struct Pool<'a> {
@@ -61,7 +61,8 @@ struct Dir {
     parent_node: u32,
 }
 
-pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
+pub(crate) fn serialize(b: &IndexBuilder) -> Result<Vec<u8>, IndexError> {
+    let nodes = &b.nodes[..];
     // Directories (live ones are reachable from the root), sorted by path.
     let mut dirs = vec![Dir {
         path: Vec::new(),
@@ -71,18 +72,14 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
     let mut i = 0;
     while let Some(d) = dirs.get(i) {
         let (dnode, dpath) = (d.node, d.path.clone());
-        for &c in nodes[dnode as usize]
-            .children
-            .iter()
-            .flat_map(|ch| ch.values())
-        {
+        for c in b.children(dnode) {
             let child = &nodes[c as usize];
             if child.is_dir() {
                 let mut path = dpath.clone();
                 if !path.is_empty() {
                     path.push(b'/');
                 }
-                path.extend_from_slice(&child.name);
+                path.extend_from_slice(b.name(c));
                 dirs.push(Dir {
                     path,
                     node: c,
@@ -103,11 +100,8 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
     let mut groups: Vec<(u32, u32)> = Vec::with_capacity(dirs.len());
     let mut subdirs = vec![0u32; dirs.len()];
     for (d, dir) in dirs.iter().enumerate() {
-        let mut children: Vec<(&[u8], u32)> = nodes[dir.node as usize]
-            .children
-            .iter()
-            .flat_map(|ch| ch.iter().map(|(n, &id)| (&n[..], id)))
-            .collect();
+        let mut children: Vec<(&[u8], u32)> =
+            b.children(dir.node).map(|id| (b.name(id), id)).collect();
         children.sort_unstable_by(|a, b| a.0.cmp(b.0));
         groups.push((entries.len() as u32, children.len() as u32));
         subdirs[d] = children
@@ -138,10 +132,7 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
         bytes: Vec::new(),
         seen: HashMap::new(),
     };
-    let name_offs: Vec<u32> = entries
-        .iter()
-        .map(|&n| pool.add(&nodes[n as usize].name))
-        .collect();
+    let name_offs: Vec<u32> = entries.iter().map(|&n| pool.add(b.name(n))).collect();
     let names_len = pool.bytes.len();
     // Keys, attrs and dirs go straight into the output: their offsets depend only on the
     // entry and directory counts (the later sections are appended), so the largest tables
@@ -167,7 +158,7 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
                 flags = (flags | flag::OPAQUE) & !flag::IMPLICIT;
             }
             d
-        } else if let Some(t) = &m.link_target {
+        } else if let Some(t) = m.link_target() {
             count_u32("symlink target length", t.len())?;
             pool.add(t)
         } else {
@@ -178,9 +169,9 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
             nlink = group_size.get(&node.group).copied().unwrap_or(1);
             hardlinks.push((m.inode, e as u32));
         }
-        if !node.is_whiteout() && !m.xattrs.is_empty() {
+        if !node.is_whiteout() && !m.xattrs().is_empty() {
             flags |= flag::HAS_XATTRS;
-            for (xn, xv) in &m.xattrs {
+            for (xn, xv) in m.xattrs() {
                 let value_len = count_u32("xattr value length", xv.len())?;
                 xattrs.push([
                     e as u32,
@@ -192,13 +183,14 @@ pub(crate) fn serialize(nodes: &[Node]) -> Result<Vec<u8>, IndexError> {
             }
         }
         let k = keys_off + e * KEY_LEN;
-        let prefix = format::name_prefix(&node.name);
+        let name = b.name(n);
+        let prefix = format::name_prefix(name);
         format::put(&mut out, k + key::PREFIX, &prefix.to_le_bytes());
         format::put(&mut out, k + key::NAME_OFF, &name_offs[e].to_le_bytes());
         format::put(
             &mut out,
             k + key::NAME_LEN,
-            &(node.name.len() as u16).to_le_bytes(),
+            &(name.len() as u16).to_le_bytes(),
         );
         format::put(&mut out, k + key::FLAGS, &flags.to_le_bytes());
         let a = attrs_off + e * ATTR_LEN;

@@ -4,9 +4,12 @@
 //! on disk: last entry wins, a directory over a directory merges, anything else replaces a
 //! whole subtree; whiteout markers become WHITEOUT entries and OPAQUE flags.
 
+use std::hash::BuildHasher;
+
 // foldhash: several times faster than SipHash on short names, and seeded per process, so a
 // hostile layer cannot precompute colliding names.
-use foldhash::{HashMap, HashMapExt};
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 use super::IndexError;
 use super::entry::EntryKind;
@@ -44,25 +47,75 @@ pub struct EntryMeta {
     pub implicit: bool,
 }
 
-/// One node of the builder's tree.
+/// `EntryMeta` as the builder keeps it: the common fields inline, the rare ones (symlink
+/// target, xattrs) boxed, so a node stays small (the builder holds every entry of a layer
+/// until `finish`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub mtime_nsec: u32,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub inode: u64,
+    /// Created by the extractor as a parent only.
+    pub implicit: bool,
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    link_target: Option<Vec<u8>>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Meta {
+    /// The symlink target (symlinks only).
+    pub fn link_target(&self) -> Option<&[u8]> {
+        self.extra.as_ref()?.link_target.as_deref()
+    }
+
+    /// The xattrs, sorted by name, names unique.
+    pub fn xattrs(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        self.extra.as_ref().map_or(&[], |e| &e.xattrs)
+    }
+}
+
+/// No node (end of a sibling list, no child).
+const NONE: u32 = u32::MAX;
+
+/// One node of the builder's tree. Names live in the builder's arena; children are a
+/// doubly linked list (O(1) removal, whatever a hostile tar repeats), found by name through
+/// the builder's single `(parent, name)` hash table.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
-    pub name: Box<[u8]>,
-    pub meta: EntryMeta,
+    name_start: usize,
+    name_len: u16,
     /// WHITEOUT, OPAQUE, IMPLICIT (HARDLINK and HAS_XATTRS are derived when serialising).
     pub flags: u16,
     /// The layer deleted what the lower layers had at this name (a whiteout marker met a
     /// real entry of the same name): a directory here is opaque.
     pub lower_deleted: bool,
+    /// A real directory (may have children).
+    dir: bool,
     /// Hardlink group: entries sharing an inode share the group.
     pub group: u32,
-    /// Children of a (real) directory.
-    pub children: Option<HashMap<Box<[u8]>, u32>>,
+    parent: u32,
+    first_child: u32,
+    next: u32,
+    prev: u32,
+    pub meta: Meta,
 }
+
+// The builder holds every entry of a layer until `finish`: keep a node at 96 bytes (with
+// its name in the arena and a 4-byte slot in `by_name`, about 110 bytes per entry).
+const _: () = assert!(std::mem::size_of::<Node>() <= 96);
 
 impl Node {
     pub fn is_dir(&self) -> bool {
-        self.children.is_some()
+        self.dir
     }
 
     pub fn is_whiteout(&self) -> bool {
@@ -98,6 +151,11 @@ impl Node {
 #[derive(Debug, Clone)]
 pub struct IndexBuilder {
     pub(crate) nodes: Vec<Node>,
+    /// Every node's name, back to back (detached nodes' names stay: bounded by the tar).
+    names: Vec<u8>,
+    /// Node ids by `(parent, name)`, for every attached node but the root.
+    by_name: HashTable<u32>,
+    hasher: RandomState,
     live: usize,
     /// The parent directory of the previous entry (path, node): a tar lists a directory's
     /// entries together, so most entries skip resolving their parent component by
@@ -150,7 +208,7 @@ fn components(path: &[u8]) -> Result<Vec<&[u8]>, IndexError> {
 }
 
 /// Check and canonicalise caller metadata.
-fn normalize(path: &[u8], mut m: EntryMeta) -> Result<EntryMeta, IndexError> {
+fn normalize(path: &[u8], mut m: EntryMeta) -> Result<Meta, IndexError> {
     let kind =
         EntryKind::from_mode(m.mode).ok_or_else(|| invalid(path, "unknown file type in mode"))?;
     if m.mtime_nsec >= 1_000_000_000 {
@@ -182,7 +240,24 @@ fn normalize(path: &[u8], mut m: EntryMeta) -> Result<EntryMeta, IndexError> {
     m.xattrs.reverse();
     m.xattrs.sort_by(|a, b| a.0.cmp(&b.0));
     m.xattrs.dedup_by(|later, earlier| later.0 == earlier.0);
-    Ok(m)
+    let extra = (m.link_target.is_some() || !m.xattrs.is_empty()).then(|| {
+        Box::new(Extra {
+            link_target: m.link_target,
+            xattrs: m.xattrs,
+        })
+    });
+    Ok(Meta {
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        rdev: m.rdev,
+        mtime_nsec: m.mtime_nsec,
+        size: m.size,
+        mtime_sec: m.mtime_sec,
+        inode: m.inode,
+        implicit: m.implicit,
+        extra,
+    })
 }
 
 impl IndexBuilder {
@@ -190,19 +265,27 @@ impl IndexBuilder {
     /// flagged implicit until the layer's own `./` entry arrives).
     pub fn new() -> Self {
         let root = Node {
-            name: Box::default(),
-            meta: EntryMeta {
-                mode: mode::S_IFDIR | 0o755,
-                implicit: true,
-                ..EntryMeta::default()
-            },
+            name_start: 0,
+            name_len: 0,
             flags: flag::IMPLICIT,
             lower_deleted: false,
+            dir: true,
             group: 0,
-            children: Some(HashMap::new()),
+            parent: NONE,
+            first_child: NONE,
+            next: NONE,
+            prev: NONE,
+            meta: Meta {
+                mode: mode::S_IFDIR | 0o755,
+                implicit: true,
+                ..Meta::default()
+            },
         };
         IndexBuilder {
             nodes: vec![root],
+            names: Vec::new(),
+            by_name: HashTable::new(),
+            hasher: RandomState::default(),
             live: 0,
             last_parent: None,
         }
@@ -248,7 +331,15 @@ impl IndexBuilder {
             }
         };
         if name.starts_with(WH_PREFIX) {
-            self.whiteout_marker(parent, name, &meta);
+            let marker = Meta {
+                uid: meta.uid,
+                gid: meta.gid,
+                mtime_sec: meta.mtime_sec,
+                mtime_nsec: meta.mtime_nsec,
+                inode: meta.inode,
+                ..Meta::default()
+            };
+            self.whiteout_marker(parent, name, &marker);
             return Ok(());
         }
         let meta = normalize(path, meta)?;
@@ -301,14 +392,37 @@ impl IndexBuilder {
     /// Errors with [`IndexError::TooLarge`] if the layer exceeds the format's 32-bit counts
     /// or its 4 GiB string pool.
     pub fn finish(self) -> Result<Vec<u8>, IndexError> {
-        super::serialize::serialize(&self.nodes)
+        super::serialize::serialize(&self)
+    }
+
+    /// The name of node `id`.
+    pub(crate) fn name(&self, id: u32) -> &[u8] {
+        let n = &self.nodes[id as usize];
+        &self.names[n.name_start..n.name_start + usize::from(n.name_len)]
+    }
+
+    /// The children of node `id`, in no particular order.
+    pub(crate) fn children(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
+        let first = self.nodes[id as usize].first_child;
+        std::iter::successors((first != NONE).then_some(first), |&c| {
+            let next = self.nodes[c as usize].next;
+            (next != NONE).then_some(next)
+        })
+    }
+
+    fn hash(&self, parent: u32, name: &[u8]) -> u64 {
+        self.hasher.hash_one((parent, name))
     }
 
     fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
-        self.nodes[dir as usize]
-            .children
-            .as_ref()?
-            .get(name)
+        if !self.nodes[dir as usize].dir {
+            return None;
+        }
+        let h = self.hash(dir, name);
+        self.by_name
+            .find(h, |&id| {
+                self.nodes[id as usize].parent == dir && self.name(id) == name
+            })
             .copied()
     }
 
@@ -340,7 +454,7 @@ impl IndexBuilder {
     }
 
     /// `parent/name` where `name` starts with `.wh.`.
-    fn whiteout_marker(&mut self, parent: u32, name: &[u8], meta: &EntryMeta) {
+    fn whiteout_marker(&mut self, parent: u32, name: &[u8], meta: &Meta) {
         if name == WH_OPAQUE {
             self.nodes[parent as usize].flags |= flag::OPAQUE;
             return;
@@ -349,14 +463,14 @@ impl IndexBuilder {
         if name.starts_with(WH_META_PREFIX) || matches!(target, b"" | b"." | b"..") {
             return; // aufs bookkeeping or a marker naming nothing: no effect
         }
-        let wmeta = EntryMeta {
+        let wmeta = Meta {
             mode: WHITEOUT_MODE,
             uid: meta.uid,
             gid: meta.gid,
             mtime_sec: meta.mtime_sec,
             mtime_nsec: meta.mtime_nsec.min(999_999_999),
             inode: meta.inode,
-            ..EntryMeta::default()
+            ..Meta::default()
         };
         match self.child(parent, target) {
             Some(id) => {
@@ -377,7 +491,7 @@ impl IndexBuilder {
         path: &[u8],
         parent: u32,
         name: &[u8],
-        meta: EntryMeta,
+        meta: Meta,
         group: u32,
     ) -> Result<(), IndexError> {
         let is_dir = meta.mode & mode::S_IFMT == mode::S_IFDIR;
@@ -397,7 +511,7 @@ impl IndexBuilder {
                 return Err(invalid(path, "implicit directory over a non-directory"));
             }
             lower_deleted = old.lower_deleted;
-            self.remove(parent, name);
+            self.remove(id);
         }
         self.insert(parent, name, meta, flags, lower_deleted, group);
         Ok(())
@@ -407,43 +521,70 @@ impl IndexBuilder {
         &mut self,
         parent: u32,
         name: &[u8],
-        meta: EntryMeta,
+        meta: Meta,
         flags: u16,
         lower_deleted: bool,
         group: u32,
     ) {
         let id = self.nodes.len() as u32;
-        let is_dir = flags & flag::WHITEOUT == 0 && meta.mode & mode::S_IFMT == mode::S_IFDIR;
+        let dir = flags & flag::WHITEOUT == 0 && meta.mode & mode::S_IFMT == mode::S_IFDIR;
+        let name_start = self.names.len();
+        self.names.extend_from_slice(name);
+        let next = self.nodes[parent as usize].first_child;
         self.nodes.push(Node {
-            name: name.into(),
-            meta,
+            name_start,
+            // Names were checked: at most 65535 bytes.
+            name_len: name.len() as u16,
             flags,
             lower_deleted,
+            dir,
             group,
-            children: is_dir.then(HashMap::new),
+            parent,
+            first_child: NONE,
+            next,
+            prev: NONE,
+            meta,
         });
-        if let Some(ch) = self.nodes[parent as usize].children.as_mut() {
-            ch.insert(name.into(), id);
+        if next != NONE {
+            self.nodes[next as usize].prev = id;
         }
+        self.nodes[parent as usize].first_child = id;
+        let h = self.hash(parent, name);
+        let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
+        self.by_name.insert_unique(h, id, |&other| {
+            let n = &nodes[other as usize];
+            let name = &names[n.name_start..n.name_start + usize::from(n.name_len)];
+            hasher.hash_one((n.parent, name))
+        });
         self.live += 1;
     }
 
-    /// Detach `parent/name` and its subtree.
-    fn remove(&mut self, parent: u32, name: &[u8]) {
-        let Some(id) = self.nodes[parent as usize]
-            .children
-            .as_mut()
-            .and_then(|ch| ch.remove(name))
-        else {
-            return;
-        };
-        let mut stack = vec![id];
+    /// Detach node `id` and its subtree.
+    fn remove(&mut self, id: u32) {
         self.last_parent = None;
+        let (parent, prev, next) = {
+            let n = &self.nodes[id as usize];
+            (n.parent, n.prev, n.next)
+        };
+        if prev == NONE {
+            self.nodes[parent as usize].first_child = next;
+        } else {
+            self.nodes[prev as usize].next = next;
+        }
+        if next != NONE {
+            self.nodes[next as usize].prev = prev;
+        }
+        let mut stack = vec![id];
         while let Some(n) = stack.pop() {
             self.live -= 1;
-            if let Some(ch) = self.nodes[n as usize].children.take() {
-                stack.extend(ch.into_values());
+            stack.extend(self.children(n));
+            let h = self.hash(self.nodes[n as usize].parent, self.name(n));
+            if let Ok(entry) = self.by_name.find_entry(h, |&x| x == n) {
+                entry.remove();
             }
+            let node = &mut self.nodes[n as usize];
+            node.first_child = NONE;
+            node.parent = NONE;
         }
     }
 }
