@@ -11,7 +11,8 @@
 #   2. builds the images once and pushes them to a docker-registry whose storage lives in
 #      $MSBIMAGE_BENCH_CACHE (default /var/tmp/msbimage-bench/v$BENCH_VERSION), so later runs
 #      reuse them;
-#   3. for each image, runs the peers ALTERNATING (A B C D E A B C D E …). Every cold run gets a
+#   3. for each image, runs the peers ALTERNATING, the starting one rotating each round
+#      (A B C D E, B C D E A, …). Every cold run gets a
 #      fresh loop-mounted ext4 (tmpfs if loop mounts fail), created for that run, and the page
 #      cache is dropped before it;
 #   4. measures wall time, user+sys CPU and peak RSS with GNU time (plus the containerd daemon's
@@ -220,6 +221,7 @@ fresh() {
   local size_gb=$1
   mountpoint -q "$mnt" && umount "$mnt"
   rm -f "$loopimg"
+  sync # let the deletion's journal commit (and discards) finish before the next command
   if [ "$FSTYPE" = ext4 ]; then
     if truncate -s "${size_gb}G" "$loopimg" && mkfs.ext4 -q -F -m 0 -i 8192 "$loopimg" &&
       mount -o loop,noinit_itable "$loopimg" "$mnt" 2>/dev/null; then
@@ -414,7 +416,12 @@ for img in "${image_list[@]}"; do
   gb=$(scratch_gb "$img")
   log "image $img: $(cat "$CACHE/images/$img.json") (scratch ${gb}G $FSTYPE)"
   for i in $(seq "$RUNS"); do
-    for p in "${peer_list[@]}"; do
+    # Rotate the starting command every round, so that no command always follows the same
+    # one (deleting a scratch image leaves work, e.g. discards, for whatever runs next).
+    np=${#peer_list[@]}
+    order=()
+    for ((k = 0; k < np; k++)); do order+=("${peer_list[$(((k + i - 1) % np))]}"); done
+    for p in "${order[@]}"; do
       log "  run $i/$RUNS: $p"
       cur_img=$img cur_peer=$p cur_run=$i
       case "$p" in
