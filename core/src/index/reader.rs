@@ -1,9 +1,11 @@
 //! [`LayerIndex`]: one index file, memory-mapped (or held in memory), answering zero-copy
-//! lookups within its layer. Opening checks the header, the checksum and the directory,
-//! hardlink and xattr tables; each directory's entries are checked the first time a lookup
-//! touches them, once per file (a bit per directory, shared by clones), like a filesystem
-//! that verifies a metadata block when it first reads it. The only `unsafe` of the index
-//! module is the `mmap` call below.
+//! lookups within its layer. Opening checks the header and the directory, hardlink and xattr
+//! tables (and, for version-1 files, the whole file's checksum); each directory's entries,
+//! and in version 2 the checksums of the 64 KiB blocks a lookup reads, are checked the first
+//! time a lookup touches them, once per file (a bit per directory and per block, shared by
+//! clones), like a filesystem that verifies a metadata block when it first reads it. Paths
+//! are resolved one component at a time from the root. The only `unsafe` of the index module
+//! is the `mmap` call below.
 
 use std::fmt;
 use std::fs::File;
@@ -13,12 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::IndexError;
+use super::blocks::Blocks;
 use super::entry::Entry;
 use super::format::{
     self, DIR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, XATTR_LEN, dir, key,
 };
 use super::tree_check::{Tree, check_group};
-use super::validate::validate;
+use super::validate::{bad, validate};
 
 /// The bytes of an index: a read-only file mapping or an owned buffer.
 enum Backing {
@@ -75,17 +78,21 @@ pub struct LayerIndex {
     layout: Layout,
 }
 
-/// What the clones of one index share: its bytes and which directories were checked.
+/// What the clones of one index share: its bytes and which directories and blocks were
+/// checked.
 struct Shared {
     backing: Backing,
     /// Bit `d` set once directory `d`'s entries passed `check_group`.
     checked: Box<[AtomicU64]>,
+    blocks: Blocks,
 }
 
 impl LayerIndex {
-    /// Map the index file at `path` and check its header, checksum, directory table and
-    /// hardlink and xattr tables (time: the checksum of the file plus O(directories)).
-    /// Directory contents are checked when first looked up; see [`verify`](Self::verify).
+    /// Map the index file at `path` and check its header, directory table and hardlink and
+    /// xattr tables: O(directories + hardlinks + xattrs), whatever the number of entries (a
+    /// version-1 file also has its whole checksum computed). Directory contents and the
+    /// checksums of the blocks they occupy are checked when first looked up; see
+    /// [`verify`](Self::verify).
     pub fn open(path: impl AsRef<Path>) -> Result<LayerIndex, IndexError> {
         let path = path.as_ref();
         let io = |op: &'static str| {
@@ -123,7 +130,7 @@ impl LayerIndex {
     }
 
     fn from_backing(data: Backing) -> Result<LayerIndex, IndexError> {
-        let layout = validate(data.bytes())?;
+        let (layout, blocks) = validate(data.bytes())?;
         let checked = (0..layout.dir_count.div_ceil(64))
             .map(|_| AtomicU64::new(0))
             .collect();
@@ -131,6 +138,7 @@ impl LayerIndex {
             data: Arc::new(Shared {
                 backing: data,
                 checked,
+                blocks,
             }),
             layout,
         })
@@ -139,6 +147,7 @@ impl LayerIndex {
     /// Check every directory's entries now (what lookups otherwise do on first use), so that
     /// no later lookup on this index can fail. Linear in the number of entries.
     pub fn verify(&self) -> Result<(), IndexError> {
+        self.data.blocks.ensure_all(self.bytes())?;
         (0..self.layout.dir_count as u32).try_for_each(|d| self.group(d).map(drop))
     }
 
@@ -177,7 +186,7 @@ impl LayerIndex {
 
     /// `name` in the directory at canonical path `dir`.
     fn lookup_in(&self, dir: &[u8], name: &[u8]) -> Result<Option<Entry<'_>>, IndexError> {
-        let Some(d) = self.find_dir(dir) else {
+        let Some(d) = self.find_dir(dir)? else {
             return Ok(None);
         };
         Ok(self.find_child(d, name)?.map(|id| Entry::new(self, id, 0)))
@@ -189,7 +198,7 @@ impl LayerIndex {
         &self,
         path: &[u8],
     ) -> Result<Option<impl ExactSizeIterator<Item = Entry<'_>> + '_>, IndexError> {
-        let Some(d) = self.find_dir(trim(path)) else {
+        let Some(d) = self.find_dir(trim(path))? else {
             return Ok(None);
         };
         Ok(Some(self.group(d)?.map(move |id| Entry::new(self, id, 0))))
@@ -225,15 +234,55 @@ impl LayerIndex {
     /// Entry range of directory `d`, after checking its entries if no lookup did before.
     #[inline]
     pub(crate) fn group(&self, d: u32) -> Result<Range<u32>, IndexError> {
-        let (word, bit) = (d as usize / 64, 1u64 << (d % 64));
-        let Some(flags) = self.data.checked.get(word) else {
-            return Ok(0..0);
-        };
-        if flags.load(Ordering::Acquire) & bit == 0 {
-            check_group(&Tree::new(self.bytes(), &self.layout), d as usize)?;
-            flags.fetch_or(bit, Ordering::Release);
+        if !self.is_checked(d) {
+            self.check_groups_to(d)?;
         }
         Ok(self.children(d))
+    }
+
+    /// Whether directory `d`'s group passed its checks (out of range: treated as checked, and
+    /// `children` gives it no entries).
+    #[inline]
+    fn is_checked(&self, d: u32) -> bool {
+        let (word, bit) = (d as usize / 64, 1u64 << (d % 64));
+        self.data
+            .checked
+            .get(word)
+            .is_none_or(|w| w.load(Ordering::Acquire) & bit != 0)
+    }
+
+    /// Check directory `d`'s group, after those of its unchecked ancestors (top down: a
+    /// directory's own record is checked against its parent's checked group).
+    #[cold]
+    fn check_groups_to(&self, d: u32) -> Result<(), IndexError> {
+        let mut chain = vec![d];
+        let mut cur = d;
+        while cur != 0 {
+            let parent = format::u32_at(
+                self.bytes(),
+                self.layout.dirs_off + cur as usize * DIR_LEN + dir::PARENT,
+            );
+            if parent >= cur {
+                return Err(bad(
+                    "dirs",
+                    cur as usize,
+                    "parent does not come before the directory",
+                ));
+            }
+            if self.is_checked(parent) {
+                break;
+            }
+            chain.push(parent);
+            cur = parent;
+        }
+        let tree = Tree::new(self.bytes(), &self.layout, &self.data.blocks);
+        for &x in chain.iter().rev() {
+            check_group(&tree, x as usize)?;
+            if let Some(w) = self.data.checked.get(x as usize / 64) {
+                w.fetch_or(1u64 << (x % 64), Ordering::Release);
+            }
+        }
+        Ok(())
     }
 
     #[inline]
@@ -308,14 +357,25 @@ impl LayerIndex {
         Ok(pos.map(|pos| start + pos as u32))
     }
 
-    /// Directory record index of the directory at canonical path `path`.
-    pub(crate) fn find_dir(&self, path: &[u8]) -> Option<u32> {
-        let l = &self.layout;
-        let table = format::slice(self.bytes(), l.dirs_off, l.dir_count * DIR_LEN)?;
-        let (recs, _) = table.as_chunks::<DIR_LEN>();
-        recs.binary_search_by(|r| format::cmp_bytes(self.dir_path_of(r), path))
-            .ok()
-            .map(|d| d as u32)
+    /// Directory record index of the directory at canonical path `path`, resolved one
+    /// component at a time from the root (so only the directories on the way are checked);
+    /// `Ok(None)` if a component is missing or not a directory.
+    pub(crate) fn find_dir(&self, path: &[u8]) -> Result<Option<u32>, IndexError> {
+        let mut d = 0u32;
+        if path.is_empty() {
+            return Ok(Some(d));
+        }
+        for name in path.split(|&c| c == b'/') {
+            let Some(id) = self.find_child(d, name)? else {
+                return Ok(None);
+            };
+            let e = Entry::new(self, id, 0);
+            if !e.is_dir() {
+                return Ok(None);
+            }
+            d = e.dir_index();
+        }
+        Ok(Some(d))
     }
 
     fn dir_path_of(&self, rec: &[u8]) -> &[u8] {

@@ -1,5 +1,5 @@
-//! Serialisation of an [`IndexBuilder`](super::IndexBuilder)'s tree into the version-1 byte
-//! layout of `FORMAT.md`: directories sorted by path, entries grouped per directory and
+//! Serialisation of an [`IndexBuilder`](super::IndexBuilder)'s tree into the byte layout of
+//! `FORMAT.md` (version 2; version 1 for the reader's compatibility tests): directories sorted by path, entries grouped per directory and
 //! sorted by name, interned string pool (entry names first), derived flags (HARDLINK, HAS_XATTRS, OPAQUE from
 //! same-layer whiteouts) and link counts, then the CRC32C.
 
@@ -9,8 +9,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use super::IndexError;
 use super::format::{
-    self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, XATTR_LEN, attr, flag, hdr,
-    key,
+    self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, XATTR_LEN, attr, flag, key,
 };
 use super::writer::{IndexBuilder, Node};
 
@@ -61,7 +60,7 @@ struct Dir {
     parent_node: u32,
 }
 
-pub(crate) fn serialize(b: &IndexBuilder) -> Result<Vec<u8>, IndexError> {
+pub(crate) fn serialize(b: &IndexBuilder, version: u32) -> Result<Vec<u8>, IndexError> {
     let nodes = &b.nodes[..];
     // Directories (live ones are reachable from the root), sorted by path.
     let mut dirs = vec![Dir {
@@ -137,11 +136,8 @@ pub(crate) fn serialize(b: &IndexBuilder) -> Result<Vec<u8>, IndexError> {
     // Keys, attrs and dirs go straight into the output: their offsets depend only on the
     // entry and directory counts (the later sections are appended), so the largest tables
     // are never held twice.
-    let head = Layout::canonical(entries.len(), dirs.len(), 0, 0, 0, 0).ok_or(too_large(
-        "index size",
-        usize::MAX,
-        usize::MAX as u64,
-    ))?;
+    let head = Layout::canonical(version, entries.len(), dirs.len(), 0, 0, 0, 0)
+        .ok_or(too_large("index size", usize::MAX, usize::MAX as u64))?;
     let mut out = vec![0u8; head.hardlinks_off];
     let (keys_off, attrs_off, dirs_off) = (head.keys_off, head.attrs_off, head.dirs_off);
     let mut hardlinks: Vec<(u64, u32)> = Vec::new();
@@ -236,6 +232,7 @@ pub(crate) fn serialize(b: &IndexBuilder) -> Result<Vec<u8>, IndexError> {
     }
 
     let layout = Layout::canonical(
+        version,
         entry_count as usize,
         dirs.len(),
         hardlinks.len(),
@@ -270,7 +267,6 @@ pub(crate) fn serialize(b: &IndexBuilder) -> Result<Vec<u8>, IndexError> {
         }
     }
     format::put(&mut out, layout.pool_off, &pool.bytes);
-    let crc = format::checksum(&out);
-    format::put(&mut out, hdr::CHECKSUM, &crc.to_le_bytes());
+    format::seal(&mut out);
     Ok(out)
 }

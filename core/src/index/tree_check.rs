@@ -1,14 +1,18 @@
 //! The tree part of index validation, in two halves:
-//! * [`check_dirs`], when a file is opened, in O(directories): the root entry, every
-//!   directory record (contiguous groups, sorted paths, parent links) and each directory's
-//!   own entry, which with paths growing from parent to child rules out cycles;
+//! * [`check_dirs`], when a file is opened, in O(directories): the root entry and the tiling
+//!   of the entries by the directory records; in version 1 also every directory record
+//!   (sorted paths, parent links) with its own entry, which with paths growing from parent to
+//!   child rules out cycles;
 //! * [`check_group`], the first time a lookup touches a directory, in O(its entries): each
 //!   entry's rules, name prefixes, strict name order, and the links from entries to the
-//!   directory, hardlink and xattr tables.
+//!   directory, hardlink and xattr tables; in version 2 also the directory's own record
+//!   (parent before it, own entry in the parent, path), its blocks' checksums, and its names'
+//!   bytes. The reader checks a directory's parent before the directory.
 //!
 //! Reads go through fixed-size record views so bounds checks stay out of the loops.
 
 use super::IndexError;
+use super::blocks::Blocks;
 use super::format::{
     self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, KEY_LEN, Layout, PERM_MASK, WHITEOUT_MODE, XATTR_LEN,
     attr, dir, flag, key,
@@ -25,9 +29,14 @@ pub(super) struct Tree<'a> {
     xattrs: &'a [[u8; XATTR_LEN]],
     /// The whole file, for word loads that may run past a name into the next bytes.
     file: &'a [u8],
+    keys_off: usize,
+    attrs_off: usize,
     pool_off: usize,
     pool: &'a [u8],
     names_len: usize,
+    blocks: &'a Blocks,
+    /// Version 2: blocks, names and directory records are checked per directory.
+    lazy: bool,
 }
 
 const NO_KEY: [u8; KEY_LEN] = [0; KEY_LEN];
@@ -54,7 +63,7 @@ fn word(file: &[u8], pos: usize, rem: usize) -> u64 {
 
 impl<'a> Tree<'a> {
     /// Views of the tables of `b`, whose header was checked to describe `l`.
-    pub(super) fn new(b: &'a [u8], l: &Layout) -> Tree<'a> {
+    pub(super) fn new(b: &'a [u8], l: &Layout, blocks: &'a Blocks) -> Tree<'a> {
         let table = |off, len| format::slice(b, off, len).unwrap_or_default();
         Tree {
             keys: table(l.keys_off, l.entry_count * KEY_LEN).as_chunks().0,
@@ -65,10 +74,20 @@ impl<'a> Tree<'a> {
                 .0,
             xattrs: table(l.xattrs_off, l.xattr_count * XATTR_LEN).as_chunks().0,
             file: b,
+            keys_off: l.keys_off,
+            attrs_off: l.attrs_off,
             pool_off: l.pool_off,
             pool: table(l.pool_off, l.pool_len),
             names_len: l.names_len,
+            blocks,
+            lazy: l.lazy(),
         }
+    }
+
+    /// Check the blocks under pool bytes `off..off + len`.
+    fn ensure_pool(&self, off: usize, len: usize) -> Result<(), IndexError> {
+        let at = self.pool_off.saturating_add(off);
+        self.blocks.ensure(self.file, at..at.saturating_add(len))
     }
 
     #[inline(always)]
@@ -261,16 +280,7 @@ impl<'a> Tree<'a> {
         if name_off + name_len > self.names_len || matches!(name, b"" | b"." | b"..") {
             return fail("own entry has an invalid name");
         }
-        let parent_path = self.dir_path(parent).unwrap_or_default();
-        let consistent = if parent_path.is_empty() {
-            path == name
-        } else {
-            path.len() == parent_path.len() + 1 + name.len()
-                && path.starts_with(parent_path)
-                && path.get(parent_path.len()) == Some(&b'/')
-                && path.ends_with(name)
-        };
-        if !consistent {
+        if !self.joins(parent, self_entry, path) {
             return fail("path is not the parent's path joined with the entry name");
         }
         Ok(())
@@ -308,10 +318,11 @@ impl Tree<'_> {
     }
 }
 
-/// Open-time checks: the root entry and every directory record, with each directory's own
-/// entry (its type, its link back to the record, its name). Afterwards directory paths are
-/// valid, strictly sorted, and entry groups tile the entries table.
-pub(super) fn check_dirs(t: &Tree<'_>) -> Result<(), IndexError> {
+/// Open-time checks: the root entry and the tiling of the entries by the directory records;
+/// with `full` (version 1) also every directory record with its own entry (its type, its link
+/// back to the record, its name). Afterwards entry groups tile the entries table, and with
+/// `full` directory paths are valid and strictly sorted.
+pub(super) fn check_dirs(t: &Tree<'_>, full: bool) -> Result<(), IndexError> {
     let root_flags = t.root()?;
     t.table_links(0, root_flags)?;
     let mut next_entry = 1usize;
@@ -340,8 +351,10 @@ pub(super) fn check_dirs(t: &Tree<'_>) -> Result<(), IndexError> {
             }
             continue;
         }
-        t.dir_record(d, path, prev_path)?;
-        prev_path = path;
+        if full {
+            t.dir_record(d, path, prev_path)?;
+            prev_path = path;
+        }
     }
     if next_entry != t.keys.len() {
         let last = t.dirs.len().saturating_sub(1);
@@ -351,14 +364,34 @@ pub(super) fn check_dirs(t: &Tree<'_>) -> Result<(), IndexError> {
 }
 
 /// Checks of directory `d`'s entry group, run the first time a lookup touches it: every
-/// entry's rules, strict name order, and its links to the other tables. `check_dirs` must
-/// have passed.
+/// entry's rules, strict name order, and its links to the other tables; in version 2 also the
+/// directory's own record and the checksums of the blocks all this reads. `check_dirs` must
+/// have passed, and (version 2) the group of `d`'s parent.
 pub(super) fn check_group(t: &Tree<'_>, d: usize) -> Result<(), IndexError> {
     let r = t.dir(d);
     let first = format::u32_at(r, dir::FIRST_ENTRY) as usize;
-    let end = first + format::u32_at(r, dir::ENTRY_COUNT) as usize;
-    for e in first..end.min(t.keys.len()) {
+    let end = (first + format::u32_at(r, dir::ENTRY_COUNT) as usize).min(t.keys.len());
+    if t.lazy {
+        for (off, len) in [(t.keys_off, KEY_LEN), (t.attrs_off, ATTR_LEN)] {
+            t.blocks
+                .ensure(t.file, off + first * len..off + end.max(first) * len)?;
+        }
+        if d > 0 {
+            t.own_record(d)?;
+        }
+    }
+    for e in first..end {
+        if t.lazy {
+            let k = t.key(e);
+            t.ensure_pool(
+                format::u32_at(k, key::NAME_OFF) as usize,
+                format::u16_at(k, key::NAME_LEN) as usize,
+            )?;
+        }
         let flags = t.entry(e)?;
+        if t.lazy {
+            t.lazy_entry(e)?;
+        }
         if e > first && !t.name_lt(e - 1, e) {
             let reason = "names not strictly sorted within the directory";
             return Err(bad("keys", e, reason));
@@ -368,4 +401,76 @@ pub(super) fn check_group(t: &Tree<'_>, d: usize) -> Result<(), IndexError> {
         }
     }
     Ok(())
+}
+
+impl Tree<'_> {
+    /// Version 2, per entry of a group being checked (after `entry`): the name's bytes (the
+    /// names region is not scanned at open) and the blocks under a symlink's target.
+    fn lazy_entry(&self, e: usize) -> Result<(), IndexError> {
+        if self.name(e).iter().any(|&c| c == b'/' || c == 0) {
+            return Err(bad("keys", e, "name contains `/` or NUL"));
+        }
+        let a = self.attr(e);
+        if format::u32_at(a, attr::MODE) & mode::S_IFMT == mode::S_IFLNK
+            && format::u16_at(self.key(e), key::FLAGS) & flag::WHITEOUT == 0
+        {
+            self.ensure_pool(
+                format::u32_at(a, attr::AUX) as usize,
+                format::u64_at(a, attr::SIZE) as usize,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Version 2: the record of directory `d > 0`, whose parent's group passed: the parent
+    /// comes first in the table, the own entry is a directory of the parent's group naming
+    /// `d`, and the path is the parent's path joined with that entry's name.
+    fn own_record(&self, d: usize) -> Result<(), IndexError> {
+        let fail = |reason| Err(bad("dirs", d, reason));
+        let r = self.dir(d);
+        let parent = format::u32_at(r, dir::PARENT) as usize;
+        if parent >= d {
+            return fail("parent does not come before the directory");
+        }
+        let pr = self.dir(parent);
+        let pfirst = format::u32_at(pr, dir::FIRST_ENTRY) as usize;
+        let pcount = format::u32_at(pr, dir::ENTRY_COUNT) as usize;
+        let self_entry = format::u32_at(r, dir::SELF_ENTRY) as usize;
+        if self_entry < pfirst || self_entry - pfirst >= pcount {
+            return fail("own entry is not in the parent directory");
+        }
+        let (k, a) = (self.key(self_entry), self.attr(self_entry));
+        if format::u32_at(a, attr::MODE) & mode::S_IFMT != mode::S_IFDIR
+            || format::u16_at(k, key::FLAGS) & flag::WHITEOUT != 0
+            || format::u32_at(a, attr::AUX) as usize != d
+        {
+            return fail("own entry is not a directory naming this record");
+        }
+        self.ensure_pool(
+            format::u32_at(r, dir::PATH_OFF) as usize,
+            format::u32_at(r, dir::PATH_LEN) as usize,
+        )?;
+        let Some(path) = self.dir_path(d) else {
+            return fail("path past the end of the pool");
+        };
+        if !self.joins(parent, self_entry, path) {
+            return fail("path is not the parent's path joined with the entry name");
+        }
+        Ok(())
+    }
+
+    /// Whether `path` is directory `parent`'s path, `/`, and entry `e`'s name (just the name
+    /// under the root).
+    fn joins(&self, parent: usize, e: usize, path: &[u8]) -> bool {
+        let name = self.name(e);
+        let parent_path = self.dir_path(parent).unwrap_or_default();
+        if parent_path.is_empty() {
+            path == name
+        } else {
+            path.len() == parent_path.len() + 1 + name.len()
+                && path.starts_with(parent_path)
+                && path.get(parent_path.len()) == Some(&b'/')
+                && path.ends_with(name)
+        }
+    }
 }

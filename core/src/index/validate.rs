@@ -1,15 +1,24 @@
 //! Validation of an index file when it is opened: header, checksum, canonical section layout,
-//! the names region, every directory record (`tree_check::check_dirs`) and every hardlink and
-//! xattr record, in time linear in the file's bytes for the checksum and in the number of
-//! directories and table records for the rest. The entries of a directory are checked the
-//! first time a lookup touches it (`tree_check::check_group`, called by the reader), so
-//! opening does not pay for directories nobody looks at. Together the two halves enforce
-//! every rule of `FORMAT.md`.
+//! and the tables whose rules span the whole file (directory records tiling the entries,
+//! hardlink and xattr records). What opening reads differs by version:
+//!
+//! * version 1 has one checksum over the whole file, so opening reads all of it, and also
+//!   checks the names region and every directory record with its own entry
+//!   (`tree_check::check_dirs`);
+//! * version 2 checks the header checksum (header and block table) at open, then only the
+//!   blocks holding the directory, hardlink and xattr tables, the root entry and the entries
+//!   and strings those records reference; everything else is checked per 64 KiB block
+//!   (`blocks.rs`) and per directory when a lookup first reaches it.
+//!
+//! The entries of a directory are checked the first time a lookup touches it
+//! (`tree_check::check_group`, called by the reader). Together the halves enforce every rule
+//! of `FORMAT.md`.
 
 use super::IndexError;
+use super::blocks::Blocks;
 use super::format::{
-    self, ATTR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, MAGIC, VERSION, XATTR_LEN, attr,
-    flag, hdr, key,
+    self, ATTR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, MAGIC, VERSION, VERSION_1,
+    XATTR_LEN, attr, flag, hdr, key,
 };
 use super::tree_check as tree;
 
@@ -21,19 +30,32 @@ pub(super) fn bad(section: &'static str, index: usize, reason: &'static str) -> 
     }
 }
 
-/// Check `b` as a whole index file and return its layout.
-pub(crate) fn validate(b: &[u8]) -> Result<Layout, IndexError> {
+/// Check `b` as a whole index file (as far as opening checks it) and return its layout and
+/// the state of its block checksums.
+pub(crate) fn validate(b: &[u8]) -> Result<(Layout, Blocks), IndexError> {
     let l = header(b)?;
+    let blocks = Blocks::new(&l);
     let pool =
         format::slice(b, l.pool_off, l.pool_len).ok_or(bad("header", 0, "pool out of range"))?;
-    let names = pool.get(..l.names_len).unwrap_or_default();
-    if !clean_names(names) {
-        return Err(bad("header", 0, "names region contains `/` or NUL"));
+    let t = tree::Tree::new(b, &l, &blocks);
+    if l.lazy() {
+        let table = |off: usize, len: usize| off..off.saturating_add(len);
+        blocks.ensure(b, table(l.dirs_off, l.dir_count * format::DIR_LEN))?;
+        blocks.ensure(b, table(l.hardlinks_off, l.hardlink_count * HARDLINK_LEN))?;
+        blocks.ensure(b, table(l.xattrs_off, l.xattr_count * XATTR_LEN))?;
+        blocks.ensure(b, table(l.keys_off, KEY_LEN))?;
+        blocks.ensure(b, table(l.attrs_off, ATTR_LEN))?;
+        tree::check_dirs(&t, false)?;
+    } else {
+        let names = pool.get(..l.names_len).unwrap_or_default();
+        if !clean_names(names) {
+            return Err(bad("header", 0, "names region contains `/` or NUL"));
+        }
+        tree::check_dirs(&t, true)?;
     }
-    tree::check_dirs(&tree::Tree::new(b, &l))?;
-    hardlinks(b, &l)?;
-    xattrs(b, &l, pool)?;
-    Ok(l)
+    hardlinks(b, &l, &blocks)?;
+    xattrs(b, &l, pool, &blocks)?;
+    Ok((l, blocks))
 }
 
 fn header(b: &[u8]) -> Result<Layout, IndexError> {
@@ -52,7 +74,7 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
         });
     }
     let version = format::u32_at(b, hdr::VERSION);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(IndexError::UnsupportedVersion {
             found: version,
             supported: VERSION,
@@ -69,7 +91,13 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
         return Err(bad("header", 0, "file is longer than its header says"));
     }
     let stored = format::u32_at(b, hdr::CHECKSUM);
-    let computed = format::checksum(b);
+    let computed = if version == VERSION_1 {
+        format::checksum(b)
+    } else {
+        // The block table starts where the padded pool ends (what `format::seal` assumes
+        // too); the layout checks below make sure that is the canonical place.
+        format::header_checksum(b, format::data_end(b))
+    };
     if stored != computed {
         return Err(IndexError::ChecksumMismatch { stored, computed });
     }
@@ -88,6 +116,7 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
         return Err(bad("header", 0, "no root entry or root directory"));
     }
     let l = Layout::canonical(
+        version,
         entry_count,
         dir_count,
         count(hdr::HARDLINK_COUNT),
@@ -116,9 +145,21 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
             "file length does not match the section sizes",
         ));
     }
-    let pad = b.get(l.pool_off + l.pool_len..).unwrap_or_default();
+    let pad = b
+        .get(l.pool_off + l.pool_len..l.blocks_off)
+        .unwrap_or_default();
     if pad.iter().any(|&c| c != 0) {
         return Err(bad("header", 0, "non-zero padding after the pool"));
+    }
+    let table_pad = b
+        .get(l.blocks_off + 4 * l.block_count..)
+        .unwrap_or_default();
+    if l.lazy() && table_pad.iter().any(|&c| c != 0) {
+        return Err(bad(
+            "header",
+            0,
+            "non-zero padding after the block checksums",
+        ));
     }
     Ok(l)
 }
@@ -133,7 +174,7 @@ fn clean_names(names: &[u8]) -> bool {
     })
 }
 
-fn hardlinks(b: &[u8], l: &Layout) -> Result<(), IndexError> {
+fn hardlinks(b: &[u8], l: &Layout, blocks: &Blocks) -> Result<(), IndexError> {
     let table =
         format::slice(b, l.hardlinks_off, l.hardlink_count * HARDLINK_LEN).unwrap_or_default();
     let (recs, _) = table.as_chunks::<HARDLINK_LEN>();
@@ -151,6 +192,8 @@ fn hardlinks(b: &[u8], l: &Layout) -> Result<(), IndexError> {
         }
         let k = l.keys_off + e as usize * KEY_LEN;
         let a = l.attrs_off + e as usize * ATTR_LEN;
+        blocks.ensure(b, k..k + KEY_LEN)?;
+        blocks.ensure(b, a..a + ATTR_LEN)?;
         if format::u16_at(b, k + key::FLAGS) & flag::HARDLINK == 0 {
             return fail("entry lacks the hardlink flag");
         }
@@ -175,23 +218,25 @@ fn hardlinks(b: &[u8], l: &Layout) -> Result<(), IndexError> {
     Ok(())
 }
 
-fn xattrs(b: &[u8], l: &Layout, pool: &[u8]) -> Result<(), IndexError> {
+fn xattrs(b: &[u8], l: &Layout, pool: &[u8], blocks: &Blocks) -> Result<(), IndexError> {
     let table = format::slice(b, l.xattrs_off, l.xattr_count * XATTR_LEN).unwrap_or_default();
     let (recs, _) = table.as_chunks::<XATTR_LEN>();
     let mut prev: Option<(u32, &[u8])> = None;
     for (i, r) in recs.iter().enumerate() {
         let fail = |reason| Err(bad("xattrs", i, reason));
         let e = format::u32_at(r, 0);
-        let name = format::slice(
-            pool,
-            format::u32_at(r, 4) as usize,
-            format::u32_at(r, 8) as usize,
-        );
-        let value = format::slice(
-            pool,
-            format::u32_at(r, 12) as usize,
-            format::u32_at(r, 16) as usize,
-        );
+        let string = |off: usize, len: usize| {
+            let (off, len) = (
+                format::u32_at(r, off) as usize,
+                format::u32_at(r, len) as usize,
+            );
+            let at = l.pool_off + off;
+            blocks
+                .ensure(b, at..at.saturating_add(len))
+                .map(|()| format::slice(pool, off, len))
+        };
+        let name = string(4, 8)?;
+        let value = string(12, 16)?;
         let (Some(name), Some(_)) = (name, value) else {
             return fail("name or value past the end of the pool");
         };
@@ -204,8 +249,9 @@ fn xattrs(b: &[u8], l: &Layout, pool: &[u8]) -> Result<(), IndexError> {
         if e as usize >= l.entry_count {
             return fail("entry out of range");
         }
-        if format::u16_at(b, l.keys_off + e as usize * KEY_LEN + key::FLAGS) & flag::HAS_XATTRS == 0
-        {
+        let k = l.keys_off + e as usize * KEY_LEN;
+        blocks.ensure(b, k..k + KEY_LEN)?;
+        if format::u16_at(b, k + key::FLAGS) & flag::HAS_XATTRS == 0 {
             return fail("entry lacks the has-xattrs flag");
         }
         if prev.is_some_and(|(pe, pn)| pe.cmp(&e).then(format::cmp_bytes(pn, name)).is_ge()) {

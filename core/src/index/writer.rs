@@ -392,7 +392,14 @@ impl IndexBuilder {
     /// Errors with [`IndexError::TooLarge`] if the layer exceeds the format's 32-bit counts
     /// or its 4 GiB string pool.
     pub fn finish(self) -> Result<Vec<u8>, IndexError> {
-        super::serialize::serialize(&self)
+        super::serialize::serialize(&self, super::format::VERSION)
+    }
+
+    /// [`finish`](Self::finish) in the version-1 layout (one checksum over the whole file),
+    /// which readers still accept.
+    #[cfg(test)]
+    pub(crate) fn finish_v1(self) -> Result<Vec<u8>, IndexError> {
+        super::serialize::serialize(&self, super::format::VERSION_1)
     }
 
     /// The name of node `id`.

@@ -69,7 +69,7 @@ fn sample() -> Sample {
     };
     b.add(b"null", null).unwrap();
     let bytes = b.finish().unwrap();
-    let l = validate(&bytes).unwrap();
+    let (l, _) = validate(&bytes).unwrap();
     let index = LayerIndex::from_bytes(bytes.clone()).unwrap();
     Sample { bytes, l, index }
 }
@@ -117,8 +117,7 @@ fn add_flags(b: &mut [u8], key: usize, flags: u16) {
     put16(b, key + 14, old | flags);
 }
 pub(crate) fn reseal(b: &mut [u8]) {
-    let c = format::checksum(b);
-    put32(b, hdr::CHECKSUM, c);
+    format::seal(b);
 }
 
 /// Open `b` and check every directory (what lookups do lazily).
@@ -158,22 +157,30 @@ fn header_errors() {
         Err(IndexError::BadMagic { .. })
     ));
     let mut b = s.bytes.clone();
-    put32(&mut b, hdr::VERSION, 2);
+    put32(&mut b, hdr::VERSION, 3);
     reseal(&mut b);
     let err = LayerIndex::from_bytes(b).unwrap_err();
     assert!(
         matches!(
             err,
             IndexError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{err}"
     );
+    // The block table is under the header checksum: opening fails.
     let mut b = s.bytes.clone();
-    let last = b.len() - 1;
-    b[last - 8] ^= 1;
+    b[s.l.blocks_off] ^= 1;
+    let err = LayerIndex::from_bytes(b).unwrap_err();
+    assert!(
+        matches!(err, IndexError::ChecksumMismatch { .. }) && err.is_corrupt(),
+        "{err}"
+    );
+    // A data byte is under its block's checksum (here the only block, which opening reads).
+    let mut b = s.bytes.clone();
+    b[s.l.blocks_off - 9] ^= 1;
     let err = LayerIndex::from_bytes(b).unwrap_err();
     assert!(
         matches!(err, IndexError::ChecksumMismatch { .. }) && err.is_corrupt(),
@@ -223,25 +230,48 @@ fn layout_errors() {
         "header",
         "names region longer",
     );
+    // Names are checked with their directory (with a matching prefix, so that the bytes
+    // themselves are what is wrong).
     malformed(
         |s, b| {
-            let k = s.key("z") + 8;
-            let off = u32::from_le_bytes(b[k..k + 4].try_into().unwrap()) as usize;
+            let k = s.key("z");
+            let off = u32::from_le_bytes(b[k + 8..k + 12].try_into().unwrap()) as usize;
             b[s.l.pool_off + off] = b'/';
+            put64(b, k, u64::from(b'/') << 56);
         },
-        "header",
+        "keys",
         "contains `/` or NUL",
     );
-    malformed(|s, b| b[s.l.pool_off] = 0, "header", "contains `/` or NUL");
     malformed(
         |s, b| {
-            // Shrink the pool by 8 and move the slack into padding: non-zero padding.
-            put64(b, hdr::POOL_LEN, s.l.pool_len as u64 - 1);
+            b[s.l.pool_off] = 0;
+            put64(b, s.key("a"), 0);
+        },
+        "keys",
+        "contains `/` or NUL",
+    );
+    malformed(
+        |s, b| {
+            let end = s.l.pool_off + s.l.pool_len;
+            if end % 8 != 0 {
+                b[end] = 1;
+            } else {
+                // No padding: make the pool's last byte padding, non-zero.
+                put64(b, hdr::POOL_LEN, s.l.pool_len as u64 - 1);
+                b[end - 1] = 1;
+            }
+        },
+        "header",
+        "padding after the pool",
+    );
+    malformed(
+        |s, b| {
+            assert_eq!(s.l.block_count % 2, 1, "the table is padded");
             let end = b.len() - 1;
             b[end] = 1;
         },
         "header",
-        "padding",
+        "padding after the block checksums",
     );
 }
 
@@ -257,14 +287,14 @@ fn entry_errors() {
         "keys",
         "outside the names region",
     );
-    // A directory's name is checked with its record when the file is opened, other names
-    // when their directory is first looked at.
+    // Every name is checked when its directory is first looked at (a directory's own name
+    // too: in its parent).
     malformed(
         |s, b| {
             put16(b, s.key("a") + 12, 0);
             put64(b, s.key("a"), 0);
         },
-        "dirs",
+        "keys",
         "invalid name",
     );
     malformed(
@@ -338,8 +368,8 @@ fn entry_errors() {
     );
     malformed(
         |s, b| put32(b, s.attr("a") + attr::MODE, 0o100755),
-        "dirs",
-        "own entry is not a directory",
+        "attrs",
+        "aux field set on a regular file",
     );
     malformed(
         |s, b| {
@@ -412,7 +442,7 @@ fn unsorted_and_inconsistent_directories() {
     malformed(
         |s, b| put32(b, s.dir("a/b") + dir::PATH_LEN, 1),
         "dirs",
-        "not strictly sorted",
+        "joined with the entry name",
     );
     malformed(
         |s, b| put32(b, s.dir("a/b") + dir::FIRST_ENTRY, 1),
@@ -448,19 +478,34 @@ fn unsorted_and_inconsistent_directories() {
     malformed(
         |s, b| put32(b, s.dir("a") + dir::PARENT, 2),
         "dirs",
-        "not in the parent",
+        "parent does not come before",
+    );
+    malformed(
+        |s, b| put32(b, s.dir("a/b") + dir::SELF_ENTRY, s.id("a/f2") as u32),
+        "attrs",
+        "point back",
+    );
+    // A record no entry names, claiming an entry of another directory.
+    malformed(
+        |s, b| {
+            put32(b, s.attr("a/b") + attr::MODE, 0o100644);
+            put32(b, s.attr("a/b") + attr::AUX, 0);
+            put32(b, s.dir("a/b") + dir::SELF_ENTRY, s.id("z") as u32);
+        },
+        "dirs",
+        "own entry is not in the parent",
     );
     malformed(
         |s, b| put32(b, s.attr("a/b") + attr::AUX, 1),
-        "dirs",
-        "own entry is not a directory naming this record",
+        "attrs",
+        "point back",
     );
     // A second directory entry naming a record that already has its own entry.
     malformed(|s, b| file_as_dir(s, b, "z", 1), "attrs", "point back");
     malformed(
         |s, b| put32(b, s.attr("a/b") + attr::AUX, 0),
-        "dirs",
-        "own entry is not a directory naming this record",
+        "attrs",
+        "names no directory",
     );
     malformed(
         |s, b| file_as_dir(s, b, "z", 0),
@@ -476,7 +521,7 @@ fn unsorted_and_inconsistent_directories() {
             put32(b, off + dir::PATH_LEN, 1);
         },
         "dirs",
-        "not strictly sorted",
+        "joined with the entry name",
     );
 }
 
@@ -577,7 +622,8 @@ fn a_bad_directory_fails_its_lookups_only() {
         ));
         assert!(is_unsorted(index.hardlinks_of(7).map(|h| h.count())));
     }
-    assert_eq!(index.get(b"a/b/f1").unwrap().unwrap().size(), 3);
+    // Paths resolve component by component, so `a/b/f1` meets `a` on the way down.
+    assert!(is_unsorted(index.get(b"a/b/f1").map(|e| e.map(|e| e.id()))));
     assert_eq!(index.get(b"z").unwrap().unwrap().size(), 1);
     assert!(index.get(b"a").unwrap().unwrap().is_dir());
 
@@ -603,4 +649,103 @@ fn a_bad_directory_fails_its_lookups_only() {
     );
     assert!(is_unsorted(index.verify().map(drop)));
     assert!(is_unsorted(stack.verify().map(drop)));
+}
+
+/// Version 2: a corrupted block fails exactly the lookups that read it (every time), not the
+/// opening (which reads only the tables' blocks) nor the lookups elsewhere; `verify` finds it.
+#[test]
+fn a_bad_block_fails_only_the_lookups_that_read_it() {
+    let mut b = IndexBuilder::new();
+    b.add(b"big", dir()).unwrap();
+    b.add(b"small", dir()).unwrap();
+    for i in 0..3000 {
+        b.add(format!("big/f{i:04}").as_bytes(), file(i)).unwrap();
+    }
+    b.add(b"small/x", file(7)).unwrap();
+    let bytes = b.finish().unwrap();
+    let (l, _) = validate(&bytes).unwrap();
+    assert!(l.block_count >= 3, "{l:?}");
+    let index = LayerIndex::from_bytes(bytes.clone()).unwrap();
+    let victim = index.get(b"big/f1500").unwrap().unwrap().id() as usize;
+    let at = l.attrs_off + victim * ATTR_LEN + attr::SIZE;
+    let block = (at - 104) >> 16;
+    assert!(
+        block != (l.dirs_off - 104) >> 16 && block != 0,
+        "the victim's block is not one that opening reads"
+    );
+
+    let mut bad = bytes;
+    bad[at] ^= 1;
+    let index = LayerIndex::from_bytes(bad).expect("opening does not read the block");
+    assert_eq!(index.get(b"small/x").unwrap().unwrap().size(), 7);
+    for _ in 0..2 {
+        let err = index.get(b"big/f0001").unwrap_err();
+        assert!(matches!(err, IndexError::ChecksumMismatch { .. }), "{err}");
+    }
+    assert!(index.read_dir(b"big").is_err());
+    assert!(matches!(
+        index.verify(),
+        Err(IndexError::ChecksumMismatch { .. })
+    ));
+}
+
+/// Version 1 files (one checksum over the whole file, checked at open) still open, answer
+/// like the same tree in version 2, and get version 1's open-time checks.
+#[test]
+fn version_1_files_are_still_read() {
+    let build = || {
+        let mut b = IndexBuilder::new();
+        b.add(b"a", dir()).unwrap();
+        b.add(b"a/b", dir()).unwrap();
+        b.add(b"a/b/f", file(3)).unwrap();
+        b.add(b"a/.wh.gone", file(0)).unwrap();
+        b.add_hardlink(b"a/g", b"a/b/f").unwrap();
+        b
+    };
+    let v1 = build().finish_v1().unwrap();
+    let v2 = build().finish().unwrap();
+    assert_eq!(format::u32_at(&v1, hdr::VERSION), 1);
+    assert_eq!(format::u32_at(&v2, hdr::VERSION), 2);
+    let (i1, i2) = (
+        open_verified(v1.clone()).unwrap(),
+        open_verified(v2).unwrap(),
+    );
+    let (s1, s2) = (LayerStack::new(vec![i1.clone()]), LayerStack::new(vec![i2]));
+    let walk = |s: &LayerStack| -> Vec<(Vec<u8>, u64, u32)> {
+        s.walk()
+            .map(|r| r.map(|(p, e)| (p, e.size(), e.nlink())).unwrap())
+            .collect()
+    };
+    assert_eq!(walk(&s1), walk(&s2));
+    assert_eq!(walk(&s1).len(), 5, "root, a, a/b, a/b/f, a/g");
+    assert!(i1.get(b"a/gone").unwrap().unwrap().is_whiteout());
+
+    // Any flipped byte fails at open: the checksum covers the whole file.
+    let mut b = v1.clone();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    assert!(matches!(
+        LayerIndex::from_bytes(b),
+        Err(IndexError::ChecksumMismatch { .. })
+    ));
+    // The names region is scanned and the directory paths' order checked at open.
+    let (l, _) = validate(&v1).unwrap();
+    let mut b = v1.clone();
+    b[l.pool_off] = b'/';
+    reseal(&mut b);
+    assert!(matches!(
+        LayerIndex::from_bytes(b),
+        Err(IndexError::Malformed {
+            section: "header",
+            ..
+        })
+    ));
+    let mut b = v1;
+    let d2 = l.dirs_off + 2 * DIR_LEN;
+    put32(&mut b, d2 + dir::PATH_LEN, 1);
+    reseal(&mut b);
+    assert!(matches!(
+        LayerIndex::from_bytes(b),
+        Err(IndexError::Malformed { section: "dirs", reason, .. }) if reason.contains("sorted")
+    ));
 }
