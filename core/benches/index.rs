@@ -487,8 +487,23 @@ fn real_indexes(c: &mut Criterion) {
         let bytes = std::fs::metadata(p).map_or(0, |m| m.len());
         let id = format!("{i}:{}entries/{}KiB", indexes[i].len(), bytes >> 10);
         g.throughput(Throughput::Elements(indexes[i].len() as u64));
-        g.bench_with_input(BenchmarkId::new("open", id), p, |b, p| {
+        g.bench_with_input(BenchmarkId::new("open", &id), p, |b, p| {
             b.iter(|| LayerIndex::open(black_box(p)).expect("open"))
+        });
+        // What the lazy checks move from `open` to the first lookups: open, then look up
+        // one path of this layer (its directories and their blocks are checked on the way).
+        let deepest = LayerStack::new(vec![indexes[i].clone()])
+            .walk()
+            .filter_map(Result::ok)
+            .map(|(p, _)| p)
+            .max_by_key(|p| (p.iter().filter(|&&c| c == b'/').count(), p.len()))
+            .unwrap_or_default();
+        g.throughput(Throughput::Elements(1));
+        g.bench_with_input(BenchmarkId::new("open_then_get_deepest", &id), p, |b, p| {
+            b.iter(|| {
+                let index = LayerIndex::open(black_box(p)).expect("open");
+                index.get(&deepest).expect("get").map(|e| e.size())
+            })
         });
     }
     g.finish();
