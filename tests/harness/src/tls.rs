@@ -91,14 +91,20 @@ fn rc(e: rcgen::Error) -> io::Error {
     io::Error::other(format!("rcgen: {e}"))
 }
 
+/// `reqwest::Client::builder()` after making sure a rustls crypto provider is installed:
+/// reqwest is built without a default one (see the workspace `Cargo.toml`), and building a
+/// client without one panics. Every reqwest client of the tests starts here.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// Builds a reqwest client that trusts only `ca_pem_path` (or the default roots when
 /// `None`), never follows redirects and ignores proxy environment variables.
 pub(crate) fn client_trusting(
     ca_pem_path: Option<&std::path::Path>,
 ) -> io::Result<reqwest::Client> {
-    // reqwest is built without a default crypto provider (see the workspace Cargo.toml).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
+    let mut builder = client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
     if let Some(path) = ca_pem_path {

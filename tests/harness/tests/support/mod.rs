@@ -15,7 +15,7 @@ application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// A client that trusts only `ca` (if given) and never follows redirects.
 pub fn client(ca: Option<&Path>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
+    let mut b = msbimage_testkit::tls::client_builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = ca {
