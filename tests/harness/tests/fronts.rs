@@ -78,7 +78,10 @@ async fn redirect_front_sends_blobs_to_another_host_without_credentials() {
     assert!(location.starts_with("http://localhost:"));
 
     // A client following redirects gets the blob; reqwest drops Authorization across hosts.
-    let following = msbimage_testkit::tls::client_builder().no_proxy().build().unwrap();
+    let following = msbimage_testkit::tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let body = following
         .get(&url)
         .header("authorization", &auth)

@@ -115,7 +115,10 @@ async fn tls_registry_needs_its_test_ca() {
         .ca_pem_path()
         .expect("TLS registry has a CA")
         .to_path_buf();
-    let untrusting = msbimage_testkit::tls::client_builder().no_proxy().build().unwrap();
+    let untrusting = msbimage_testkit::tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     assert!(
         untrusting
             .get(format!("{}/v2/", reg.base_url()))
