@@ -257,19 +257,8 @@ impl<'a> Tree<'a> {
         if parent == d || parent >= self.dirs.len() {
             return fail("bad parent index");
         }
-        let pr = self.dir(parent);
-        let pfirst = format::u32_at(pr, dir::FIRST_ENTRY) as usize;
-        let pcount = format::u32_at(pr, dir::ENTRY_COUNT) as usize;
-        if self_entry < pfirst || self_entry - pfirst >= pcount {
-            return fail("own entry is not in the parent directory");
-        }
-        let (k, a) = (self.key(self_entry), self.attr(self_entry));
-        if format::u32_at(a, attr::MODE) & mode::S_IFMT != mode::S_IFDIR
-            || format::u16_at(k, key::FLAGS) & flag::WHITEOUT != 0
-            || format::u32_at(a, attr::AUX) as usize != d
-        {
-            return fail("own entry is not a directory naming this record");
-        }
+        self.own_entry(d, parent, self_entry)?;
+        let k = self.key(self_entry);
         let (name_off, name_len) = (
             format::u32_at(k, key::NAME_OFF) as usize,
             format::u16_at(k, key::NAME_LEN) as usize,
@@ -422,6 +411,26 @@ impl Tree<'_> {
         Ok(())
     }
 
+    /// Directory `d`'s own entry `e`: inside the group of `parent`, and a directory (not a
+    /// whiteout) naming `d`. Both versions check it, at open (1) or with `d`'s group (2).
+    fn own_entry(&self, d: usize, parent: usize, e: usize) -> Result<(), IndexError> {
+        let fail = |reason| Err(bad("dirs", d, reason));
+        let pr = self.dir(parent);
+        let pfirst = format::u32_at(pr, dir::FIRST_ENTRY) as usize;
+        let pcount = format::u32_at(pr, dir::ENTRY_COUNT) as usize;
+        if e < pfirst || e - pfirst >= pcount {
+            return fail("own entry is not in the parent directory");
+        }
+        let (k, a) = (self.key(e), self.attr(e));
+        if format::u32_at(a, attr::MODE) & mode::S_IFMT != mode::S_IFDIR
+            || format::u16_at(k, key::FLAGS) & flag::WHITEOUT != 0
+            || format::u32_at(a, attr::AUX) as usize != d
+        {
+            return fail("own entry is not a directory naming this record");
+        }
+        Ok(())
+    }
+
     /// Version 2: the record of directory `d > 0`, whose parent's group passed: the parent
     /// comes first in the table, the own entry is a directory of the parent's group naming
     /// `d`, and the path is the parent's path joined with that entry's name.
@@ -432,20 +441,8 @@ impl Tree<'_> {
         if parent >= d {
             return fail("parent does not come before the directory");
         }
-        let pr = self.dir(parent);
-        let pfirst = format::u32_at(pr, dir::FIRST_ENTRY) as usize;
-        let pcount = format::u32_at(pr, dir::ENTRY_COUNT) as usize;
         let self_entry = format::u32_at(r, dir::SELF_ENTRY) as usize;
-        if self_entry < pfirst || self_entry - pfirst >= pcount {
-            return fail("own entry is not in the parent directory");
-        }
-        let (k, a) = (self.key(self_entry), self.attr(self_entry));
-        if format::u32_at(a, attr::MODE) & mode::S_IFMT != mode::S_IFDIR
-            || format::u16_at(k, key::FLAGS) & flag::WHITEOUT != 0
-            || format::u32_at(a, attr::AUX) as usize != d
-        {
-            return fail("own entry is not a directory naming this record");
-        }
+        self.own_entry(d, parent, self_entry)?;
         self.ensure_pool(
             format::u32_at(r, dir::PATH_OFF) as usize,
             format::u32_at(r, dir::PATH_LEN) as usize,
