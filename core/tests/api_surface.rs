@@ -1,0 +1,20 @@
+//! `core/api-surface.json` is what the core declares (error kinds, events, settings, pull
+//! options). Regenerate it with `MSBIMAGE_BLESS=1 cargo test -p microsandbox-image --test
+//! api_surface` after changing the surface; the front doors' parity tests read it.
+
+use std::path::Path;
+
+#[test]
+fn committed_surface_matches_the_core() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("api-surface.json");
+    let now = microsandbox_image::surface::api_surface_json();
+    if std::env::var_os("MSBIMAGE_BLESS").is_some() {
+        std::fs::write(&path, &now).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == now,
+        "{} is stale: run MSBIMAGE_BLESS=1 cargo test -p microsandbox-image --test api_surface",
+        path.display()
+    );
+}
