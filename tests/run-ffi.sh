@@ -99,9 +99,13 @@ installed_names() {
   done
   ls -l "$lib"
 }
+# (Outputs are captured, printed into the log, then matched: `… | tee | grep -q` can fail
+# under pipefail when grep exits first and tee gets SIGPIPE.)
 installed_soname() {
-  readelf -d "$lib/libmsbimage.so.$version" | grep -F '(SONAME)' | tee /dev/stderr |
-    grep -qF '[libmsbimage.so.0]'
+  local dynamic
+  dynamic=$(readelf -d "$lib/libmsbimage.so.$version") || return 1
+  grep -F '(SONAME)' <<<"$dynamic"
+  [[ $dynamic == *'(SONAME)'*'Library soname: [libmsbimage.so.0]'* ]]
 }
 installed_pkg_config() {
   local got want
@@ -137,10 +141,15 @@ EOF_C
   read -ra flags < <(pkg-config --cflags --libs msbimage) || return 1
   (cd "$dir" && cc -std=c11 -Wall -Wextra -Werror program.c "${flags[@]}" -Wl,-rpath,"$lib" \
     -o program) || return 1
-  readelf -d "$dir/program" | grep -F '(NEEDED)' | tee /dev/stderr |
-    grep -qF '[libmsbimage.so.0]' || { echo "program does not need libmsbimage.so.0"; return 1; }
-  ldd "$dir/program" | tee /dev/stderr |
-    grep -qF "libmsbimage.so.0 => $lib/libmsbimage.so.0 " || { echo "not loaded from $lib"; return 1; }
+  local dynamic loaded
+  dynamic=$(readelf -d "$dir/program") || return 1
+  grep -F '(NEEDED)' <<<"$dynamic"
+  [[ $dynamic == *'(NEEDED)'*'Shared library: [libmsbimage.so.0]'* ]] ||
+    { echo "program does not need libmsbimage.so.0"; return 1; }
+  loaded=$(ldd "$dir/program") || return 1
+  printf '%s\n' "$loaded"
+  [[ $loaded == *"libmsbimage.so.0 => $lib/libmsbimage.so.0 "* ]] ||
+    { echo "libmsbimage.so.0 is not loaded from $lib"; return 1; }
   [[ $("$dir/program") == "$version" ]] || { echo "msb_version() is not $version"; return 1; }
 }
 # --destdir stages the same tree elsewhere while msbimage.pc names the final prefix.
@@ -153,6 +162,7 @@ installed_staged() {
   [[ $(readlink -f "$stage$final/lib/libmsbimage.so") == "$stage$final/lib/libmsbimage.so.$version" ]] || return 1
   grep -qx "prefix=$final" "$stage$final/lib/pkgconfig/msbimage.pc" || return 1
   [[ ! -e $final ]] || { echo "$final was written to"; return 1; }
+  rm -rf "$stage"
 }
 install_case "libmsbimage.so.$version, .so.0 and .so resolve" installed_names
 install_case "soname is libmsbimage.so.0" installed_soname
