@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --features microsandbox-image/cli
 bash tests/run-ffi.sh
+bash bindings/node/run-tests.sh
