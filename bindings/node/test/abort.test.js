@@ -131,9 +131,10 @@ test('process.exit() during a pull ends the process at once; the next pull clean
   assert.equal(code, 7, 'the process exited with its own code')
   assert.match(out, /exiting/)
   assert.ok(Date.now() - started < 15000, `exit took ${Date.now() - started} ms`)
-  // The next pull of the same image into the same cache succeeds.
+  // The next pull of the same image into the same cache succeeds and sweeps the debris.
   const res = await registry(cache).pull(ref)
   assert.equal(res.layers.length, 2)
+  assert.deepEqual(h.tmpEntries(cache), [])
 })
 
 test('a script whose pull is still running keeps node alive until the pull settles', async (t) => {
