@@ -9,12 +9,14 @@ mod common;
 use common::Fixture;
 use microsandbox_image::{
     Arch, CachedImageMetadata, CachedLayerMetadata, GlobalCache, ImageError, ImageResult, Os,
-    Platform, PullOptions, PullProgress, PullProgressSender, Reference, Registry,
-    progress_channel,
+    Platform, PullOptions, PullProgress, PullProgressSender, Reference, Registry, progress_channel,
 };
 
 /// A helper in the style of the original crate's users: `ImageResult` and `ImageError`.
-async fn pull_and_read(registry: &Registry, reference: &Reference) -> ImageResult<CachedImageMetadata> {
+async fn pull_and_read(
+    registry: &Registry,
+    reference: &Reference,
+) -> ImageResult<CachedImageMetadata> {
     registry.pull(reference, &PullOptions::default()).await?;
     registry
         .cache()
@@ -33,11 +35,16 @@ async fn original_names_compile_and_work() {
     let f = Fixture::start().await;
     let platform = Platform::new(Os::Linux, Arch::Amd64);
     assert_eq!(platform, Platform::new("linux", "amd64"));
-    assert_eq!(Platform::with_variant(Os::Linux, Arch::ARM, "v7").to_string(), "linux/arm/v7");
+    assert_eq!(
+        Platform::with_variant(Os::Linux, Arch::ARM, "v7").to_string(),
+        "linux/arm/v7"
+    );
 
     let cache = GlobalCache::new(f.cache_dir.path()).unwrap();
     let registry = Registry::new(Platform::host_linux(), cache).unwrap();
-    let reference: Reference = format!("{}/fixtures/standard:gzip", f.host()).parse().unwrap();
+    let reference: Reference = format!("{}/fixtures/standard:gzip", f.host())
+        .parse()
+        .unwrap();
     let meta = pull_and_read(&registry, &reference).await.unwrap();
     assert_eq!(meta.layers.len(), 3);
     let first: &CachedLayerMetadata = &meta.layers[0];
@@ -53,6 +60,9 @@ async fn original_names_compile_and_work() {
         },
     );
     drop(sender);
-    assert!(matches!(handle.recv().await, Some(PullProgress::Resolving { .. })));
+    assert!(matches!(
+        handle.recv().await,
+        Some(PullProgress::Resolving { .. })
+    ));
     assert!(handle.recv().await.is_none());
 }
