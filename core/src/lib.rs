@@ -40,6 +40,7 @@ pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod stat;
 
 pub use auth::RegistryAuth;
 pub use cache::{CacheError, GlobalCache};

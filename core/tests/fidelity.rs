@@ -12,7 +12,7 @@ use std::path::Path;
 
 use microsandbox_image::index::{EntryKind, LayerIndex};
 use microsandbox_image::layer::IMPLICIT_DIR_XATTR;
-use microsandbox_image::layer::stat::{OverrideStat, encode_dev, mode, read_override_stat};
+use microsandbox_image::stat::{OverrideStat, encode_dev, mode, read_override_stat};
 use microsandbox_image::{ErrorKind, GlobalCache, LayerError, Platform, PullOptions, Registry};
 use msbimage_testkit::{
     Compression, Image, ImageBuilder, Layer, LayerBuilder, Registry as TestRegistry,

@@ -11,7 +11,6 @@ mod pipe;
 mod publish;
 mod reader;
 mod reindex;
-pub mod stat;
 mod tar_guard;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::LayerError;
 use super::extract::IMPLICIT_DIR_XATTR;
 use super::publish::INDEX_FILE;
-use super::stat::{XATTR_PREFIX, mode, read_override_stat};
+use crate::stat::{XATTR_PREFIX, mode, read_override_stat};
 use crate::cache::{GlobalCache, write_atomic};
 use crate::digest::Digest;
 use crate::index::{EntryMeta, IndexBuilder};

@@ -28,7 +28,7 @@ use fs::{clear_image_xattrs, not_a_dir};
 use tar_meta::{numeric_field, parse_pax_time, sanitize};
 
 use super::LayerError;
-use super::stat::{OverrideStat, encode_dev, mode};
+use crate::stat::{OverrideStat, encode_dev, mode};
 use super::tar_guard::stream_err;
 pub(crate) use super::tar_guard::{check_guard_transparent, open_archive};
 use crate::index::{EntryMeta, IndexBuilder};
