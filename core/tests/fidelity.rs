@@ -4,21 +4,20 @@
 //! express it — against `umoci unpack --rootless` of the same image through the merged view
 //! (`common/oracle_support.rs`). Each test prints how many entries it compared with umoci.
 
-#[path = "common/oracle_support.rs"]
-mod oracle_support;
+mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use common::oracle_support::{compare, describe_pull, push_and_pull, stack, umoci_diff};
 use microsandbox_image::index::{EntryKind, LayerIndex};
 use microsandbox_image::layer::IMPLICIT_DIR_XATTR;
 use microsandbox_image::stat::{OverrideStat, encode_dev, mode, read_override_stat};
-use microsandbox_image::{ErrorKind, GlobalCache, LayerError, Platform, PullOptions, Registry};
+use microsandbox_image::{ErrorKind, LayerError, PullOptions};
 use msbimage_testkit::{
     Compression, Image, ImageBuilder, Layer, LayerBuilder, Registry as TestRegistry,
     RegistryOptions, raw_header,
 };
-use oracle_support::{compare, describe_pull, push_and_pull, stack, umoci_diff};
 use tar::{EntryType, Header};
 
 struct Env {
@@ -60,17 +59,13 @@ impl Env {
         let reference = format!("{}/{repo}:latest", self.registry.host())
             .parse()
             .expect("reference");
-        Registry::builder(
-            Platform::new("linux", "amd64"),
-            GlobalCache::new(self.cache()).expect("cache"),
-        )
-        .durable(false)
-        .build()
-        .expect("registry")
-        .pull(&reference, &PullOptions::default())
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("{repo}: the pull succeeded"))
+        common::client_in(self.cache())
+            .build()
+            .expect("registry")
+            .pull(&reference, &PullOptions::default())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{repo}: the pull succeeded"))
     }
 }
 
