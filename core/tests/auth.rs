@@ -9,7 +9,8 @@ use std::path::Path;
 
 use common::Env;
 use microsandbox_image::{
-    ErrorKind, GlobalCache, Platform, PullOptions, PullPolicy, Registry, RegistryAuth,
+    ErrorKind, GlobalCache, Platform, PullOptions, PullPolicy, PullResult, Reference, Registry,
+    RegistryAuth, RegistryBuilder,
 };
 use msbimage_testkit::{
     Compression, FrontOptions, ImageBuilder, LayerBuilder, RedirectFront, RegistryOptions,
@@ -44,8 +45,16 @@ fn basic(user: &str, pass: &str) -> RegistryAuth {
 }
 
 /// The shared test client, retrying once (the failures here are not transient).
-fn client(cache: &Path) -> microsandbox_image::RegistryBuilder {
+fn client(cache: &Path) -> RegistryBuilder {
     common::client_in(cache).max_retries(1)
+}
+
+/// Build `client` and pull `r` with [`always`].
+async fn pull_always(
+    client: RegistryBuilder,
+    r: &Reference,
+) -> microsandbox_image::Result<PullResult> {
+    client.build().unwrap().pull(r, &always()).await
 }
 
 fn always() -> PullOptions {
@@ -62,12 +71,7 @@ async fn basic_auth_registry_needs_the_right_credentials() {
     let r = env.reference("private/app:v1");
     let cache = env.cache_dir.path();
 
-    let err = client(cache)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap_err();
+    let err = pull_always(client(cache), &r).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     assert!(err.to_string().contains("credentials"), "{err}");
 
@@ -158,18 +162,9 @@ async fn private_token_registry_needs_credentials() {
     env.push("team/app", "v1", &small_image()).await;
     let r = env.reference("team/app:v1");
     let cache = env.cache_dir.path();
-    let err = client(cache)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap_err();
+    let err = pull_always(client(cache), &r).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
-    let res = client(cache)
-        .auth(basic("carol", "pw"))
-        .build()
-        .unwrap()
-        .pull(&r, &always())
+    let res = pull_always(client(cache).auth(basic("carol", "pw")), &r)
         .await
         .unwrap();
     assert_eq!(res.layers.len(), 2);
@@ -186,34 +181,19 @@ async fn tls_registry_with_test_ca() {
 
     // Without the CA the certificate is not trusted (and the port does not speak plain HTTP).
     let cache = env.cache_dir.path();
-    let err = client(cache)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap_err();
+    let err = pull_always(client(cache), &r).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Registry, "{err}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
         "the TLS failure is reported: {err}"
     );
 
-    let res = client(cache)
-        .ca_file(&ca)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap();
+    let res = pull_always(client(cache).ca_file(&ca), &r).await.unwrap();
     assert_eq!(res.layers.len(), 2);
 
     // An insecure host accepts the unknown certificate.
     let cache = tempfile::tempdir().unwrap();
-    let res = client(cache.path())
-        .insecure_registry(env.host())
-        .build()
-        .unwrap()
-        .pull(&r, &always())
+    let res = pull_always(client(cache.path()).insecure_registry(env.host()), &r)
         .await
         .unwrap();
     assert_eq!(res.layers.len(), 2);
@@ -236,11 +216,7 @@ async fn credentials_never_follow_a_cross_host_redirect() {
     .await
     .unwrap();
     let r = format!("{}/redir/app:v1", front.host()).parse().unwrap();
-    let res = client(env.cache_dir.path())
-        .auth(basic("dave", "pw"))
-        .build()
-        .unwrap()
-        .pull(&r, &always())
+    let res = pull_always(client(env.cache_dir.path()).auth(basic("dave", "pw")), &r)
         .await
         .unwrap();
     assert_eq!(

@@ -198,20 +198,9 @@ pub fn snapshot(root: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
-/// Entries of `<cache>/tmp` (staging debris check).
-pub fn tmp_entries(cache: &Path) -> Vec<String> {
-    std::fs::read_dir(cache.join("tmp"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Published layer directories in the cache.
-pub fn layer_dirs(cache: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(cache.join("layers/sha256"))
+/// Names of the entries of `dir`, sorted (none when it cannot be read).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -220,4 +209,14 @@ pub fn layer_dirs(cache: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Entries of `<cache>/tmp` (staging debris check).
+pub fn tmp_entries(cache: &Path) -> Vec<String> {
+    names_in(&cache.join("tmp"))
+}
+
+/// Published layer directories in the cache.
+pub fn layer_dirs(cache: &Path) -> Vec<String> {
+    names_in(&cache.join("layers/sha256"))
 }
