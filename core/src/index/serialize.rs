@@ -1,7 +1,13 @@
-//! Serialisation of an [`IndexBuilder`](super::IndexBuilder)'s tree into the byte layout of
-//! `FORMAT.md` (version 2; version 1 for the reader's compatibility tests): directories sorted by path, entries grouped per directory and
-//! sorted by name, interned string pool (entry names first), derived flags (HARDLINK, HAS_XATTRS, OPAQUE from
-//! same-layer whiteouts) and link counts, then the CRC32C.
+//! Serialisation of an [`IndexBuilder`]'s tree into the byte layout of
+//! `FORMAT.md` (version 2; version 1 for the reader's compatibility tests): directories sorted
+//! by path, entries grouped per directory and sorted by name, interned string pool (entry names
+//! first), derived flags (HARDLINK, HAS_XATTRS, OPAQUE from same-layer whiteouts) and link
+//! counts, then the CRC32C.
+//!
+//! [`serialize`] runs the steps in file order: order the tree ([`Tree::of`]), write the entry
+//! records ([`write_entries`]) and the directory records ([`write_dirs`]) straight into the
+//! output, then append the hardlink and xattr tables and the pool and seal ([`write_tail`]).
+//! The pool is filled in that same order, so the bytes do not depend on how the steps are cut.
 
 // foldhash: several times faster than SipHash on short names, and seeded per process, so a
 // hostile layer cannot precompute colliding names.
