@@ -182,7 +182,21 @@ fn policy_never_on_empty_cache_exits_3() {
             let o = run(&args);
             let err = stderr(&o);
             assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
-            assert!(o.stdout.is_empty(), "{args:?}: stdout {}", stdout(&o));
+            if json {
+                // Errors are data too: one JSON object on stdout.
+                let doc: serde_json::Value =
+                    serde_json::from_str(stdout(&o).trim()).expect("a JSON error object");
+                assert_eq!(doc["error"]["kind"], "NOT_CACHED", "{doc}");
+                assert_eq!(doc["error"]["image"], REF, "{doc}");
+                assert!(
+                    doc["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("not in the cache")
+                );
+            } else {
+                assert!(o.stdout.is_empty(), "{args:?}: stdout {}", stdout(&o));
+            }
             let last = err.lines().last().unwrap_or_default();
             assert!(
                 last.starts_with("msbimage: error: ") && last.contains("not in the cache"),
@@ -199,8 +213,12 @@ fn policy_never_on_empty_cache_exits_3() {
                     .map(|l| serde_json::from_str(l).expect("a JSON event line"))
                     .collect();
                 assert!(!events.is_empty());
-                assert_eq!(events[0]["event"], "resolving");
+                assert_eq!(events[0]["type"], "resolving");
                 assert_eq!(events[0]["reference"], REF);
+                // A failed pull's event stream ends with the error.
+                let end = events.last().unwrap();
+                assert_eq!(end["type"], "error", "{end}");
+                assert_eq!(end["kind"], "NOT_CACHED", "{end}");
             }
         }
     }

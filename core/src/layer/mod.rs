@@ -8,7 +8,6 @@ mod download;
 mod extract;
 mod flush;
 mod pipe;
-mod publish;
 mod reader;
 mod reindex;
 mod tar_guard;
@@ -17,7 +16,7 @@ use std::sync::Arc;
 
 pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR};
 
-use crate::cache::{CacheError, GlobalCache};
+use crate::cache::{CacheError, GlobalCache, LayerMeta, Staging};
 use crate::cancel::CancelToken;
 use crate::client::{RegistryClient, RegistryError};
 use crate::digest::{Digest, HashingReader};
@@ -30,7 +29,6 @@ use download::{DownloadError, stream_blob};
 use flush::FlushTicker;
 pub(crate) use flush::Flusher;
 use pipe::{PipeReader, Pumped};
-use publish::{LayerMeta, Staging};
 use reader::{ChunkReader, chunk_channel};
 pub(crate) use reindex::ensure_index;
 
@@ -298,8 +296,8 @@ pub(crate) async fn index_cached_layers(
 ) -> Result<(), LayerError> {
     for (layer_index, diff_id) in layers {
         let (c, d) = (cache.clone(), diff_id.clone());
-        let dir = cache.layer_dir(diff_id);
-        if blocking(move || dir.join(publish::INDEX_FILE).exists()).await? {
+        let index = cache.layer_index(diff_id);
+        if blocking(move || index.exists()).await? {
             continue;
         }
         progress.emit(PullProgress::LayerIndexStarted {

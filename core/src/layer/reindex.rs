@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use super::LayerError;
 use super::extract::IMPLICIT_DIR_XATTR;
-use super::publish::INDEX_FILE;
 use crate::cache::{GlobalCache, write_atomic};
 use crate::digest::Digest;
 use crate::index::{EntryMeta, IndexBuilder};
@@ -154,8 +153,7 @@ pub(crate) fn ensure_index(
     cache: &GlobalCache,
     diff_id: &Digest,
 ) -> Result<Option<u64>, LayerError> {
-    let dir = cache.layer_dir(diff_id);
-    let index = dir.join(INDEX_FILE);
+    let index = cache.layer_index(diff_id);
     if index.exists() {
         return Ok(None);
     }
@@ -163,7 +161,7 @@ pub(crate) fn ensure_index(
     if index.exists() {
         return Ok(None);
     }
-    let (bytes, entries) = index_from_tree(&dir.join("fs"))?;
+    let (bytes, entries) = index_from_tree(&cache.layer_fs(diff_id))?;
     // Adding a file by rename is the one write a published layer may see: readers find either
     // no index or the whole one.
     write_atomic(&cache.layout().tmp(), &index, &bytes).map_err(io("write", &index))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{
     HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike,
 };
-use microsandbox_image::{Digest, PullProgress};
+use microsandbox_image::{Digest, Error, ErrorKind, PullProgress};
 
 /// How progress is shown (`--progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,11 +71,26 @@ impl Reporter {
         }
     }
 
-    /// The pull ended without a `Complete` event (error, or Ctrl-C when `cancelled`): freeze
-    /// the bars so the error line that follows does not get drawn over.
-    pub fn abandon(&mut self, cancelled: bool) {
-        if let Reporter::Bars(b) = self {
-            b.abandon(if cancelled { "cancelled" } else { "failed" });
+    /// The pull ended with `error` instead of a `Complete` event. Bars freeze (so the error
+    /// line that follows does not get drawn over); the JSON stream ends with an `error` line,
+    /// `{"type": "error", "kind": …, "message": …, "image": …, "layer": …, "blob": …}`.
+    pub fn abandon(&mut self, error: &Error) {
+        match self {
+            Reporter::Bars(b) => b.abandon(if error.kind() == ErrorKind::Cancelled {
+                "cancelled"
+            } else {
+                "failed"
+            }),
+            Reporter::Json => {
+                let mut line = serde_json::json!({ "type": "error" });
+                if let (Some(obj), Ok(serde_json::Value::Object(report))) =
+                    (line.as_object_mut(), serde_json::to_value(error.report()))
+                {
+                    obj.extend(report);
+                }
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            Reporter::Silent | Reporter::Plain(_) => {}
         }
     }
 
