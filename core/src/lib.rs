@@ -42,6 +42,7 @@ pub mod reference;
 pub mod registry;
 pub mod settings;
 pub mod stat;
+pub mod surface;
 
 pub use auth::RegistryAuth;
 pub use cache::{CacheError, CachedImageMetadata, CachedLayerMetadata, GlobalCache};

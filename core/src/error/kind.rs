@@ -41,7 +41,7 @@ macro_rules! error_kinds {
 
             /// The kind's one-line description.
             pub const fn doc(self) -> &'static str {
-                match self { $(ErrorKind::$variant => concat!($($doc),+),)+ }
+                match self { $(ErrorKind::$variant => concat!($($doc),+).trim_ascii(),)+ }
             }
 
             /// The Rust variant name (`"NotCached"`), from which bindings derive class names.

@@ -29,12 +29,12 @@ macro_rules! progress_events {
             /// Every event type with its fields, in declaration order.
             pub const SCHEMA: &'static [EventSchema] = &[$(EventSchema {
                 variant: stringify!($variant),
-                doc: concat!($($doc),+),
+                doc: concat!($($doc),+).trim_ascii(),
                 milestone: progress_events!(@milestone $class),
                 fields: &[$(FieldSchema {
                     name: stringify!($field),
                     ty: <$ty as SchemaType>::NAME,
-                    doc: concat!($($fdoc),+),
+                    doc: concat!($($fdoc),+).trim_ascii(),
                 },)*],
             },)+];
 

@@ -45,7 +45,12 @@ pub enum PullPolicy {
 /// let opts = PullOptions { pull_policy: PullPolicy::Always, ..Default::default() };
 /// assert!(opts.build_index);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// As data (Python keyword arguments, Node options): `{"pullPolicy": "if-missing" | "always"
+/// | "never", "force": false, "buildIndex": true, "platform": "linux/arm64"}`, every key
+/// optional.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PullOptions {
     /// When to contact the registry.
     pub pull_policy: PullPolicy,
