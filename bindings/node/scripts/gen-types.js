@@ -102,7 +102,7 @@ function generate(surface) {
   for (const e of surface.events) {
     const name = `${pascal(e.type)}Event`
     names.push(name)
-    out += doc(`${e.doc}${e.milestone ? '' : '\n\nLossy: a newer value may replace one not yet delivered.'}`)
+    out += doc(e.doc)
     out += `export interface ${name} {\n  type: '${e.type}'\n`
     for (const f of e.fields) out += doc(f.doc, '  ') + `  ${f.name}: ${fieldType(f.type)}\n`
     out += '}\n\n'

@@ -14,7 +14,11 @@ pub(crate) struct AbortLink {
 }
 
 /// Makes `signal` cancel `token`: at once if it is already aborted, else when it fires.
-pub(crate) fn link(env: &Env, signal: &Object<'_>, token: &CancelToken) -> Result<Option<AbortLink>> {
+pub(crate) fn link(
+    env: &Env,
+    signal: &Object<'_>,
+    token: &CancelToken,
+) -> Result<Option<AbortLink>> {
     if signal.get_named_property::<Option<bool>>("aborted")? == Some(true) {
         token.cancel();
         return Ok(None);

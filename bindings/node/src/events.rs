@@ -82,10 +82,9 @@ impl PullEvents {
         options: PullOptions,
         signal: Option<Object<'env>>,
     ) -> Result<ClassInstance<'env, PullEvents>> {
-        let (events, task) =
-            napi::bindgen_prelude::within_runtime_if_available(|| {
-                registry.pull_with_progress(&reference, &options)
-            });
+        let (events, task) = napi::bindgen_prelude::within_runtime_if_available(|| {
+            registry.pull_with_progress(&reference, &options)
+        });
         let cancel = events.cancel_token();
         let link = match &signal {
             Some(signal) => abort::link(env, signal, &cancel)?,
@@ -104,9 +103,10 @@ impl PullEvents {
         // `for await` looks up `[Symbol.asyncIterator]()`: the object is its own iterator.
         let symbol: Object = env.get_global()?.get_named_property("Symbol")?;
         let async_iterator: Unknown = symbol.get_named_property("asyncIterator")?;
-        let this_fn = env.create_function_from_closure::<(), Unknown, _>("asyncIterator", |ctx| {
-            ctx.this::<Unknown>()
-        })?;
+        let this_fn = env
+            .create_function_from_closure::<(), Unknown, _>("asyncIterator", |ctx| {
+                ctx.this::<Unknown>()
+            })?;
         instance.set_property(async_iterator, this_fn)?;
         Ok(instance)
     }
@@ -156,7 +156,10 @@ impl PullEvents {
 
     /// Stops the iteration: cancels the pull if it still runs and resolves with
     /// `{ done: true }` once it has finished and cleaned up.
-    #[napi(js_name = "return", ts_return_type = "Promise<IteratorResult<PullProgress, undefined>>")]
+    #[napi(
+        js_name = "return",
+        ts_return_type = "Promise<IteratorResult<PullProgress, undefined>>"
+    )]
     pub fn stop<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, EventStep>> {
         self.cancel.cancel();
         let shared = self.shared.clone();

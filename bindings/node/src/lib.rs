@@ -11,7 +11,6 @@
 //! Pulls run on napi-rs's tokio runtime, not on libuv's thread pool, so any number of
 //! concurrent pulls leave the pool (file system, DNS, zlib) to the rest of the program.
 
-#![deny(clippy::all)]
 #![warn(missing_docs)]
 
 mod abort;

@@ -46,7 +46,10 @@ impl Registry {
     /// A registry client. `options` are the core's registry settings as data
     /// (`{ insecureRegistries: ['localhost:5000'], concurrency: 8, authFor: { … } }`); an
     /// unknown key throws `INVALID_ARGUMENT` naming it.
-    #[napi(constructor, ts_args_type = "platform: Platform, cache: GlobalCache, options?: RegistryOptions | null")]
+    #[napi(
+        constructor,
+        ts_args_type = "platform: Platform, cache: GlobalCache, options?: RegistryOptions | null"
+    )]
     pub fn new(
         env: Env,
         platform: &Platform,
@@ -81,7 +84,10 @@ impl Registry {
     /// (`'NOT_CACHED'`, …), or, when `signal` aborted it, one named `'AbortError'` (after the
     /// pull removed its staging directories). If `onProgress` throws, the pull is cancelled
     /// and the promise rejects with what it threw.
-    #[napi(ts_args_type = "reference: string, options?: PullOptions | null", ts_return_type = "Promise<PullResult>")]
+    #[napi(
+        ts_args_type = "reference: string, options?: PullOptions | null",
+        ts_return_type = "Promise<PullResult>"
+    )]
     pub fn pull<'env>(
         &self,
         env: &'env Env,

@@ -155,7 +155,7 @@ test('progress: every milestone in order, on the JS thread, before the promise s
   })
   const cached = []
   await registry(cache).pull(`${reg.host}/fixtures/standard:gzip`, { onProgress: (e) => cached.push(e.type) })
-  assert.deepEqual(cached, ['resolving', 'resolved', 'layerCached', 'layerCached', 'layerCached', 'complete'].filter((x) => cached.includes(x) || x !== 'resolved'))
+  assert.deepEqual(cached, ['resolving', 'resolved', 'layerCached', 'layerCached', 'layerCached', 'complete'])
 })
 
 test('concurrent pulls run on the runtime, not on the libuv pool', async (t) => {
@@ -226,7 +226,6 @@ test('parseReference normalises and splits a reference', () => {
     registry: 'docker.io',
     repository: 'library/alpine',
     tag: 'latest',
-    digest: undefined,
   })
   const hex = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
   const pinned = parseReference(`localhost:5000/a/b@sha256:${hex}`)
