@@ -76,11 +76,7 @@ export interface LayerCachedEvent {
   diffId: string
 }
 
-/**
- * Bytes of a layer blob arrived. Lossy: intermediate values may be skipped.
- *
- * Lossy: a newer value may replace one not yet delivered.
- */
+/** Bytes of a layer blob arrived. Lossy: intermediate values may be skipped. */
 export interface LayerDownloadProgressEvent {
   type: 'layerDownloadProgress'
   /** Layer position. */
@@ -113,11 +109,7 @@ export interface LayerExtractStartedEvent {
   diffId: string
 }
 
-/**
- * Extraction progress. Lossy.
- *
- * Lossy: a newer value may replace one not yet delivered.
- */
+/** Extraction progress. Lossy. */
 export interface LayerExtractProgressEvent {
   type: 'layerExtractProgress'
   /** Layer position. */
@@ -227,6 +219,8 @@ export interface RegistryOptions {
   mirrors?: Record<string, string[]>
   /** Default: `60`. */
   readTimeout?: number
+  /** Default: `"msbimage/0.1.0"`. */
+  userAgent?: string
 }
 
 /** When a pull contacts the registry. */
@@ -256,6 +250,9 @@ export interface PullOptions {
   /** Aborting it cancels the pull, which then rejects with an `AbortError`. */
   signal?: AbortSignal
 }
+
+/** `registry.pullEvents(ref)` is read with `for await (const event of events)`. */
+export interface PullEvents extends AsyncIterable<PullProgress> {}
 
 
 /**

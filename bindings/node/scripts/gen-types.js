@@ -142,6 +142,8 @@ function generate(surface) {
       doc("Aborting it cancels the pull, which then rejects with an `AbortError`.", '  ') +
       '  signal?: AbortSignal\n',
   )
+  out += '\n' + doc('`registry.pullEvents(ref)` is read with `for await (const event of events)`.')
+  out += 'export interface PullEvents extends AsyncIterable<PullProgress> {}\n'
   return out + '\n'
 }
 

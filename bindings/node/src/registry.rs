@@ -94,18 +94,14 @@ impl Registry {
         reference: String,
         options: Option<Object<'env>>,
     ) -> Result<PromiseRaw<'env, PullResult>> {
-        let start = || -> Result<(Reference, PullOptions, Option<ProgressFn>, CancelToken, Option<AbortLink>)> {
-            let reference = reference::parse(env, &reference)?;
-            let opts = pull_options::read(env, options)?;
-            let cancel = CancelToken::new();
-            let link = match &opts.signal {
-                Some(signal) => abort::link(env, signal, &cancel)?,
-                None => None,
-            };
-            Ok((reference, opts.options, opts.on_progress, cancel, link))
-        };
-        match start() {
-            Ok((reference, options, on_progress, cancel, link)) => {
+        match Prepared::new(env, &reference, options) {
+            Ok(Prepared {
+                reference,
+                options,
+                on_progress,
+                cancel,
+                link,
+            }) => {
                 let registry = self.inner.clone();
                 let pull = async move {
                     Ok::<_, napi::Error>(
@@ -123,6 +119,7 @@ impl Registry {
                         .map_err(|f| f.into_js(env))
                 })
             }
+            // Bad arguments reject the promise too, rather than throw.
             Err(e) => env.spawn_future_with_callback(
                 async move { Ok::<_, napi::Error>(()) },
                 move |_, ()| Err::<PullResult, _>(e),
@@ -151,6 +148,34 @@ impl Registry {
             ));
         }
         PullEvents::start(env, &self.inner, reference, opts.options, opts.signal)
+    }
+}
+
+/// A pull's arguments, converted on the JS thread.
+struct Prepared {
+    reference: Reference,
+    options: PullOptions,
+    on_progress: Option<ProgressFn>,
+    cancel: CancelToken,
+    link: Option<AbortLink>,
+}
+
+impl Prepared {
+    fn new(env: &Env, reference: &str, options: Option<Object<'_>>) -> Result<Prepared> {
+        let reference = reference::parse(env, reference)?;
+        let opts = pull_options::read(env, options)?;
+        let cancel = CancelToken::new();
+        let link = match &opts.signal {
+            Some(signal) => abort::link(env, signal, &cancel)?,
+            None => None,
+        };
+        Ok(Prepared {
+            reference,
+            options: opts.options,
+            on_progress: opts.on_progress,
+            cancel,
+            link,
+        })
     }
 }
 

@@ -207,7 +207,7 @@ function noise(size, seed = 1) {
   const out = Buffer.alloc(size)
   let x = seed
   for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
     out[i] = x >>> 24
   }
   return out
