@@ -101,7 +101,11 @@ impl PullEvents {
         };
         let mut instance = events.into_instance(env)?;
         // `for await` looks up `[Symbol.asyncIterator]()`: the object is its own iterator.
-        let symbol: Object = env.get_global()?.get_named_property("Symbol")?;
+        // `Symbol` is a function; read its property through it as an object.
+        let symbol = env
+            .get_global()?
+            .get_named_property::<Unknown>("Symbol")?
+            .coerce_to_object()?;
         let async_iterator: Unknown = symbol.get_named_property("asyncIterator")?;
         let this_fn = env
             .create_function_from_closure::<(), Unknown, _>("asyncIterator", |ctx| {
