@@ -17,6 +17,7 @@ mod abort;
 mod cache;
 mod error;
 mod events;
+mod json;
 mod layer_stack;
 mod platform;
 mod progress;

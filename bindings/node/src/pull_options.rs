@@ -77,7 +77,7 @@ pub(crate) fn read<'env>(env: &Env, options: Option<Object<'env>>) -> Result<JsP
             }
         }
     }
-    let options = serde_json::from_value(Value::Object(data))
+    let options = serde_json::from_value(crate::json::integral(Value::Object(data)))
         .map_err(|e| invalid(format!("pull options: {e}")))?;
     Ok(JsPullOptions {
         options,

@@ -58,7 +58,7 @@ impl Registry {
     ) -> Result<Self> {
         let config = match options {
             None | Some(serde_json::Value::Null) => RegistryConfig::default(),
-            Some(value) => serde_json::from_value(value).map_err(|e| {
+            Some(value) => serde_json::from_value(crate::json::integral(value)).map_err(|e| {
                 kind_error(
                     &env,
                     ErrorKind::InvalidArgument,
