@@ -10,6 +10,11 @@ root=$(cd ../.. && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 export MSBIMAGE_NODE_PROFILE=${MSBIMAGE_NODE_PROFILE:-debug}
 
+# npm needs a cache directory; without HOME (some CI shells) keep it under target/.
+if [[ -z ${HOME:-} && -z ${npm_config_cache:-} ]]; then
+  export npm_config_cache="$CARGO_TARGET_DIR/npm-cache"
+fi
+
 command -v node >/dev/null || { echo "node (>= 20) is required" >&2; exit 1; }
 echo "== node: cargo build (test registry, CLI)"
 (cd "$root" && cargo build --workspace --features microsandbox-image/cli) || exit 1
