@@ -7,6 +7,9 @@ use napi::bindgen_prelude::*;
 
 type Listener = FunctionRef<(), ()>;
 
+/// `addEventListener` / `removeEventListener` as called here.
+type ListenerMethod<'a> = Function<'a, FnArgs<(&'a str, Function<'a, (), ()>)>, Unknown<'a>>;
+
 /// A listener added to a signal, to be removed on the JS thread.
 pub(crate) struct AbortLink {
     signal: ObjectRef<false>,
@@ -49,13 +52,12 @@ impl AbortLink {
 
 /// `signal[method]('abort', listener)`.
 fn call_method(signal: &Object<'_>, method: &str, listener: Function<'_, (), ()>) -> Result<()> {
-    let f: Function<'_, FnArgs<(&str, Function<'_, (), ()>)>, Unknown> =
-        signal.get_named_property(method).map_err(|_| {
-            Error::new(
-                Status::InvalidArg,
-                format!("signal must be an AbortSignal (it has no {method})"),
-            )
-        })?;
+    let f: ListenerMethod<'_> = signal.get_named_property(method).map_err(|_| {
+        Error::new(
+            Status::InvalidArg,
+            format!("signal must be an AbortSignal (it has no {method})"),
+        )
+    })?;
     f.apply(signal, FnArgs::from(("abort", listener)))?;
     Ok(())
 }

@@ -125,10 +125,8 @@ impl PullEvents {
     ) -> Result<PromiseRaw<'env, V>> {
         let link = self.link.clone();
         env.spawn_future_with_callback(async move { Ok(work.await) }, move |env, (finished, r)| {
-            if finished {
-                if let Some(link) = link.borrow_mut().take() {
-                    let _ = link.unlink(env);
-                }
+            if finished && let Some(link) = link.borrow_mut().take() {
+                let _ = link.unlink(env);
             }
             r.map(done).map_err(|report| report_error(env, &report))
         })

@@ -196,11 +196,11 @@ async fn run_pull(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                if let (Some(f), None) = (&on_progress, &thrown) {
-                    if let Err(e) = deliver(f, &event).await {
-                        thrown = Some(e);
-                        events.cancel();
-                    }
+                if let (Some(f), None) = (&on_progress, &thrown)
+                    && let Err(e) = deliver(f, &event).await
+                {
+                    thrown = Some(e);
+                    events.cancel();
                 }
             }
             () = cancel.cancelled(), if !cancelled => {
