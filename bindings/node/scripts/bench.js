@@ -4,12 +4,12 @@
 // fresh cache; a warm pull repeats it into the filled cache. Both are timed as whole processes
 // (start-up included) and, for Node, also inside the process (the `await registry.pull` alone).
 //
-//   node scripts/bench.js [--rounds N] [--cli PATH] [--image fixtures|big]
+//   node scripts/bench.js [--rounds N] [--cli PATH] [--image fixtures|big] [--no-durable]
 // The addon is whatever `npm run build` (release) or `build:debug` last built; pass the CLI of
 // the same profile (target/release/msbimage or target/debug/msbimage).
 'use strict'
 
-const { spawnSync } = require('node:child_process')
+const { execFile } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -23,21 +23,27 @@ const opt = (name, dflt) => {
 const rounds = Number(opt('--rounds', '5'))
 const cli = opt('--cli', h.cli)
 const which = opt('--image', 'big')
+// --no-durable: both skip the syncfs before publishing (less noise from other I/O on the machine).
+const settings = args.includes('--no-durable') ? { durable: false } : {}
 
 const pullScript = `
   const { GlobalCache, Platform, Registry } = require(${JSON.stringify(h.pkg)})
   const t0 = process.hrtime.bigint()
-  new Registry(Platform.hostLinux(), new GlobalCache(process.argv[1]))
+  new Registry(Platform.hostLinux(), new GlobalCache(process.argv[1]), JSON.parse(process.argv[3]))
     .pull(process.argv[2])
     .then((r) => console.log(JSON.stringify({ ms: Number(process.hrtime.bigint() - t0) / 1e6, cached: r.cached })))
 `
 
+// Asynchronous: the crafted registry serves from this process's event loop.
 function timed(cmd, argv) {
-  const t0 = process.hrtime.bigint()
-  const r = spawnSync(cmd, argv, { encoding: 'utf8' })
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: ${r.stderr}`)
-  return { ms, out: r.stdout }
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint()
+    execFile(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 24 }, (error, stdout, stderr) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6
+      if (error) reject(new Error(`${cmd} ${argv.join(' ')}: ${stderr || error.message}`))
+      else resolve({ ms, out: stdout })
+    })
+  })
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
@@ -63,6 +69,8 @@ async function main() {
     stop = reg.close
   }
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'msbimage-bench-'))
+  const configFile = path.join(base, 'settings.json')
+  fs.writeFileSync(configFile, JSON.stringify(settings))
   const times = { node: { cold: [], warm: [], coldIn: [], warmIn: [] }, cli: { cold: [], warm: [] } }
   try {
     for (let i = 0; i < rounds; i++) {
@@ -70,13 +78,13 @@ async function main() {
         const cache = path.join(base, `${who}-${i}`)
         for (const kind of ['cold', 'warm']) {
           if (who === 'node') {
-            const { ms, out } = timed(process.execPath, ['-e', pullScript, cache, ref])
+            const { ms, out } = await timed(process.execPath, ['-e', pullScript, cache, ref, JSON.stringify(settings)])
             const inner = JSON.parse(out)
             if (inner.cached !== (kind === 'warm')) throw new Error(`node ${kind} pull: cached=${inner.cached}`)
             times.node[kind].push(ms)
             times.node[`${kind}In`].push(inner.ms)
           } else {
-            const { ms, out } = timed(cli, ['pull', ref, '--cache', cache, '--json', '--progress', 'none'])
+            const { ms, out } = await timed(cli, ['pull', ref, '--cache', cache, '--config', configFile, '--json', '--progress', 'none'])
             if (JSON.parse(out).cached !== (kind === 'warm')) throw new Error(`cli ${kind} pull`)
             times.cli[kind].push(ms)
           }
@@ -89,7 +97,7 @@ async function main() {
     await stop()
   }
   const fmt = (xs) => `${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)})`
-  console.log(`image ${ref}, ${rounds} rounds, alternating, medians:`)
+  console.log(`image ${ref}, settings ${JSON.stringify(settings)}, ${rounds} rounds, alternating, medians:`)
   console.log(`  cold  node process ${fmt(times.node.cold)}  | in process ${fmt(times.node.coldIn)}  | cli process ${fmt(times.cli.cold)}`)
   console.log(`  warm  node process ${fmt(times.node.warm)}  | in process ${fmt(times.node.warmIn)}  | cli process ${fmt(times.cli.warm)}`)
 }
