@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::LayerError;
-use super::extract::IMPLICIT_DIR_XATTR;
+use super::extract::{IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
 use super::publish::INDEX_FILE;
 use super::stat::{XATTR_PREFIX, mode, read_override_stat};
 use crate::cache::{GlobalCache, write_atomic};
@@ -70,6 +70,9 @@ pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
     if let Some(meta) = entry_meta(fs, &std::fs::symlink_metadata(fs).map_err(io("stat", fs))?)? {
         builder.add(b"", meta)?;
     }
+    if xattr(fs, OPAQUE_XATTR.as_bytes()).is_some() {
+        builder.set_opaque(b"")?;
+    }
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(fs.to_owned(), Vec::new())];
     while let Some((dir, rel)) = stack.pop() {
         let mut children: Vec<_> = std::fs::read_dir(&dir)
@@ -99,18 +102,7 @@ pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
                 }
                 links.insert(md.ino(), child_rel.clone());
             }
-            let meta = entry_meta(&path, &md)?.unwrap_or_else(|| EntryMeta {
-                mode: if md.is_dir() {
-                    mode::S_IFDIR | 0o755
-                } else {
-                    mode::S_IFREG | 0o644
-                },
-                size: if md.is_dir() { 0 } else { md.len() },
-                inode: md.ino(),
-                implicit: md.is_dir(),
-                ..EntryMeta::default()
-            });
-            builder.add(&child_rel, meta)?;
+            add_entry(&mut builder, &path, &md, &child_rel)?;
             if md.is_dir() {
                 subdirs.push((path, child_rel));
             }
@@ -120,6 +112,36 @@ pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
     }
     let entries = builder.len() as u64;
     Ok((builder.finish()?, entries))
+}
+
+/// Add the entry at `path` as the extractor left it: a whiteout marker file, or a real
+/// entry (opaque if its directory is marked so) whatever its name.
+fn add_entry(
+    builder: &mut IndexBuilder,
+    path: &Path,
+    md: &std::fs::Metadata,
+    rel: &[u8],
+) -> Result<(), LayerError> {
+    let meta = entry_meta(path, md)?.unwrap_or_else(|| EntryMeta {
+        mode: if md.is_dir() {
+            mode::S_IFDIR | 0o755
+        } else {
+            mode::S_IFREG | 0o644
+        },
+        size: if md.is_dir() { 0 } else { md.len() },
+        inode: md.ino(),
+        implicit: md.is_dir(),
+        ..EntryMeta::default()
+    });
+    if !md.is_dir() && xattr(path, WHITEOUT_XATTR.as_bytes()).is_some() {
+        builder.add_whiteout(rel, meta)?;
+        return Ok(());
+    }
+    builder.add_literal(rel, meta)?;
+    if md.is_dir() && xattr(path, OPAQUE_XATTR.as_bytes()).is_some() {
+        builder.set_opaque(rel)?;
+    }
+    Ok(())
 }
 
 /// What the extractor recorded about one path; `None` when it carries no override record.
