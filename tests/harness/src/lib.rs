@@ -21,6 +21,7 @@ pub mod oci_layout;
 pub mod oracle;
 pub mod push;
 pub mod registry;
+pub mod tar_gen;
 pub mod tls;
 pub mod token;
 pub mod tree;
