@@ -1,0 +1,292 @@
+//! The msbimage half of the differential harness (`tests/differential/README.md`): make
+//! layer tars (containerd's `TestBreakouts` table, or random hostile archives by seed),
+//! have containerd's `archive.Apply` apply them (`tests/differential/oracle`, run as a
+//! child process), extract them ourselves, and compare verdicts and, when both accept,
+//! the canonical listings of the two trees.
+//!
+//! ```text
+//! differential --oracle BIN [--mode naive|overlay] breakouts
+//! differential --oracle BIN [--mode naive|overlay] seeds FIRST COUNT [--minutes M]
+//!              [--keep DIR] [--max-entries N]
+//! ```
+//!
+//! `seeds` checks archives `FIRST..FIRST+COUNT` (with `--minutes`, batch after batch from
+//! FIRST until the time is up), prints one line per disagreement and a summary, copies the
+//! tars of every unexplained disagreement to `--keep`, and exits 1 if there was any.
+
+#[path = "../tests/listing/mod.rs"]
+mod listing;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use microsandbox_image::ExtractLimits;
+use msbimage_testkit::breakout_cases;
+use msbimage_testkit::tar_gen::{Profile, SplitMix64, generate};
+
+/// What one side made of a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Refused(String),
+    Tree(Vec<String>),
+}
+
+struct Args {
+    oracle: PathBuf,
+    mode: String,
+    command: Vec<String>,
+    minutes: Option<u64>,
+    keep: Option<PathBuf>,
+    max_entries: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        oracle: PathBuf::new(),
+        mode: "naive".into(),
+        command: Vec::new(),
+        minutes: None,
+        keep: None,
+        max_entries: 12,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--oracle" => args.oracle = PathBuf::from(value()?),
+            "--mode" => args.mode = value()?,
+            "--minutes" => args.minutes = Some(value()?.parse().map_err(|e| format!("{e}"))?),
+            "--keep" => args.keep = Some(PathBuf::from(value()?)),
+            "--max-entries" => args.max_entries = value()?.parse().map_err(|e| format!("{e}"))?,
+            _ => args.command.push(a),
+        }
+    }
+    if args.oracle.as_os_str().is_empty() {
+        return Err("--oracle BIN is required".into());
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("differential: {e}");
+        std::process::exit(2)
+    });
+    let cmd: Vec<&str> = args.command.iter().map(String::as_str).collect();
+    let code = match cmd.as_slice() {
+        ["breakouts"] => breakouts(&args),
+        ["seeds", first, count] => match (first.parse(), count.parse()) {
+            (Ok(f), Ok(c)) => seeds(&args, f, c),
+            _ => usage(),
+        },
+        _ => usage(),
+    };
+    std::process::exit(code)
+}
+
+fn usage() -> i32 {
+    eprintln!("usage: differential --oracle BIN [--mode naive|overlay] breakouts|seeds FIRST COUNT");
+    2
+}
+
+/// Limits for the comparison: containerd has none, so ours must not be what refuses.
+fn limits() -> ExtractLimits {
+    ExtractLimits::default()
+}
+
+fn ours(layers: &[Vec<u8>]) -> Verdict {
+    match listing::extract_all(layers, limits()) {
+        Err((n, e)) => Verdict::Refused(format!("layer {n}: {e}")),
+        Ok(x) => {
+            let fs: Vec<PathBuf> = (0..layers.len()).map(|n| x.fs(n)).collect();
+            Verdict::Tree(listing::listing(&x.stack, &fs))
+        }
+    }
+}
+
+/// Write each case's layers to `<dir>/<name>/layer-N.tar`; returns the case directories.
+fn write_cases(dir: &Path, cases: &[(String, Vec<Vec<u8>>)]) -> Vec<PathBuf> {
+    cases
+        .iter()
+        .map(|(name, layers)| {
+            let d = dir.join(name);
+            std::fs::create_dir_all(&d).expect("case dir");
+            for (n, tar) in layers.iter().enumerate() {
+                std::fs::write(d.join(format!("layer-{n}.tar")), tar).expect("write tar");
+            }
+            d
+        })
+        .collect()
+}
+
+/// Run the oracle on case directories; its verdict per directory.
+fn theirs(args: &Args, dirs: &[PathBuf]) -> BTreeMap<PathBuf, Verdict> {
+    let out = Command::new(&args.oracle)
+        .arg("-mode")
+        .arg(&args.mode)
+        .args(dirs)
+        .output()
+        .expect("run the oracle");
+    assert!(
+        out.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_oracle(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_oracle(text: &str) -> BTreeMap<PathBuf, Verdict> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let Some(case) = head.strip_prefix("== ") else {
+            continue;
+        };
+        let verdict = match lines.next() {
+            Some(l) if l.starts_with("error: ") => Verdict::Refused(l[7..].to_string()),
+            _ => Verdict::Tree(Vec::new()),
+        };
+        let mut tree = Vec::new();
+        for l in lines.by_ref() {
+            if l == "end" {
+                break;
+            }
+            tree.push(l.to_string());
+        }
+        let verdict = match verdict {
+            Verdict::Tree(_) => Verdict::Tree(tree),
+            refused => refused,
+        };
+        out.insert(PathBuf::from(case), verdict);
+    }
+    out
+}
+
+fn short(v: &Verdict) -> String {
+    match v {
+        Verdict::Refused(e) => format!("refused ({e})"),
+        Verdict::Tree(t) => format!("accepted ({} entries)", t.len()),
+    }
+}
+
+fn breakouts(args: &Args) -> i32 {
+    let work = tempfile::tempdir().expect("tempdir");
+    let outside = work.path().join("outside");
+    let cases: Vec<(String, Vec<Vec<u8>>)> = breakout_cases(&outside.to_string_lossy())
+        .into_iter()
+        .map(|c| (c.name.to_string(), c.layers))
+        .collect();
+    let dirs = write_cases(&work.path().join("cases"), &cases);
+    let verdicts = theirs(args, &dirs);
+    let mut differ = 0;
+    for ((name, layers), dir) in cases.iter().zip(&dirs) {
+        let (ours, theirs) = (ours(layers), verdicts[dir].clone());
+        let same = matches!((&ours, &theirs), (Verdict::Refused(_), Verdict::Refused(_)))
+            || ours == theirs;
+        differ += usize::from(!same);
+        println!(
+            "{} {name}: containerd {} / msbimage {}",
+            if same { "same" } else { "DIFF" },
+            short(&theirs),
+            short(&ours)
+        );
+        if let (false, Verdict::Tree(o), Verdict::Tree(t)) = (same, &ours, &theirs) {
+            print_tree_diff(o, t);
+        }
+        if let Verdict::Tree(t) = &theirs {
+            for l in t {
+                println!("    {l}");
+            }
+        }
+    }
+    println!("breakouts ({} mode): {} cases, {differ} differ", args.mode, cases.len());
+    i32::from(differ > 0)
+}
+
+fn print_tree_diff(ours: &[String], theirs: &[String]) {
+    for l in theirs.iter().filter(|l| !ours.contains(l)) {
+        println!("  containerd only: {l}");
+    }
+    for l in ours.iter().filter(|l| !theirs.contains(l)) {
+        println!("  msbimage only:   {l}");
+    }
+}
+
+/// Counts of a seed run.
+#[derive(Default)]
+struct Tally {
+    cases: u64,
+    both_refused: u64,
+    same_tree: u64,
+    disagree: u64,
+}
+
+fn seeds(args: &Args, first: u64, count: u64) -> i32 {
+    let start = Instant::now();
+    let deadline = args.minutes.map(|m| start + Duration::from_secs(m * 60));
+    let mut tally = Tally::default();
+    let mut next = first;
+    loop {
+        let n = if deadline.is_some() { 200 } else { count.min(first + count - next) };
+        if n == 0 {
+            break;
+        }
+        run_batch(args, next, n, &mut tally);
+        next += n;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    println!(
+        "seeds {first}..{next} ({} mode): {} cases in {:.0?}: {} both refused, {} same tree, \
+         {} disagree",
+        args.mode,
+        tally.cases,
+        start.elapsed(),
+        tally.both_refused,
+        tally.same_tree,
+        tally.disagree
+    );
+    i32::from(tally.disagree > 0)
+}
+
+fn run_batch(args: &Args, first: u64, n: u64, tally: &mut Tally) {
+    let profile = Profile {
+        max_entries: args.max_entries,
+        ..Profile::default()
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let cases: Vec<(String, Vec<Vec<u8>>)> = (first..first + n)
+        .map(|seed| (seed.to_string(), vec![generate(&mut SplitMix64(seed), &profile)]))
+        .collect();
+    let dirs = write_cases(work.path(), &cases);
+    let verdicts = theirs(args, &dirs);
+    for ((seed, layers), dir) in cases.iter().zip(&dirs) {
+        tally.cases += 1;
+        let (ours, theirs) = (ours(layers), verdicts[dir].clone());
+        match (&ours, &theirs) {
+            (Verdict::Refused(_), Verdict::Refused(_)) => tally.both_refused += 1,
+            (o, t) if o == t => tally.same_tree += 1,
+            _ => {
+                tally.disagree += 1;
+                report(args, seed, dir, &ours, &theirs);
+            }
+        }
+    }
+}
+
+fn report(args: &Args, seed: &str, dir: &Path, ours: &Verdict, theirs: &Verdict) {
+    println!("DISAGREE seed {seed}: containerd {} / msbimage {}", short(theirs), short(ours));
+    if let (Verdict::Tree(o), Verdict::Tree(t)) = (ours, theirs) {
+        print_tree_diff(o, t);
+    }
+    if let Some(keep) = &args.keep {
+        let to = keep.join(seed);
+        std::fs::create_dir_all(&to).expect("keep dir");
+        for e in std::fs::read_dir(dir).expect("case dir").flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("keep tar");
+        }
+    }
+}
