@@ -22,6 +22,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"crypto/sha256"
@@ -35,6 +36,7 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
+	"github.com/containerd/continuity/fs"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 )
@@ -47,7 +49,11 @@ func main() {
 	defer out.Flush()
 	for _, c := range flag.Args() {
 		fmt.Fprintf(out, "== %s\n", c)
-		lines, err := runCase(c, *mode)
+		notes := map[string]bool{}
+		lines, err := runCase(c, *mode, notes)
+		for _, n := range sortedKeys(notes) {
+			fmt.Fprintf(out, "note %s\n", n)
+		}
 		if err != nil {
 			fmt.Fprintf(out, "error: %s\n", oneLine(err.Error()))
 		} else {
@@ -79,7 +85,7 @@ func layers(dir string) ([]string, error) {
 	}
 }
 
-func runCase(dir, mode string) ([]string, error) {
+func runCase(dir, mode string, notes map[string]bool) ([]string, error) {
 	tars, err := layers(dir)
 	if err != nil {
 		return nil, err
@@ -90,14 +96,14 @@ func runCase(dir, mode string) ([]string, error) {
 	}
 	defer os.RemoveAll(work)
 	if mode == "overlay" {
-		return applyOverlay(work, tars)
+		return applyOverlay(work, tars, notes)
 	}
 	root := filepath.Join(work, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, err
 	}
 	for i, t := range tars {
-		if err := applyFile(root, t); err != nil {
+		if err := applyFile(root, t, watch(root, notes)); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
 	}
@@ -114,14 +120,17 @@ func applyFile(root, tarPath string, opts ...archive.ApplyOpt) error {
 	return err
 }
 
-func applyOverlay(work string, tars []string) ([]string, error) {
+func applyOverlay(work string, tars []string, notes map[string]bool) ([]string, error) {
 	var dirs []string // top first, as overlayfs and WithParents want them
 	for i, t := range tars {
 		d := filepath.Join(work, fmt.Sprintf("l%d", i))
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return nil, err
 		}
-		opts := []archive.ApplyOpt{archive.WithConvertWhiteout(archive.OverlayConvertWhiteout)}
+		opts := []archive.ApplyOpt{
+			archive.WithConvertWhiteout(archive.OverlayConvertWhiteout),
+			watch(d, notes),
+		}
 		if len(dirs) > 0 {
 			opts = append(opts, archive.WithParents(dirs))
 		}
@@ -148,6 +157,52 @@ func applyOverlay(work string, tars []string) ([]string, error) {
 	}
 	defer unix.Unmount(merged, unix.MNT_DETACH)
 	return describe(merged)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// watch is an Apply filter that lets every record through and notes, by looking at the
+// tree just before containerd applies the record, when the record is one where containerd
+// does what msbimage deliberately does not (../README.md, "Kept disagreements").
+func watch(root string, notes map[string]bool) archive.ApplyOpt {
+	return archive.WithFilter(func(hdr *tar.Header) (bool, error) {
+		ppath, base := filepath.Split(hdr.Name)
+		dir, err := fs.RootPath(root, ppath)
+		if err != nil {
+			return true, nil // Apply itself reports it
+		}
+		here, err := os.Lstat(filepath.Join(dir, base))
+		isDir := err == nil && here.IsDir()
+		isLink := err == nil && here.Mode()&os.ModeSymlink != 0
+		switch {
+		case base == ".wh..wh..opq":
+			if names, _ := os.ReadDir(dir); len(names) > 0 {
+				notes["opaque-over-own-entries"] = true
+			}
+		case strings.HasPrefix(base, ".wh."):
+			if _, err := os.Lstat(filepath.Join(dir, base[4:])); err == nil {
+				notes["whiteout-of-own-entry"] = true
+			}
+		case hdr.Typeflag == tar.TypeDir && isDir:
+			notes["directory-merge"] = true
+		case isDir || isLink:
+			// A directory record's name is resolved again at the end to set its times:
+			// replacing a directory, or a symlink it may have been reached through, changes
+			// what that name is then.
+			notes["dir-times-by-name"] = true
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			notes["hardlink-record-metadata"] = true
+		}
+		return true, nil
+	})
 }
 
 // entry is what the listing says about one path.

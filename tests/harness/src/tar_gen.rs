@@ -226,13 +226,19 @@ pub fn extension(out: &mut Vec<u8>, kind: u8, body: &[u8], magic: Magic) {
 /// Builds names and targets, remembering what it made so later entries reuse them.
 struct Names<'p> {
     profile: &'p Profile,
-    made: Vec<Vec<u8>>,
+    /// Names made so far, with whether their entry was a directory.
+    made: Vec<(Vec<u8>, bool)>,
+    /// The header metadata (mode, uid, gid, mtime) of the last entry of each name.
+    meta: std::collections::HashMap<Vec<u8>, [u64; 4]>,
 }
 
 impl Names<'_> {
     fn piece(&self, e: &mut impl Entropy) -> Vec<u8> {
-        let faults = self.profile.stream_faults;
-        match e.below(if faults { 19 } else { 17 }) {
+        // Pieces every name may hold, then rarer ones that make most archives fail (a
+        // component over NAME_MAX, a whiteout of nothing, `.` or `..`): rare in
+        // well-formed archives, so that most of those are applied and compared.
+        let rare = if self.profile.stream_faults { 4 } else { 150 };
+        match e.below(15 + rare) {
             0 | 1 => b"a".to_vec(),
             2 => b"b".to_vec(),
             3 => b"c".to_vec(),
@@ -242,16 +248,16 @@ impl Names<'_> {
             7 => b".wh.a".to_vec(),
             8 => b".wh.b".to_vec(),
             9 => b".wh..wh..opq".to_vec(),
-            10 => e
+            10 => vec![b'x'; 120],
+            11 => b"\xff\xfe".to_vec(),
+            12 => "\u{e9}t\u{e9}".as_bytes().to_vec(),
+            13 => b"link".to_vec(),
+            14 => b"victim".to_vec(),
+            15 => e
                 .pick::<&[u8]>(&[b".wh.", b".wh..", b".wh...", b".wh..wh.x"])
                 .to_vec(),
-            11 => vec![b'x'; 120],
-            12 => vec![b'y'; 256],
-            13 => b"\xff\xfe".to_vec(),
-            14 => "\u{e9}t\u{e9}".as_bytes().to_vec(),
-            15 => b"link".to_vec(),
-            16 => b"victim".to_vec(),
-            _ => {
+            16 => vec![b'y'; 256],
+            17 => {
                 let len = 1 + e.below(6) as usize;
                 (0..len)
                     .map(|_| match e.below(256) as u8 {
@@ -260,6 +266,7 @@ impl Names<'_> {
                     })
                     .collect()
             }
+            _ => e.pick::<&[u8]>(&[b"a", b"b", b"c", b"d"]).to_vec(),
         }
     }
 
@@ -284,7 +291,13 @@ impl Names<'_> {
             if i > 0 {
                 p.push(b'/');
             }
-            p.extend_from_slice(&self.piece(e));
+            // Directories mostly get names of their own, so that most archives are applied
+            // and compared rather than refused for a file used as a directory.
+            if i + 1 < n && e.ratio(1, 2) {
+                p.extend_from_slice(e.pick::<&[u8]>(&[b"dir", b"sub"]));
+            } else {
+                p.extend_from_slice(&self.piece(e));
+            }
         }
         if e.ratio(1, 8) {
             p.push(b'/');
@@ -296,36 +309,65 @@ impl Names<'_> {
         p
     }
 
-    /// A path: often one made before (repeated), or one under one made before.
-    fn path(&mut self, e: &mut impl Entropy) -> Vec<u8> {
-        let p = if !self.made.is_empty() && e.ratio(1, 3) {
-            self.made[e.below(self.made.len() as u64) as usize].clone()
-        } else if !self.made.is_empty() && e.ratio(1, 3) {
-            let mut p = self.made[e.below(self.made.len() as u64) as usize].clone();
-            if !p.ends_with(b"/") {
-                p.push(b'/');
-            }
-            p.extend_from_slice(&self.piece(e));
-            p
-        } else {
-            self.fresh(e)
+    /// A name made before, preferring directories (`dir`) or non-directories (`strict`:
+    /// only those).
+    fn earlier(&self, e: &mut impl Entropy, dir: bool, strict: bool) -> Option<Vec<u8>> {
+        let fitting: Vec<&Vec<u8>> = self
+            .made
+            .iter()
+            .filter(|(_, d)| *d == dir)
+            .map(|(p, _)| p)
+            .collect();
+        if !fitting.is_empty() && (strict || e.ratio(4, 5)) {
+            return Some(fitting[e.below(fitting.len() as u64) as usize].clone());
+        }
+        if strict {
+            return None;
+        }
+        let any = self
+            .made
+            .get(e.below(self.made.len().max(1) as u64) as usize)?;
+        Some(any.0.clone())
+    }
+
+    /// A path for an entry (`dir`: a directory): often one made before (repeated), or one
+    /// under a directory made before.
+    fn path(&mut self, e: &mut impl Entropy, dir: bool) -> Vec<u8> {
+        let p = match e.below(3) {
+            0 => self.earlier(e, dir, false),
+            1 => self
+                .earlier(e, true, !self.profile.stream_faults)
+                .map(|mut p| {
+                    if !p.ends_with(b"/") {
+                        p.push(b'/');
+                    }
+                    p.extend_from_slice(&self.piece(e));
+                    p
+                }),
+            _ => None,
         };
-        self.made.push(p.clone());
+        let p = p.unwrap_or_else(|| self.fresh(e));
+        self.made.push((p.clone(), dir));
         p
     }
 
-    /// A symlink or hardlink target: a path of this archive (as written, or made absolute
-    /// or relative with `..`), or a fresh one.
-    fn target(&mut self, e: &mut impl Entropy) -> Vec<u8> {
-        if self.made.is_empty() || e.ratio(1, 4) {
-            return match e.below(5) {
-                0 => b"/".to_vec(),
-                1 => b"..".to_vec(),
-                2 => b".".to_vec(),
-                _ => self.fresh(e),
-            };
-        }
-        let base = self.made[e.below(self.made.len() as u64) as usize].clone();
+    /// A symlink or hardlink target (`hard`: for a hardlink, so mostly an earlier
+    /// non-directory): a path of this archive (as written, or made absolute or relative
+    /// with `..`), or a fresh one.
+    fn target(&mut self, e: &mut impl Entropy, hard: bool) -> Vec<u8> {
+        let base = match self.earlier(e, !hard, false) {
+            Some(b) if hard && e.ratio(2, 3) => return b,
+            Some(b) if !e.ratio(1, 5) => b,
+            _ if hard && e.ratio(2, 3) => return self.fresh(e),
+            _ => {
+                return match e.below(5) {
+                    0 => b"/".to_vec(),
+                    1 => b"..".to_vec(),
+                    2 => b".".to_vec(),
+                    _ => self.fresh(e),
+                };
+            }
+        };
         let stripped: &[u8] = {
             let mut b = &base[..];
             while let Some(rest) = b.strip_prefix(b"/") {
@@ -422,16 +464,20 @@ fn entry(e: &mut impl Entropy, names: &mut Names<'_>, out: &mut Vec<u8>) {
     let faults = names.profile.stream_faults;
     let kind = entry_kind(e, faults);
     let magic = *e.pick(&[Magic::Gnu, Magic::Gnu, Magic::Ustar, Magic::V7]);
-    let name = names.path(e);
-    let link = if matches!(kind, b'1' | b'2') {
-        names.target(e)
+    let link = match kind {
+        b'1' => names.target(e, true),
+        b'2' => names.target(e, false),
+        _ => Vec::new(),
+    };
+    let name = names.path(e, kind == b'5');
+    let long = *e.pick(&[LongForm::Gnu, LongForm::Pax, LongForm::Prefix]);
+    // Only regular files have content (a pre-POSIX `dir/` is a directory; Go's reader skips
+    // no content for those, the tar crate skips `size` bytes: a stream fault).
+    let regular = matches!(kind, b'0' | 0 | b'7') && !(kind == 0 && name.ends_with(b"/"));
+    let content: Vec<u8> = if regular || faults {
+        (0..e.below(701)).map(|i| (i % 251) as u8).collect()
     } else {
         Vec::new()
-    };
-    let long = *e.pick(&[LongForm::Gnu, LongForm::Pax, LongForm::Prefix]);
-    let content: Vec<u8> = match kind {
-        b'0' | 0 | b'7' => (0..e.below(701)).map(|i| (i % 251) as u8).collect(),
-        _ => Vec::new(),
     };
     let mut size = content.len() as u64;
     if faults && e.ratio(1, 12) {
@@ -457,7 +503,12 @@ fn entry(e: &mut impl Entropy, names: &mut Names<'_>, out: &mut Vec<u8>) {
             _ => pax.extend(pax_record(b"linkpath", &link)),
         }
     }
-    if e.ratio(1, 4) {
+    // A hardlink record mostly repeats its target's metadata (containerd applies the
+    // record's to the shared inode, GNU tar and umoci do not: the same either way then).
+    let copied = (kind == b'1' && !faults && e.ratio(3, 4))
+        .then(|| names.meta.get(&link).copied())
+        .flatten();
+    if e.ratio(1, 4) && copied.is_none() {
         pax.extend(pax_records(e, faults, size));
     }
     if faults && e.ratio(1, 10) {
@@ -470,14 +521,23 @@ fn entry(e: &mut impl Entropy, names: &mut Names<'_>, out: &mut Vec<u8>) {
     if let Some((_, map)) = &sparse {
         size = map.iter().map(|(_, l)| l).sum();
     }
+    let [mode, uid, gid, mtime] = copied.unwrap_or_else(|| {
+        [
+            e.below(0o10000),
+            *e.pick(&[0u64, 0, 1000, 0o7777777, 3_000_000_000]),
+            *e.pick(&[0u64, 0, 50]),
+            1_700_000_000 + e.below(1000),
+        ]
+    });
+    names.meta.insert(name.clone(), [mode, uid, gid, mtime]);
     let h = Hdr {
         name: name_field,
         prefix,
         link: &link,
-        mode: e.below(0o10000),
-        uid: *e.pick(&[0u64, 0, 1000, 0o7777777, 3_000_000_000]),
-        gid: *e.pick(&[0u64, 0, 50]),
-        mtime: 1_700_000_000 + e.below(1000),
+        mode,
+        uid,
+        gid,
+        mtime,
         dev: (e.below(256), e.below(65536)),
         sparse: sparse.clone(),
         bad_checksum: faults && e.ratio(1, 60),
@@ -510,6 +570,7 @@ pub fn generate(e: &mut impl Entropy, profile: &Profile) -> Vec<u8> {
     let mut names = Names {
         profile,
         made: Vec::new(),
+        meta: std::collections::HashMap::new(),
     };
     let mut out = Vec::new();
     for _ in 0..1 + e.below(profile.max_entries.max(1)) {

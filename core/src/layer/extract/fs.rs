@@ -76,6 +76,10 @@ impl Extractor {
                     parents_made = true;
                     self.make_parents(rel)?;
                 }
+                Err(Errno::NOTDIR) if !parents_made && self.marker_on_the_way(rel) => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
                 Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
                 Err(e) => return Err(io_err(rel, "create")(e)),
             }

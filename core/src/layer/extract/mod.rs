@@ -141,7 +141,8 @@ impl Meta {
 fn type_bits_of(kind: tar::EntryType, raw_path: &[u8]) -> Result<u32, LayerError> {
     use tar::EntryType as T;
     Ok(match kind {
-        T::Regular | T::Continuous | T::GNUSparse => mode::S_IFREG,
+        // (Contiguous files, `7`, are refused as containerd and umoci refuse them.)
+        T::Regular | T::GNUSparse => mode::S_IFREG,
         T::Directory => mode::S_IFDIR,
         T::Symlink => mode::S_IFLNK,
         T::Char => mode::S_IFCHR,
@@ -364,17 +365,19 @@ impl Extractor {
         } else {
             kind
         };
-        let type_bits = type_bits_of(kind, &raw_path)?;
         let Some(cleaned) = cleaned else {
-            return self.root_entry(entry, type_bits);
+            return self.root_entry(entry, kind);
         };
         let rel = self.place(&cleaned, &raw_path)?;
-        let meta = self.meta(entry, type_bits)?;
+        // A marker is one whatever its type (as in containerd and umoci).
         if let Some(name) = rel.file_name()
             && let Some(marker) = marker_of(&rel, name)?
         {
+            let meta = self.meta(entry, 0)?;
             return self.marker(&rel, marker, &meta);
         }
+        let type_bits = type_bits_of(kind, &raw_path)?;
+        let meta = self.meta(entry, type_bits)?;
         match kind {
             T::Link => self.hardlink(entry, &rel),
             T::Directory => self.directory(&rel, &meta),
@@ -388,12 +391,12 @@ impl Extractor {
     fn root_entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
-        type_bits: u32,
+        kind: tar::EntryType,
     ) -> Result<(), LayerError> {
-        if type_bits != mode::S_IFDIR {
+        if kind != tar::EntryType::Directory {
             return Ok(());
         }
-        let meta = self.meta(entry, type_bits)?;
+        let meta = self.meta(entry, mode::S_IFDIR)?;
         let root = self.root.try_clone().map_err(|e| LayerError::Io {
             op: "dup",
             path: self.root_path.to_string_lossy().into_owned(),
@@ -591,6 +594,10 @@ impl Extractor {
                     parents_made = true;
                     self.make_parents(rel)?;
                 }
+                Err(Errno::NOTDIR) if !parents_made && self.marker_on_the_way(rel) => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
                 Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
                 Err(e) => return Err(io_err(rel, "mkdir")(e)),
             }
@@ -625,6 +632,11 @@ impl Extractor {
         rel: &Path,
     ) -> Result<(), LayerError> {
         let raw_target = entry.link_name_bytes().unwrap_or_default().into_owned();
+        // What is at the link's name goes first, then the target is resolved (as containerd
+        // does: a link through, or to, the entry it replaces finds nothing there).
+        if let Ok(Some(_)) = self.stat(rel) {
+            self.remove(rel)?;
+        }
         let target = self.link_target(&raw_target, rel)?;
         let shown = || {
             format!(
@@ -651,6 +663,10 @@ impl Extractor {
                     self.remove(rel)?;
                 }
                 Err(Errno::NOENT) if !parents_made && self.exists(&target)? => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
+                Err(Errno::NOTDIR) if !parents_made && self.marker_on_the_way(rel) => {
                     parents_made = true;
                     self.make_parents(rel)?;
                 }

@@ -143,6 +143,12 @@ impl Extractor {
         self.deleted.contains(rel)
     }
 
+    /// Whether a parent directory of `rel` is a whiteout marker (a later entry under a
+    /// deleted name: `make_parents` turns the marker into an opaque directory).
+    pub(super) fn marker_on_the_way(&self, rel: &Path) -> bool {
+        !self.markers.is_empty() && rel.ancestors().skip(1).any(|a| self.markers.contains(a))
+    }
+
     /// Whether `rel` holds a whiteout marker (not an entry a hardlink may name).
     pub(super) fn is_marker(&self, rel: &Path) -> bool {
         self.markers.contains(rel)

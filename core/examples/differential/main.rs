@@ -14,7 +14,8 @@
 //! FIRST until the time is up), prints one line per disagreement and a summary, copies the
 //! tars of every unexplained disagreement to `--keep`, and exits 1 if there was any.
 
-#[path = "../tests/listing/mod.rs"]
+mod classify;
+#[path = "../../tests/listing/mod.rs"]
 mod listing;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ struct Args {
     minutes: Option<u64>,
     keep: Option<PathBuf>,
     max_entries: u64,
+    /// Also print every case both sides refused, with both reasons.
+    verbose: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         minutes: None,
         keep: None,
         max_entries: 12,
+        verbose: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
             "--mode" => args.mode = value()?,
             "--minutes" => args.minutes = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--keep" => args.keep = Some(PathBuf::from(value()?)),
+            "--verbose" => args.verbose = true,
             "--max-entries" => args.max_entries = value()?.parse().map_err(|e| format!("{e}"))?,
             _ => args.command.push(a),
         }
@@ -87,7 +92,9 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: differential --oracle BIN [--mode naive|overlay] breakouts|seeds FIRST COUNT");
+    eprintln!(
+        "usage: differential --oracle BIN [--mode naive|overlay] breakouts|seeds FIRST COUNT"
+    );
     2
 }
 
@@ -121,8 +128,15 @@ fn write_cases(dir: &Path, cases: &[(String, Vec<Vec<u8>>)]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Run the oracle on case directories; its verdict per directory.
-fn theirs(args: &Args, dirs: &[PathBuf]) -> BTreeMap<PathBuf, Verdict> {
+/// What the oracle said about one case: its verdict and its notes.
+#[derive(Debug, Clone)]
+struct Oracle {
+    verdict: Verdict,
+    notes: Vec<String>,
+}
+
+/// Run the oracle on case directories; its answer per directory.
+fn theirs(args: &Args, dirs: &[PathBuf]) -> BTreeMap<PathBuf, Oracle> {
     let out = Command::new(&args.oracle)
         .arg("-mode")
         .arg(&args.mode)
@@ -137,29 +151,31 @@ fn theirs(args: &Args, dirs: &[PathBuf]) -> BTreeMap<PathBuf, Verdict> {
     parse_oracle(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn parse_oracle(text: &str) -> BTreeMap<PathBuf, Verdict> {
+fn parse_oracle(text: &str) -> BTreeMap<PathBuf, Oracle> {
     let mut out = BTreeMap::new();
-    let mut lines = text.lines();
+    let mut lines = text.lines().peekable();
     while let Some(head) = lines.next() {
         let Some(case) = head.strip_prefix("== ") else {
             continue;
         };
-        let verdict = match lines.next() {
-            Some(l) if l.starts_with("error: ") => Verdict::Refused(l[7..].to_string()),
-            _ => Verdict::Tree(Vec::new()),
-        };
-        let mut tree = Vec::new();
-        for l in lines.by_ref() {
-            if l == "end" {
-                break;
-            }
-            tree.push(l.to_string());
+        let mut notes = Vec::new();
+        while let Some(n) = lines.next_if(|l| l.starts_with("note ")) {
+            notes.push(n[5..].to_string());
         }
-        let verdict = match verdict {
-            Verdict::Tree(_) => Verdict::Tree(tree),
-            refused => refused,
+        let refused = lines
+            .next()
+            .and_then(|l| l.strip_prefix("error: "))
+            .map(str::to_string);
+        let tree: Vec<String> = lines
+            .by_ref()
+            .take_while(|l| *l != "end")
+            .map(str::to_string)
+            .collect();
+        let verdict = match refused {
+            Some(e) => Verdict::Refused(e),
+            None => Verdict::Tree(tree),
         };
-        out.insert(PathBuf::from(case), verdict);
+        out.insert(PathBuf::from(case), Oracle { verdict, notes });
     }
     out
 }
@@ -182,7 +198,7 @@ fn breakouts(args: &Args) -> i32 {
     let verdicts = theirs(args, &dirs);
     let mut differ = 0;
     for ((name, layers), dir) in cases.iter().zip(&dirs) {
-        let (ours, theirs) = (ours(layers), verdicts[dir].clone());
+        let (ours, theirs) = (ours(layers), verdicts[dir].verdict.clone());
         let same = matches!((&ours, &theirs), (Verdict::Refused(_), Verdict::Refused(_)))
             || ours == theirs;
         differ += usize::from(!same);
@@ -201,7 +217,11 @@ fn breakouts(args: &Args) -> i32 {
             }
         }
     }
-    println!("breakouts ({} mode): {} cases, {differ} differ", args.mode, cases.len());
+    println!(
+        "breakouts ({} mode): {} cases, {differ} differ",
+        args.mode,
+        cases.len()
+    );
     i32::from(differ > 0)
 }
 
@@ -220,6 +240,10 @@ struct Tally {
     cases: u64,
     both_refused: u64,
     same_tree: u64,
+    /// Cases whose disagreement is of kept classes.
+    kept_cases: u64,
+    /// Those cases by class (a case may need several).
+    kept: BTreeMap<classify::Class, u64>,
     disagree: u64,
 }
 
@@ -229,7 +253,11 @@ fn seeds(args: &Args, first: u64, count: u64) -> i32 {
     let mut tally = Tally::default();
     let mut next = first;
     loop {
-        let n = if deadline.is_some() { 200 } else { count.min(first + count - next) };
+        let n = if deadline.is_some() {
+            200
+        } else {
+            count.min(first + count - next)
+        };
         if n == 0 {
             break;
         }
@@ -241,12 +269,14 @@ fn seeds(args: &Args, first: u64, count: u64) -> i32 {
     }
     println!(
         "seeds {first}..{next} ({} mode): {} cases in {:.0?}: {} both refused, {} same tree, \
-         {} disagree",
+         {} kept disagreements (by class {:?}), {} unexplained disagreements",
         args.mode,
         tally.cases,
         start.elapsed(),
         tally.both_refused,
         tally.same_tree,
+        tally.kept_cases,
+        tally.kept,
         tally.disagree
     );
     i32::from(tally.disagree > 0)
@@ -259,26 +289,65 @@ fn run_batch(args: &Args, first: u64, n: u64, tally: &mut Tally) {
     };
     let work = tempfile::tempdir().expect("tempdir");
     let cases: Vec<(String, Vec<Vec<u8>>)> = (first..first + n)
-        .map(|seed| (seed.to_string(), vec![generate(&mut SplitMix64(seed), &profile)]))
+        .map(|seed| {
+            (
+                seed.to_string(),
+                vec![generate(&mut SplitMix64(seed), &profile)],
+            )
+        })
         .collect();
     let dirs = write_cases(work.path(), &cases);
     let verdicts = theirs(args, &dirs);
     for ((seed, layers), dir) in cases.iter().zip(&dirs) {
         tally.cases += 1;
-        let (ours, theirs) = (ours(layers), verdicts[dir].clone());
-        match (&ours, &theirs) {
-            (Verdict::Refused(_), Verdict::Refused(_)) => tally.both_refused += 1,
-            (o, t) if o == t => tally.same_tree += 1,
-            _ => {
-                tally.disagree += 1;
-                report(args, seed, dir, &ours, &theirs);
+        let oracle = &verdicts[dir];
+        let (ours, theirs) = (ours(layers), &oracle.verdict);
+        match (&ours, theirs) {
+            (Verdict::Refused(o), Verdict::Refused(t)) => {
+                tally.both_refused += 1;
+                if args.verbose {
+                    println!("both refused seed {seed}: containerd {t} / msbimage {o}");
+                }
             }
+            (o, t) if o == t => tally.same_tree += 1,
+            _ => match explain(&layers[0], &ours, oracle) {
+                Some(classes) => {
+                    println!("kept seed {seed}: {classes:?}");
+                    tally.kept_cases += 1;
+                    for c in classes {
+                        *tally.kept.entry(c).or_default() += 1;
+                    }
+                }
+                None => {
+                    tally.disagree += 1;
+                    report(args, seed, dir, &ours, theirs);
+                }
+            },
         }
     }
 }
 
+/// The kept classes a disagreement falls in, if it is one of those.
+fn explain(tar: &[u8], ours: &Verdict, oracle: &Oracle) -> Option<Vec<classify::Class>> {
+    let tree = |v: &Verdict| match v {
+        Verdict::Tree(t) => Some(t.clone()),
+        Verdict::Refused(_) => None,
+    };
+    let error = match &oracle.verdict {
+        Verdict::Refused(e) => Some(e.as_str()),
+        Verdict::Tree(_) => None,
+    };
+    let candidates = classify::candidates(&oracle.notes, tar);
+    let (o, t) = (tree(ours), tree(&oracle.verdict));
+    classify::explain(&candidates, o.as_deref(), t.as_deref(), error)
+}
+
 fn report(args: &Args, seed: &str, dir: &Path, ours: &Verdict, theirs: &Verdict) {
-    println!("DISAGREE seed {seed}: containerd {} / msbimage {}", short(theirs), short(ours));
+    println!(
+        "DISAGREE seed {seed}: containerd {} / msbimage {}",
+        short(theirs),
+        short(ours)
+    );
     if let (Verdict::Tree(o), Verdict::Tree(t)) = (ours, theirs) {
         print_tree_diff(o, t);
     }
