@@ -187,6 +187,18 @@ fn short(v: &Verdict) -> String {
     }
 }
 
+/// The `TestBreakouts` cases where msbimage and containerd's naive Apply (the mode the
+/// table runs in) differ, on purpose: each layer is extracted on its own, as containerd's
+/// overlayfs snapshotter applies it, so a layer cannot hardlink to, or write or delete
+/// through a symlink of, a layer below. In overlay mode containerd agrees on every case.
+const KEPT_NAIVE: [&str; 5] = [
+    "SymlinkOverrideDirectory",
+    "SymlinkOverrideDirectoryRelative",
+    "DirectoryOverrideSymlink",
+    "WhiteoutSymlinkPath",
+    "WhiteoutDeadSymlinkParent",
+];
+
 fn breakouts(args: &Args) -> i32 {
     let work = tempfile::tempdir().expect("tempdir");
     let outside = work.path().join("outside");
@@ -196,15 +208,19 @@ fn breakouts(args: &Args) -> i32 {
         .collect();
     let dirs = write_cases(&work.path().join("cases"), &cases);
     let verdicts = theirs(args, &dirs);
-    let mut differ = 0;
+    let kept: &[&str] = if args.mode == "naive" { &KEPT_NAIVE } else { &[] };
+    let (mut differ, mut unexpected) = (0, 0);
     for ((name, layers), dir) in cases.iter().zip(&dirs) {
         let (ours, theirs) = (ours(layers), verdicts[dir].verdict.clone());
         let same = matches!((&ours, &theirs), (Verdict::Refused(_), Verdict::Refused(_)))
             || ours == theirs;
+        let expected = same != kept.contains(&name.as_str());
         differ += usize::from(!same);
+        unexpected += usize::from(!expected);
         println!(
-            "{} {name}: containerd {} / msbimage {}",
+            "{}{} {name}: containerd {} / msbimage {}",
             if same { "same" } else { "DIFF" },
+            if expected { "" } else { " (UNEXPECTED)" },
             short(&theirs),
             short(&ours)
         );
@@ -218,11 +234,12 @@ fn breakouts(args: &Args) -> i32 {
         }
     }
     println!(
-        "breakouts ({} mode): {} cases, {differ} differ",
+        "breakouts ({} mode): {} cases, {differ} differ ({} kept), {unexpected} unexpected",
         args.mode,
-        cases.len()
+        cases.len(),
+        kept.len()
     );
-    i32::from(differ > 0)
+    i32::from(unexpected > 0)
 }
 
 fn print_tree_diff(ours: &[String], theirs: &[String]) {
