@@ -49,6 +49,19 @@ pub fn extract_all(
     })
 }
 
+/// The merged view of pulled layers (`…/<diff_id>/fs` paths, bottom to top).
+pub fn stack_of(layers: &[PathBuf]) -> LayerStack {
+    LayerStack::new(
+        layers
+            .iter()
+            .map(|fs| {
+                let dir = fs.parent().expect("a layer's fs/ has a parent");
+                LayerIndex::open(dir.join("index")).expect("the layer's index opens")
+            })
+            .collect(),
+    )
+}
+
 /// The listing of the merged view of `layers` (their `fs/` trees, bottom to top).
 pub fn listing(stack: &LayerStack, layers: &[PathBuf]) -> Vec<String> {
     let entries: Vec<(Vec<u8>, Entry<'_>)> = stack
@@ -66,7 +79,10 @@ pub fn listing(stack: &LayerStack, layers: &[PathBuf]) -> Vec<String> {
         .filter(|(path, _)| !path.is_empty())
         .map(|(path, e)| {
             let group = groups.get(&(e.layer(), e.inode()));
-            let first = group.filter(|g| !e.is_dir() && g.len() > 1).map(|g| g[0]);
+            // The group's name: its smallest path, byte-wise (not its first in walk order).
+            let first = group
+                .filter(|g| !e.is_dir() && g.len() > 1)
+                .and_then(|g| g.iter().min().copied());
             render(path, e, &layers[e.layer()], first)
         })
         .collect()
@@ -95,7 +111,11 @@ fn render(path: &[u8], e: &Entry<'_>, fs: &Path, link_group: Option<&[u8]>) -> S
             line += &format!(" l {owner} -> {target}");
         }
         EntryKind::CharDevice | EntryKind::BlockDevice => {
-            let kind = if e.kind() == EntryKind::CharDevice { "c" } else { "b" };
+            let kind = if e.kind() == EntryKind::CharDevice {
+                "c"
+            } else {
+                "b"
+            };
             let (major, minor) = decode_dev(e.rdev());
             line += &format!(" {kind} {perm} {owner} {major},{minor}");
         }
@@ -127,7 +147,10 @@ fn kept_by_the_kernel(kind: EntryKind, name: &[u8]) -> bool {
 
 /// The kernel's `new_decode_dev`.
 fn decode_dev(rdev: u32) -> (u32, u32) {
-    ((rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00))
+    (
+        (rdev >> 8) & 0xfff,
+        (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+    )
 }
 
 /// Printable ASCII but space and backslash kept; every other byte `\xHH`.
@@ -142,4 +165,3 @@ pub fn escape(raw: &[u8]) -> String {
     }
     s
 }
-

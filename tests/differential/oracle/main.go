@@ -230,7 +230,13 @@ func describe(root string) ([]string, error) {
 		group := links[e.inode]
 		first := ""
 		if e.st.Mode&unix.S_IFMT != unix.S_IFDIR && len(group) > 1 {
+			// The group's name: its smallest path, byte-wise.
 			first = group[0].path
+			for _, g := range group[1:] {
+				if g.path < first {
+					first = g.path
+				}
+			}
 		}
 		line, err := render(root, e, first)
 		if err != nil {
