@@ -161,10 +161,15 @@ fn type_bits_of(kind: tar::EntryType, raw_path: &[u8]) -> Result<u32, LayerError
     })
 }
 
-fn too_many_links(raw: &[u8]) -> LayerError {
+fn unresolvable(e: resolve::Unresolvable, raw: &[u8]) -> LayerError {
     LayerError::UnsafePath {
         path: String::from_utf8_lossy(raw).into_owned(),
-        reason: "more than 255 symlinks to follow (a loop?)",
+        reason: match e {
+            resolve::Unresolvable::TooManyLinks => "more than 255 symlinks to follow (a loop?)",
+            resolve::Unresolvable::NotADirectory => {
+                "the path goes through a non-directory entry of this layer"
+            }
+        },
     }
 }
 
@@ -419,7 +424,7 @@ impl Extractor {
         let dir = self
             .symlinks
             .resolve_dir(parent)
-            .map_err(|_| too_many_links(raw))?;
+            .map_err(|e| unresolvable(e, raw))?;
         let Some(name) = cleaned.file_name() else {
             return Err(LayerError::Internal(format!(
                 "cleaned name {cleaned:?} has no last component"
@@ -696,10 +701,11 @@ impl Extractor {
         }
         let mut comps: Vec<&[u8]> = raw.split(|b| *b == b'/').collect();
         let last = comps.pop().unwrap_or_default();
+        let is_file = |p: &Path| matches!(self.stat(p), Ok(Some(st)) if st.st_mode & mode::S_IFMT != mode::S_IFDIR);
         let mut target = self
             .symlinks
-            .resolve(comps)
-            .map_err(|_| too_many_links(raw))?;
+            .resolve(comps, &is_file)
+            .map_err(|e| unresolvable(e, raw))?;
         match last {
             b"" | b"." => {}
             b".." => {

@@ -20,9 +20,14 @@ use super::tar_meta::clean_components;
 /// Most symlinks followed while resolving one path (containerd's and the kernel's bound).
 const MAX_LINKS: usize = 255;
 
-/// Resolving a path followed more than [`MAX_LINKS`] symlinks (a loop, or a hostile chain).
+/// Why a path cannot be resolved.
 #[derive(Debug)]
-pub(super) struct TooManyLinks;
+pub(super) enum Unresolvable {
+    /// More than [`MAX_LINKS`] symlinks (a loop, or a hostile chain).
+    TooManyLinks,
+    /// The walk went through an existing non-directory (`file/x/..`).
+    NotADirectory,
+}
 
 /// The symlinks of the layer being extracted, by path, with their targets.
 #[derive(Debug, Default)]
@@ -65,7 +70,7 @@ impl Symlinks {
 
     /// Resolve every component of the directory `dir` (a cleaned relative path; empty for
     /// the root).
-    pub(super) fn resolve_dir(&mut self, dir: &Path) -> Result<PathBuf, TooManyLinks> {
+    pub(super) fn resolve_dir(&mut self, dir: &Path) -> Result<PathBuf, Unresolvable> {
         if self.targets.is_empty() {
             return Ok(dir.to_owned());
         }
@@ -75,17 +80,21 @@ impl Symlinks {
         {
             return Ok(resolved.clone());
         }
-        let resolved = self.resolve(dir.components().map(|c| c.as_os_str().as_bytes()))?;
+        let comps = dir.components().map(|c| c.as_os_str().as_bytes());
+        // (A cleaned name has no `..`: a walk through a file fails when it is written.)
+        let resolved = self.resolve(comps, &|_| false)?;
         self.last = Some((dir.to_owned(), self.generation, resolved.clone()));
         Ok(resolved)
     }
 
     /// Resolve components as written (`""`, `.` and `..` included), following every
-    /// symlink met.
+    /// symlink met; `is_file` says whether a path is an existing non-directory, which the
+    /// walk may not go through (as `fs.RootPath`'s `lstat` fails there).
     pub(super) fn resolve<'a>(
         &self,
         comps: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<PathBuf, TooManyLinks> {
+        is_file: &dyn Fn(&Path) -> bool,
+    ) -> Result<PathBuf, Unresolvable> {
         let mut queue: VecDeque<Vec<u8>> = comps.into_iter().map(<[u8]>::to_vec).collect();
         let mut cur = PathBuf::new();
         let mut links = 0;
@@ -96,14 +105,19 @@ impl Symlinks {
                     cur.pop();
                     continue;
                 }
-                _ => cur.push(OsStr::from_bytes(&c)),
+                _ => {
+                    if !cur.as_os_str().is_empty() && is_file(&cur) {
+                        return Err(Unresolvable::NotADirectory);
+                    }
+                    cur.push(OsStr::from_bytes(&c));
+                }
             }
             let Some(target) = self.targets.get(&cur) else {
                 continue;
             };
             links += 1;
             if links > MAX_LINKS {
-                return Err(TooManyLinks);
+                return Err(Unresolvable::TooManyLinks);
             }
             cur.pop();
             // The target joined to the link's directory (or to the root), cleaned, then
@@ -136,7 +150,8 @@ mod tests {
     }
 
     fn resolve(s: &Symlinks, p: &str) -> Option<PathBuf> {
-        s.resolve(p.as_bytes().split(|b| *b == b'/')).ok()
+        s.resolve(p.as_bytes().split(|b| *b == b'/'), &|_| false)
+            .ok()
     }
 
     #[test]
@@ -166,6 +181,18 @@ mod tests {
         assert_eq!(resolve(&s, "localetc/a/.."), Some(PathBuf::from("etc")));
         assert_eq!(resolve(&s, "../../.."), Some(PathBuf::new()));
         assert_eq!(resolve(&s, "nolink/x"), Some(PathBuf::from("nolink/x")));
+    }
+
+    #[test]
+    fn a_walk_through_a_file_is_refused() {
+        let s = table(&[("l", "file")]);
+        let is_file = |p: &Path| p == Path::new("file");
+        for p in ["file/a/..", "l/a/.."] {
+            let r = s.resolve(p.as_bytes().split(|b| *b == b'/'), &is_file);
+            assert!(matches!(r, Err(Unresolvable::NotADirectory)), "{p}");
+        }
+        let r = s.resolve(b"dir/a/..".split(|b| *b == b'/'), &is_file);
+        assert_eq!(r.unwrap(), Path::new("dir"));
     }
 
     #[test]
