@@ -208,7 +208,11 @@ fn breakouts(args: &Args) -> i32 {
         .collect();
     let dirs = write_cases(&work.path().join("cases"), &cases);
     let verdicts = theirs(args, &dirs);
-    let kept: &[&str] = if args.mode == "naive" { &KEPT_NAIVE } else { &[] };
+    let kept: &[&str] = if args.mode == "naive" {
+        &KEPT_NAIVE
+    } else {
+        &[]
+    };
     let (mut differ, mut unexpected) = (0, 0);
     for ((name, layers), dir) in cases.iter().zip(&dirs) {
         let (ours, theirs) = (ours(layers), verdicts[dir].verdict.clone());

@@ -522,6 +522,7 @@ fn extract_and_publish(
         entries: stats.entries,
         file_bytes: stats.file_bytes,
         implicit_dirs: stats.implicit_dirs,
+        tree_format: publish::TREE_FORMAT,
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).

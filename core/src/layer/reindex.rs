@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::LayerError;
 use super::extract::{IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
-use super::publish::INDEX_FILE;
+use super::publish::{INDEX_FILE, LayerMeta};
 use super::stat::{XATTR_PREFIX, mode, read_override_stat};
 use crate::cache::{GlobalCache, write_atomic};
 use crate::digest::Digest;
@@ -63,8 +63,12 @@ fn image_xattrs(path: &Path) -> Result<Vec<Xattr>, LayerError> {
     Ok(out)
 }
 
-/// Build the index bytes of an extracted tree.
-pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
+/// Build the index bytes of an extracted tree. `legacy_markers`: the tree is of
+/// `tree_format` 1, whose whiteouts are `.wh.` files under their tar names.
+pub(crate) fn index_from_tree(
+    fs: &Path,
+    legacy_markers: bool,
+) -> Result<(Vec<u8>, u64), LayerError> {
     let mut builder = IndexBuilder::new();
     let mut links: HashMap<u64, Vec<u8>> = HashMap::new();
     if let Some(meta) = entry_meta(fs, &std::fs::symlink_metadata(fs).map_err(io("stat", fs))?)? {
@@ -102,7 +106,7 @@ pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
                 }
                 links.insert(md.ino(), child_rel.clone());
             }
-            add_entry(&mut builder, &path, &md, &child_rel)?;
+            add_entry(&mut builder, &path, &md, &child_rel, legacy_markers)?;
             if md.is_dir() {
                 subdirs.push((path, child_rel));
             }
@@ -121,6 +125,7 @@ fn add_entry(
     path: &Path,
     md: &std::fs::Metadata,
     rel: &[u8],
+    legacy_markers: bool,
 ) -> Result<(), LayerError> {
     let meta = entry_meta(path, md)?.unwrap_or_else(|| EntryMeta {
         mode: if md.is_dir() {
@@ -133,6 +138,16 @@ fn add_entry(
         implicit: md.is_dir(),
         ..EntryMeta::default()
     });
+    if legacy_markers {
+        let name = rel.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        // Markers naming nothing and aufs bookkeeping were kept as inert files there.
+        let inert = matches!(name, b".wh." | b".wh.." | b".wh...")
+            || (name.starts_with(b".wh..wh.") && name != b".wh..wh..opq");
+        if !inert {
+            builder.add(rel, meta)?; // `.wh.` names are markers there
+        }
+        return Ok(());
+    }
     if !md.is_dir() && xattr(path, WHITEOUT_XATTR.as_bytes()).is_some() {
         builder.add_whiteout(rel, meta)?;
         return Ok(());
@@ -170,6 +185,14 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> Result<Option<EntryMeta>, 
     }))
 }
 
+/// The `tree_format` of a published layer (1 when `meta.json` is unreadable or older).
+fn tree_format(dir: &Path) -> u32 {
+    std::fs::read(dir.join("meta.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LayerMeta>(&b).ok())
+        .map_or(1, |m| m.tree_format)
+}
+
 /// Give a published layer its index if it has none (blocking; takes the layer lock).
 /// Returns the entry count when an index was built.
 pub(crate) fn ensure_index(
@@ -185,7 +208,7 @@ pub(crate) fn ensure_index(
     if index.exists() {
         return Ok(None);
     }
-    let (bytes, entries) = index_from_tree(&dir.join("fs"))?;
+    let (bytes, entries) = index_from_tree(&dir.join("fs"), tree_format(&dir) < 2)?;
     // Adding a file by rename is the one write a published layer may see: readers find either
     // no index or the whole one.
     write_atomic(&cache.layout().tmp(), &index, &bytes).map_err(io("write", &index))?;
