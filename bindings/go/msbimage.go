@@ -19,14 +19,21 @@
 // Cancelling ctx cancels the pull. Errors are *Error values carrying the library's status
 // code. All types are safe for concurrent use; progress callbacks run on library threads.
 //
-// Building needs the header and the library: the package finds include/msbimage.h in this
-// repository; point the linker at libmsbimage.so with CGO_LDFLAGS, e.g.
+// Building needs libmsbimage installed, which the package finds with pkg-config
+// (msbimage.pc). From the repository root, install it under a prefix with ffi/install.sh,
+// then point pkg-config at it; the library is found at run time through the rpath given in
+// CGO_LDFLAGS (or LD_LIBRARY_PATH, or nothing at all under a prefix the dynamic loader
+// searches, such as /usr/local after ldconfig):
 //
-//	CGO_LDFLAGS="-L$PWD/target/debug/ffi-lib -Wl,-rpath,$PWD/target/debug/ffi-lib" go test ./...
+//	ffi/install.sh --prefix "$HOME/.local"
+//	cd bindings/go
+//	PKG_CONFIG_PATH="$HOME/.local/lib/pkgconfig" CGO_LDFLAGS="-Wl,-rpath,$HOME/.local/lib" go test ./...
+//
+// The tests start msbimage-testkit (cargo build -p msbimage-testkit; $MSB_TESTKIT or
+// target/debug/msbimage-testkit).
 package msbimage
 
-// #cgo CFLAGS: -I${SRCDIR}/../../include
-// #cgo LDFLAGS: -lmsbimage
+// #cgo pkg-config: msbimage
 // #include <stdlib.h>
 // #include "msbimage.h"
 import "C"

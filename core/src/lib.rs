@@ -40,18 +40,23 @@ pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod settings;
+pub mod surface;
 
 pub use auth::RegistryAuth;
-pub use cache::{CacheError, GlobalCache};
+pub use cache::{CacheError, CachedImageMetadata, CachedLayerMetadata, GlobalCache};
 pub use cancel::CancelToken;
 pub use client::RegistryError;
 pub use config::ImageConfig;
 pub use digest::Digest;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, ErrorReport, ImageError, ImageResult, Result};
 pub use layer::{ExtractLimits, LayerError};
 pub use manifest::ManifestError;
-pub use platform::Platform;
-pub use progress::{ProgressCallback, PullProgress, PullProgressHandle};
+pub use platform::{Arch, Os, Platform};
+pub use progress::{
+    ProgressCallback, PullProgress, PullProgressHandle, PullProgressSender, progress_channel,
+};
 pub use pull::{PullOptions, PullPolicy, PullResult};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{Registry, RegistryBuilder};
+pub use settings::{DockerConfigSource, RegistryConfig};

@@ -56,6 +56,60 @@ pub enum PlatformParseError {
     },
 }
 
+/// The OCI spec's operating systems (`Os::Linux`), as the original `microsandbox-image` crate
+/// exported them; [`Platform::new`] takes them as well as strings.
+pub type Os = oci_spec::image::Os;
+
+/// The OCI spec's architectures (`Arch::Amd64`, `Arch::ARM64`), as the original
+/// `microsandbox-image` crate exported them; [`Platform::new`] takes them as well as strings.
+pub type Arch = oci_spec::image::Arch;
+
+/// An OS or architecture name as [`Platform::new`] takes it: a string, an [`Os`] or an
+/// [`Arch`].
+///
+/// ```
+/// use microsandbox_image::{Arch, Os, Platform};
+/// assert_eq!(Platform::new(Os::Linux, Arch::ARM64), Platform::new("linux", "arm64"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformName(String);
+
+impl From<&str> for PlatformName {
+    fn from(s: &str) -> Self {
+        PlatformName(s.to_owned())
+    }
+}
+impl From<String> for PlatformName {
+    fn from(s: String) -> Self {
+        PlatformName(s)
+    }
+}
+impl From<&String> for PlatformName {
+    fn from(s: &String) -> Self {
+        PlatformName(s.clone())
+    }
+}
+impl From<Box<str>> for PlatformName {
+    fn from(s: Box<str>) -> Self {
+        PlatformName(s.into())
+    }
+}
+impl From<std::borrow::Cow<'_, str>> for PlatformName {
+    fn from(s: std::borrow::Cow<'_, str>) -> Self {
+        PlatformName(s.into_owned())
+    }
+}
+impl From<Os> for PlatformName {
+    fn from(os: Os) -> Self {
+        PlatformName(os.to_string())
+    }
+}
+impl From<Arch> for PlatformName {
+    fn from(arch: Arch) -> Self {
+        PlatformName(arch.to_string())
+    }
+}
+
 /// A target platform: operating system, CPU architecture and optional variant, all stored
 /// normalised (lowercase OCI/Go names, default variants explicit — see the module docs).
 ///
@@ -106,10 +160,10 @@ impl Platform {
     /// assert_eq!(Platform::new("Linux", "x86_64").to_string(), "linux/amd64");
     /// assert_eq!(Platform::new("linux", "armhf").to_string(), "linux/arm/v7");
     /// ```
-    pub fn new(os: impl Into<String>, architecture: impl Into<String>) -> Platform {
-        let (architecture, variant) = normalize_arch(&architecture.into(), None);
+    pub fn new(os: impl Into<PlatformName>, architecture: impl Into<PlatformName>) -> Platform {
+        let (architecture, variant) = normalize_arch(&architecture.into().0, None);
         Platform {
-            os: normalize_os(&os.into()),
+            os: normalize_os(&os.into().0),
             architecture,
             variant,
         }
@@ -124,13 +178,13 @@ impl Platform {
     /// assert_eq!(Platform::with_variant("linux", "amd64", "v1"), Platform::new("linux", "amd64"));
     /// ```
     pub fn with_variant(
-        os: impl Into<String>,
-        architecture: impl Into<String>,
+        os: impl Into<PlatformName>,
+        architecture: impl Into<PlatformName>,
         variant: impl Into<String>,
     ) -> Platform {
-        let (architecture, variant) = normalize_arch(&architecture.into(), Some(&variant.into()));
+        let (architecture, variant) = normalize_arch(&architecture.into().0, Some(&variant.into()));
         Platform {
-            os: normalize_os(&os.into()),
+            os: normalize_os(&os.into().0),
             architecture,
             variant,
         }

@@ -2,13 +2,12 @@
 //! [`RegistryBuilder`]), it pulls images. Cheap to clone; clones share connections, tokens
 //! and in-flight work.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::auth::{AuthStore, DockerConfig, RegistryAuth};
+use crate::auth::{AuthStore, RegistryAuth};
 use crate::cache::GlobalCache;
 use crate::cancel::CancelToken;
 use crate::client::{ClientOptions, RegistryClient};
@@ -18,6 +17,7 @@ use crate::platform::Platform;
 use crate::progress::{ProgressCallback, ProgressSink, PullProgressHandle};
 use crate::pull::{PullOptions, PullResult, Puller};
 use crate::reference::Reference;
+use crate::settings::{DockerConfigSource, RegistryConfig};
 
 /// Pulls images into a [`GlobalCache`].
 ///
@@ -67,14 +67,7 @@ impl Registry {
         RegistryBuilder {
             platform,
             cache,
-            auth: RegistryAuth::Anonymous,
-            per_host: HashMap::new(),
-            docker_config: None,
-            client: ClientOptions::default(),
-            ca_file: None,
-            concurrency: 4,
-            limits: ExtractLimits::default(),
-            durable: true,
+            config: RegistryConfig::default(),
         }
     }
 
@@ -134,37 +127,124 @@ impl Registry {
     }
 
     /// Start a pull on the current tokio runtime and return its progress stream and task.
-    /// Must be called within a tokio runtime.
+    /// Must be called within a tokio runtime. [`PullProgressHandle::cancel`] cancels it
+    /// (the task then returns [`Error::Cancelled`] once its workers have cleaned up).
     pub fn pull_with_progress(
         &self,
         reference: &Reference,
         options: &PullOptions,
     ) -> (PullProgressHandle, JoinHandle<Result<PullResult>>) {
-        let (sink, handle) = ProgressSink::channel();
+        let cancel = CancelToken::new();
+        let (sink, handle) = ProgressSink::channel(cancel.clone());
         let puller = self.puller.clone();
         let (reference, options) = (reference.clone(), options.clone());
-        let task = tokio::spawn(async move {
-            puller
-                .pull(&reference, &options, sink, &CancelToken::new())
-                .await
-        });
+        let task =
+            tokio::spawn(async move { puller.pull(&reference, &options, sink, &cancel).await });
         (handle, task)
     }
 }
 
-/// Settings of a [`Registry`] beyond platform and cache.
+/// Settings of a [`Registry`] beyond platform and cache: fills a [`RegistryConfig`].
 #[must_use]
 pub struct RegistryBuilder {
     platform: Platform,
     cache: GlobalCache,
-    auth: RegistryAuth,
-    per_host: HashMap<String, RegistryAuth>,
-    docker_config: Option<PathBuf>,
-    client: ClientOptions,
-    ca_file: Option<PathBuf>,
-    concurrency: usize,
-    limits: ExtractLimits,
-    durable: bool,
+    config: RegistryConfig,
+}
+
+impl RegistryBuilder {
+    /// Replaces every setting with `config` (e.g. read from a file).
+    pub fn config(mut self, config: RegistryConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The settings so far.
+    pub fn settings(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// Credentials for every registry without more specific ones.
+    pub fn auth(mut self, auth: RegistryAuth) -> Self {
+        self.config.auth = auth;
+        self
+    }
+
+    /// Credentials for one registry (`docker.io`, `ghcr.io`, `localhost:5000`).
+    pub fn auth_for(mut self, registry: impl Into<String>, auth: RegistryAuth) -> Self {
+        self.config.auth_for.insert(registry.into(), auth);
+        self
+    }
+
+    /// Read credentials from a Docker `config.json` (inline auths and credential helpers)
+    /// for registries without explicit credentials.
+    pub fn docker_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.docker_config = DockerConfigSource::Path(path.into());
+        self
+    }
+
+    /// Use the Docker config at its default place (`$DOCKER_CONFIG` or `~/.docker`).
+    pub fn default_docker_config(mut self) -> Self {
+        self.config.docker_config = DockerConfigSource::Default;
+        self
+    }
+
+    /// Allow plain HTTP and unverified TLS for `host[:port]`. Loopback hosts may always fall
+    /// back to plain HTTP.
+    pub fn insecure_registry(mut self, host: impl AsRef<str>) -> Self {
+        self.config
+            .insecure_registries
+            .push(host.as_ref().to_owned());
+        self
+    }
+
+    /// Trust the CA certificates in this PEM file (besides the system's).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.ca_files.push(path.into());
+        self
+    }
+
+    /// Try `mirror` (`host[:port]` or `http(s)://host[:port]`) before `registry`
+    /// (e.g. `docker.io`). Mirrors are tried in the order added; the registry comes last. A
+    /// mirror given as `http://…` is allowed plain HTTP.
+    pub fn mirror(mut self, registry: impl Into<String>, mirror: impl AsRef<str>) -> Self {
+        self.config
+            .mirrors
+            .entry(registry.into())
+            .or_default()
+            .push(mirror.as_ref().to_owned());
+        self
+    }
+
+    /// How many layers download and extract at once (default 4).
+    pub fn concurrency(mut self, layers: usize) -> Self {
+        self.config.concurrency = layers.max(1);
+        self
+    }
+
+    /// Limits applied to every layer.
+    pub fn limits(mut self, limits: ExtractLimits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Whether a published layer is flushed to disk first (`syncfs`, default on). Turn off
+    /// for throwaway caches on tmpfs.
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.config.durable = durable;
+        self
+    }
+
+    /// Retries of a request after a transient failure (default 4).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.config.max_retries = retries;
+        self
+    }
+
+    /// Build the registry client.
+    pub fn build(self) -> Result<Registry> {
+        Registry::from_config(self.platform, self.cache, self.config)
+    }
 }
 
 /// `http://host:port/` → (`host:port`, plain HTTP requested).
@@ -176,106 +256,75 @@ fn host_of(url_or_host: &str) -> (String, bool) {
     (rest.trim_end_matches('/').to_owned(), http)
 }
 
-impl RegistryBuilder {
-    /// Credentials for every registry without more specific ones.
-    pub fn auth(mut self, auth: RegistryAuth) -> Self {
-        self.auth = auth;
-        self
+/// The HTTP client's options for `config`: hosts normalised, CA files read.
+fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
+    let mut options = ClientOptions {
+        max_retries: config.max_retries,
+        connect_timeout: config.connect_timeout,
+        read_timeout: config.read_timeout,
+        max_retry_after: config.max_retry_after,
+        user_agent: config.user_agent.clone(),
+        ..ClientOptions::default()
+    };
+    for host in &config.insecure_registries {
+        options.insecure_hosts.insert(host_of(host).0);
     }
-
-    /// Credentials for one registry (`docker.io`, `ghcr.io`, `localhost:5000`).
-    pub fn auth_for(mut self, registry: impl Into<String>, auth: RegistryAuth) -> Self {
-        self.per_host.insert(registry.into(), auth);
-        self
-    }
-
-    /// Read credentials from a Docker `config.json` (inline auths and credential helpers)
-    /// for registries without explicit credentials.
-    pub fn docker_config(mut self, path: impl Into<PathBuf>) -> Self {
-        self.docker_config = Some(path.into());
-        self
-    }
-
-    /// Use the Docker config at its default place (`$DOCKER_CONFIG` or `~/.docker`).
-    pub fn default_docker_config(mut self) -> Self {
-        self.docker_config = DockerConfig::default_path();
-        self
-    }
-
-    /// Allow plain HTTP and unverified TLS for `host[:port]`. Loopback hosts may always fall
-    /// back to plain HTTP.
-    pub fn insecure_registry(mut self, host: impl AsRef<str>) -> Self {
-        self.client.insecure_hosts.insert(host_of(host.as_ref()).0);
-        self
-    }
-
-    /// Trust the CA certificates in this PEM file (besides the system's).
-    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
-        self
-    }
-
-    /// Try `mirror` (`host[:port]` or `http(s)://host[:port]`) before `registry`
-    /// (e.g. `docker.io`). Mirrors are tried in the order added; the registry comes last. A
-    /// mirror given as `http://…` is allowed plain HTTP.
-    pub fn mirror(mut self, registry: impl Into<String>, mirror: impl AsRef<str>) -> Self {
-        let (host, http) = host_of(mirror.as_ref());
-        if http {
-            self.client.insecure_hosts.insert(host.clone());
+    for (registry, mirrors) in &config.mirrors {
+        for mirror in mirrors {
+            let (host, http) = host_of(mirror);
+            if http {
+                options.insecure_hosts.insert(host.clone());
+            }
+            options
+                .mirrors
+                .entry(registry.clone())
+                .or_default()
+                .push(host);
         }
-        self.client
-            .mirrors
-            .entry(registry.into())
-            .or_default()
-            .push(host);
-        self
     }
-
-    /// How many layers download and extract at once (default 4).
-    pub fn concurrency(mut self, layers: usize) -> Self {
-        self.concurrency = layers.max(1);
-        self
+    let mut pem = Vec::new();
+    for path in &config.ca_files {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::InvalidArgument(format!("cannot read CA file {}: {e}", path.display()))
+        })?;
+        pem.extend_from_slice(&bytes);
+        pem.push(b'\n');
     }
+    options.ca_pem = (!pem.is_empty()).then_some(pem);
+    Ok(options)
+}
 
-    /// Limits applied to every layer.
-    pub fn limits(mut self, limits: ExtractLimits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Whether a published layer is flushed to disk first (`syncfs`, default on). Turn off
-    /// for throwaway caches on tmpfs.
-    pub fn durable(mut self, durable: bool) -> Self {
-        self.durable = durable;
-        self
-    }
-
-    /// Retries of a request after a transient failure (default 4).
-    pub fn max_retries(mut self, retries: u32) -> Self {
-        self.client.max_retries = retries;
-        self
-    }
-
-    /// Build the registry client.
-    pub fn build(mut self) -> Result<Registry> {
-        if let Some(path) = &self.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::InvalidArgument(format!("cannot read CA file {}: {e}", path.display()))
-            })?;
-            self.client.ca_pem = Some(pem);
-        }
-        let auth = AuthStore::new(self.auth, self.per_host, self.docker_config);
-        let client = RegistryClient::new(self.client, auth)
+impl Registry {
+    /// A registry client with every setting given as data.
+    ///
+    /// ```no_run
+    /// # fn f(cache: microsandbox_image::GlobalCache) -> Result<(), Box<dyn std::error::Error>> {
+    /// use microsandbox_image::{Platform, Registry, RegistryConfig};
+    /// let config = RegistryConfig::from_json(r#"{"insecureRegistries": ["localhost:5000"]}"#)?;
+    /// let registry = Registry::from_config(Platform::host_linux(), cache, config)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_config(
+        platform: Platform,
+        cache: GlobalCache,
+        config: RegistryConfig,
+    ) -> Result<Registry> {
+        let options = client_options(&config)?;
+        let auth = AuthStore::new(
+            config.auth,
+            config.auth_for.into_iter().collect(),
+            config.docker_config.path(),
+        );
+        let client = RegistryClient::new(options, auth)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let _: &HashSet<String>;
         Ok(Registry {
             puller: Arc::new(Puller {
                 client: Arc::new(client),
-                cache: self.cache,
-                platform: self.platform,
-                concurrency: self.concurrency,
-                limits: self.limits,
-                durable: self.durable,
+                cache,
+                platform,
+                concurrency: config.concurrency.max(1),
+                limits: config.limits,
+                durable: config.durable,
             }),
         })
     }

@@ -182,7 +182,21 @@ fn policy_never_on_empty_cache_exits_3() {
             let o = run(&args);
             let err = stderr(&o);
             assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
-            assert!(o.stdout.is_empty(), "{args:?}: stdout {}", stdout(&o));
+            if json {
+                // Errors are data too: one JSON object on stdout.
+                let doc: serde_json::Value =
+                    serde_json::from_str(stdout(&o).trim()).expect("a JSON error object");
+                assert_eq!(doc["error"]["kind"], "NOT_CACHED", "{doc}");
+                assert_eq!(doc["error"]["image"], REF, "{doc}");
+                assert!(
+                    doc["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("not in the cache")
+                );
+            } else {
+                assert!(o.stdout.is_empty(), "{args:?}: stdout {}", stdout(&o));
+            }
             let last = err.lines().last().unwrap_or_default();
             assert!(
                 last.starts_with("msbimage: error: ") && last.contains("not in the cache"),
@@ -199,8 +213,12 @@ fn policy_never_on_empty_cache_exits_3() {
                     .map(|l| serde_json::from_str(l).expect("a JSON event line"))
                     .collect();
                 assert!(!events.is_empty());
-                assert_eq!(events[0]["event"], "resolving");
+                assert_eq!(events[0]["type"], "resolving");
                 assert_eq!(events[0]["reference"], REF);
+                // A failed pull's event stream ends with the error.
+                let end = events.last().unwrap();
+                assert_eq!(end["type"], "error", "{end}");
+                assert_eq!(end["kind"], "NOT_CACHED", "{end}");
             }
         }
     }
@@ -307,4 +325,53 @@ fn refused_connection_exits_6() {
         "none",
     ]);
     assert_error(&o, 6, REF);
+}
+
+/// The CLI has every item of the core's API surface (`core/api-surface.json`): each error
+/// kind's exit code and description in `--help`, and every registry setting through
+/// `--config FILE` (a file naming every key is accepted; a misspelt key is refused by name).
+#[test]
+fn parity_with_the_api_surface() {
+    let surface: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("api-surface.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let help = stdout(&run(&["pull", "--help"]));
+    for kind in surface["errorKinds"].as_array().unwrap() {
+        let line = format!(" {} ", kind["exitCode"]);
+        assert!(
+            help.contains(&line),
+            "--help lacks exit code {line}:\n{help}"
+        );
+        let doc = kind["doc"].as_str().unwrap();
+        assert!(help.contains(doc), "--help lacks {doc:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let config = dir.path().join("config.json");
+    let every_setting = surface["registryConfig"]["defaults"].to_string();
+    std::fs::write(&config, every_setting).unwrap();
+    let args = |config: &Path| {
+        let o = run(&[
+            "pull",
+            REF,
+            "--cache",
+            cache.to_str().unwrap(),
+            "--policy",
+            "never",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        (o.status.code(), stderr(&o))
+    };
+    // Accepted: the pull gets as far as the cache (exit 3, not 2).
+    let (code, err) = args(&config);
+    assert_eq!(code, Some(3), "{err}");
+
+    std::fs::write(&config, r#"{"maxRetires": 3}"#).unwrap();
+    let (code, err) = args(&config);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("maxRetires"), "{err}");
 }

@@ -8,6 +8,7 @@ use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use microsandbox_image::cache::layer_tree_of_index;
 use microsandbox_image::index::{Entry, IndexError, LayerIndex, LayerStack};
 
 use crate::arg;
@@ -17,11 +18,6 @@ use crate::pull_result::msb_pull_result;
 use crate::stat::msb_stat;
 use crate::status::{fail, msb_status};
 use crate::string;
-
-/// The file name of a layer's index beside its `fs` tree (`layers/sha256/<hex>/index`).
-const INDEX_FILE: &str = "index";
-/// The directory name of a layer's extracted tree beside its index.
-const FS_DIR: &str = "fs";
 
 /// The layers of an image, bottom to top, seen as one tree. Immutable; may be used from any
 /// number of threads at once. It keeps its index files mapped until it is freed.
@@ -37,12 +33,7 @@ pub struct msb_layer_stack {
 
 /// The status and message of an index that cannot be opened.
 fn index_error(layer: usize, path: &Path, error: &IndexError) -> msb_status {
-    let status = match error {
-        IndexError::UnsupportedVersion { .. } => msb_status::Unsupported,
-        IndexError::Io { .. } => msb_status::Io,
-        e if e.is_corrupt() => msb_status::Io,
-        _ => msb_status::Internal,
-    };
+    let status = msb_status::from(error.kind());
     let hint = match error {
         IndexError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             " (the layer has no index: pull with build_index on to create it)"
@@ -65,11 +56,6 @@ fn open(paths: &[PathBuf], trees: Vec<PathBuf>) -> Result<msb_layer_stack, msb_s
         inner: LayerStack::new(layers),
         trees,
     })
-}
-
-/// `<dir>/<name>` for the directory `dir` holding `path`.
-fn sibling(path: &Path, name: &str) -> PathBuf {
-    path.parent().unwrap_or(Path::new("")).join(name)
 }
 
 fn lossy(path: &[u8]) -> String {
@@ -113,8 +99,7 @@ pub extern "C" fn msb_layer_stack_open(
         let out = try_arg!(arg::out_ptr(out, "out"));
         let result = try_arg!(arg::obj(result, "result"));
         let trees = result.inner.layers.clone();
-        let paths: Vec<PathBuf> = trees.iter().map(|t| sibling(t, INDEX_FILE)).collect();
-        let stack = try_arg!(open(&paths, trees));
+        let stack = try_arg!(open(&result.inner.layer_indexes, trees));
         *out = arg::into_handle(stack);
         msb_status::Ok
     }
@@ -144,7 +129,7 @@ pub extern "C" fn msb_layer_stack_open_paths(
             let p = try_arg!(arg::bytes(p, &format!("index_paths[{i}]")));
             paths.push(PathBuf::from(OsStr::from_bytes(p)));
         }
-        let trees = paths.iter().map(|p| sibling(p, FS_DIR)).collect();
+        let trees = paths.iter().map(|p| layer_tree_of_index(p)).collect();
         let stack = try_arg!(open(&paths, trees));
         *out = arg::into_handle(stack);
         msb_status::Ok
@@ -401,7 +386,7 @@ mod tests {
         for (i, bytes) in paths.into_iter().enumerate() {
             let layer = root.join(i.to_string());
             std::fs::create_dir_all(&layer).unwrap();
-            let index = layer.join(INDEX_FILE);
+            let index = layer.join("index");
             std::fs::write(&index, bytes).unwrap();
             out.push(CString::new(index.as_os_str().as_bytes()).unwrap());
         }

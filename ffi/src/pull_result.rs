@@ -74,6 +74,34 @@ pub extern "C" fn msb_pull_result_layer_count(
     }
 }
 
+/// Stores a copy of path `index` of the list `paths` picks from the result.
+fn give_layer_path(
+    result: *const msb_pull_result,
+    index: usize,
+    out: *mut *mut c_char,
+    paths: impl FnOnce(&PullResult) -> &[std::path::PathBuf],
+) -> msb_status {
+    let out = try_arg!(arg::out_ptr(out, "out"));
+    let result = try_arg!(arg::obj(result, "result"));
+    let layers = paths(&result.inner);
+    let Some(path) = layers.get(index) else {
+        return fail(
+            msb_status::InvalidArgument,
+            format!(
+                "layer index {index} is out of range (there are {})",
+                layers.len()
+            ),
+        );
+    };
+    match path.to_str() {
+        Some(path) => string::give(out, path),
+        None => fail(
+            msb_status::Io,
+            format!("layer path {} is not valid UTF-8", path.display()),
+        ),
+    }
+}
+
 /// The extracted tree of layer `index` (0 = bottom): `<cache>/layers/sha256/<diff_id>/fs`.
 /// Free `*out` with `msb_string_free`.
 #[unsafe(no_mangle)]
@@ -83,22 +111,21 @@ pub extern "C" fn msb_pull_result_layer_path(
     out: *mut *mut c_char,
 ) -> msb_status {
     ffi_panic_boundary! {
-        let out = try_arg!(arg::out_ptr(out, "out"));
-        let result = try_arg!(arg::obj(result, "result"));
-        let layers = &result.inner.layers;
-        let Some(path) = layers.get(index) else {
-            return fail(
-                msb_status::InvalidArgument,
-                format!("layer index {index} is out of range (there are {})", layers.len()),
-            );
-        };
-        match path.to_str() {
-            Some(path) => string::give(out, path),
-            None => fail(
-                msb_status::Io,
-                format!("layer path {} is not valid UTF-8", path.display()),
-            ),
-        }
+        give_layer_path(result, index, out, |r| &r.layers)
+    }
+}
+
+/// The sidecar index file of layer `index` (0 = bottom), as `msb_layer_stack_open_paths`
+/// takes it. The file is absent only if the layer was pulled with the index turned off.
+/// Free `*out` with `msb_string_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn msb_pull_result_layer_index_path(
+    result: *const msb_pull_result,
+    index: usize,
+    out: *mut *mut c_char,
+) -> msb_status {
+    ffi_panic_boundary! {
+        give_layer_path(result, index, out, |r| &r.layer_indexes)
     }
 }
 

@@ -55,23 +55,10 @@ pub enum msb_status {
 }
 
 impl From<ErrorKind> for msb_status {
+    /// The status with the kind's number from the core's table (`ErrorKind::status`); the
+    /// test `statuses_follow_the_core_table` checks that every kind has its status here.
     fn from(kind: ErrorKind) -> Self {
-        match kind {
-            ErrorKind::InvalidArgument => msb_status::InvalidArgument,
-            ErrorKind::InvalidReference => msb_status::InvalidReference,
-            ErrorKind::NotCached => msb_status::NotCached,
-            ErrorKind::PlatformNotFound => msb_status::PlatformNotFound,
-            ErrorKind::Auth => msb_status::Auth,
-            ErrorKind::Registry => msb_status::Registry,
-            ErrorKind::DigestMismatch => msb_status::DigestMismatch,
-            ErrorKind::Extraction => msb_status::Extraction,
-            ErrorKind::Io => msb_status::Io,
-            ErrorKind::Cancelled => msb_status::Cancelled,
-            ErrorKind::Unsupported => msb_status::Unsupported,
-            ErrorKind::Internal => msb_status::Internal,
-            // A kind newer than this library.
-            _ => msb_status::Internal,
-        }
+        msb_status::from_code(kind.status()).unwrap_or(msb_status::Internal)
     }
 }
 
@@ -193,6 +180,33 @@ mod tests {
             assert_eq!(msb_status::from_code(code).map(|s| s as u32), Some(code));
         }
         assert_eq!(msb_status::from_code(16), None);
+    }
+
+    /// Every error kind of the core has a status here with its number and the name
+    /// `MSB_STATUS_<CODE>`; the only statuses without a kind are the boundary's own.
+    #[test]
+    fn statuses_follow_the_core_table() {
+        for kind in ErrorKind::ALL {
+            let status = msb_status::from(*kind);
+            assert_eq!(status as u32, kind.status(), "{kind:?}");
+            assert_eq!(
+                status.name().to_str().unwrap(),
+                format!("MSB_STATUS_{}", kind.code()),
+                "{kind:?}"
+            );
+        }
+        for code in 0..16u32 {
+            let status = msb_status::from_code(code).unwrap();
+            let boundary_only = matches!(
+                status,
+                msb_status::Ok | msb_status::Panic | msb_status::Timeout
+            );
+            assert_eq!(
+                ErrorKind::from_status(code).is_some(),
+                !boundary_only,
+                "{status:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub use docker_config::DockerConfig;
 /// assert!(auth.is_some());
 /// assert!(!RegistryAuth::Anonymous.is_some());
 /// ```
-#[derive(Clone, PartialEq, Eq, Default)]
+///
+/// As data (settings files, Python and Node options) it is `{"type": "anonymous"}`,
+/// `{"type": "basic", "username": …, "password": …}` or `{"type": "bearer", "token": …}`.
+#[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum RegistryAuth {
     /// No credentials: public images, anonymous bearer tokens.

@@ -2,7 +2,7 @@
 //!
 //! `msbimage pull REF` pulls (with progress on stderr and a summary or `--json` on stdout);
 //! `msbimage inspect REF` answers from the cache alone. Failures print one line,
-//! `msbimage: error: …`, and exit with a code per [`ErrorKind`] (see [`args::EXIT_CODES`]).
+//! `msbimage: error: …`, and exit with a code per [`ErrorKind`] (see [`args::exit_codes_help`]).
 
 // The crate root's modules would live next to it in `src/bin/`, where Cargo would take them
 // for binaries of their own; they live in `src/bin/msbimage/` instead.
@@ -22,7 +22,7 @@ use args::{Cli, Command, InspectArgs, PolicyArg, PullArgs};
 use clap::Parser as _;
 use microsandbox_image::{
     Error, ErrorKind, GlobalCache, ImageConfig, Platform, PullOptions, PullPolicy, PullResult,
-    Reference, Registry, RegistryAuth,
+    Reference, Registry,
 };
 use progress_ui::Reporter;
 
@@ -38,21 +38,9 @@ impl From<Error> for Failure {
     }
 }
 
-/// The exit status for each error kind (documented in [`args::EXIT_CODES`]).
+/// The exit status for each error kind (the table in the core, shown in `--help`).
 fn exit_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::InvalidArgument | ErrorKind::InvalidReference => 2,
-        ErrorKind::NotCached => 3,
-        ErrorKind::PlatformNotFound => 4,
-        ErrorKind::Auth => 5,
-        ErrorKind::Registry => 6,
-        ErrorKind::DigestMismatch => 7,
-        ErrorKind::Extraction => 8,
-        ErrorKind::Io => 9,
-        ErrorKind::Unsupported => 10,
-        ErrorKind::Cancelled => 130,
-        _ => 70,
-    }
+    kind.exit_code()
 }
 
 /// The default cache: `$MSBIMAGE_CACHE`, else `$XDG_CACHE_HOME/msbimage`, else
@@ -179,28 +167,14 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
         _ => None,
     };
     let cache = open_cache(args.common.cache.as_deref())?;
-    let platform = args.common.platform.unwrap_or_else(Platform::host_linux);
+    let platform = args
+        .common
+        .platform
+        .clone()
+        .unwrap_or_else(Platform::host_linux);
 
-    let mut builder = Registry::builder(platform, cache).default_docker_config();
-    if let (Some(username), Some(password)) = (args.username, password) {
-        builder = builder.auth_for(
-            reference.registry(),
-            RegistryAuth::Basic { username, password },
-        );
-    }
-    for host in &args.insecure_registry {
-        builder = builder.insecure_registry(host);
-    }
-    if let Some(ca) = &args.ca_file {
-        builder = builder.ca_file(ca);
-    }
-    for (registry, url) in &args.mirror {
-        builder = builder.mirror(registry.clone(), url);
-    }
-    if let Some(n) = args.concurrency {
-        builder = builder.concurrency(n.into());
-    }
-    let registry = builder.build()?;
+    let config = args.registry_config(&reference, password)?;
+    let registry = Registry::from_config(platform, cache, config)?;
 
     let options = PullOptions {
         pull_policy: args.policy.into(),
@@ -224,10 +198,9 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
                 Err(Error::Internal(format!("pull task failed: {e}")))
             }),
             () = interrupt::interrupted() => {
-                task.abort();
-                // The abort lands at the task's next await point; do not hang on it.
-                let _ = tokio::time::timeout(Duration::from_secs(5), &mut task).await;
-                break Err(Error::Cancelled { reference: reference.to_string() });
+                // The pull stops at once and returns Cancelled after its workers have removed
+                // their staging directories.
+                events.cancel();
             }
         }
     };
@@ -237,7 +210,7 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
     }
 
     if let Err(e) = &outcome {
-        reporter.abandon(e.kind() == ErrorKind::Cancelled);
+        reporter.abandon(e);
     }
     reporter.end();
     match outcome {
@@ -249,8 +222,19 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
             };
             print_stdout(&text)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            if args.json {
+                // Errors are data too: the same report the bindings attach to exceptions.
+                print_stdout(&(error_json(&e) + "\n"))?;
+            }
+            Err(e.into())
+        }
     }
+}
+
+/// `{"error": {"kind": "NOT_CACHED", "message": …, "image": …, "layer": …, "blob": …}}`.
+fn error_json(e: &Error) -> String {
+    serde_json::json!({ "error": e.report() }).to_string()
 }
 
 async fn inspect(args: InspectArgs) -> Result<(), Failure> {

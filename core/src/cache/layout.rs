@@ -7,7 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::digest::Digest;
 
-/// Paths inside one cache root.
+/// The extracted tree inside a layer directory.
+const LAYER_FS: &str = "fs";
+/// The sidecar index inside a layer directory.
+const LAYER_INDEX: &str = "index";
+/// The layer's metadata inside a layer directory.
+const LAYER_META: &str = "meta.json";
+
+/// Paths inside one cache root: the only code that knows the cache's file names.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     root: PathBuf,
@@ -39,6 +46,36 @@ impl Layout {
             .join("layers")
             .join(diff_id.algorithm().as_str())
             .join(diff_id.hex())
+    }
+
+    /// `layers/sha256/<hex>/fs`.
+    pub(crate) fn layer_fs(&self, diff_id: &Digest) -> PathBuf {
+        Layout::fs_in(&self.layer_dir(diff_id))
+    }
+
+    /// `layers/sha256/<hex>/index`.
+    pub(crate) fn layer_index(&self, diff_id: &Digest) -> PathBuf {
+        Layout::index_in(&self.layer_dir(diff_id))
+    }
+
+    /// The tree inside a layer directory (published or staging).
+    pub(crate) fn fs_in(layer_dir: &Path) -> PathBuf {
+        layer_dir.join(LAYER_FS)
+    }
+
+    /// The index inside a layer directory (published or staging).
+    pub(crate) fn index_in(layer_dir: &Path) -> PathBuf {
+        layer_dir.join(LAYER_INDEX)
+    }
+
+    /// `meta.json` inside a layer directory (published or staging).
+    pub(crate) fn meta_in(layer_dir: &Path) -> PathBuf {
+        layer_dir.join(LAYER_META)
+    }
+
+    /// The name prefix of a layer's staging directories under `tmp/`.
+    pub(crate) fn staging_prefix(diff_id: &Digest) -> String {
+        format!("layer-{}", diff_id.hex())
     }
 
     pub(crate) fn manifest_file(&self, digest: &Digest) -> PathBuf {

@@ -4,15 +4,19 @@
 
 mod layout;
 mod lock;
+mod metadata;
 mod record;
+mod staging;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-pub(crate) use layout::{Layout, unique_name, write_atomic};
+pub(crate) use layout::{Layout, write_atomic};
 pub(crate) use lock::FileLock;
+pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, record_key};
+pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 
 use crate::digest::Digest;
 
@@ -38,6 +42,18 @@ impl CacheError {
         let path = path.to_owned();
         move |source| CacheError::Io { op, path, source }
     }
+}
+
+/// The extracted tree that belongs to a layer's index file (`…/<diff_id>/index` →
+/// `…/<diff_id>/fs`): the cache's layout, for callers that were handed index paths.
+///
+/// ```
+/// use std::path::Path;
+/// let fs = microsandbox_image::cache::layer_tree_of_index(Path::new("/c/layers/sha256/ab/index"));
+/// assert_eq!(fs, Path::new("/c/layers/sha256/ab/fs"));
+/// ```
+pub fn layer_tree_of_index(index: &Path) -> PathBuf {
+    Layout::fs_in(index.parent().unwrap_or(Path::new("")))
 }
 
 /// The shared image cache. Cheap to clone; clones share in-process state (which layers are
@@ -103,7 +119,12 @@ impl GlobalCache {
 
     /// The extracted tree of a layer: `layers/sha256/<hex>/fs`.
     pub fn layer_fs(&self, diff_id: &Digest) -> PathBuf {
-        self.layer_dir(diff_id).join("fs")
+        self.inner.layout.layer_fs(diff_id)
+    }
+
+    /// The sidecar index of a layer: `layers/sha256/<hex>/index`.
+    pub fn layer_index(&self, diff_id: &Digest) -> PathBuf {
+        self.inner.layout.layer_index(diff_id)
     }
 
     /// Whether a layer is published. A published layer directory is complete by construction

@@ -42,6 +42,8 @@ pub(crate) struct ClientOptions {
     pub read_timeout: Duration,
     /// Upper bound of a `Retry-After` wait.
     pub max_retry_after: Duration,
+    /// The `User-Agent` header of every request.
+    pub user_agent: String,
 }
 
 impl Default for ClientOptions {
@@ -54,6 +56,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(30),
+            user_agent: crate::settings::default_user_agent(),
         }
     }
 }
@@ -104,8 +107,6 @@ pub(crate) struct RegistryClient {
     tokens: token::TokenCache,
 }
 
-const USER_AGENT: &str = concat!("msbimage/", env!("CARGO_PKG_VERSION"));
-
 impl RegistryClient {
     pub(crate) fn new(opts: ClientOptions, auth: AuthStore) -> Result<Self, RegistryError> {
         // reqwest is built without a crypto provider: use ring's, unless the application has
@@ -140,7 +141,7 @@ impl RegistryClient {
 
     fn base(opts: &ClientOptions) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+            .user_agent(&opts.user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)

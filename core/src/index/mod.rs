@@ -153,6 +153,18 @@ pub enum IndexError {
 }
 
 impl IndexError {
+    /// The stable kind every front door reports: an unreadable file is `Io`, a file that
+    /// breaks the format `Io` too (a corrupt cache), a newer format `Unsupported`.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind;
+        match self {
+            IndexError::UnsupportedVersion { .. } => ErrorKind::Unsupported,
+            IndexError::Io { .. } => ErrorKind::Io,
+            e if e.is_corrupt() => ErrorKind::Io,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     /// Whether the error says the file's bytes are bad (as opposed to an I/O failure or a
     /// builder input problem): the caller may rebuild the index from the layer tree.
     pub fn is_corrupt(&self) -> bool {

@@ -8,7 +8,6 @@ mod download;
 mod extract;
 mod flush;
 mod pipe;
-mod publish;
 mod reader;
 mod reindex;
 pub mod stat;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 
 pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
 
-use crate::cache::{CacheError, GlobalCache};
+use crate::cache::{CacheError, GlobalCache, LayerMeta, Staging};
 use crate::cancel::CancelToken;
 use crate::client::{RegistryClient, RegistryError};
 use crate::digest::{Digest, HashingReader};
@@ -31,7 +30,6 @@ use download::{DownloadError, stream_blob};
 use flush::FlushTicker;
 pub(crate) use flush::Flusher;
 use pipe::{PipeReader, Pumped};
-use publish::{LayerMeta, Staging};
 use reader::{ChunkReader, chunk_channel};
 pub(crate) use reindex::ensure_index;
 
@@ -299,8 +297,8 @@ pub(crate) async fn index_cached_layers(
 ) -> Result<(), LayerError> {
     for (layer_index, diff_id) in layers {
         let (c, d) = (cache.clone(), diff_id.clone());
-        let dir = cache.layer_dir(diff_id);
-        if blocking(move || dir.join(publish::INDEX_FILE).exists()).await? {
+        let index = cache.layer_index(diff_id);
+        if blocking(move || index.exists()).await? {
             continue;
         }
         progress.emit(PullProgress::LayerIndexStarted {
@@ -522,7 +520,7 @@ fn extract_and_publish(
         entries: stats.entries,
         file_bytes: stats.file_bytes,
         implicit_dirs: stats.implicit_dirs,
-        tree_format: publish::TREE_FORMAT,
+        tree_format: crate::cache::TREE_FORMAT,
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 
 use super::LayerError;
 use super::extract::{IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
-use super::publish::{INDEX_FILE, LayerMeta};
 use super::stat::{XATTR_PREFIX, mode, read_override_stat};
-use crate::cache::{GlobalCache, write_atomic};
+use crate::cache::{GlobalCache, LayerMeta, Layout, write_atomic};
 use crate::digest::Digest;
 use crate::index::{EntryMeta, IndexBuilder};
 
@@ -186,8 +185,8 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> Result<Option<EntryMeta>, 
 }
 
 /// The `tree_format` of a published layer (1 when `meta.json` is unreadable or older).
-fn tree_format(dir: &Path) -> u32 {
-    std::fs::read(dir.join("meta.json"))
+fn tree_format(layer_dir: &Path) -> u32 {
+    std::fs::read(Layout::meta_in(layer_dir))
         .ok()
         .and_then(|b| serde_json::from_slice::<LayerMeta>(&b).ok())
         .map_or(1, |m| m.tree_format)
@@ -199,8 +198,7 @@ pub(crate) fn ensure_index(
     cache: &GlobalCache,
     diff_id: &Digest,
 ) -> Result<Option<u64>, LayerError> {
-    let dir = cache.layer_dir(diff_id);
-    let index = dir.join(INDEX_FILE);
+    let index = cache.layer_index(diff_id);
     if index.exists() {
         return Ok(None);
     }
@@ -208,7 +206,8 @@ pub(crate) fn ensure_index(
     if index.exists() {
         return Ok(None);
     }
-    let (bytes, entries) = index_from_tree(&dir.join("fs"), tree_format(&dir) < 2)?;
+    let legacy = tree_format(&cache.layer_dir(diff_id)) < 2;
+    let (bytes, entries) = index_from_tree(&cache.layer_fs(diff_id), legacy)?;
     // Adding a file by rename is the one write a published layer may see: readers find either
     // no index or the whole one.
     write_atomic(&cache.layout().tmp(), &index, &bytes).map_err(io("write", &index))?;

@@ -3,30 +3,40 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use microsandbox_image::{Platform, PullPolicy};
+use microsandbox_image::{
+    DockerConfigSource, Error, ErrorKind, Platform, PullPolicy, Reference, RegistryAuth,
+    RegistryConfig,
+};
 
 use crate::progress_ui::ProgressMode;
 
-pub const EXIT_CODES: &str = "\
-Exit codes:
-    0    success
-    2    invalid argument or image reference (including command-line usage errors)
-    3    image not in the cache (--policy never, inspect)
-    4    no manifest for the requested platform
-    5    authentication refused by the registry
-    6    registry or network error (including unknown repository or tag)
-    7    digest mismatch (corrupt or tampered content)
-    8    a layer could not be decompressed or extracted
-    9    local file-system error
-    10   unsupported or malformed manifest or config
-    70   internal error (a bug)
-    130  interrupted (Ctrl-C)
-
-On failure one line is printed to stderr: `msbimage: error: <message>`.
-
-Environment:
-    MSBIMAGE_CACHE    default cache directory (else $XDG_CACHE_HOME/msbimage, else ~/.cache/msbimage)
-    DOCKER_CONFIG     directory of the Docker config.json used for credentials (default ~/.docker)";
+/// The `--help` footer: exit codes (from the core's error-kind table), the error line and
+/// the environment.
+pub fn exit_codes_help() -> String {
+    let mut codes: Vec<(u8, Vec<&str>)> = Vec::new();
+    for kind in ErrorKind::ALL {
+        match codes.iter_mut().find(|(c, _)| *c == kind.exit_code()) {
+            Some((_, docs)) => docs.push(kind.doc()),
+            None => codes.push((kind.exit_code(), vec![kind.doc()])),
+        }
+    }
+    codes.sort_by_key(|(c, _)| *c);
+    let mut s = String::from("Exit codes:\n    0    success\n");
+    for (code, docs) in codes {
+        let mut docs = docs.join("; ");
+        if code == ErrorKind::InvalidArgument.exit_code() {
+            docs.push_str(" (including command-line usage errors)");
+        }
+        s += &format!("    {code:<4} {docs}\n");
+    }
+    s += "\nOn failure one line is printed to stderr: `msbimage: error: <message>` (and, with \
+          --json, an {\"error\": {\"kind\", \"message\", \"image\", \"layer\", \"blob\"}} object on \
+          stdout).\n\n\
+          Environment:\n    \
+          MSBIMAGE_CACHE    default cache directory (else $XDG_CACHE_HOME/msbimage, else ~/.cache/msbimage)\n    \
+          DOCKER_CONFIG     directory of the Docker config.json used for credentials (default ~/.docker)";
+    s
+}
 
 /// Pull OCI images, verify them and extract their layers into a shared cache.
 #[derive(Debug, Parser)]
@@ -37,7 +47,7 @@ Environment:
     long_about = "Pull OCI images from a registry, verify every blob against its digest, and \
                   extract the layers into a content-addressed cache shared by all images \
                   (with a lookup index per layer). Progress goes to stderr; results to stdout.",
-    after_help = EXIT_CODES,
+    after_help = exit_codes_help(),
     propagate_version = true
 )]
 pub struct Cli {
@@ -48,10 +58,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pull an image into the cache and print where its layers are.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes_help())]
     Pull(PullArgs),
     /// Print what the cache holds for an image (as JSON, like `pull --json`), offline.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes_help())]
     Inspect(InspectArgs),
 }
 
@@ -99,6 +109,12 @@ pub struct PullArgs {
     /// How many layers download and extract at once [default: 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
+
+    /// Registry settings as a JSON object (keys as in the library's `RegistryConfig`:
+    /// `insecureRegistries`, `mirrors`, `caFiles`, `maxRetries`, `limits`, …); the flags
+    /// above apply on top of it
+    #[arg(long, value_name = "FILE.json")]
+    pub config: Option<PathBuf>,
 
     /// Do not build the per-layer lookup index
     #[arg(long = "no-index")]
@@ -167,5 +183,48 @@ fn parse_mirror(s: &str) -> Result<(String, String), String> {
         _ => Err(format!(
             "expected REGISTRY=URL, e.g. docker.io=http://localhost:5000; got {s:?}"
         )),
+    }
+}
+
+impl PullArgs {
+    /// The registry settings these arguments ask for: the CLI's defaults (Docker config at
+    /// its default place), then `--config FILE`, then the flags.
+    pub fn registry_config(
+        &self,
+        reference: &Reference,
+        password: Option<String>,
+    ) -> Result<RegistryConfig, Error> {
+        let mut config = RegistryConfig {
+            docker_config: DockerConfigSource::Default,
+            ..RegistryConfig::default()
+        };
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::InvalidArgument(format!("--config {}: {e}", path.display())))?;
+            config
+                .merge_json(&text)
+                .map_err(|e| Error::InvalidArgument(format!("--config {}: {e}", path.display())))?;
+        }
+        if let (Some(username), Some(password)) = (self.username.clone(), password) {
+            let auth = RegistryAuth::Basic { username, password };
+            config
+                .auth_for
+                .insert(reference.registry().to_owned(), auth);
+        }
+        config
+            .insecure_registries
+            .extend(self.insecure_registry.iter().cloned());
+        config.ca_files.extend(self.ca_file.iter().cloned());
+        for (registry, url) in &self.mirror {
+            config
+                .mirrors
+                .entry(registry.clone())
+                .or_default()
+                .push(url.clone());
+        }
+        if let Some(n) = self.concurrency {
+            config.concurrency = n.into();
+        }
+        Ok(config)
     }
 }

@@ -46,7 +46,8 @@ use crate::index::{EntryMeta, IndexBuilder};
 pub const IMPLICIT_DIR_XATTR: &str = "user.msb.implicit";
 
 /// Limits that stop hostile layers. Every limit names itself in the error it causes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExtractLimits {
     /// Most tar entries in one layer.
     pub max_entries: u64,

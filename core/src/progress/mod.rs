@@ -10,119 +10,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use crate::cancel::CancelToken;
+
+mod compat;
+mod events;
+mod schema;
+
+pub use compat::{PullProgressSender, progress_channel};
+
+pub use events::PullProgress;
+pub use schema::{EventSchema, FieldSchema, SchemaType};
+
+#[cfg(test)]
 use crate::digest::Digest;
-
-/// One progress event of a pull. Layer indexes count from 0 at the bottom layer, in manifest
-/// order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum PullProgress {
-    /// Resolving the reference to a manifest (or answering from the cache).
-    Resolving {
-        /// The normalised reference.
-        reference: Arc<str>,
-    },
-    /// The manifest and config are known.
-    Resolved {
-        /// The normalised reference.
-        reference: Arc<str>,
-        /// The platform manifest's digest.
-        manifest_digest: Digest,
-        /// Number of layers in the image.
-        layer_count: usize,
-        /// Compressed bytes of the layers that still have to be downloaded.
-        total_download_bytes: u64,
-    },
-    /// A layer is already complete in the cache; no download or extraction follows for it.
-    LayerCached {
-        /// Layer position.
-        layer_index: usize,
-        /// Uncompressed digest (the cache key).
-        diff_id: Digest,
-    },
-    /// Bytes of a layer blob arrived. Lossy: intermediate values may be skipped.
-    LayerDownloadProgress {
-        /// Layer position.
-        layer_index: usize,
-        /// Compressed digest.
-        digest: Digest,
-        /// Compressed bytes received so far.
-        downloaded_bytes: u64,
-        /// The blob's size from the manifest, when known.
-        total_bytes: Option<u64>,
-    },
-    /// The whole blob arrived and its digest matched.
-    LayerDownloadComplete {
-        /// Layer position.
-        layer_index: usize,
-        /// Compressed digest.
-        digest: Digest,
-        /// Compressed bytes received.
-        downloaded_bytes: u64,
-    },
-    /// Extraction of a layer started (it runs while the blob streams in).
-    LayerExtractStarted {
-        /// Layer position.
-        layer_index: usize,
-        /// Uncompressed digest.
-        diff_id: Digest,
-    },
-    /// Extraction progress. Lossy.
-    LayerExtractProgress {
-        /// Layer position.
-        layer_index: usize,
-        /// Uncompressed tar bytes consumed so far.
-        bytes_extracted: u64,
-        /// Tar entries written so far.
-        entries: u64,
-    },
-    /// The layer is extracted, verified and published.
-    LayerExtractComplete {
-        /// Layer position.
-        layer_index: usize,
-        /// Uncompressed digest.
-        diff_id: Digest,
-        /// Tar entries written.
-        entries: u64,
-        /// Uncompressed tar bytes.
-        bytes_extracted: u64,
-    },
-    /// Building the layer's sidecar index started.
-    LayerIndexStarted {
-        /// Layer position.
-        layer_index: usize,
-    },
-    /// The layer's sidecar index is written.
-    LayerIndexComplete {
-        /// Layer position.
-        layer_index: usize,
-        /// Entries in the index.
-        entries: u64,
-    },
-    /// The pull finished successfully.
-    Complete {
-        /// The normalised reference.
-        reference: Arc<str>,
-        /// The platform manifest's digest.
-        manifest_digest: Digest,
-        /// Number of layers in the image.
-        layer_count: usize,
-        /// True when the answer came entirely from the cache.
-        cached: bool,
-    },
-}
-
-impl PullProgress {
-    /// The layer a lossy event belongs to; `None` for milestones, which are never dropped.
-    fn lossy_slot(&self) -> Option<(usize, u8)> {
-        match self {
-            PullProgress::LayerDownloadProgress { layer_index, .. } => Some((*layer_index, 0)),
-            PullProgress::LayerExtractProgress { layer_index, .. } => Some((*layer_index, 1)),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Default)]
 struct Queue {
@@ -168,14 +68,14 @@ impl ProgressSink {
         }
     }
 
-    /// A sink feeding a [`PullProgressHandle`].
-    pub(crate) fn channel() -> (Self, PullProgressHandle) {
+    /// A sink feeding a [`PullProgressHandle`] whose `cancel` trips `cancel`.
+    pub(crate) fn channel(cancel: CancelToken) -> (Self, PullProgressHandle) {
         let shared = Arc::new(Shared::default());
         let sink = ProgressSink {
             queue: Some(shared.clone()),
             callback: None,
         };
-        (sink, PullProgressHandle { shared })
+        (sink, PullProgressHandle { shared, cancel })
     }
 
     /// Whether anyone listens (lets hot paths skip building events).
@@ -236,9 +136,21 @@ impl ProgressSink {
 /// ```
 pub struct PullProgressHandle {
     shared: Arc<Shared>,
+    cancel: CancelToken,
 }
 
 impl PullProgressHandle {
+    /// Cancels the pull: it stops, its workers clean up, and its task returns
+    /// [`Error::Cancelled`](crate::Error::Cancelled) with nothing of it left in `tmp/`.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The pull's cancel token (for another task or thread to cancel it).
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
     /// The next event, or `None` when the pull has finished and every event was received.
     pub async fn recv(&mut self) -> Option<PullProgress> {
         loop {
@@ -279,7 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn milestones_survive_and_progress_coalesces() {
-        let (sink, mut handle) = ProgressSink::channel();
+        let (sink, mut handle) = ProgressSink::channel(CancelToken::new());
         sink.emit(PullProgress::LayerExtractStarted {
             layer_index: 0,
             diff_id: d(),
@@ -315,7 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn progress_of_other_layers_is_not_merged() {
-        let (sink, mut handle) = ProgressSink::channel();
+        let (sink, mut handle) = ProgressSink::channel(CancelToken::new());
         for layer_index in 0..3 {
             sink.emit(PullProgress::LayerExtractProgress {
                 layer_index,

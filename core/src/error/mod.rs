@@ -11,8 +11,20 @@ use crate::manifest::ManifestError;
 use crate::platform::Platform;
 use crate::reference::ReferenceError;
 
+mod kind;
+mod report;
+
+pub use kind::ErrorKind;
+pub use report::ErrorReport;
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The original `microsandbox-image` crate's name for [`Error`].
+pub type ImageError = Error;
+
+/// The original `microsandbox-image` crate's name for [`Result`].
+pub type ImageResult<T> = Result<T, Error>;
 
 /// Everything a pull can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -65,14 +77,18 @@ pub enum Error {
         source: ManifestError,
     },
 
-    /// Downloading, verifying or extracting one layer failed.
-    #[error("{reference}: layer {digest}: {source}")]
+    /// Downloading, verifying or extracting one layer failed. The message names the layer by
+    /// its diff_id (as paths and progress events do), with the compressed blob's digest beside
+    /// it when the blob is what failed.
+    #[error("{reference}: layer {diff_id}{}: {source}", report::blob_note(digest.as_ref(), source))]
     Layer {
         /// The image.
         reference: String,
-        /// The layer's compressed digest as listed in the manifest (its diff_id when the layer
-        /// was already in the cache and only its index was being built).
-        digest: Digest,
+        /// The layer's uncompressed digest (its cache key).
+        diff_id: Digest,
+        /// The compressed blob's digest as listed in the manifest (`None` when the layer was
+        /// already in the cache and only its index was being built).
+        digest: Option<Digest>,
         /// What went wrong.
         #[source]
         source: Box<LayerError>,
@@ -92,36 +108,6 @@ pub enum Error {
     /// A bug: a task panicked or vanished. The message says where.
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-/// A stable classification of [`Error`]s, shared by every language binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// A bad argument or option.
-    InvalidArgument,
-    /// A malformed image reference.
-    InvalidReference,
-    /// Not in the cache and the policy forbids the network.
-    NotCached,
-    /// No manifest for the requested platform.
-    PlatformNotFound,
-    /// The registry refused the credentials (401/403).
-    Auth,
-    /// Network or HTTP failure, or a registry answer that makes no sense.
-    Registry,
-    /// Content did not hash to its digest.
-    DigestMismatch,
-    /// A layer could not be decompressed or extracted (bad tar, limits, unsafe paths).
-    Extraction,
-    /// A local file-system error.
-    Io,
-    /// The pull was cancelled.
-    Cancelled,
-    /// A malformed or unsupported manifest/config.
-    Unsupported,
-    /// A bug in this library.
-    Internal,
 }
 
 impl Error {

@@ -1,4 +1,5 @@
-//! Staging and publishing a layer directory. A layer is built in `tmp/layer-<hex>.<unique>/`
+//! Staging and publishing a layer directory (the cache owns where layers live; the `layer`
+//! module decides what goes into one). A layer is built in `tmp/layer-<hex>.<unique>/`
 //! and appears under `layers/sha256/<hex>/` by one rename, so a layer directory that exists is
 //! complete. Staging directories are removed when dropped unless published, and debris left
 //! by a crashed process is swept the next time the layer's lock is taken.
@@ -6,12 +7,9 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use super::LayerError;
-use crate::cache::{CacheError, Layout, unique_name, write_atomic};
+use super::CacheError;
+use super::layout::{Layout, unique_name, write_atomic};
 use crate::digest::Digest;
-
-/// File name of the sidecar index inside a layer directory.
-pub(crate) const INDEX_FILE: &str = "index";
 
 /// `meta.json` of a layer directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,21 +47,19 @@ pub(crate) struct Staging {
     published: bool,
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LayerError + 'a {
-    move |source| {
-        LayerError::Cache(CacheError::Io {
-            op,
-            path: path.to_owned(),
-            source,
-        })
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
+    move |source| CacheError::Io {
+        op,
+        path: path.to_owned(),
+        source,
     }
 }
 
 impl Staging {
     /// Sweep stale staging directories of this layer (we hold its lock), then make a new one
     /// with an empty `fs/`.
-    pub(crate) fn create(layout: &Layout, diff_id: &Digest) -> Result<Staging, LayerError> {
-        let prefix = format!("layer-{}.", diff_id.hex());
+    pub(crate) fn create(layout: &Layout, diff_id: &Digest) -> Result<Staging, CacheError> {
+        let prefix = format!("{}.", Layout::staging_prefix(diff_id));
         let tmp = layout.tmp();
         if let Ok(entries) = std::fs::read_dir(&tmp) {
             for e in entries.flatten() {
@@ -72,7 +68,7 @@ impl Staging {
                 }
             }
         }
-        let dir = tmp.join(unique_name(&format!("layer-{}", diff_id.hex())));
+        let dir = tmp.join(unique_name(&Layout::staging_prefix(diff_id)));
         std::fs::create_dir(&dir).map_err(io("create", &dir))?;
         let staging = Staging {
             target: layout.layer_dir(diff_id),
@@ -86,12 +82,12 @@ impl Staging {
 
     /// Where the tree is extracted.
     pub(crate) fn fs(&self) -> PathBuf {
-        self.dir.join("fs")
+        Layout::fs_in(&self.dir)
     }
 
     /// Write the layer's sidecar index next to `fs/`.
-    pub(crate) fn write_index(&self, bytes: &[u8]) -> Result<(), LayerError> {
-        let p = self.dir.join(INDEX_FILE);
+    pub(crate) fn write_index(&self, bytes: &[u8]) -> Result<(), CacheError> {
+        let p = Layout::index_in(&self.dir);
         std::fs::write(&p, bytes).map_err(io("write", &p))
     }
 
@@ -103,10 +99,10 @@ impl Staging {
         meta: &LayerMeta,
         replace: bool,
         durable: bool,
-    ) -> Result<(), LayerError> {
+    ) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec_pretty(meta)
             .map_err(|e| io("serialise", &self.dir)(std::io::Error::other(e)))?;
-        let meta_path = self.dir.join("meta.json");
+        let meta_path = Layout::meta_in(&self.dir);
         write_atomic(&self.dir, &meta_path, &bytes).map_err(io("write", &meta_path))?;
         if durable {
             // One syncfs for the whole tree instead of an fsync per file.

@@ -1,0 +1,88 @@
+//! The answer from the cache alone: a warm `IfMissing` (or `Never`) pull reads the image
+//! record, checks that every layer is published, builds a missing index if asked, and emits
+//! the events of a cached pull, without touching the network.
+
+use crate::cache::GlobalCache;
+use crate::config::ImageConfig;
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::layer::index_cached_layers;
+use crate::platform::Platform;
+use crate::progress::PullProgress;
+use crate::reference::Reference;
+
+use super::context::PullContext;
+use super::{PullResult, Puller, blocking};
+
+impl Puller {
+    /// The result for a completely cached image, or `None` when the network is needed.
+    pub(super) async fn answer_from_cache(
+        &self,
+        cx: &PullContext<'_>,
+        build_index: bool,
+    ) -> Result<Option<PullResult>> {
+        let (cache, key) = (self.cache.clone(), cx.record_key());
+        let (reference, platform) = (cx.reference.clone(), cx.platform.clone());
+        let Some(result) = blocking(move || read_cached(&cache, &key, reference, platform)).await?
+        else {
+            return Ok(None);
+        };
+        if build_index {
+            for (i, diff_id) in result.layer_diff_ids.iter().enumerate() {
+                index_cached_layers(&self.cache, &[(i, diff_id.clone())], cx.progress)
+                    .await
+                    .map_err(|source| cx.layer(diff_id, None, source))?;
+            }
+        }
+        emit_cached_events(cx, &result);
+        Ok(Some(result))
+    }
+}
+
+fn emit_cached_events(cx: &PullContext<'_>, result: &PullResult) {
+    cx.progress.emit(PullProgress::Resolved {
+        reference: cx.image.clone(),
+        manifest_digest: result.manifest_digest.clone(),
+        layer_count: result.layers.len(),
+        total_download_bytes: 0,
+    });
+    for (layer_index, diff_id) in result.layer_diff_ids.iter().enumerate() {
+        cx.progress.emit(PullProgress::LayerCached {
+            layer_index,
+            diff_id: diff_id.clone(),
+        });
+    }
+    cx.progress.emit(PullProgress::Complete {
+        reference: cx.image.clone(),
+        manifest_digest: result.manifest_digest.clone(),
+        layer_count: result.layers.len(),
+        cached: true,
+    });
+}
+
+/// The cached image under `key` if its record, config and every layer are there (blocking).
+fn read_cached(
+    cache: &GlobalCache,
+    key: &str,
+    reference: Reference,
+    platform: Platform,
+) -> Option<PullResult> {
+    let rec = cache.read_record(key)?;
+    if !rec.layers.iter().all(|l| cache.has_layer(&l.diff_id)) {
+        return None;
+    }
+    let config_bytes = cache.get_manifest(&rec.config_digest)?;
+    let config = ImageConfig::from_json(&config_bytes).ok()?;
+    let diff_ids: Vec<Digest> = rec.layers.iter().map(|l| l.diff_id.clone()).collect();
+    Some(PullResult::new(
+        cache,
+        reference,
+        platform,
+        diff_ids,
+        config,
+        rec.config_digest,
+        rec.manifest_digest,
+        rec.index_digest,
+        true,
+    ))
+}

@@ -1,0 +1,138 @@
+//! Running the layer pipelines of one pull: each distinct diff_id once, at most
+//! `concurrency` at a time; the caller's cancel and the first failure stop the others, and
+//! every pipeline is awaited to its end so none leaves a worker behind.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::cancel::CancelToken;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layer::{LayerContext, LayerError, LayerJob, ensure_layer};
+use crate::progress::PullProgress;
+
+use super::context::PullContext;
+use super::resolve::ResolvedImage;
+use super::{PullOptions, Puller, blocking};
+
+impl Puller {
+    /// Makes every layer of `image` present in the cache, emitting `Resolved` first.
+    pub(super) async fn run_layers(
+        &self,
+        cx: &PullContext<'_>,
+        image: &ResolvedImage,
+        opts: &PullOptions,
+    ) -> Result<()> {
+        // The same content may be listed twice; fetch each diff_id once.
+        let mut seen = HashSet::new();
+        let unique: Vec<LayerJob> = image
+            .jobs
+            .iter()
+            .filter(|j| seen.insert(j.diff_id.clone()))
+            .cloned()
+            .collect();
+        let total_download_bytes = self.bytes_to_download(&unique, opts.force).await?;
+        cx.progress.emit(PullProgress::Resolved {
+            reference: cx.image.clone(),
+            manifest_digest: image.manifest_digest.clone(),
+            layer_count: image.jobs.len(),
+            total_download_bytes,
+        });
+        let ctx = Arc::new(self.layer_context(cx, opts));
+        let results = self.run_jobs(cx, &ctx, unique).await;
+        if cx.cancel.is_cancelled() {
+            return Err(cx.cancelled());
+        }
+        first_real_error(results)
+    }
+
+    /// Compressed bytes of the layers that are not published yet (all of them when forced).
+    async fn bytes_to_download(&self, jobs: &[LayerJob], force: bool) -> Result<u64> {
+        let cache = self.cache.clone();
+        let sizes: Vec<(Digest, u64)> = jobs
+            .iter()
+            .map(|j| (j.diff_id.clone(), j.descriptor.size))
+            .collect();
+        blocking(move || {
+            sizes
+                .iter()
+                .filter(|(d, _)| force || !cache.has_layer(d))
+                .map(|(_, s)| *s)
+                .sum()
+        })
+        .await
+    }
+
+    fn layer_context(&self, cx: &PullContext<'_>, opts: &PullOptions) -> LayerContext {
+        LayerContext {
+            client: self.client.clone(),
+            cache: self.cache.clone(),
+            reference: cx.reference.clone(),
+            limits: self.limits,
+            progress: cx.progress.clone(),
+            force: opts.force,
+            durable: self.durable,
+            flusher: self
+                .durable
+                .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),
+            build_index: opts.build_index,
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// Runs every job to its end. The caller's cancel reaches the layers through their own
+    /// token, which a failing layer also trips so its siblings stop early.
+    async fn run_jobs(
+        &self,
+        cx: &PullContext<'_>,
+        ctx: &Arc<LayerContext>,
+        jobs: Vec<LayerJob>,
+    ) -> Vec<Result<()>> {
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let forward = {
+            let (user, layers) = (cx.cancel.clone(), ctx.cancel.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = user.cancelled() => layers.cancel(),
+                    () = layers.cancelled() => {}
+                }
+            })
+        };
+        let results = futures_util::future::join_all(jobs.into_iter().map(|job| {
+            let (ctx, permits) = (ctx.clone(), permits.clone());
+            async move {
+                let (diff_id, blob) = (job.diff_id.clone(), job.descriptor.digest.clone());
+                let layer_err = |source| cx.layer(&diff_id, Some(&blob), source);
+                let permit = tokio::select! {
+                    biased;
+                    () = ctx.cancel.cancelled() => return Err(layer_err(LayerError::Cancelled)),
+                    p = permits.acquire_owned() => {
+                        p.map_err(|_| Error::Internal("semaphore closed".into()))?
+                    }
+                };
+                let result = ensure_layer(ctx.clone(), job, permit).await;
+                if result.is_err() {
+                    ctx.cancel.cancel();
+                }
+                result.map(drop).map_err(layer_err)
+            }
+        }))
+        .await;
+        forward.abort();
+        results
+    }
+}
+
+/// The first error that is not a layer stopped because a sibling failed.
+fn first_real_error(results: Vec<Result<()>>) -> Result<()> {
+    let is_sibling_cancel = |e: &Error| matches!(e, Error::Layer { source, .. } if matches!(**source, LayerError::Cancelled));
+    let mut first: Option<Error> = None;
+    for e in results.into_iter().filter_map(Result::err) {
+        if first.as_ref().is_none_or(is_sibling_cancel) {
+            first = Some(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}

@@ -1,0 +1,251 @@
+//! Pull orchestration, as named steps: answer from the cache (a warm `IfMissing` pull),
+//! resolve reference → (index →) manifest → config, run the layer pipelines with bounded
+//! concurrency, write the image record. [`PullResult`] is what a pull gives back.
+
+mod cached;
+mod context;
+mod layers;
+mod resolve;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cache::{GlobalCache, ImageRecord, RECORD_VERSION, RecordLayer};
+use crate::cancel::CancelToken;
+use crate::client::RegistryClient;
+use crate::config::ImageConfig;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::index::{IndexError, LayerIndex, LayerStack};
+use crate::layer::ExtractLimits;
+use crate::platform::Platform;
+use crate::progress::{ProgressSink, PullProgress};
+use crate::reference::Reference;
+use context::PullContext;
+use resolve::ResolvedImage;
+
+/// When to contact the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// Answer from the cache when the image is complete there (no network at all); pull
+    /// otherwise.
+    #[default]
+    IfMissing,
+    /// Always fetch the manifest again; layers already cached are reused by digest.
+    Always,
+    /// Never touch the network: the image must be in the cache.
+    Never,
+}
+
+/// Options of one pull.
+///
+/// ```
+/// use microsandbox_image::{PullOptions, PullPolicy};
+/// let opts = PullOptions { pull_policy: PullPolicy::Always, ..Default::default() };
+/// assert!(opts.build_index);
+/// ```
+///
+/// As data (Python keyword arguments, Node options): `{"pullPolicy": "if-missing" | "always"
+/// | "never", "force": false, "buildIndex": true, "platform": "linux/arm64"}`, every key
+/// optional.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullOptions {
+    /// When to contact the registry.
+    pub pull_policy: PullPolicy,
+    /// Download and extract every layer again, even if cached (implies a manifest fetch).
+    pub force: bool,
+    /// Build the sidecar lookup index of each layer.
+    pub build_index: bool,
+    /// Pull for this platform instead of the registry's.
+    pub platform: Option<Platform>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            pull_policy: PullPolicy::IfMissing,
+            force: false,
+            build_index: true,
+            platform: None,
+        }
+    }
+}
+
+/// What a pull produced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PullResult {
+    /// The normalised reference pulled.
+    pub reference: Reference,
+    /// The platform pulled for.
+    pub platform: Platform,
+    /// Extracted layer trees (`…/layers/sha256/<diff_id>/fs`), bottom to top. A layer listed
+    /// twice in the manifest appears twice.
+    pub layers: Vec<PathBuf>,
+    /// The layers' uncompressed digests, parallel to `layers`.
+    pub layer_diff_ids: Vec<Digest>,
+    /// The image config.
+    pub config: ImageConfig,
+    /// The config blob's digest (the image ID).
+    pub config_digest: Digest,
+    /// The platform manifest's digest.
+    pub manifest_digest: Digest,
+    /// The index's digest when the reference resolved through an index.
+    pub index_digest: Option<Digest>,
+    /// True when the answer came from the cache without contacting the registry.
+    pub cached: bool,
+    /// Each layer's sidecar index (`…/layers/sha256/<diff_id>/index`), parallel to
+    /// `layers`. A file is absent only when the layer was pulled with `build_index: false`.
+    pub layer_indexes: Vec<PathBuf>,
+}
+
+impl PullResult {
+    /// The merged view of the image: every layer's index opened, bottom to top.
+    ///
+    /// ```no_run
+    /// # async fn f(registry: microsandbox_image::Registry) -> Result<(), Box<dyn std::error::Error>> {
+    /// let result = registry.pull(&"alpine:3.20".parse()?, &Default::default()).await?;
+    /// let stack = result.layer_stack()?;
+    /// if let Some(hosts) = stack.get(b"etc/hosts")? {
+    ///     println!("{} bytes", hosts.size());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn layer_stack(&self) -> Result<LayerStack, IndexError> {
+        let layers = self
+            .layer_indexes
+            .iter()
+            .map(LayerIndex::open)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LayerStack::new(layers))
+    }
+
+    /// Builds the result for `diff_ids` (bottom to top) in `cache`: the one place that turns
+    /// layer digests into paths.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cache: &GlobalCache,
+        reference: Reference,
+        platform: Platform,
+        diff_ids: Vec<Digest>,
+        config: ImageConfig,
+        config_digest: Digest,
+        manifest_digest: Digest,
+        index_digest: Option<Digest>,
+        cached: bool,
+    ) -> PullResult {
+        PullResult {
+            reference,
+            platform,
+            layers: diff_ids.iter().map(|d| cache.layer_fs(d)).collect(),
+            layer_indexes: diff_ids.iter().map(|d| cache.layer_index(d)).collect(),
+            layer_diff_ids: diff_ids,
+            config,
+            config_digest,
+            manifest_digest,
+            index_digest,
+            cached,
+        }
+    }
+}
+
+/// Shared state of a pull, owned by the `Registry`.
+pub(crate) struct Puller {
+    pub client: Arc<RegistryClient>,
+    pub cache: GlobalCache,
+    pub platform: Platform,
+    pub concurrency: usize,
+    pub limits: ExtractLimits,
+    pub durable: bool,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))
+}
+
+impl Puller {
+    pub(crate) async fn pull(
+        &self,
+        reference: &Reference,
+        opts: &PullOptions,
+        progress: ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<PullResult> {
+        let result = self.pull_inner(reference, opts, &progress, cancel).await;
+        progress.close();
+        result
+    }
+
+    /// The steps of a pull, in order.
+    async fn pull_inner(
+        &self,
+        reference: &Reference,
+        opts: &PullOptions,
+        progress: &ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<PullResult> {
+        let platform = opts
+            .platform
+            .clone()
+            .unwrap_or_else(|| self.platform.clone());
+        let cx = PullContext::new(reference, platform, progress, cancel);
+        progress.emit(PullProgress::Resolving {
+            reference: cx.image.clone(),
+        });
+        if opts.force && opts.pull_policy == PullPolicy::Never {
+            return Err(Error::InvalidArgument(
+                "force re-downloads layers, which pull policy Never forbids".into(),
+            ));
+        }
+        if !opts.force && opts.pull_policy != PullPolicy::Always {
+            if let Some(result) = self.answer_from_cache(&cx, opts.build_index).await? {
+                return Ok(result);
+            }
+            if opts.pull_policy == PullPolicy::Never {
+                return Err(cx.not_cached());
+            }
+        }
+        let image = cx.until_cancelled(self.resolve_image(&cx)).await?;
+        self.run_layers(&cx, &image, opts).await?;
+        self.write_record(&cx, &image).await?;
+        progress.emit(PullProgress::Complete {
+            reference: cx.image.clone(),
+            manifest_digest: image.manifest_digest.clone(),
+            layer_count: image.jobs.len(),
+            cached: false,
+        });
+        Ok(image.into_result(&self.cache, cx.reference.clone(), cx.platform.clone()))
+    }
+
+    /// Records the pulled image in the cache, so the next `IfMissing` pull answers offline.
+    async fn write_record(&self, cx: &PullContext<'_>, image: &ResolvedImage) -> Result<()> {
+        let record = ImageRecord {
+            version: RECORD_VERSION,
+            reference: cx.image.to_string(),
+            platform: cx.platform.to_string(),
+            manifest_digest: image.manifest_digest.clone(),
+            index_digest: image.index_digest.clone(),
+            config_digest: image.manifest.config_digest.clone(),
+            layers: image
+                .jobs
+                .iter()
+                .map(|j| RecordLayer {
+                    digest: j.descriptor.digest.clone(),
+                    diff_id: j.diff_id.clone(),
+                    size: j.descriptor.size,
+                })
+                .collect(),
+            pulled_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        let (cache, key) = (self.cache.clone(), cx.record_key());
+        blocking(move || cache.write_record(&key, &record)).await??;
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! [`RegistryConfig`]: every setting of a [`Registry`](crate::Registry), as plain data. The
+//! builder fills it, the CLI's flags fill it, the C ABI holds one, Python keyword arguments and
+//! Node option objects deserialise into it, so a new setting is one field here (with its doc,
+//! its default and a test) and reaches every front door.
+//!
+//! Its serde form uses camelCase keys (`insecureRegistries`), durations as seconds, and
+//! rejects unknown keys, so a misspelt setting is an error rather than silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::RegistryAuth;
+use crate::layer::ExtractLimits;
+
+/// Every setting of a registry client.
+///
+/// ```
+/// use microsandbox_image::RegistryConfig;
+/// let config: RegistryConfig = serde_json::from_str(
+///     r#"{"insecureRegistries": ["localhost:5000"], "concurrency": 8}"#,
+/// )?;
+/// assert_eq!(config.concurrency, 8);
+/// assert!(config.durable); // every other setting keeps its default
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Credentials for every registry without more specific ones (default anonymous).
+    pub auth: RegistryAuth,
+    /// Credentials per registry (`"docker.io"`, `"ghcr.io"`, `"localhost:5000"`).
+    pub auth_for: BTreeMap<String, RegistryAuth>,
+    /// Where to read Docker `config.json` credentials (inline auths and credential helpers)
+    /// for registries without explicit ones: off (`false`, the default), the default place
+    /// (`true`: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`) or a path.
+    pub docker_config: DockerConfigSource,
+    /// Hosts (`host[:port]`, or a URL) allowed plain HTTP and unverified TLS. Loopback hosts
+    /// may always fall back to plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// PEM files of CA certificates to trust besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// Registry (`"docker.io"`) → mirrors (`host[:port]` or `http(s)://host[:port]`) tried
+    /// before it, in order; the registry comes last. A mirror given as `http://…` is allowed
+    /// plain HTTP.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// How many layers download and extract at once (at least 1).
+    pub concurrency: usize,
+    /// Flush a layer to disk (`syncfs`) before publishing it. Turn off for throwaway caches
+    /// on tmpfs.
+    pub durable: bool,
+    /// Retries of a request after a transient failure (reset, 429, 5xx).
+    pub max_retries: u32,
+    /// Longest wait for a TCP/TLS connection, in seconds.
+    #[serde(with = "seconds")]
+    pub connect_timeout: Duration,
+    /// Longest pause between two reads of a response before the request fails, in seconds.
+    #[serde(with = "seconds")]
+    pub read_timeout: Duration,
+    /// Upper bound of a wait that a registry asks for with `Retry-After`, in seconds.
+    #[serde(with = "seconds")]
+    pub max_retry_after: Duration,
+    /// The `User-Agent` header of every request (default `msbimage/<version>`).
+    pub user_agent: String,
+    /// Limits applied to every layer (entries, bytes, file size, path depth and length).
+    pub limits: ExtractLimits,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            auth: RegistryAuth::Anonymous,
+            auth_for: BTreeMap::new(),
+            docker_config: DockerConfigSource::Off,
+            insecure_registries: Vec::new(),
+            ca_files: Vec::new(),
+            mirrors: BTreeMap::new(),
+            concurrency: 4,
+            durable: true,
+            max_retries: 4,
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(30),
+            user_agent: default_user_agent(),
+            limits: ExtractLimits::default(),
+        }
+    }
+}
+
+/// `msbimage/<version>`, the default [`RegistryConfig::user_agent`].
+pub fn default_user_agent() -> String {
+    concat!("msbimage/", env!("CARGO_PKG_VERSION")).to_owned()
+}
+
+impl RegistryConfig {
+    /// Reads settings from JSON, on top of the defaults. Unknown keys are an error naming
+    /// them.
+    pub fn from_json(json: &str) -> Result<RegistryConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// Applies the keys of a JSON object onto these settings, leaving the others as they
+    /// are (what the C ABI's `msb_registry_builder_set_config_json` does).
+    pub fn merge_json(&mut self, json: &str) -> Result<(), serde_json::Error> {
+        let patch: serde_json::Value = serde_json::from_str(json)?;
+        let mut base = serde_json::to_value(&*self)?;
+        match (base.as_object_mut(), patch) {
+            (Some(base), serde_json::Value::Object(patch)) => base.extend(patch),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "registry settings must be a JSON object",
+                ));
+            }
+        }
+        *self = serde_json::from_value(base)?;
+        Ok(())
+    }
+
+    /// The settings' keys as their serde form names them (`"insecureRegistries"`), sorted:
+    /// what the API-surface parity checks hold every front door to.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(RegistryConfig::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where Docker `config.json` credentials come from. As data: `false`, `true` or a path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DockerConfigSource {
+    /// Do not read a Docker config.
+    #[default]
+    Off,
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    Default,
+    /// This file.
+    Path(PathBuf),
+}
+
+impl DockerConfigSource {
+    /// The file to read, if any.
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            DockerConfigSource::Off => None,
+            DockerConfigSource::Default => crate::auth::DockerConfig::default_path(),
+            DockerConfigSource::Path(p) => Some(p.clone()),
+        }
+    }
+}
+
+impl serde::Serialize for DockerConfigSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DockerConfigSource::Off => s.serialize_bool(false),
+            DockerConfigSource::Default => s.serialize_bool(true),
+            DockerConfigSource::Path(p) => p.serialize(s),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DockerConfigSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "false, true or the path of a Docker config.json"
+        )]
+        enum Raw {
+            Flag(bool),
+            Path(PathBuf),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Flag(false) => DockerConfigSource::Off,
+            Raw::Flag(true) => DockerConfigSource::Default,
+            Raw::Path(p) => DockerConfigSource::Path(p),
+        })
+    }
+}
+
+/// Durations as (fractional) seconds.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip() {
+        let json = serde_json::to_string(&RegistryConfig::default()).unwrap();
+        let back = RegistryConfig::from_json(&json).unwrap();
+        assert_eq!(back, RegistryConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = RegistryConfig::from_json(r#"{"concurency": 3}"#).unwrap_err();
+        assert!(err.to_string().contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn merge_keeps_other_settings() {
+        let mut c = RegistryConfig {
+            concurrency: 9,
+            ..Default::default()
+        };
+        c.merge_json(r#"{"durable": false, "dockerConfig": "/x/config.json"}"#)
+            .unwrap();
+        assert_eq!(c.concurrency, 9);
+        assert!(!c.durable);
+        assert_eq!(
+            c.docker_config,
+            DockerConfigSource::Path("/x/config.json".into())
+        );
+        assert!(c.merge_json("[1]").is_err());
+    }
+
+    #[test]
+    fn auth_as_data() {
+        let c = RegistryConfig::from_json(
+            r#"{"authFor": {"ghcr.io": {"type": "basic", "username": "u", "password": "p"}},
+                "auth": {"type": "bearer", "token": "t"}, "connectTimeout": 2.5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth_for["ghcr.io"],
+            RegistryAuth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+        assert_eq!(c.connect_timeout, Duration::from_millis(2500));
+        assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn keys_are_camel_case_and_complete() {
+        let keys = RegistryConfig::keys();
+        assert!(keys.contains(&"insecureRegistries".to_string()));
+        assert!(keys.contains(&"maxRetryAfter".to_string()));
+        assert!(keys.contains(&"userAgent".to_string()));
+        assert_eq!(keys.len(), 14);
+    }
+}

@@ -1,0 +1,75 @@
+//! The API surface as data: every error kind (with its code, C status, exit code and doc),
+//! every progress event type (with its fields), every registry setting and pull option, as
+//! one JSON document. It is committed as `core/api-surface.json` (a test fails when it
+//! drifts), and each front door has a parity test that fails when it lacks an item: the C
+//! header and Go (`ffi/tests/`, `bindings/go`), the CLI (`core/tests/cli.rs`), Python and
+//! Node (their own test folders).
+
+use serde_json::{Value, json};
+
+use crate::error::ErrorKind;
+use crate::progress::PullProgress;
+use crate::pull::PullOptions;
+use crate::settings::RegistryConfig;
+
+/// The API surface document (see the module docs), pretty-printed with a trailing newline.
+///
+/// ```
+/// let surface: serde_json::Value = serde_json::from_str(&microsandbox_image::surface::api_surface_json()).unwrap();
+/// assert!(surface["errorKinds"].as_array().unwrap().iter().any(|k| k["code"] == "NOT_CACHED"));
+/// ```
+pub fn api_surface_json() -> String {
+    let doc = api_surface();
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The API surface document as a JSON value.
+pub fn api_surface() -> Value {
+    json!({
+        "errorKinds": error_kinds(),
+        "events": events(),
+        "registryConfig": {
+            "defaults": serde_json::to_value(RegistryConfig::default()).unwrap_or(Value::Null),
+        },
+        "pullOptions": {
+            "defaults": serde_json::to_value(PullOptions::default()).unwrap_or(Value::Null),
+        },
+    })
+}
+
+fn error_kinds() -> Vec<Value> {
+    ErrorKind::ALL
+        .iter()
+        .map(|k| {
+            json!({
+                "name": k.name(),
+                "code": k.code(),
+                "status": k.status(),
+                "exitCode": k.exit_code(),
+                "doc": k.doc(),
+            })
+        })
+        .collect()
+}
+
+fn events() -> Vec<Value> {
+    PullProgress::SCHEMA
+        .iter()
+        .map(|e| {
+            json!({
+                "type": e.type_tag(),
+                "name": e.variant,
+                "milestone": e.milestone,
+                "doc": e.doc,
+                "fields": e.fields.iter().map(|f| json!({
+                    "name": f.json_name(),
+                    "rustName": f.name,
+                    "type": f.ty,
+                    "doc": f.doc,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
