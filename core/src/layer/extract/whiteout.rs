@@ -22,7 +22,7 @@ use rustix::io::Errno;
 
 use super::{Extractor, IMPLICIT_DIR_XATTR, Meta, inode_of, io_err, path_bytes};
 use crate::layer::LayerError;
-use crate::layer::stat::{OverrideStat, mode};
+use crate::stat::{OverrideStat, mode};
 
 /// On an empty regular file: the layer deletes this name from the layers below.
 pub const WHITEOUT_XATTR: &str = "user.msb.whiteout";
