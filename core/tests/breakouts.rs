@@ -599,3 +599,34 @@ async fn a_hardlink_to_an_absolute_symlink_links_the_symlink() {
 async fn a_hardlink_to_a_symlink_named_outside_changes_nothing_outside() {
     pull_case("HardlinkSymlinkChmod").await;
 }
+
+/// umoci's verdicts on the same table (`umoci unpack --rootless`, as `.ci/setup` installs
+/// it), printed for `tests/differential/README.md` ("containerd and umoci"): run by hand with
+/// `cargo test --test breakouts -- --ignored --nocapture umoci`.
+#[test]
+#[ignore = "prints umoci's verdicts for the README; asserts nothing"]
+fn umoci_verdicts_on_the_breakouts_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    for case in breakout_cases(&outside.to_string_lossy()) {
+        let mut image = msbimage_testkit::ImageBuilder::new("linux", "amd64");
+        for tar in case.layers {
+            image = image.layer(Layer::from_tar(tar, Compression::Gzip));
+        }
+        let layout = dir.path().join(case.name);
+        msbimage_testkit::write_oci_layout(&layout, "latest", &image.build()).unwrap();
+        match msbimage_testkit::oracle::umoci_unpack(&layout, "latest") {
+            Ok(entries) => {
+                println!("{}: umoci accepted", case.name);
+                for e in entries {
+                    println!("    {e}");
+                }
+            }
+            Err(e) => println!(
+                "{}: umoci refused: {}",
+                case.name,
+                e.to_string().replace('\n', " ")
+            ),
+        }
+    }
+}
