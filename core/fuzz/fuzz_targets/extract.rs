@@ -29,6 +29,7 @@ use microsandbox_image::LayerError;
 use microsandbox_image::layer::fuzz_extract;
 
 #[path = "../../../tests/harness/src/tar_gen.rs"]
+#[allow(dead_code)] // the seeded generator is the differential harness's
 mod tar_gen;
 use tar_gen::{Entropy, Profile};
 

@@ -13,7 +13,7 @@
 //! through the layer's symlinks; `whiteout.rs` applies whiteout and opaque markers; `fs.rs`
 //! does every operation on the tree under the root's directory fd.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -103,10 +103,10 @@ pub(crate) struct Extractor {
     implicit: HashSet<PathBuf>,
     /// Every symlink the layer holds, for resolving later names through them.
     symlinks: Symlinks,
-    /// Paths holding a whiteout marker file.
-    markers: HashSet<PathBuf>,
+    /// Paths holding a whiteout marker file (ordered: a removed directory's are a range).
+    markers: BTreeSet<PathBuf>,
     /// Names this layer whited out (a directory made there is opaque).
-    deleted: HashSet<PathBuf>,
+    deleted: BTreeSet<PathBuf>,
     dir_times: Vec<(PathBuf, Timespec)>,
     stats: ExtractStats,
     buf: Vec<u8>,
@@ -210,8 +210,8 @@ impl Extractor {
             limits,
             implicit: HashSet::new(),
             symlinks: Symlinks::default(),
-            markers: HashSet::new(),
-            deleted: HashSet::new(),
+            markers: BTreeSet::new(),
+            deleted: BTreeSet::new(),
             dir_times: Vec::new(),
             stats: ExtractStats {
                 index: build_index.then(IndexBuilder::new),

@@ -10,7 +10,7 @@
 //! follows one: this module owns the table of every symlink the layer holds, kept by the
 //! extractor as entries are written, replaced and removed, and resolves paths from it alone.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -20,10 +20,15 @@ use super::tar_meta::clean_components;
 /// Most symlinks followed while resolving one path (containerd's and the kernel's bound).
 const MAX_LINKS: usize = 255;
 
+/// Most components walked while resolving one path: 255 links of long targets could
+/// otherwise make one entry cost millions of steps.
+const MAX_STEPS: usize = 16_384;
+
 /// Why a path cannot be resolved.
 #[derive(Debug)]
 pub(super) enum Unresolvable {
-    /// More than [`MAX_LINKS`] symlinks (a loop, or a hostile chain).
+    /// More than [`MAX_LINKS`] symlinks (a loop, or a hostile chain), or more than
+    /// [`MAX_STEPS`] components walked.
     TooManyLinks,
     /// The walk went through an existing non-directory (`file/x/..`).
     NotADirectory,
@@ -32,7 +37,9 @@ pub(super) enum Unresolvable {
 /// The symlinks of the layer being extracted, by path, with their targets.
 #[derive(Debug, Default)]
 pub(super) struct Symlinks {
-    targets: HashMap<PathBuf, Vec<u8>>,
+    /// By path: a directory's descendants follow it (paths order component by component),
+    /// so a removed directory's symlinks are one range.
+    targets: BTreeMap<PathBuf, Vec<u8>>,
     /// Bumped on every change, so that `last` knows when it is stale.
     generation: u64,
     /// The last directory resolved (a tar lists a directory's entries together): the path as
@@ -56,9 +63,17 @@ impl Symlinks {
 
     /// The directory `dir` was removed with everything under it.
     pub(super) fn remove_tree(&mut self, dir: &Path) {
-        let before = self.targets.len();
-        self.targets.retain(|p, _| !p.starts_with(dir));
-        if self.targets.len() != before {
+        let gone: Vec<PathBuf> = self
+            .targets
+            .range(dir.to_path_buf()..)
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        for p in &gone {
+            self.targets.remove(p);
+        }
+        if !gone.is_empty() {
             self.generation += 1;
         }
     }
@@ -97,8 +112,12 @@ impl Symlinks {
     ) -> Result<PathBuf, Unresolvable> {
         let mut queue: VecDeque<Vec<u8>> = comps.into_iter().map(<[u8]>::to_vec).collect();
         let mut cur = PathBuf::new();
-        let mut links = 0;
+        let (mut links, mut steps) = (0, 0);
         while let Some(c) = queue.pop_front() {
+            steps += 1;
+            if steps > MAX_STEPS {
+                return Err(Unresolvable::TooManyLinks);
+            }
             match c.as_slice() {
                 b"" | b"." => continue,
                 b".." => {
@@ -134,6 +153,19 @@ impl Symlinks {
             cur.clear();
         }
         Ok(cur)
+    }
+}
+
+/// Remove `dir` (when `with_dir`) and every path below it from `set`, by range.
+pub(super) fn remove_below(set: &mut BTreeSet<PathBuf>, dir: &Path, with_dir: bool) {
+    let gone: Vec<PathBuf> = set
+        .range(dir.to_path_buf()..)
+        .take_while(|p| p.starts_with(dir))
+        .filter(|p| with_dir || p.as_path() != dir)
+        .cloned()
+        .collect();
+    for p in gone {
+        set.remove(&p);
     }
 }
 
@@ -219,8 +251,17 @@ mod tests {
         s.insert(Path::new("other"), b"x".to_vec());
         assert_eq!(s.resolve_dir(Path::new("a/c")).unwrap(), Path::new("a/c"));
         s.insert(Path::new("d/l"), b"/t".to_vec());
+        s.insert(Path::new("d-e"), b"/t".to_vec());
         s.remove_tree(Path::new("d"));
         assert!(s.target(Path::new("d/l")).is_none());
         assert_eq!(s.target(Path::new("other")), Some(&b"x"[..]));
+        assert!(s.target(Path::new("d-e")).is_some(), "not under d");
+        let mut set: BTreeSet<PathBuf> = ["d", "d/a", "d/a/b", "d-e", "c"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        remove_below(&mut set, Path::new("d"), false);
+        let left: Vec<&str> = set.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(left, ["c", "d", "d-e"]);
     }
 }

@@ -230,7 +230,7 @@ fn whiteouts_are_stored_at_their_names_and_whiteout_prefixed_directories_are_con
     assert_eq!(std::fs::read(fs.join("d/x")).unwrap(), b"through");
     let xattr = |p: &str, name: &str| {
         let mut buf = [0u8; 8];
-        rustix::fs::getxattr(&fs.join(p), name, &mut buf)
+        rustix::fs::getxattr(fs.join(p), name, &mut buf)
             .ok()
             .map(|n| buf[..n].to_vec())
     };

@@ -20,6 +20,7 @@ use std::path::Path;
 use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 
+use super::resolve::remove_below;
 use super::{Extractor, IMPLICIT_DIR_XATTR, Meta, inode_of, io_err, path_bytes};
 use crate::layer::LayerError;
 use crate::stat::{OverrideStat, mode};
@@ -159,8 +160,8 @@ impl Extractor {
     /// there still replaces what the layers below had).
     pub(super) fn forget_removed(&mut self, rel: &Path, was_dir: bool) {
         if was_dir {
-            self.markers.retain(|p| !p.starts_with(rel));
-            self.deleted.retain(|p| p == rel || !p.starts_with(rel));
+            remove_below(&mut self.markers, rel, true);
+            remove_below(&mut self.deleted, rel, false);
             self.symlinks.remove_tree(rel);
         } else {
             self.markers.remove(rel);
