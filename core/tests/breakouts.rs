@@ -17,6 +17,7 @@
 //! inode each hardlink record's metadata, GNU tar and umoci and msbimage keep the target's).
 //! `every_case_through_the_extractor_alone` checks the same table without a registry.
 
+mod common;
 mod listing;
 mod victim;
 

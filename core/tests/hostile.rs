@@ -24,6 +24,7 @@ use msbimage_testkit::{Compression, Layer, LayerBuilder, raw_header, sha256_dige
 use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
+mod common;
 mod victim;
 use victim::{Bench, UP_TO_BENCH, layer_error, small_limits};
 

@@ -2,7 +2,7 @@
 //! directory beside the cache that hostile entries aim at by absolute and relative paths.
 //! [`Bench::refused`] pulls a layer that must be refused and checks it left nothing behind;
 //! [`Bench::pulled`] pulls one that must be accepted; both check that nothing outside the
-//! cache changed. Used by `hostile.rs` and `breakouts.rs`.
+//! cache changed. Used by `hostile.rs` and `breakouts.rs` (which also declare `common`).
 
 #![allow(dead_code)]
 
@@ -15,6 +15,8 @@ use microsandbox_image::{
 };
 use msbimage_testkit::{ImageBuilder, Layer, Pusher, Registry as TestRegistry, RegistryOptions};
 use sha2::{Digest as _, Sha256};
+
+use crate::common::names_in;
 
 pub const VICTIM_FILE: &[u8] = b"the victim's own content\n";
 /// From a layer's `fs/` (`<bench>/cache/tmp/layer-…/fs`) up to `<bench>`.
@@ -55,18 +57,6 @@ pub fn snapshot(root: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     walk(root, root, &mut out);
     out
-}
-
-pub fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 pub fn small_limits() -> ExtractLimits {

@@ -438,24 +438,19 @@ impl Extractor {
 
     /// Limits again, on a path that symlinks may have made longer or deeper.
     fn check_resolved(&self, rel: &Path, raw: &[u8]) -> Result<(), LayerError> {
-        let shown = || Some(String::from_utf8_lossy(raw).into_owned());
-        let len = rel.as_os_str().len();
-        if len > self.limits.max_path_len {
-            return Err(LayerError::Limit {
-                limit: "max_path_len",
-                value: len as u64,
-                max: self.limits.max_path_len as u64,
-                path: shown(),
-            });
-        }
-        let depth = rel.components().count();
-        if depth > self.limits.max_depth {
-            return Err(LayerError::Limit {
-                limit: "max_depth",
-                value: depth as u64,
-                max: self.limits.max_depth as u64,
-                path: shown(),
-            });
+        let l = &self.limits;
+        for (limit, value, max) in [
+            ("max_path_len", rel.as_os_str().len(), l.max_path_len),
+            ("max_depth", rel.components().count(), l.max_depth),
+        ] {
+            if value > max {
+                return Err(LayerError::Limit {
+                    limit,
+                    value: value as u64,
+                    max: max as u64,
+                    path: Some(String::from_utf8_lossy(raw).into_owned()),
+                });
+            }
         }
         Ok(())
     }
