@@ -49,6 +49,7 @@ impl Class {
             "dir-times-by-name" => Class::DirTimesByName,
             "hardlink-record-metadata" => Class::HardlinkRecordMetadata,
             "directory-merge" => Class::DirectoryMergeXattrs,
+            "setgid-parent" => Class::SetgidParentGroup,
             _ => return None,
         })
     }
@@ -68,7 +69,6 @@ pub fn candidates(notes: &[String], tar: &[u8]) -> BTreeSet<Class> {
     if has_empty_pax_xattr(tar) {
         out.insert(Class::EmptyPaxXattr);
     }
-    out.insert(Class::SetgidParentGroup);
     out
 }
 
@@ -122,22 +122,7 @@ fn blank_owner(line: &str, mode_too: bool) -> String {
     t.join(" ")
 }
 
-/// Directories of a listing whose mode has the setgid bit.
-fn setgid_dirs(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .filter(|l| is_dir_line(l))
-        .filter(|l| {
-            let perm = fields(l)
-                .get(2)
-                .and_then(|p| u32::from_str_radix(p, 8).ok());
-            perm.is_some_and(|p| p & 0o2000 != 0)
-        })
-        .map(|l| format!("{}/", fields(l)[0]))
-        .collect()
-}
-
-fn normalise(class: Class, lines: &mut [String], containerd: bool, setgid: &[String]) {
+fn normalise(class: Class, lines: &mut [String], containerd: bool) {
     for l in lines.iter_mut() {
         let dir = is_dir_line(l);
         *l = match class {
@@ -150,7 +135,8 @@ fn normalise(class: Class, lines: &mut [String], containerd: bool, setgid: &[Str
                 true,
             ),
             Class::DirectoryMergeXattrs if dir => without(l, |t| t.starts_with("x:")),
-            Class::SetgidParentGroup if dir && setgid.iter().any(|d| l.starts_with(d)) => {
+            // (A parent containerd made is `0755`, as msbimage's placeholder is.)
+            Class::SetgidParentGroup if dir && fields(l).get(2) == Some(&"0755") => {
                 blank_owner(l, false)
             }
             _ => continue,
@@ -192,12 +178,11 @@ fn explain_trees(
     theirs: &[String],
 ) -> Option<Vec<Class>> {
     let (mut o, mut t) = (ours.to_vec(), theirs.to_vec());
-    let setgid = setgid_dirs(theirs);
     let mut used = Vec::new();
     for &class in candidates {
         let (before_o, before_t) = (o.clone(), t.clone());
-        normalise(class, &mut o, false, &setgid);
-        normalise(class, &mut t, true, &setgid);
+        normalise(class, &mut o, false);
+        normalise(class, &mut t, true);
         if o != before_o || t != before_t {
             used.push(class);
         }

@@ -201,8 +201,28 @@ func watch(root string, notes map[string]bool) archive.ApplyOpt {
 		if hdr.Typeflag == tar.TypeLink {
 			notes["hardlink-record-metadata"] = true
 		}
+		if setgidAbove(root, dir) {
+			notes["setgid-parent"] = true
+		}
 		return true, nil
 	})
+}
+
+// setgidAbove says whether containerd will make dir (missing) as a parent inside an
+// existing setgid directory, whose group the kernel then gives it.
+func setgidAbove(root, dir string) bool {
+	if _, err := os.Lstat(dir); err == nil {
+		return false
+	}
+	for d := filepath.Dir(dir); len(d) >= len(root); d = filepath.Dir(d) {
+		if fi, err := os.Lstat(d); err == nil {
+			return fi.IsDir() && fi.Mode()&os.ModeSetgid != 0
+		}
+		if d == root {
+			break
+		}
+	}
+	return false
 }
 
 // entry is what the listing says about one path.
