@@ -9,9 +9,10 @@
 //! `archive.Apply` on the same tars). containerd applies the table in two ways: onto the
 //! base's files (naive `Apply`, as `TestBreakouts` and the native snapshotter do) and each
 //! layer into its own directory (the overlayfs snapshotter). msbimage extracts each layer on
-//! its own, so it gives the overlayfs snapshotter's verdict and tree on all 34 cases, and
-//! the naive verdict on all but five, noted on their tests: a layer cannot hardlink into, or
-//! write or delete through a symlink of, a layer below it.
+//! its own, so it gives the overlayfs snapshotter's verdict and tree on all 34 cases; against
+//! the naive Apply it gives the same verdict on 31 and the same tree on 29 of those, the five
+//! others noted on their tests: a layer cannot hardlink into, or write or delete through a
+//! symlink of, a layer below it.
 //!
 //! Listings: hardlinked entries show `----` `-:-` for mode and owner (containerd gives the
 //! inode each hardlink record's metadata, GNU tar and umoci and msbimage keep the target's).
