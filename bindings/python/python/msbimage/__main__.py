@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, TextIO
 
 from . import events
 from ._native import GlobalCache, Platform
+from ._options import RegistrySettings
 from ._registry import PullPolicy, PullResult, Registry
 from .errors import CancelledError, ImageError
 
@@ -118,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
 def _registry(args: argparse.Namespace) -> Registry:
     platform = Platform.parse(args.platform) if args.platform else Platform.host_linux()
     cache = GlobalCache(args.cache) if args.cache else None
-    settings: Dict[str, object] = {}
+    settings: RegistrySettings = {}
     if args.command == "pull":
         mirrors: Dict[str, List[str]] = {}
         for m in args.mirror:

@@ -5,6 +5,7 @@ setting is accepted here without any change."""
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 from typing import Any, Mapping
@@ -31,6 +32,8 @@ def to_data(value: Any, default: Any = None) -> Any:
         return value.to_data()
     if isinstance(value, (Platform, Reference)):
         return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, Mapping):

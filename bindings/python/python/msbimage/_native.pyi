@@ -7,6 +7,22 @@ from typing import Any, final
 
 __version__: str
 
+__all__ = [
+    "CancelToken",
+    "GlobalCache",
+    "LayerStack",
+    "Platform",
+    "PullIter",
+    "PullResult",
+    "Reference",
+    "Registry",
+    "RegistryAuth",
+    "__version__",
+    "api_surface",
+    "default_cache_path",
+    "set_error_classes",
+]
+
 def api_surface() -> str:
     """The core's API surface document (JSON)."""
 
@@ -37,7 +53,7 @@ class Platform:
     @property
     def variant(self) -> str | None:
         """The variant (``v7``), or None."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -60,7 +76,7 @@ class Reference:
     @property
     def digest(self) -> str | None:
         """The digest (``sha256:…``), or None."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -88,7 +104,7 @@ class RegistryAuth:
         """A ready bearer token, sent as is."""
     def to_data(self) -> dict[str, str]:
         """These credentials as the core's settings data (``{"type": "basic", …}``)."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final

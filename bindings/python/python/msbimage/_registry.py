@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from . import _native, events
 from ._data import core_json
 from ._native import CancelToken, GlobalCache, Platform, Reference
+from ._native import PullResult as NativeResult
 from ._surface import PULL_DEFAULTS, REGISTRY_DEFAULTS
 from .errors import ImageError
 from .layers import LayerStack
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[[events.PullEvent], object]
 
 
-class PullPolicy(str, enum.Enum):
+class PullPolicy(enum.Enum):
     """When a pull contacts the registry (the core's ``PullPolicy``)."""
 
     #: Answer from the cache when the image is complete there; pull otherwise.
@@ -92,10 +93,10 @@ class PullResult:
     cached: bool
     #: Each layer's sidecar index file, parallel to ``layers``.
     layer_indexes: List[Path]
-    _native: _native.PullResult = field(repr=False, compare=False)
+    _native: NativeResult = field(repr=False, compare=False)
 
     @classmethod
-    def _from_native(cls, native: _native.PullResult) -> PullResult:
+    def _from_native(cls, native: NativeResult) -> PullResult:
         data = native.data()
         return cls(
             **{

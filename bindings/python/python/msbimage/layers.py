@@ -17,7 +17,7 @@ from . import _native
 ImagePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 
-class EntryKind(str, enum.Enum):
+class EntryKind(enum.Enum):
     """What an entry is (the core's ``EntryKind`` variant names)."""
 
     FILE = "File"
