@@ -4,3 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --features microsandbox-image/cli
 bash tests/run-ffi.sh
+# The Python package: a fresh venv, pip install, pytest; the abi3 wheel under one more Python
+# (PYTHON_EXTRA overrides: "3.9 3.13" runs both, "" none).
+PYTHON_EXTRA=${PYTHON_EXTRA-3.9} bash bindings/python/run-tests.sh
