@@ -338,6 +338,9 @@ typedef struct msb_progress_event {
     uint64_t entries;
     // True when the answer came entirely from the cache (`Complete`).
     bool cached;
+    // The whole event in the core's JSON form, the same for every front door:
+    // `{"type":"layerDownloadProgress","layerIndex":0,…}` (schema in `PROGRESS.md`).
+    struct msb_str json;
 } msb_progress_event;
 
 // Receives the progress events of a pull.
@@ -581,6 +584,13 @@ msb_status msb_pull_result_layer_path(const struct msb_pull_result *result,
                                       size_t index,
                                       char **out);
 
+// The sidecar index file of layer `index` (0 = bottom), as `msb_layer_stack_open_paths`
+// takes it. The file is absent only if the layer was pulled with the index turned off.
+// Free `*out` with `msb_string_free`.
+msb_status msb_pull_result_layer_index_path(const struct msb_pull_result *result,
+                                            size_t index,
+                                            char **out);
+
 // The uncompressed digest of layer `index` (0 = bottom), `"sha256:…"`. Free `*out` with
 // `msb_string_free`.
 msb_status msb_pull_result_layer_diff_id(const struct msb_pull_result *result,
@@ -707,6 +717,20 @@ msb_status msb_registry_builder_set_durable(struct msb_registry_builder *builder
 // Retries of a request after a transient failure (default 4).
 msb_status msb_registry_builder_set_max_retries(struct msb_registry_builder *builder,
                                                 uint32_t retries);
+
+// Applies the settings in `json`, a JSON object whose keys are those of the core's
+// `RegistryConfig` (camelCase: `"insecureRegistries"`, `"mirrors"`, `"caFiles"`,
+// `"maxRetries"`, `"connectTimeout"` in seconds, `"limits"`, …; the list is in
+// `core/api-surface.json`). Keys it does not name keep their value. Every setting is reachable
+// this way, including those without a setter of their own. Fails with
+// `MSB_STATUS_INVALID_ARGUMENT` (naming the key) on malformed JSON, an unknown key or a
+// value of the wrong type, and then changes nothing.
+//
+// ```c
+// msb_registry_builder_set_config_json(b, "{\"maxRetries\": 8, \"readTimeout\": 30}");
+// ```
+msb_status msb_registry_builder_set_config_json(struct msb_registry_builder *builder,
+                                                const char *json);
 
 // Builds a registry client from the settings and stores it in `*out`; free it with
 // `msb_registry_free`. The builder is not consumed: free it with `msb_registry_builder_free`

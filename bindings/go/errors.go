@@ -86,6 +86,23 @@ var (
 	ErrNotFound         = &Error{Code: CodeNotFound}
 )
 
+var sentinels = []*Error{
+	ErrInvalidArgument, ErrInvalidReference, ErrNotCached, ErrPlatformNotFound, ErrAuth,
+	ErrRegistry, ErrDigestMismatch, ErrExtraction, ErrIO, ErrUnsupported, ErrCancelled,
+	ErrPanic, ErrInternal, ErrNotFound,
+}
+
+// Sentinel returns the Err* value for code (for errors.Is), or nil for a code this package
+// does not know.
+func Sentinel(code Code) *Error {
+	for _, s := range sentinels {
+		if s.Code == code {
+			return s
+		}
+	}
+	return nil
+}
+
 // call runs one C call and turns a failing status into an *Error. The goroutine stays on
 // its OS thread meanwhile: the library's last error message is per thread.
 func call(f func() C.msb_status) error {

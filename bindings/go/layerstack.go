@@ -6,7 +6,6 @@ import "C"
 
 import (
 	"io/fs"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -127,15 +126,11 @@ type LayerStack struct {
 	ptr *C.msb_layer_stack
 }
 
-// LayerStack opens the merged view of the pulled image from its layers' indexes (the
-// index file beside each layer tree). It fails with CodeIO when the image was pulled with
-// NoIndex and no later pull built the indexes.
+// LayerStack opens the merged view of the pulled image from its layers' indexes
+// (LayerIndexes). It fails with CodeIO when the image was pulled with NoIndex and no later
+// pull built the indexes.
 func (r *PullResult) LayerStack() (*LayerStack, error) {
-	paths := make([]string, len(r.Layers))
-	for i, l := range r.Layers {
-		paths[i] = filepath.Join(filepath.Dir(l), "index")
-	}
-	return OpenLayerStack(paths...)
+	return OpenLayerStack(r.LayerIndexes...)
 }
 
 // OpenLayerStack opens the index files at indexPaths (bottom to top) as one stack. Each

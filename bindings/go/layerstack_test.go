@@ -161,7 +161,7 @@ func TestLayerStackMergedView(t *testing.T) {
 func TestLayerStackOpenedFromIndexPaths(t *testing.T) {
 	res := pullStandard(t, msbimage.PullOptions{})
 	full := openStack(t, res)
-	bottom, err := msbimage.OpenLayerStack(filepath.Join(filepath.Dir(res.Layers[0]), "index"))
+	bottom, err := msbimage.OpenLayerStack(res.LayerIndexes[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import "C"
 import (
 	"fmt"
 	"runtime/cgo"
+	"sort"
 	"sync"
 )
 
@@ -41,6 +42,16 @@ var kindNames = map[EventKind]string{
 	Complete:              "complete",
 }
 
+// EventKinds returns every event kind this package knows, in the library's order.
+func EventKinds() []EventKind {
+	kinds := make([]EventKind, 0, len(kindNames))
+	for k := range kindNames {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool { return kinds[i] < kinds[j] })
+	return kinds
+}
+
 func (k EventKind) String() string {
 	if n, ok := kindNames[k]; ok {
 		return n
@@ -65,6 +76,9 @@ type Event struct {
 	BytesExtracted     uint64
 	Entries            uint64
 	Cached             bool
+	// JSON is the whole event in the library's JSON form, the same in every language:
+	// {"type":"layerDownloadProgress","layerIndex":0,…} (see PROGRESS.md).
+	JSON string
 }
 
 func goStr(s C.msb_str) string {
@@ -90,6 +104,7 @@ func eventFromC(e *C.msb_progress_event) Event {
 		BytesExtracted:     uint64(e.bytes_extracted),
 		Entries:            uint64(e.entries),
 		Cached:             bool(e.cached),
+		JSON:               goStr(e.json),
 	}
 }
 

@@ -54,6 +54,7 @@ type PullResult struct {
 	Platform       string      // the platform pulled for
 	Layers         []string    // extracted layer trees, bottom to top
 	LayerDiffIDs   []string    // the layers' uncompressed digests, parallel to Layers
+	LayerIndexes   []string    // the layers' sidecar index files, parallel to Layers
 	ManifestDigest string      // the platform manifest's digest
 	IndexDigest    string      // the index's digest, "" when the reference named a manifest
 	ConfigDigest   string      // the config blob's digest (the image ID)
@@ -204,8 +205,10 @@ func resultFromC(r *C.msb_pull_result) (*PullResult, error) {
 	}
 	out.Layers = make([]string, int(n))
 	out.LayerDiffIDs = make([]string, int(n))
+	out.LayerIndexes = make([]string, int(n))
 	for i := range out.Layers {
 		idx := C.size_t(i)
+		str(&out.LayerIndexes[i], func(s **C.char) C.msb_status { return C.msb_pull_result_layer_index_path(r, idx, s) })
 		str(&out.Layers[i], func(s **C.char) C.msb_status { return C.msb_pull_result_layer_path(r, idx, s) })
 		str(&out.LayerDiffIDs[i], func(s **C.char) C.msb_status { return C.msb_pull_result_layer_diff_id(r, idx, s) })
 	}

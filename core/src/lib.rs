@@ -41,6 +41,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod settings;
+pub mod stat;
 pub mod surface;
 
 pub use auth::RegistryAuth;

@@ -263,6 +263,7 @@ fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
         connect_timeout: config.connect_timeout,
         read_timeout: config.read_timeout,
         max_retry_after: config.max_retry_after,
+        user_agent: config.user_agent.clone(),
         ..ClientOptions::default()
     };
     for host in &config.insecure_registries {

@@ -60,6 +60,8 @@ pub struct RegistryConfig {
     /// Upper bound of a wait that a registry asks for with `Retry-After`, in seconds.
     #[serde(with = "seconds")]
     pub max_retry_after: Duration,
+    /// The `User-Agent` header of every request (default `msbimage/<version>`).
+    pub user_agent: String,
     /// Limits applied to every layer (entries, bytes, file size, path depth and length).
     pub limits: ExtractLimits,
 }
@@ -79,9 +81,15 @@ impl Default for RegistryConfig {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(30),
+            user_agent: default_user_agent(),
             limits: ExtractLimits::default(),
         }
     }
+}
+
+/// `msbimage/<version>`, the default [`RegistryConfig::user_agent`].
+pub fn default_user_agent() -> String {
+    concat!("msbimage/", env!("CARGO_PKG_VERSION")).to_owned()
 }
 
 impl RegistryConfig {
@@ -243,6 +251,7 @@ mod tests {
         let keys = RegistryConfig::keys();
         assert!(keys.contains(&"insecureRegistries".to_string()));
         assert!(keys.contains(&"maxRetryAfter".to_string()));
-        assert_eq!(keys.len(), 13);
+        assert!(keys.contains(&"userAgent".to_string()));
+        assert_eq!(keys.len(), 14);
     }
 }

@@ -18,3 +18,30 @@ fn committed_surface_matches_the_core() {
         path.display()
     );
 }
+
+/// `PROGRESS.md` documents every event type and field of the schema.
+#[test]
+fn progress_md_lists_every_event_and_field() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("PROGRESS.md")).unwrap();
+    for event in microsandbox_image::PullProgress::SCHEMA {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", event.type_tag())))
+            .unwrap_or_else(|| panic!("PROGRESS.md has no row for {}", event.type_tag()));
+        let delivery = if event.milestone {
+            "milestone"
+        } else {
+            "lossy"
+        };
+        assert!(row.contains(delivery), "{row}");
+        for field in event.fields {
+            let cell = format!("`{}` ({})", field.json_name(), field.ty);
+            assert!(
+                row.contains(&cell),
+                "PROGRESS.md's {} row lacks {cell}",
+                event.type_tag()
+            );
+        }
+    }
+}

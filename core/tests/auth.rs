@@ -5,12 +5,16 @@
 
 mod common;
 
+use std::path::Path;
+
+use common::Env;
 use microsandbox_image::{
-    ErrorKind, GlobalCache, Platform, PullOptions, PullPolicy, Registry, RegistryAuth,
+    ErrorKind, GlobalCache, Platform, PullOptions, PullPolicy, PullResult, Reference, Registry,
+    RegistryAuth, RegistryBuilder,
 };
 use msbimage_testkit::{
-    Compression, FrontOptions, ImageBuilder, LayerBuilder, Pusher, RedirectFront,
-    Registry as TestRegistry, RegistryOptions, TokenServer,
+    Compression, FrontOptions, ImageBuilder, LayerBuilder, RedirectFront, RegistryOptions,
+    TokenServer,
 };
 
 fn small_image() -> msbimage_testkit::Image {
@@ -40,13 +44,17 @@ fn basic(user: &str, pass: &str) -> RegistryAuth {
     }
 }
 
-fn client(cache: &tempfile::TempDir) -> microsandbox_image::RegistryBuilder {
-    Registry::builder(
-        Platform::new("linux", "amd64"),
-        GlobalCache::new(cache.path()).unwrap(),
-    )
-    .durable(false)
-    .max_retries(1)
+/// The shared test client, retrying once (the failures here are not transient).
+fn client(cache: &Path) -> RegistryBuilder {
+    common::client_in(cache).max_retries(1)
+}
+
+/// Build `client` and pull `r` with [`always`].
+async fn pull_always(
+    client: RegistryBuilder,
+    r: &Reference,
+) -> microsandbox_image::Result<PullResult> {
+    client.build().unwrap().pull(r, &always()).await
 }
 
 fn always() -> PullOptions {
@@ -58,33 +66,22 @@ fn always() -> PullOptions {
 
 #[tokio::test]
 async fn basic_auth_registry_needs_the_right_credentials() {
-    let reg = TestRegistry::start(RegistryOptions::plain().basic("alice", "s3cret"))
-        .await
-        .unwrap();
-    Pusher::new(&reg.base_url())
-        .with_basic("alice", "s3cret")
-        .push_image("private/app", "v1", &small_image())
-        .await
-        .unwrap();
-    let r = format!("{}/private/app:v1", reg.host()).parse().unwrap();
-    let cache = tempfile::tempdir().unwrap();
+    let env = Env::start(RegistryOptions::plain().basic("alice", "s3cret")).await;
+    env.push("private/app", "v1", &small_image()).await;
+    let r = env.reference("private/app:v1");
+    let cache = env.cache_dir.path();
 
-    let err = client(&cache)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap_err();
+    let err = pull_always(client(cache), &r).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     assert!(err.to_string().contains("credentials"), "{err}");
 
-    let wrong = client(&cache).auth(basic("alice", "nope")).build().unwrap();
+    let wrong = client(cache).auth(basic("alice", "nope")).build().unwrap();
     let err = wrong.pull(&r, &always()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 
     let seed_style = Registry::with_auth(
         Platform::new("linux", "amd64"),
-        GlobalCache::new(cache.path()).unwrap(),
+        GlobalCache::new(cache).unwrap(),
         basic("alice", "s3cret"),
     )
     .unwrap();
@@ -96,8 +93,8 @@ async fn basic_auth_registry_needs_the_right_credentials() {
 
     // Per-host credentials apply only to their host.
     let cache2 = tempfile::tempdir().unwrap();
-    let per_host = client(&cache2)
-        .auth_for(reg.host(), basic("alice", "s3cret"))
+    let per_host = client(cache2.path())
+        .auth_for(env.host(), basic("alice", "s3cret"))
         .build()
         .unwrap();
     per_host.pull(&r, &always()).await.unwrap();
@@ -105,25 +102,18 @@ async fn basic_auth_registry_needs_the_right_credentials() {
 
 #[tokio::test]
 async fn docker_config_credentials_are_used() {
-    let reg = TestRegistry::start(RegistryOptions::plain().basic("bob", "pw"))
-        .await
-        .unwrap();
-    Pusher::new(&reg.base_url())
-        .with_basic("bob", "pw")
-        .push_image("cfg/app", "v1", &small_image())
-        .await
-        .unwrap();
+    let env = Env::start(RegistryOptions::plain().basic("bob", "pw")).await;
+    env.push("cfg/app", "v1", &small_image()).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.json");
     let b64 = "Ym9iOnB3"; // bob:pw
     std::fs::write(
         &cfg,
-        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, reg.host()),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, env.host()),
     )
     .unwrap();
-    let r = format!("{}/cfg/app:v1", reg.host()).parse().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let res = client(&cache)
+    let r = env.reference("cfg/app:v1");
+    let res = client(env.cache_dir.path())
         .docker_config(&cfg)
         .build()
         .unwrap()
@@ -138,20 +128,13 @@ async fn anonymous_token_flow_and_token_cache() {
     let tokens = TokenServer::start("msb-test-registry", &[("pusher", "pw")], true)
         .await
         .unwrap();
-    let reg = TestRegistry::start(RegistryOptions::plain().token(tokens.auth_config()))
+    let env = Env::start(RegistryOptions::plain().token(tokens.auth_config()))
         .await
-        .unwrap();
-    Pusher::new(&reg.base_url())
-        .with_basic("pusher", "pw")
-        .push_image("library/tokened", "latest", &small_image())
-        .await
-        .unwrap();
+        .push_as("pusher", "pw");
+    env.push("library/tokened", "latest", &small_image()).await;
     let before = tokens.requests().len();
-    let cache = tempfile::tempdir().unwrap();
-    let registry = client(&cache).build().unwrap();
-    let r = format!("{}/library/tokened:latest", reg.host())
-        .parse()
-        .unwrap();
+    let registry = client(env.cache_dir.path()).build().unwrap();
+    let r = env.reference("library/tokened:latest");
     registry.pull(&r, &always()).await.unwrap();
     registry.pull(&r, &always()).await.unwrap();
     let reqs: Vec<_> = tokens.requests().into_iter().skip(before).collect();
@@ -173,28 +156,15 @@ async fn private_token_registry_needs_credentials() {
     let tokens = TokenServer::start("private-registry", &[("carol", "pw")], false)
         .await
         .unwrap();
-    let reg = TestRegistry::start(RegistryOptions::plain().token(tokens.auth_config()))
+    let env = Env::start(RegistryOptions::plain().token(tokens.auth_config()))
         .await
-        .unwrap();
-    Pusher::new(&reg.base_url())
-        .with_basic("carol", "pw")
-        .push_image("team/app", "v1", &small_image())
-        .await
-        .unwrap();
-    let r = format!("{}/team/app:v1", reg.host()).parse().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let err = client(&cache)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap_err();
+        .push_as("carol", "pw");
+    env.push("team/app", "v1", &small_image()).await;
+    let r = env.reference("team/app:v1");
+    let cache = env.cache_dir.path();
+    let err = pull_always(client(cache), &r).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
-    let res = client(&cache)
-        .auth(basic("carol", "pw"))
-        .build()
-        .unwrap()
-        .pull(&r, &always())
+    let res = pull_always(client(cache).auth(basic("carol", "pw")), &r)
         .await
         .unwrap();
     assert_eq!(res.layers.len(), 2);
@@ -204,52 +174,31 @@ async fn private_token_registry_needs_credentials() {
 
 #[tokio::test]
 async fn tls_registry_with_test_ca() {
-    let reg = TestRegistry::start(RegistryOptions::plain().tls())
-        .await
-        .unwrap();
-    let ca = reg.ca_pem_path().unwrap().to_owned();
-    Pusher::new(&reg.base_url())
-        .with_ca(&ca)
-        .push_image("secure/app", "v1", &small_image())
-        .await
-        .unwrap();
-    let r = format!("{}/secure/app:v1", reg.host()).parse().unwrap();
+    let env = Env::start(RegistryOptions::plain().tls()).await;
+    let ca = env.registry.ca_pem_path().unwrap().to_owned();
+    env.push("secure/app", "v1", &small_image()).await;
+    let r = env.reference("secure/app:v1");
 
     // Without the CA the certificate is not trusted (and the port does not speak plain HTTP).
-    let cache = tempfile::tempdir().unwrap();
-    let err = client(&cache)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap_err();
+    let cache = env.cache_dir.path();
+    let err = pull_always(client(cache), &r).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Registry, "{err}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
         "the TLS failure is reported: {err}"
     );
 
-    let res = client(&cache)
-        .ca_file(&ca)
-        .build()
-        .unwrap()
-        .pull(&r, &always())
-        .await
-        .unwrap();
+    let res = pull_always(client(cache).ca_file(&ca), &r).await.unwrap();
     assert_eq!(res.layers.len(), 2);
 
     // An insecure host accepts the unknown certificate.
     let cache = tempfile::tempdir().unwrap();
-    let res = client(&cache)
-        .insecure_registry(reg.host())
-        .build()
-        .unwrap()
-        .pull(&r, &always())
+    let res = pull_always(client(cache.path()).insecure_registry(env.host()), &r)
         .await
         .unwrap();
     assert_eq!(res.layers.len(), 2);
 
-    let err = client(&cache)
+    let err = client(cache.path())
         .ca_file("/nonexistent/ca.pem")
         .build()
         .unwrap_err();
@@ -258,27 +207,16 @@ async fn tls_registry_with_test_ca() {
 
 #[tokio::test]
 async fn credentials_never_follow_a_cross_host_redirect() {
-    let reg = TestRegistry::start(RegistryOptions::plain().basic("dave", "pw"))
-        .await
-        .unwrap();
-    Pusher::new(&reg.base_url())
-        .with_basic("dave", "pw")
-        .push_image("redir/app", "v1", &small_image())
-        .await
-        .unwrap();
+    let env = Env::start(RegistryOptions::plain().basic("dave", "pw")).await;
+    env.push("redir/app", "v1", &small_image()).await;
     let front = RedirectFront::start_with(
-        &reg.base_url(),
+        &env.registry.base_url(),
         FrontOptions::default().credentials("dave", "pw"),
     )
     .await
     .unwrap();
     let r = format!("{}/redir/app:v1", front.host()).parse().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let res = client(&cache)
-        .auth(basic("dave", "pw"))
-        .build()
-        .unwrap()
-        .pull(&r, &always())
+    let res = pull_always(client(env.cache_dir.path()).auth(basic("dave", "pw")), &r)
         .await
         .unwrap();
     assert_eq!(

@@ -326,3 +326,52 @@ fn refused_connection_exits_6() {
     ]);
     assert_error(&o, 6, REF);
 }
+
+/// The CLI has every item of the core's API surface (`core/api-surface.json`): each error
+/// kind's exit code and description in `--help`, and every registry setting through
+/// `--config FILE` (a file naming every key is accepted; a misspelt key is refused by name).
+#[test]
+fn parity_with_the_api_surface() {
+    let surface: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("api-surface.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let help = stdout(&run(&["pull", "--help"]));
+    for kind in surface["errorKinds"].as_array().unwrap() {
+        let line = format!(" {} ", kind["exitCode"]);
+        assert!(
+            help.contains(&line),
+            "--help lacks exit code {line}:\n{help}"
+        );
+        let doc = kind["doc"].as_str().unwrap();
+        assert!(help.contains(doc), "--help lacks {doc:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let config = dir.path().join("config.json");
+    let every_setting = surface["registryConfig"]["defaults"].to_string();
+    std::fs::write(&config, every_setting).unwrap();
+    let args = |config: &Path| {
+        let o = run(&[
+            "pull",
+            REF,
+            "--cache",
+            cache.to_str().unwrap(),
+            "--policy",
+            "never",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        (o.status.code(), stderr(&o))
+    };
+    // Accepted: the pull gets as far as the cache (exit 3, not 2).
+    let (code, err) = args(&config);
+    assert_eq!(code, Some(3), "{err}");
+
+    std::fs::write(&config, r#"{"maxRetires": 3}"#).unwrap();
+    let (code, err) = args(&config);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("maxRetires"), "{err}");
+}

@@ -4,73 +4,56 @@
 //! express it — against `umoci unpack --rootless` of the same image through the merged view
 //! (`common/oracle_support.rs`). Each test prints how many entries it compared with umoci.
 
-#[path = "common/oracle_support.rs"]
-mod oracle_support;
+mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use common::oracle_support::{compare, describe_pull, push_and_pull, stack, umoci_diff};
 use microsandbox_image::index::{EntryKind, LayerIndex};
 use microsandbox_image::layer::IMPLICIT_DIR_XATTR;
-use microsandbox_image::layer::stat::{OverrideStat, encode_dev, mode, read_override_stat};
-use microsandbox_image::{ErrorKind, GlobalCache, LayerError, Platform, PullOptions, Registry};
+use microsandbox_image::stat::{OverrideStat, encode_dev, mode, read_override_stat};
+use microsandbox_image::{ErrorKind, LayerError, PullOptions};
 use msbimage_testkit::{
-    Compression, Image, ImageBuilder, Layer, LayerBuilder, Registry as TestRegistry,
-    RegistryOptions, raw_header,
+    Compression, Image, ImageBuilder, Layer, LayerBuilder, RegistryOptions, raw_header,
 };
-use oracle_support::{compare, describe_pull, push_and_pull, stack, umoci_diff};
 use tar::{EntryType, Header};
 
-struct Env {
-    registry: TestRegistry,
-    dir: tempfile::TempDir,
-}
+/// The shared registry and cache, with the push-and-pull steps these tests repeat.
+struct Env(common::Env);
 
 impl Env {
     async fn start() -> Env {
-        Env {
-            registry: TestRegistry::start(RegistryOptions::plain())
-                .await
-                .expect("start docker-registry"),
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Env(common::Env::start(RegistryOptions::plain()).await)
     }
 
     fn cache(&self) -> &Path {
-        self.dir.path()
+        self.0.cache_dir.path()
     }
 
     /// Push, pull and compare with umoci; returns the pull and the entries compared.
     async fn oracle(&self, repo: &str, image: &Image) -> (microsandbox_image::PullResult, usize) {
-        let (res, n) = compare(&self.registry, self.cache(), repo, "latest", image).await;
+        let (res, n) = compare(&self.0.registry, self.cache(), repo, "latest", image).await;
         println!("{repo}: {n} entries compared with umoci");
         (res, n)
     }
 
     async fn pull(&self, repo: &str, image: &Image) -> microsandbox_image::PullResult {
-        push_and_pull(&self.registry, self.cache(), repo, "latest", image).await
+        push_and_pull(&self.0.registry, self.cache(), repo, "latest", image).await
     }
 
     /// Push `image` and pull it, expecting an error.
     async fn pull_err(&self, repo: &str, image: &Image) -> microsandbox_image::Error {
-        msbimage_testkit::Pusher::new(&self.registry.base_url())
-            .push_image(repo, "latest", image)
+        self.0.push(repo, "latest", image).await;
+        self.0
+            .registry_client()
+            .pull(
+                &self.0.reference(&format!("{repo}:latest")),
+                &PullOptions::default(),
+            )
             .await
-            .expect("push");
-        let reference = format!("{}/{repo}:latest", self.registry.host())
-            .parse()
-            .expect("reference");
-        Registry::builder(
-            Platform::new("linux", "amd64"),
-            GlobalCache::new(self.cache()).expect("cache"),
-        )
-        .durable(false)
-        .build()
-        .expect("registry")
-        .pull(&reference, &PullOptions::default())
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("{repo}: the pull succeeded"))
+            .err()
+            .unwrap_or_else(|| panic!("{repo}: the pull succeeded"))
     }
 }
 

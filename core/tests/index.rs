@@ -6,7 +6,7 @@ mod common;
 
 use common::Fixture;
 use microsandbox_image::index::{EntryKind, LayerIndex, LayerStack};
-use microsandbox_image::layer::stat::{encode_dev, mode};
+use microsandbox_image::stat::{encode_dev, mode};
 use microsandbox_image::{PullOptions, PullProgress, PullResult};
 use msbimage_testkit::fixtures::{LONG_PATH, OVERWRITTEN_FINAL, RANDOM_100K_LEN};
 

@@ -6,92 +6,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::Fixture;
-use microsandbox_image::index::{EntryKind, LayerIndex, LayerStack};
-use microsandbox_image::{Platform, PullOptions, PullResult, Registry};
-use msbimage_testkit::oracle::{self, Kind, OracleEntry, sha256_hex};
-use msbimage_testkit::{Compression, Image, ManifestFormat, write_oci_layout};
-
-/// Our merged view, described like the oracle describes a root filesystem.
-pub fn describe_pull(res: &PullResult) -> Vec<OracleEntry> {
-    let stack = LayerStack::new(
-        res.layers
-            .iter()
-            .map(|fs| LayerIndex::open(fs.parent().unwrap().join("index")).unwrap())
-            .collect(),
-    );
-    let mut out: Vec<OracleEntry> = stack
-        .walk()
-        .map(Result::unwrap)
-        .filter(|(path, _)| !path.is_empty())
-        .map(|(path, e)| {
-            let on_disk = res.layers[e.layer()]
-                .join(std::ffi::OsStr::new(std::str::from_utf8(&path).unwrap()));
-            let (kind, size, sha256, link_target) = match e.kind() {
-                EntryKind::Dir => (Kind::Dir, 0, None, None),
-                EntryKind::Symlink => (Kind::Symlink, 0, None, e.link_target().map(<[u8]>::to_vec)),
-                EntryKind::Fifo => (Kind::Fifo, 0, None, None),
-                EntryKind::CharDevice | EntryKind::BlockDevice => {
-                    (Kind::File, 0, Some(sha256_hex(b"")), None)
-                }
-                _ => {
-                    let bytes = std::fs::read(&on_disk).unwrap();
-                    assert_eq!(bytes.len() as u64, e.size(), "{}", on_disk.display());
-                    (Kind::File, e.size(), Some(sha256_hex(&bytes)), None)
-                }
-            };
-            OracleEntry {
-                path,
-                kind,
-                perm: e.mode() & 0o7777,
-                uid: e.uid(),
-                gid: e.gid(),
-                size,
-                sha256,
-                link_target,
-                xattrs: e
-                    .xattrs()
-                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .collect::<BTreeMap<_, _>>(),
-            }
-        })
-        .collect();
-    out.sort();
-    out
-}
+use common::oracle_support;
+use msbimage_testkit::{Compression, Image, ManifestFormat};
 
 /// Pull `image` (pushed as `repo:tag`) and compare with umoci; returns entries compared.
 async fn compare(f: &Fixture, repo: &str, tag: &str, image: &Image) -> usize {
-    f.pusher().push_image(repo, tag, image).await.unwrap();
-    let layout = tempfile::tempdir().unwrap();
-    write_oci_layout(layout.path(), tag, image).unwrap();
-    let oracle = oracle::umoci_unpack(layout.path(), tag).unwrap();
-    let (os, arch, variant) = image.platform.clone();
-    let platform = match variant {
-        Some(v) => Platform::with_variant(os, arch, v),
-        None => Platform::new(os, arch),
-    };
-    let res = Registry::builder(platform, f.cache())
-        .durable(false)
-        .build()
-        .unwrap()
-        .pull(
-            &f.reference(&format!("{repo}:{tag}")),
-            &PullOptions::default(),
-        )
+    oracle_support::compare(&f.registry, f.cache_dir.path(), repo, tag, image)
         .await
-        .unwrap();
-    let ours = describe_pull(&res);
-    let diff = oracle::diff(&ours, &oracle);
-    assert!(
-        diff.is_empty(),
-        "{repo}:{tag} differs from umoci:\n{}",
-        diff.join("\n")
-    );
-    assert!(!ours.is_empty());
-    ours.len()
+        .1
 }
 
 #[tokio::test]

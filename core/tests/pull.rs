@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::{Fixture, layer_dirs, tmp_entries};
-use microsandbox_image::layer::stat::{OverrideStat, encode_dev, mode, read_override_stat};
+use microsandbox_image::stat::{OverrideStat, encode_dev, mode, read_override_stat};
 use microsandbox_image::{ErrorKind, Platform, PullOptions, PullPolicy, Registry};
 use msbimage_testkit::fixtures::{
     BIG_3M_LEN, LONG_PATH, OVERWRITTEN_FINAL, PLATFORMS, RANDOM_100K_LEN, platform_marker,

@@ -76,6 +76,9 @@ pub struct msb_progress_event<'a> {
     pub entries: u64,
     /// True when the answer came entirely from the cache (`Complete`).
     pub cached: bool,
+    /// The whole event in the core's JSON form, the same for every front door:
+    /// `{"type":"layerDownloadProgress","layerIndex":0,…}` (schema in `PROGRESS.md`).
+    pub json: msb_str<'a>,
 }
 
 /// The strings an event borrows; they live on the caller's stack during the callback.
@@ -85,6 +88,7 @@ struct Texts<'a> {
     manifest_digest: String,
     digest: String,
     diff_id: String,
+    json: String,
 }
 
 /// Builds the C view of `event` and passes it to `f`. Events of a kind newer than this
@@ -107,6 +111,7 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
         bytes_extracted: 0,
         entries: 0,
         cached: false,
+        json: msb_str::default(),
     };
     match event {
         PullProgress::Resolving { reference } => {
@@ -216,6 +221,8 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
     e.manifest_digest = msb_str::borrow(&t.manifest_digest);
     e.digest = msb_str::borrow(&t.digest);
     e.diff_id = msb_str::borrow(&t.diff_id);
+    t.json = serde_json::to_string(event).unwrap_or_default();
+    e.json = msb_str::borrow(&t.json);
     f(&e);
 }
 
@@ -241,6 +248,9 @@ mod tests {
             assert_eq!((e.downloaded_bytes, e.total_bytes), (10, 20));
             assert!(e.has_total_bytes);
             assert_eq!(e.reference.to_str(), "");
+            let json: serde_json::Value = serde_json::from_str(e.json.to_str()).unwrap();
+            assert_eq!(json["type"], "layerDownloadProgress");
+            assert_eq!(json["totalBytes"], 20);
             seen = true;
         });
         assert!(seen);

@@ -1,12 +1,14 @@
 //! `msb_registry_builder` and `msb_registry`: the settings of a registry client (auth,
 //! insecure hosts, CA file, mirrors, concurrency, …) and the client itself.
 //!
-//! The builder records the settings and replays them onto the core's `RegistryBuilder` at
-//! each build, so building does not consume it: one free function, always called.
+//! The builder holds the core's `RegistryConfig` and builds from a copy of it, so building
+//! does not consume it: one free function, always called.
 
 use std::ffi::c_char;
 
-use microsandbox_image::{GlobalCache, Platform, Registry, RegistryAuth, RegistryBuilder};
+use microsandbox_image::{
+    DockerConfigSource, GlobalCache, Platform, Registry, RegistryAuth, RegistryConfig,
+};
 
 use crate::arg;
 use crate::cache::msb_cache;
@@ -17,63 +19,9 @@ use crate::status::{self, fail, msb_status};
 pub struct msb_registry_builder {
     cache: GlobalCache,
     platform: Platform,
-    auth: RegistryAuth,
-    auth_for: Vec<(String, RegistryAuth)>,
-    insecure_hosts: Vec<String>,
-    ca_file: Option<String>,
-    docker_config: Option<String>,
-    mirrors: Vec<(String, String)>,
-    concurrency: Option<usize>,
-    durable: Option<bool>,
-    max_retries: Option<u32>,
-}
-
-impl msb_registry_builder {
-    fn new(cache: GlobalCache, platform: Platform) -> Self {
-        msb_registry_builder {
-            cache,
-            platform,
-            auth: RegistryAuth::Anonymous,
-            auth_for: Vec::new(),
-            insecure_hosts: Vec::new(),
-            ca_file: None,
-            docker_config: None,
-            mirrors: Vec::new(),
-            concurrency: None,
-            durable: None,
-            max_retries: None,
-        }
-    }
-
-    fn to_core(&self) -> RegistryBuilder {
-        let mut b =
-            Registry::builder(self.platform.clone(), self.cache.clone()).auth(self.auth.clone());
-        for (host, auth) in &self.auth_for {
-            b = b.auth_for(host.clone(), auth.clone());
-        }
-        for host in &self.insecure_hosts {
-            b = b.insecure_registry(host);
-        }
-        if let Some(path) = &self.ca_file {
-            b = b.ca_file(path);
-        }
-        if let Some(path) = &self.docker_config {
-            b = b.docker_config(path);
-        }
-        for (registry, mirror) in &self.mirrors {
-            b = b.mirror(registry.clone(), mirror);
-        }
-        if let Some(n) = self.concurrency {
-            b = b.concurrency(n);
-        }
-        if let Some(d) = self.durable {
-            b = b.durable(d);
-        }
-        if let Some(n) = self.max_retries {
-            b = b.max_retries(n);
-        }
-        b
-    }
+    /// The core's settings struct: every setter below fills one of its fields, and
+    /// `msb_registry_builder_set_config_json` reaches all of them.
+    config: RegistryConfig,
 }
 
 /// A registry client: pulls images into its cache. Thread-safe: any number of threads may
@@ -96,10 +44,11 @@ pub extern "C" fn msb_registry_builder_new(
         let out = try_arg!(arg::out_ptr(out, "out"));
         let cache = try_arg!(arg::obj(cache, "cache"));
         let platform = try_arg!(arg::obj(platform, "platform"));
-        *out = arg::into_handle(msb_registry_builder::new(
-            cache.inner.clone(),
-            platform.inner.clone(),
-        ));
+        *out = arg::into_handle(msb_registry_builder {
+            cache: cache.inner.clone(),
+            platform: platform.inner.clone(),
+            config: RegistryConfig::default(),
+        });
         msb_status::Ok
     }
 }
@@ -111,7 +60,7 @@ pub extern "C" fn msb_registry_builder_set_anonymous(
 ) -> msb_status {
     ffi_panic_boundary! {
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
-        builder.auth = RegistryAuth::Anonymous;
+        builder.config.auth = RegistryAuth::Anonymous;
         msb_status::Ok
     }
 }
@@ -128,7 +77,7 @@ pub extern "C" fn msb_registry_builder_set_basic_auth(
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
         let username = try_arg!(arg::string(username, "username"));
         let password = try_arg!(arg::string(password, "password"));
-        builder.auth = RegistryAuth::Basic {
+        builder.config.auth = RegistryAuth::Basic {
             username: username.to_owned(),
             password: password.to_owned(),
         };
@@ -150,13 +99,13 @@ pub extern "C" fn msb_registry_builder_set_basic_auth_for(
         let registry = try_arg!(arg::string(registry, "registry"));
         let username = try_arg!(arg::string(username, "username"));
         let password = try_arg!(arg::string(password, "password"));
-        builder.auth_for.push((
+        builder.config.auth_for.insert(
             registry.to_owned(),
             RegistryAuth::Basic {
                 username: username.to_owned(),
                 password: password.to_owned(),
             },
-        ));
+        );
         msb_status::Ok
     }
 }
@@ -171,7 +120,7 @@ pub extern "C" fn msb_registry_builder_set_docker_config(
     ffi_panic_boundary! {
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
         let path = try_arg!(arg::string(path, "path"));
-        builder.docker_config = Some(path.to_owned());
+        builder.config.docker_config = DockerConfigSource::Path(path.into());
         msb_status::Ok
     }
 }
@@ -186,7 +135,7 @@ pub extern "C" fn msb_registry_builder_add_insecure_host(
     ffi_panic_boundary! {
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
         let host = try_arg!(arg::string(host, "host"));
-        builder.insecure_hosts.push(host.to_owned());
+        builder.config.insecure_registries.push(host.to_owned());
         msb_status::Ok
     }
 }
@@ -202,7 +151,7 @@ pub extern "C" fn msb_registry_builder_set_ca_file(
     ffi_panic_boundary! {
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
         let path = try_arg!(arg::string(path, "path"));
-        builder.ca_file = Some(path.to_owned());
+        builder.config.ca_files.push(path.into());
         msb_status::Ok
     }
 }
@@ -220,7 +169,7 @@ pub extern "C" fn msb_registry_builder_add_mirror(
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
         let registry = try_arg!(arg::string(registry, "registry"));
         let mirror = try_arg!(arg::string(mirror, "mirror"));
-        builder.mirrors.push((registry.to_owned(), mirror.to_owned()));
+        builder.config.mirrors.entry(registry.to_owned()).or_default().push(mirror.to_owned());
         msb_status::Ok
     }
 }
@@ -236,7 +185,7 @@ pub extern "C" fn msb_registry_builder_set_concurrency(
         if layers == 0 {
             return fail(msb_status::InvalidArgument, "concurrency must be at least 1");
         }
-        builder.concurrency = Some(layers as usize);
+        builder.config.concurrency = layers as usize;
         msb_status::Ok
     }
 }
@@ -250,7 +199,7 @@ pub extern "C" fn msb_registry_builder_set_durable(
 ) -> msb_status {
     ffi_panic_boundary! {
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
-        builder.durable = Some(durable);
+        builder.config.durable = durable;
         msb_status::Ok
     }
 }
@@ -263,8 +212,38 @@ pub extern "C" fn msb_registry_builder_set_max_retries(
 ) -> msb_status {
     ffi_panic_boundary! {
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
-        builder.max_retries = Some(retries);
+        builder.config.max_retries = retries;
         msb_status::Ok
+    }
+}
+
+/// Applies the settings in `json`, a JSON object whose keys are those of the core's
+/// `RegistryConfig` (camelCase: `"insecureRegistries"`, `"mirrors"`, `"caFiles"`,
+/// `"maxRetries"`, `"connectTimeout"` in seconds, `"limits"`, …; the list is in
+/// `core/api-surface.json`). Keys it does not name keep their value. Every setting is reachable
+/// this way, including those without a setter of their own. Fails with
+/// `MSB_STATUS_INVALID_ARGUMENT` (naming the key) on malformed JSON, an unknown key or a
+/// value of the wrong type, and then changes nothing.
+///
+/// ```c
+/// msb_registry_builder_set_config_json(b, "{\"maxRetries\": 8, \"readTimeout\": 30}");
+/// ```
+#[unsafe(no_mangle)]
+pub extern "C" fn msb_registry_builder_set_config_json(
+    builder: *mut msb_registry_builder,
+    json: *const c_char,
+) -> msb_status {
+    ffi_panic_boundary! {
+        let builder = try_arg!(arg::obj_mut(builder, "builder"));
+        let json = try_arg!(arg::string(json, "json"));
+        let mut config = builder.config.clone();
+        match config.merge_json(json) {
+            Ok(()) => {
+                builder.config = config;
+                msb_status::Ok
+            }
+            Err(e) => fail(msb_status::InvalidArgument, format!("registry settings: {e}")),
+        }
     }
 }
 
@@ -279,7 +258,12 @@ pub extern "C" fn msb_registry_builder_build(
     ffi_panic_boundary! {
         let out = try_arg!(arg::out_ptr(out, "out"));
         let builder = try_arg!(arg::obj(builder, "builder"));
-        match builder.to_core().build() {
+        let core = Registry::from_config(
+            builder.platform.clone(),
+            builder.cache.clone(),
+            builder.config.clone(),
+        );
+        match core {
             Ok(inner) => {
                 *out = arg::into_handle(msb_registry { inner });
                 msb_status::Ok

@@ -62,6 +62,11 @@ int tf_summary(const char *program) {
     return failed == 0 ? 0 : 1;
 }
 
+int tf_setup_failed(const char *program, const char *what) {
+    printf("not ok - %s\n# %s: 0 passed, 1 failed\n", what, program);
+    return 1;
+}
+
 /* ---- the loopback registry ---- */
 
 bool testkit_start(testkit *kit, const char *basic) {
@@ -136,6 +141,40 @@ void testkit_stop(testkit *kit) {
         }
     }
     kit->pid = -1;
+}
+
+void testkit_ref(const testkit *kit, const char *repo_tag, char *out, size_t n) {
+    snprintf(out, n, "%s/%s", kit->host, repo_tag);
+}
+
+/* ---- a cache with a registry ---- */
+
+bool env_open(env *v) {
+    memset(v, 0, sizeof *v);
+    if (!tmpdir_new(v->dir)) return false;
+    return msb_cache_open(v->dir, &v->cache) == MSB_STATUS_OK &&
+           msb_platform_parse("linux/amd64", &v->platform) == MSB_STATUS_OK &&
+           msb_registry_new(v->cache, v->platform, &v->registry) == MSB_STATUS_OK &&
+           msb_pull_options_new(&v->options) == MSB_STATUS_OK;
+}
+
+void env_close(env *v) {
+    msb_pull_options_free(v->options);
+    msb_registry_free(v->registry);
+    msb_platform_free(v->platform);
+    msb_cache_free(v->cache);
+    if (v->dir[0] != '\0') tmpdir_remove(v->dir);
+}
+
+/* ---- error messages ---- */
+
+int tf_sentinel_storage;
+
+bool message_has(const char *needle) {
+    const char *m = msb_last_error_message();
+    if (m != NULL && strstr(m, needle) != NULL) return true;
+    fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", m ? m : "(null)", needle);
+    return false;
 }
 
 /* ---- files ---- */

@@ -1,7 +1,8 @@
 /*
  * A tiny test harness for the C tests of libmsbimage: a runner with CHECK macros, the
- * loopback registry (msbimage-testkit serve), temporary cache directories and the cache
- * consistency check. Plain C11 + POSIX.
+ * loopback registry (msbimage-testkit serve), the cache + platform + registry set-up most
+ * tests share, checks of error messages, temporary cache directories and the cache
+ * consistency check. Plain C11 + POSIX. Set-up code that a second test file needs lives here.
  */
 #ifndef MSB_TEST_HARNESS_H
 #define MSB_TEST_HARNESS_H
@@ -21,6 +22,9 @@ void tf_fail_status(const char *file, int line, const char *call, msb_status got
 void tf_run(const char *name, void (*test)(void));
 int tf_summary(const char *program);
 int tf_current_failures(void);
+/* What main() prints and returns when its set-up (`what`: "registry", "setup") failed: one
+ * failed case and the summary line. */
+int tf_setup_failed(const char *program, const char *what);
 
 #define CHECK(cond)                                                                            \
     do {                                                                                       \
@@ -67,6 +71,41 @@ typedef struct testkit {
 bool testkit_start(testkit *kit, const char *basic);
 /* Closes its stdin (it exits) and reaps it. */
 void testkit_stop(testkit *kit);
+/* Writes the reference "<host>/<repo_tag>" of an image on the registry into `out`. */
+void testkit_ref(const testkit *kit, const char *repo_tag, char *out, size_t n);
+
+/* ---- a cache with a registry ---- */
+
+/* A fresh cache in a temporary directory, the linux/amd64 platform, a registry over both and
+ * default pull options. */
+typedef struct env {
+    char dir[PATH_MAX];
+    msb_cache *cache;
+    msb_platform *platform;
+    msb_registry *registry;
+    msb_pull_options *options;
+} env;
+
+/* Opens all of it; false when any step failed (env_close still cleans up). */
+bool env_open(env *v);
+/* Frees what env_open made (NULL members are skipped) and removes the directory. */
+void env_close(env *v);
+
+/* ---- error messages ---- */
+
+/* Whether msb_last_error_message() contains `needle`; says what it holds when not. */
+bool message_has(const char *needle);
+
+/* The call must fail with INVALID_ARGUMENT and a message that names the parameter. */
+#define NULL_ARG(call, name)                                                                   \
+    do {                                                                                       \
+        CHECK_STATUS(call, MSB_STATUS_INVALID_ARGUMENT);                                       \
+        CHECK(message_has(name " is NULL"));                                                   \
+    } while (0)
+
+/* A non-NULL pointer value that must be reset to NULL by a failing call. */
+extern int tf_sentinel_storage;
+#define SENTINEL ((void *)&tf_sentinel_storage)
 
 /* ---- network helpers ---- */
 

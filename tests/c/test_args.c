@@ -13,29 +13,11 @@
 
 static const char BAD_UTF8[] = "linux\xff\xfe";
 
-static bool message_has(const char *needle) {
-    const char *m = msb_last_error_message();
-    if (m != NULL && strstr(m, needle) != NULL) return true;
-    fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", m ? m : "(null)", needle);
-    return false;
-}
-
-/* The call must fail with INVALID_ARGUMENT and a message that names the parameter. */
-#define NULL_ARG(call, name)                                                                   \
-    do {                                                                                       \
-        CHECK_STATUS(call, MSB_STATUS_INVALID_ARGUMENT);                                       \
-        CHECK(message_has(name " is NULL"));                                                   \
-    } while (0)
-
 #define BAD_STRING(call, name)                                                                 \
     do {                                                                                       \
         CHECK_STATUS(call, MSB_STATUS_INVALID_ARGUMENT);                                       \
         CHECK(message_has(name " is not valid UTF-8"));                                        \
     } while (0)
-
-/* A non-NULL pointer value that must be reset to NULL by a failing call. */
-#define SENTINEL ((void *)&sentinel_storage)
-static int sentinel_storage;
 
 typedef struct objects {
     char dir[PATH_MAX];
@@ -213,7 +195,7 @@ static void test_result_accessors_reject_null_out(void) {
         REQUIRE(false);
     }
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:gzip", kit.host);
+    testkit_ref(&kit, "fixtures/standard:gzip", ref, sizeof ref);
     msb_pull_result *r = NULL;
     CHECK_STATUS(msb_registry_pull(o.registry, ref, o.options, NULL, NULL, &r), MSB_STATUS_OK);
     if (r != NULL) {

@@ -54,35 +54,10 @@ static void on_progress(const msb_progress_event *e, void *user_data) {
     }
 }
 
-typedef struct env {
-    char dir[PATH_MAX];
-    msb_cache *cache;
-    msb_platform *platform;
-    msb_registry *registry;
-    msb_pull_options *options;
-} env;
-
-static bool env_open(env *v) {
-    memset(v, 0, sizeof *v);
-    if (!tmpdir_new(v->dir)) return false;
-    return msb_cache_open(v->dir, &v->cache) == MSB_STATUS_OK &&
-           msb_platform_parse("linux/amd64", &v->platform) == MSB_STATUS_OK &&
-           msb_registry_new(v->cache, v->platform, &v->registry) == MSB_STATUS_OK &&
-           msb_pull_options_new(&v->options) == MSB_STATUS_OK;
-}
-
-static void env_close(env *v) {
-    msb_pull_options_free(v->options);
-    msb_registry_free(v->registry);
-    msb_platform_free(v->platform);
-    msb_cache_free(v->cache);
-    tmpdir_remove(v->dir);
-}
-
 /* Pulls the standard image straight from the registry and checks the cache afterwards. */
 static void check_later_pull_succeeds(env *v) {
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:gzip", kit.host);
+    testkit_ref(&kit, "fixtures/standard:gzip", ref, sizeof ref);
     msb_pull_result *r = NULL;
     CHECK_STATUS(msb_registry_pull(v->registry, ref, v->options, NULL, NULL, &r),
                  MSB_STATUS_OK);
@@ -103,7 +78,7 @@ static void test_wait_returns_the_same_outcome_again(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:zstd", kit.host);
+    testkit_ref(&kit, "fixtures/standard:zstd", ref, sizeof ref);
     tracker t;
     tracker_init(&t);
     msb_pull_task *task = NULL;
@@ -175,7 +150,7 @@ static void test_cancel_right_after_start(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:none", kit.host);
+    testkit_ref(&kit, "fixtures/standard:none", ref, sizeof ref);
     msb_pull_task *task = NULL;
     REQUIRE_OK(msb_registry_pull_start(v.registry, ref, v.options, NULL, NULL, &task));
     CHECK_STATUS(msb_pull_task_cancel(task), MSB_STATUS_OK);
@@ -282,10 +257,7 @@ static void test_free_of_a_running_task_stops_its_callbacks(void) {
 }
 
 int main(void) {
-    if (!testkit_start(&kit, NULL)) {
-        printf("not ok - registry\n# test_async: 0 passed, 1 failed\n");
-        return 1;
-    }
+    if (!testkit_start(&kit, NULL)) return tf_setup_failed("test_async", "registry");
     RUN(test_wait_returns_the_same_outcome_again);
     RUN(test_cancel_mid_download_leaves_the_cache_consistent);
     RUN(test_cancel_right_after_start);

@@ -14,38 +14,6 @@
 static testkit kit;      /* anonymous, with fixtures */
 static testkit kit_auth; /* basic auth user:pass, with fixtures */
 
-typedef struct env {
-    char dir[PATH_MAX];
-    msb_cache *cache;
-    msb_platform *platform;
-    msb_registry *registry;
-    msb_pull_options *options;
-} env;
-
-static bool env_open(env *v) {
-    memset(v, 0, sizeof *v);
-    if (!tmpdir_new(v->dir)) return false;
-    return msb_cache_open(v->dir, &v->cache) == MSB_STATUS_OK &&
-           msb_platform_parse("linux/amd64", &v->platform) == MSB_STATUS_OK &&
-           msb_registry_new(v->cache, v->platform, &v->registry) == MSB_STATUS_OK &&
-           msb_pull_options_new(&v->options) == MSB_STATUS_OK;
-}
-
-static void env_close(env *v) {
-    msb_pull_options_free(v->options);
-    msb_registry_free(v->registry);
-    msb_platform_free(v->platform);
-    msb_cache_free(v->cache);
-    tmpdir_remove(v->dir);
-}
-
-static bool message_has(const char *needle) {
-    const char *m = msb_last_error_message();
-    if (m != NULL && strstr(m, needle) != NULL) return true;
-    fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", m ? m : "(null)", needle);
-    return false;
-}
-
 /* Pulls and expects `want`; the result pointer must stay NULL on failure. */
 static void expect_pull(env *v, const msb_registry *reg, const char *ref, msb_status want,
                         const char *message_part) {
@@ -90,7 +58,7 @@ static void test_not_cached(void) {
     REQUIRE(env_open(&v));
     REQUIRE_OK(msb_pull_options_set_policy(v.options, MSB_PULL_POLICY_NEVER));
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:gzip", kit.host);
+    testkit_ref(&kit, "fixtures/standard:gzip", ref, sizeof ref);
     expect_pull(&v, v.registry, ref, MSB_STATUS_NOT_CACHED, "not in the cache");
     /* force with NEVER is a contradiction the core rejects. */
     REQUIRE_OK(msb_pull_options_set_force(v.options, true));
@@ -106,7 +74,7 @@ static void test_platform_not_found(void) {
     REQUIRE_OK(msb_pull_options_set_platform(v.options, p));
     msb_platform_free(p);
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/multi:latest", kit.host);
+    testkit_ref(&kit, "fixtures/multi:latest", ref, sizeof ref);
     expect_pull(&v, v.registry, ref, MSB_STATUS_PLATFORM_NOT_FOUND, "linux/arm64");
     CHECK(message_has("s390x"));
     env_close(&v);
@@ -116,7 +84,7 @@ static void test_auth(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:gzip", kit_auth.host);
+    testkit_ref(&kit_auth, "fixtures/standard:gzip", ref, sizeof ref);
     /* Anonymous. */
     expect_pull(&v, v.registry, ref, MSB_STATUS_AUTH, "authentication");
     /* Wrong password, as default credentials. */
@@ -141,9 +109,9 @@ static void test_registry_missing_tag(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:no-such-tag", kit.host);
+    testkit_ref(&kit, "fixtures/standard:no-such-tag", ref, sizeof ref);
     expect_pull(&v, v.registry, ref, MSB_STATUS_REGISTRY, "not found");
-    snprintf(ref, sizeof ref, "%s/fixtures/no-such-repo:latest", kit.host);
+    testkit_ref(&kit, "fixtures/no-such-repo:latest", ref, sizeof ref);
     expect_pull(&v, v.registry, ref, MSB_STATUS_REGISTRY, "no-such-repo");
     env_close(&v);
 }
@@ -203,9 +171,8 @@ static void test_last_error_is_per_thread_and_borrowed(void) {
 
 int main(void) {
     if (!testkit_start(&kit, NULL) || !testkit_start(&kit_auth, "user:pass")) {
-        printf("not ok - registry\n# test_errors: 0 passed, 1 failed\n");
         testkit_stop(&kit);
-        return 1;
+        return tf_setup_failed("test_errors", "registry");
     }
     RUN(test_invalid_argument);
     RUN(test_invalid_reference);

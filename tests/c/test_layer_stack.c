@@ -16,52 +16,23 @@
 #include "harness.h"
 
 static testkit kit;
-static char cache_dir[PATH_MAX];
-static msb_cache *cache;
-static msb_registry *registry;
+static env shared;              /* the cache and registry every test uses */
 static msb_pull_result *result; /* fixtures/standard:gzip, with its index */
 static char ref[512];
 
-/* A non-NULL pointer value that must be reset to NULL by a failing call. */
-#define SENTINEL ((void *)&sentinel_storage)
-static int sentinel_storage;
-
-static bool message_has(const char *needle) {
-    const char *m = msb_last_error_message();
-    if (m != NULL && strstr(m, needle) != NULL) return true;
-    fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", m ? m : "(null)", needle);
-    return false;
-}
-
-/* The call must fail with INVALID_ARGUMENT and a message that names the parameter. */
-#define NULL_ARG(call, name)                                                                   \
-    do {                                                                                       \
-        CHECK_STATUS(call, MSB_STATUS_INVALID_ARGUMENT);                                       \
-        CHECK(message_has(name " is NULL"));                                                   \
-    } while (0)
-
 static bool setup(void) {
     if (!testkit_start(&kit, NULL)) return false;
-    if (!tmpdir_new(cache_dir)) return false;
-    msb_platform *platform = NULL;
-    msb_pull_options *options = NULL;
-    bool ok = msb_cache_open(cache_dir, &cache) == MSB_STATUS_OK &&
-              msb_platform_parse("linux/amd64", &platform) == MSB_STATUS_OK &&
-              msb_registry_new(cache, platform, &registry) == MSB_STATUS_OK &&
-              msb_pull_options_new(&options) == MSB_STATUS_OK;
-    snprintf(ref, sizeof ref, "%s/fixtures/standard:gzip", kit.host);
-    ok = ok && msb_registry_pull(registry, ref, options, NULL, NULL, &result) == MSB_STATUS_OK;
+    bool ok = env_open(&shared);
+    testkit_ref(&kit, "fixtures/standard:gzip", ref, sizeof ref);
+    ok = ok && msb_registry_pull(shared.registry, ref, shared.options, NULL, NULL, &result) ==
+                   MSB_STATUS_OK;
     if (!ok) fprintf(stderr, "setup: %s\n", msb_last_error_message());
-    msb_pull_options_free(options);
-    msb_platform_free(platform);
     return ok;
 }
 
 static void teardown(void) {
     msb_pull_result_free(result);
-    msb_registry_free(registry);
-    msb_cache_free(cache);
-    if (cache_dir[0] != '\0') tmpdir_remove(cache_dir);
+    env_close(&shared);
     testkit_stop(&kit);
 }
 
@@ -471,7 +442,7 @@ static void test_lifetimes(void) {
     msb_pull_options *options = NULL;
     REQUIRE_OK(msb_pull_options_new(&options));
     msb_pull_result *r = NULL;
-    CHECK_STATUS(msb_registry_pull(registry, ref, options, NULL, NULL, &r), MSB_STATUS_OK);
+    CHECK_STATUS(msb_registry_pull(shared.registry, ref, options, NULL, NULL, &r), MSB_STATUS_OK);
     msb_pull_options_free(options);
     REQUIRE(r != NULL);
     msb_layer_stack *s = NULL;
@@ -683,9 +654,8 @@ static void test_null_arguments(void) {
 
 int main(void) {
     if (!setup()) {
-        printf("not ok - setup\n# test_layer_stack: 0 passed, 1 failed\n");
         teardown();
-        return 1;
+        return tf_setup_failed("test_layer_stack", "setup");
     }
     RUN(test_overwritten_file_comes_from_the_upper_layer);
     RUN(test_whiteout_hides_a_file);

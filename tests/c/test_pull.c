@@ -54,35 +54,6 @@ static void on_progress(const msb_progress_event *e, void *user_data) {
     }
 }
 
-typedef struct env {
-    char dir[PATH_MAX];
-    msb_cache *cache;
-    msb_platform *platform;
-    msb_registry *registry;
-    msb_pull_options *options;
-} env;
-
-static bool env_open(env *v) {
-    memset(v, 0, sizeof *v);
-    if (!tmpdir_new(v->dir)) return false;
-    return msb_cache_open(v->dir, &v->cache) == MSB_STATUS_OK &&
-           msb_platform_parse("linux/amd64", &v->platform) == MSB_STATUS_OK &&
-           msb_registry_new(v->cache, v->platform, &v->registry) == MSB_STATUS_OK &&
-           msb_pull_options_new(&v->options) == MSB_STATUS_OK;
-}
-
-static void env_close(env *v) {
-    msb_pull_options_free(v->options);
-    msb_registry_free(v->registry);
-    msb_platform_free(v->platform);
-    msb_cache_free(v->cache);
-    tmpdir_remove(v->dir);
-}
-
-static void ref_of(char *out, size_t n, const char *repo_tag) {
-    snprintf(out, n, "%s/%s", kit.host, repo_tag);
-}
-
 static void check_list(msb_pull_result *r, msb_status (*count)(const msb_pull_result *, size_t *),
                        msb_status (*at)(const msb_pull_result *, size_t, char **),
                        const char *const *want, size_t want_n) {
@@ -103,7 +74,7 @@ static void test_blocking_pull_reports_progress_and_result(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    ref_of(ref, sizeof ref, "fixtures/standard:gzip");
+    testkit_ref(&kit, "fixtures/standard:gzip", ref, sizeof ref);
 
     counts c;
     memset(&c, 0, sizeof c);
@@ -210,7 +181,7 @@ static void test_second_pull_answers_from_the_cache(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    ref_of(ref, sizeof ref, "fixtures/standard:zstd");
+    testkit_ref(&kit, "fixtures/standard:zstd", ref, sizeof ref);
     msb_pull_result *r = NULL;
     REQUIRE_OK(msb_registry_pull(v.registry, ref, v.options, NULL, NULL, &r));
     msb_pull_result_free(r);
@@ -262,7 +233,7 @@ static void test_uncompressed_layers(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    ref_of(ref, sizeof ref, "fixtures/standard:none");
+    testkit_ref(&kit, "fixtures/standard:none", ref, sizeof ref);
     msb_pull_result *r = NULL;
     CHECK_STATUS(msb_registry_pull(v.registry, ref, v.options, NULL, NULL, &r), MSB_STATUS_OK);
     size_t n = 0;
@@ -276,7 +247,7 @@ static void test_index_resolves_the_requested_platform(void) {
     env v;
     REQUIRE(env_open(&v));
     char ref[512];
-    ref_of(ref, sizeof ref, "fixtures/multi:latest");
+    testkit_ref(&kit, "fixtures/multi:latest", ref, sizeof ref);
     const char *platforms[][2] = {{"linux/arm/v6", "linux/arm/v6"},
                                   {"linux/arm64", "linux/arm64/v8"},
                                   {"linux/amd64", "linux/amd64"}};
@@ -321,7 +292,7 @@ static void test_builder_settings_build_a_working_registry(void) {
     v.cache = NULL;
 
     char ref[512];
-    ref_of(ref, sizeof ref, "fixtures/standard:gzip");
+    testkit_ref(&kit, "fixtures/standard:gzip", ref, sizeof ref);
     msb_pull_result *r = NULL;
     CHECK_STATUS(msb_registry_pull(r1, ref, v.options, NULL, NULL, &r), MSB_STATUS_OK);
     msb_pull_result_free(r);
@@ -384,8 +355,7 @@ static void test_versions(void) {
 int main(void) {
     if (!testkit_start(&kit, NULL)) {
         fprintf(stderr, "cannot start the test registry\n");
-        printf("not ok - registry\n# test_pull: 0 passed, 1 failed\n");
-        return 1;
+        return tf_setup_failed("test_pull", "registry");
     }
     RUN(test_versions);
     RUN(test_platforms);

@@ -78,14 +78,12 @@ static void *run_job(void *arg) {
 }
 
 static void test_eight_threads_pull_into_one_cache(void) {
-    char dir[PATH_MAX];
-    REQUIRE(tmpdir_new(dir));
-    msb_cache *cache = NULL;
-    msb_platform *platform = NULL;
-    msb_registry *shared = NULL;
-    REQUIRE_OK(msb_cache_open(dir, &cache));
-    REQUIRE_OK(msb_platform_parse("linux/amd64", &platform));
-    REQUIRE_OK(msb_registry_new(cache, platform, &shared));
+    env v;
+    REQUIRE(env_open(&v));
+    const char *dir = v.dir;
+    const msb_cache *cache = v.cache;
+    const msb_platform *platform = v.platform;
+    const msb_registry *shared = v.registry;
 
     static const char *refs[][2] = {{"fixtures/standard:gzip", NULL},
                                     {"fixtures/standard:zstd", NULL},
@@ -99,7 +97,7 @@ static void test_eight_threads_pull_into_one_cache(void) {
         jobs[i].cache = cache;
         jobs[i].platform = platform;
         jobs[i].shared = i < THREADS / 2 ? shared : NULL;
-        snprintf(jobs[i].ref, sizeof jobs[i].ref, "%s/%s", kit.host, refs[i % 4][0]);
+        testkit_ref(&kit, refs[i % 4][0], jobs[i].ref, sizeof jobs[i].ref);
         jobs[i].platform_override = refs[i % 4][1];
         jobs[i].first = jobs[i].second = MSB_STATUS_INTERNAL;
         CHECK(pthread_create(&threads[i], NULL, run_job, &jobs[i]) == 0);
@@ -125,17 +123,11 @@ static void test_eight_threads_pull_into_one_cache(void) {
     CHECK(dir_entries(layers) >= 4);
 
     free(jobs);
-    msb_registry_free(shared);
-    msb_platform_free(platform);
-    msb_cache_free(cache);
-    tmpdir_remove(dir);
+    env_close(&v);
 }
 
 int main(void) {
-    if (!testkit_start(&kit, NULL)) {
-        printf("not ok - registry\n# test_threads: 0 passed, 1 failed\n");
-        return 1;
-    }
+    if (!testkit_start(&kit, NULL)) return tf_setup_failed("test_threads", "registry");
     RUN(test_eight_threads_pull_into_one_cache);
     testkit_stop(&kit);
     return tf_summary("test_threads");

@@ -10,14 +10,16 @@
 //!   behind them get exercised; otherwise the per-block checksums fail on first use.
 //!
 //! Whatever opens must answer every query without panicking or looping; a query may fail
-//! (directories are checked on first use) only if `LayerIndex::verify` rejects the file.
+//! (directories are checked on first use) only if `LayerIndex::verify` rejects the file. The
+//! queries are `index::fuzzing::exercise`, shared with the in-tree fuzz test.
 
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use microsandbox_image::index::{EntryMeta, IndexBuilder, IndexError, LayerIndex, LayerStack};
+use microsandbox_image::index::fuzzing::{exercise, reseal};
+use microsandbox_image::index::{EntryMeta, IndexBuilder, LayerIndex};
 
 fn seeds() -> &'static [Vec<u8>] {
     static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -67,62 +69,6 @@ fn seeds() -> &'static [Vec<u8>] {
     })
 }
 
-/// Lookups run first (so they meet each directory unchecked); they may fail only on an index
-/// that `verify` rejects, and never panic or loop.
-fn exercise(index: &LayerIndex) {
-    let lazy = queries(index);
-    if let Err(e) = &lazy {
-        assert!(e.is_corrupt(), "{e}");
-    }
-    if index.verify().is_ok() {
-        assert!(lazy.is_ok(), "a verified index failed a lookup: {lazy:?}");
-    }
-}
-
-fn queries(index: &LayerIndex) -> Result<(), IndexError> {
-    let mut dirs = vec![Vec::new()];
-    let mut seen = 0usize;
-    while let Some(d) = dirs.pop() {
-        for e in index.read_dir(&d)?.into_iter().flatten() {
-            seen += 1;
-            assert!(seen <= index.len(), "read_dir revisits entries");
-            let path = e.path();
-            assert_eq!(index.get(&path)?.map(|x| x.id()), Some(e.id()));
-            let _ = (
-                e.kind(),
-                e.mode(),
-                e.size(),
-                e.rdev(),
-                e.link_target(),
-                e.nlink(),
-            );
-            let _ = e.xattrs().count() + e.xattr(b"user.k").map_or(0, <[u8]>::len);
-            let _ = index.hardlinks_of(e.inode())?.count();
-            if e.is_dir() {
-                dirs.push(path);
-            }
-        }
-    }
-    let stack = LayerStack::new(vec![index.clone(), index.clone()]);
-    for item in stack.walk() {
-        let (p, e) = item?;
-        assert_eq!(stack.get(&p)?.map(|x| x.id()), Some(e.id()));
-        let _ = stack.read_dir(&p)?.map(|v| v.len());
-    }
-    for probe in [
-        &b"etc/a"[..],
-        b"usr/lib/x/libz.so.1",
-        b"nope",
-        b"/",
-        b"usr//lib",
-    ] {
-        index.get(probe)?;
-        stack.get(probe)?;
-        index.lookup(probe, b"a")?;
-    }
-    Ok(())
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -146,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
             b.truncate(keep);
         }
         if mode & 0x80 == 0 {
-            microsandbox_image::index::reseal_for_fuzzing(&mut b);
+            reseal(&mut b);
         }
         b
     };

@@ -1,6 +1,6 @@
 //! Credentials: what the caller gives us ([`RegistryAuth`]), per-host overrides, and the
 //! Docker `config.json` (inline `auths` and credential helpers). Which credentials apply to
-//! a host is decided here; the HTTP challenge dance itself lives in `client::challenge`.
+//! a host is decided here; the HTTP challenge dance itself lives in `client::auth`.
 
 mod docker_config;
 

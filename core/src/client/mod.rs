@@ -1,17 +1,16 @@
 //! The distribution-spec HTTP client: endpoints (mirrors first, then the registry), scheme
-//! choice (HTTPS, with plain HTTP only for loopback and insecure hosts), authentication
-//! challenges, retries with `Retry-After`, manifests with verified bytes, and blobs with
-//! `Range` and hand-followed redirects (so `Authorization` never leaves the registry's origin).
+//! choice (HTTPS, with plain HTTP only for loopback and insecure hosts), retries with
+//! `Retry-After`, manifests with verified bytes, and blobs with `Range` and hand-followed
+//! redirects (so `Authorization` never leaves the registry's origin). Authentication
+//! (challenges, tokens, which credentials a request carries) is `auth.rs`.
 
-mod challenge;
+mod auth;
 mod error;
-mod token;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use base64::Engine;
 use futures_util::StreamExt;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
@@ -20,7 +19,7 @@ pub use error::RegistryError;
 pub(crate) use error::network as network_error;
 use error::{describe_body, network};
 
-use crate::auth::{AuthStore, RegistryAuth};
+use crate::auth::AuthStore;
 use crate::digest::Digest;
 use crate::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::reference::Reference;
@@ -42,6 +41,8 @@ pub(crate) struct ClientOptions {
     pub read_timeout: Duration,
     /// Upper bound of a `Retry-After` wait.
     pub max_retry_after: Duration,
+    /// The `User-Agent` header of every request.
+    pub user_agent: String,
 }
 
 impl Default for ClientOptions {
@@ -54,6 +55,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(30),
+            user_agent: crate::settings::default_user_agent(),
         }
     }
 }
@@ -96,15 +98,9 @@ pub(crate) struct RegistryClient {
     extra_roots: Vec<reqwest::Certificate>,
     unverified: reqwest::Client,
     opts: ClientOptions,
-    auth: AuthStore,
+    auth: auth::Authorizer,
     schemes: Mutex<HashMap<String, &'static str>>,
-    /// Credentials resolved per auth key (resolving may read files or run helpers).
-    creds: Mutex<HashMap<String, RegistryAuth>>,
-    basic_hosts: Mutex<HashSet<String>>,
-    tokens: token::TokenCache,
 }
-
-const USER_AGENT: &str = concat!("msbimage/", env!("CARGO_PKG_VERSION"));
 
 impl RegistryClient {
     pub(crate) fn new(opts: ClientOptions, auth: AuthStore) -> Result<Self, RegistryError> {
@@ -130,17 +126,14 @@ impl RegistryClient {
             extra_roots,
             unverified,
             opts,
-            auth,
+            auth: auth::Authorizer::new(auth),
             schemes: Mutex::default(),
-            creds: Mutex::default(),
-            basic_hosts: Mutex::default(),
-            tokens: token::TokenCache::default(),
         })
     }
 
     fn base(opts: &ClientOptions) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+            .user_agent(&opts.user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
@@ -207,108 +200,6 @@ impl RegistryClient {
             .map_err(|e| RegistryError::TlsConfig(e.clone()))
     }
 
-    /// The credentials for an endpoint, resolved once on a blocking thread (the Docker config
-    /// file may be read and credential helpers run).
-    async fn credentials(&self, ep: &Endpoint) -> RegistryAuth {
-        if let Some(a) = self
-            .creds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&ep.auth_key)
-        {
-            return a.clone();
-        }
-        let (store, key) = (self.auth.clone(), ep.auth_key.clone());
-        let auth = tokio::task::spawn_blocking(move || store.for_registry(&key))
-            .await
-            .unwrap_or_default();
-        self.creds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(ep.auth_key.clone(), auth.clone());
-        auth
-    }
-
-    async fn authorization(&self, ep: &Endpoint, scope: &str) -> Option<String> {
-        if let Some(t) = self.tokens.get(&ep.host, scope) {
-            return Some(format!("Bearer {t}"));
-        }
-        match self.credentials(ep).await {
-            RegistryAuth::Bearer { token } => Some(format!("Bearer {token}")),
-            RegistryAuth::Basic { username, password }
-                if self
-                    .basic_hosts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&ep.host) =>
-            {
-                let b64 = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{password}"));
-                Some(format!("Basic {b64}"))
-            }
-            _ => None,
-        }
-    }
-
-    /// React to a 401: obtain a token (Bearer) or switch to Basic credentials.
-    async fn answer_challenge(
-        &self,
-        ep: &Endpoint,
-        scope: &str,
-        headers: &HeaderMap,
-    ) -> Result<(), RegistryError> {
-        let auth = self.credentials(ep).await;
-        let challenges: Vec<challenge::Challenge> = headers
-            .get_all(header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(challenge::parse)
-            .collect();
-        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-            let realm = bearer
-                .param("realm")
-                .ok_or_else(|| RegistryError::Protocol {
-                    url: ep.host.clone(),
-                    detail: "Bearer challenge without realm".into(),
-                })?;
-            let realm_host = Url::parse(realm)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
-            let creds_over_http = host_is_loopback(&realm_host) || self.is_insecure(&ep.host);
-            let (tok, expires_in) = token::fetch(
-                self.http_for(&ep.host)?,
-                realm,
-                bearer.param("service"),
-                scope,
-                &auth,
-                creds_over_http,
-            )
-            .await?;
-            self.tokens.put(&ep.host, scope, tok, expires_in);
-            return Ok(());
-        }
-        if challenges.iter().any(|c| c.scheme == "basic") {
-            if !auth.is_some() {
-                return Err(RegistryError::Auth {
-                    host: ep.host.clone(),
-                    detail:
-                        "the registry requires credentials (HTTP Basic) and none are configured"
-                            .into(),
-                });
-            }
-            self.basic_hosts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ep.host.clone());
-            return Ok(());
-        }
-        Err(RegistryError::Auth {
-            host: ep.host.clone(),
-            detail: "401 without a usable WWW-Authenticate challenge".into(),
-        })
-    }
-
     /// GET `/v2/<repo>/<path>` on one endpoint with auth, scheme fallback and retries.
     /// Returns any final response that is not 401/403 or a transient failure; redirects are
     /// followed by the caller.
@@ -335,7 +226,7 @@ impl RegistryClient {
                 .http_for(&ep.host)?
                 .get(url.clone())
                 .headers(headers.clone());
-            if let Some(a) = self.authorization(ep, &scope).await {
+            if let Some(a) = self.auth.authorization(ep, &scope).await {
                 req = req.header(header::AUTHORIZATION, a);
             }
             let resp = match req.send().await {
@@ -370,8 +261,11 @@ impl RegistryClient {
             }
             if status == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
-                self.tokens.remove(&ep.host, &scope);
-                self.answer_challenge(ep, &scope, resp.headers()).await?;
+                let http = self.http_for(&ep.host)?;
+                let insecure = self.is_insecure(&ep.host);
+                self.auth
+                    .answer_challenge(http, ep, &scope, resp.headers(), insecure)
+                    .await?;
                 continue;
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -529,7 +423,7 @@ impl RegistryClient {
                 .headers(headers.clone());
             // Credentials go only back to the registry's own origin, never to a storage host.
             if next.origin() == origin
-                && let Some(a) = self.authorization(ep, &scope).await
+                && let Some(a) = self.auth.authorization(ep, &scope).await
             {
                 req = req.header(header::AUTHORIZATION, a);
             }

@@ -71,12 +71,16 @@ impl Error {
     }
 }
 
-/// ` (blob <digest>)` when the compressed blob is what failed and its digest is not already in
-/// the message; empty otherwise.
+/// ` (blob <digest>)` when the compressed blob is what failed (it could not be fetched, had
+/// the wrong size, did not inflate, or inflated to other content than its diff_id) and its
+/// digest is not already in the message; empty otherwise.
 pub(super) fn blob_note(digest: Option<&Digest>, source: &LayerError) -> String {
     let blob_failed = matches!(
         source,
-        LayerError::Download(_) | LayerError::SizeMismatch { .. } | LayerError::Tar { .. }
+        LayerError::Download(_)
+            | LayerError::SizeMismatch { .. }
+            | LayerError::Tar { .. }
+            | LayerError::DiffIdMismatch { .. }
     );
     match digest {
         Some(d) if blob_failed => format!(" (blob {d})"),

@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::format::{self, ATTR_LEN, attr, flag};
 use super::reader::LayerIndex;
-use crate::layer::stat::mode;
+use crate::stat::mode;
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -96,7 +96,7 @@ pub(crate) mod flag {
 }
 
 /// Mode of a whiteout entry: a character device 0/0 with no permission bits.
-pub(crate) const WHITEOUT_MODE: u32 = crate::layer::stat::mode::S_IFCHR;
+pub(crate) const WHITEOUT_MODE: u32 = crate::stat::mode::S_IFCHR;
 /// Permission bits a mode may carry besides its type.
 pub(crate) const PERM_MASK: u32 = 0o7777;
 

@@ -18,7 +18,7 @@ use super::format::{
     attr, dir, flag, key,
 };
 use super::validate::bad;
-use crate::layer::stat::mode;
+use crate::stat::mode;
 
 /// Record views of an index's tables.
 pub(super) struct Tree<'a> {

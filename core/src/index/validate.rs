@@ -58,7 +58,17 @@ pub(crate) fn validate(b: &[u8]) -> Result<(Layout, Blocks), IndexError> {
     Ok((l, blocks))
 }
 
+/// Check the header: what file this is, then that its sections sit where the canonical layout
+/// puts them.
 fn header(b: &[u8]) -> Result<Layout, IndexError> {
+    let (version, file_len) = identify(b)?;
+    let l = declared_layout(b, version)?;
+    check_placement(b, &l, file_len)?;
+    Ok(l)
+}
+
+/// Magic, version, file length and checksum; returns the version and the file length.
+fn identify(b: &[u8]) -> Result<(u32, u64), IndexError> {
     let len = b.len() as u64;
     let magic: [u8; 8] = format::arr(b, 0).ok_or(IndexError::Truncated {
         needed: HEADER_LEN as u64,
@@ -101,6 +111,11 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
     if stored != computed {
         return Err(IndexError::ChecksumMismatch { stored, computed });
     }
+    Ok((version, file_len))
+}
+
+/// The layout the header's counts and lengths imply.
+fn declared_layout(b: &[u8], version: u32) -> Result<Layout, IndexError> {
     let count = |off| format::u32_at(b, off) as usize;
     let pool_len = format::u64_at(b, hdr::POOL_LEN);
     if pool_len > u64::from(u32::MAX) {
@@ -115,7 +130,7 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
     if entry_count == 0 || dir_count == 0 {
         return Err(bad("header", 0, "no root entry or root directory"));
     }
-    let l = Layout::canonical(
+    Layout::canonical(
         version,
         entry_count,
         dir_count,
@@ -124,7 +139,12 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
         pool_len as usize,
         names_len as usize,
     )
-    .ok_or(bad("header", 0, "section sizes overflow"))?;
+    .ok_or(bad("header", 0, "section sizes overflow"))
+}
+
+/// The stored section offsets and file length are the canonical ones for `l`, and the padding
+/// after the pool (and, in version 2, after the block checksums) is zero.
+fn check_placement(b: &[u8], l: &Layout, file_len: u64) -> Result<(), IndexError> {
     let offsets = [
         (hdr::KEYS_OFF, l.keys_off),
         (hdr::ATTRS_OFF, l.attrs_off),
@@ -161,7 +181,7 @@ fn header(b: &[u8]) -> Result<Layout, IndexError> {
             "non-zero padding after the block checksums",
         ));
     }
-    Ok(l)
+    Ok(())
 }
 
 /// Whether `names` has no `/` and no NUL. Branch-free per byte so that it vectorises.

@@ -14,14 +14,14 @@ use hashbrown::HashTable;
 use super::IndexError;
 use super::entry::EntryKind;
 use super::format::{PERM_MASK, WHITEOUT_MODE, flag};
-use crate::layer::stat::mode;
+use crate::stat::mode;
 
 /// Metadata of one extracted entry, as the extractor hands it to [`IndexBuilder::add`].
 ///
 /// `Default` gives an invalid mode (0): set at least `mode`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntryMeta {
-    /// Full mode: `S_IFMT` type bits (see `layer::stat::mode`) and permission bits.
+    /// Full mode: `S_IFMT` type bits (see `stat::mode`) and permission bits.
     pub mode: u32,
     /// Owner in the image.
     pub uid: u32,
@@ -30,7 +30,7 @@ pub struct EntryMeta {
     /// Content size of a regular file (ignored for other kinds: a symlink's size is its
     /// target's length, everything else has size 0).
     pub size: u64,
-    /// Device number of character/block devices (`layer::stat::encode_dev` form).
+    /// Device number of character/block devices (`stat::encode_dev` form).
     pub rdev: u32,
     /// Modification time, seconds since the epoch.
     pub mtime_sec: i64,

@@ -10,7 +10,6 @@ mod flush;
 mod pipe;
 mod reader;
 mod reindex;
-pub mod stat;
 mod tar_guard;
 
 use std::sync::Arc;
@@ -414,27 +413,95 @@ fn extract_and_publish(
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
     let staging = Staging::create(layout, &job.diff_id)?;
+    let (extracted, diff_id, uncompressed_size, pumped) =
+        inflate_and_extract(ctx, job, &staging, source)?;
+    let blob_size = pumped.blob_size;
+    let stats = verify_blob(job, extracted, pumped)?;
+    // Milestones are emitted here, in order, once each fact is verified.
+    ctx.progress.emit(PullProgress::LayerDownloadComplete {
+        layer_index: job.index,
+        digest: job.descriptor.digest.clone(),
+        downloaded_bytes: blob_size,
+    });
+    if diff_id != job.diff_id {
+        return Err(LayerError::DiffIdMismatch {
+            expected: job.diff_id.clone(),
+            actual: diff_id,
+        });
+    }
+    ctx.progress.emit(PullProgress::LayerExtractComplete {
+        layer_index: job.index,
+        diff_id: job.diff_id.clone(),
+        entries: stats.entries,
+        bytes_extracted: uncompressed_size,
+    });
+    if let Some(index) = stats.index {
+        write_index(ctx, job, &staging, index)?;
+    }
+    let meta = LayerMeta {
+        diff_id: job.diff_id.clone(),
+        compressed_digests: vec![job.descriptor.digest.clone()],
+        compressed_size: blob_size,
+        media_type: job.descriptor.media_type.clone(),
+        uncompressed_size,
+        entries: stats.entries,
+        file_bytes: stats.file_bytes,
+        implicit_dirs: stats.implicit_dirs,
+    };
+    // The CPU and network work is done: let the next layer start while this one is made
+    // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
+    drop(permit);
+    staging.publish(layout, &meta, ctx.force, ctx.durable)?;
+    Ok(meta)
+}
+
+/// What [`inflate_and_extract`] yields: the extraction's own result, the tar's digest and
+/// length, and what the inflater read.
+type Extracted = (
+    Result<extract::ExtractStats, LayerError>,
+    Digest,
+    u64,
+    Pumped,
+);
+
+/// Run the inflater on its own thread (hashing the compressed bytes) and the extractor on
+/// this one, joined by a pipe.
+fn inflate_and_extract(
+    ctx: &LayerContext,
+    job: &LayerJob,
+    staging: &Staging,
+    source: ChunkReader,
+) -> Result<Extracted, LayerError> {
     let compressed = HashingReader::new(source, job.descriptor.digest.algorithm());
     let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;
     let (pipe_writer, pipe_reader) = pipe::pipe();
-    let (extracted, diff_id, uncompressed_size, pumped) = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let inflater = std::thread::Builder::new()
             .name("msb-inflate".into())
             .spawn_scoped(s, move || pipe_writer.pump(decoder))
             .map_err(|e| LayerError::Internal(format!("cannot start the inflater thread: {e}")))?;
-        let tar_side = extract_tar(ctx, job, &staging, pipe_reader);
+        let tar_side = extract_tar(ctx, job, staging, pipe_reader);
         let pumped = inflater
             .join()
             .map_err(|_| LayerError::Internal("the inflater thread panicked".into()))?;
         tar_side.map(|(extracted, diff_id, size)| (extracted, diff_id, size, pumped))
-    })?;
+    })
+}
+
+/// Check the blob against its descriptor (size, digest, nothing after the compressed stream)
+/// and return the extraction's stats. When the stream broke, a corrupted blob is the root
+/// cause worth naming.
+fn verify_blob(
+    job: &LayerJob,
+    extracted: Result<extract::ExtractStats, LayerError>,
+    pumped: Pumped,
+) -> Result<extract::ExtractStats, LayerError> {
     let Pumped {
         blob_digest,
         blob_size,
         trailing,
     } = pumped;
     let trailing = trailing.unwrap_or(Ok(0));
-    // When the stream broke, a corrupted blob is the root cause worth naming.
     let stats = match extracted {
         Ok(stats) => stats,
         Err(e) => {
@@ -470,48 +537,24 @@ fn extract_and_publish(
             detail: format!("{trailing} bytes of trailing garbage after the compressed stream"),
         });
     }
-    // Milestones are emitted here, in order, once each fact is verified.
-    ctx.progress.emit(PullProgress::LayerDownloadComplete {
+    Ok(stats)
+}
+
+/// Serialise the layer's index into the staging directory, between its two milestones.
+fn write_index(
+    ctx: &LayerContext,
+    job: &LayerJob,
+    staging: &Staging,
+    index: crate::index::IndexBuilder,
+) -> Result<(), LayerError> {
+    ctx.progress.emit(PullProgress::LayerIndexStarted {
         layer_index: job.index,
-        digest: job.descriptor.digest.clone(),
-        downloaded_bytes: blob_size,
     });
-    if diff_id != job.diff_id {
-        return Err(LayerError::DiffIdMismatch {
-            expected: job.diff_id.clone(),
-            actual: diff_id,
-        });
-    }
-    ctx.progress.emit(PullProgress::LayerExtractComplete {
+    let entries = index.len() as u64;
+    staging.write_index(&index.finish()?)?;
+    ctx.progress.emit(PullProgress::LayerIndexComplete {
         layer_index: job.index,
-        diff_id: job.diff_id.clone(),
-        entries: stats.entries,
-        bytes_extracted: uncompressed_size,
+        entries,
     });
-    if let Some(index) = stats.index {
-        ctx.progress.emit(PullProgress::LayerIndexStarted {
-            layer_index: job.index,
-        });
-        let entries = index.len() as u64;
-        staging.write_index(&index.finish()?)?;
-        ctx.progress.emit(PullProgress::LayerIndexComplete {
-            layer_index: job.index,
-            entries,
-        });
-    }
-    let meta = LayerMeta {
-        diff_id: job.diff_id.clone(),
-        compressed_digests: vec![job.descriptor.digest.clone()],
-        compressed_size: blob_size,
-        media_type: job.descriptor.media_type.clone(),
-        uncompressed_size,
-        entries: stats.entries,
-        file_bytes: stats.file_bytes,
-        implicit_dirs: stats.implicit_dirs,
-    };
-    // The CPU and network work is done: let the next layer start while this one is made
-    // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
-    drop(permit);
-    staging.publish(layout, &meta, ctx.force, ctx.durable)?;
-    Ok(meta)
+    Ok(())
 }

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use super::LayerError;
 use super::extract::IMPLICIT_DIR_XATTR;
-use super::stat::{XATTR_PREFIX, mode, read_override_stat};
 use crate::cache::{GlobalCache, write_atomic};
 use crate::digest::Digest;
 use crate::index::{EntryMeta, IndexBuilder};
+use crate::stat::{XATTR_PREFIX, mode, read_override_stat};
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LayerError + 'a {
     move |source| LayerError::Io {

@@ -1,47 +1,58 @@
-//! Shared setup for the end-to-end tests: a real `docker-registry` on loopback with fixture
-//! images pushed through the registry API, a fresh cache, and tree assertions.
+//! Shared setup for the end-to-end tests: a real `docker-registry` on loopback ([`Env`]: empty,
+//! for tests that push their own images; [`Fixture`]: with the fixture images pushed through
+//! the registry API), a fresh cache, the client every test pulls with, tree assertions, and
+//! the umoci oracle ([`oracle_support`]).
 
 #![allow(dead_code)]
 
+pub mod oracle_support;
+
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
-use microsandbox_image::{GlobalCache, Platform, Registry};
+use microsandbox_image::{GlobalCache, Platform, Registry, RegistryBuilder};
 use msbimage_testkit::{
     Compression, Image, ManifestFormat, Pusher, Registry as TestRegistry, RegistryOptions,
     multiplatform, standard_image,
 };
 
-/// A registry with the standard image as `fixtures/standard:{gzip,zstd,none}` and the
-/// multi-platform index as `fixtures/multi:latest`.
-pub struct Fixture {
-    pub registry: TestRegistry,
-    pub cache_dir: tempfile::TempDir,
-    pub gzip: Image,
+/// The client the tests pull with: `platform`, the cache at `cache`, not durable (test caches
+/// are thrown away).
+pub fn client_for(platform: Platform, cache: &Path) -> RegistryBuilder {
+    Registry::builder(platform, GlobalCache::new(cache).expect("cache")).durable(false)
 }
 
-impl Fixture {
-    pub async fn start() -> Fixture {
-        Self::start_with(RegistryOptions::plain()).await
-    }
+/// [`client_for`] linux/amd64.
+pub fn client_in(cache: &Path) -> RegistryBuilder {
+    client_for(Platform::new("linux", "amd64"), cache)
+}
 
-    pub async fn start_with(opts: RegistryOptions) -> Fixture {
+/// A registry started with some [`RegistryOptions`], nothing pushed yet, and a fresh cache.
+pub struct Env {
+    pub registry: TestRegistry,
+    pub cache_dir: tempfile::TempDir,
+    /// What the pusher authenticates with (the htpasswd user, or a token server's user).
+    push_basic: Option<(String, String)>,
+}
+
+impl Env {
+    /// Starts the registry; on an htpasswd registry the pusher uses its user.
+    pub async fn start(opts: RegistryOptions) -> Env {
+        let push_basic = opts.basic.clone();
         let registry = TestRegistry::start(opts)
             .await
             .expect("start docker-registry");
-        let gzip = standard_image(Compression::Gzip);
-        let mut pusher = Pusher::new(&registry.base_url());
-        if let Some(ca) = registry.ca_pem_path() {
-            pusher = pusher.with_ca(ca);
-        }
-        if let Some((u, p)) = registry_basic(&registry) {
-            pusher = pusher.with_basic(&u, &p);
-        }
-        push_all(&pusher, &gzip).await;
-        Fixture {
+        Env {
             registry,
             cache_dir: tempfile::tempdir().expect("tempdir"),
-            gzip,
+            push_basic,
         }
+    }
+
+    /// Push as `user` (for a registry whose token server knows the user).
+    pub fn push_as(mut self, user: &str, pass: &str) -> Env {
+        self.push_basic = Some((user.to_owned(), pass.to_owned()));
+        self
     }
 
     pub fn host(&self) -> String {
@@ -58,20 +69,68 @@ impl Fixture {
         GlobalCache::new(self.cache_dir.path()).expect("cache")
     }
 
-    pub fn registry_client(&self) -> Registry {
-        Registry::builder(Platform::new("linux", "amd64"), self.cache())
-            .durable(false)
-            .build()
-            .expect("registry")
+    /// [`client_in`] this cache.
+    pub fn client(&self) -> RegistryBuilder {
+        client_in(self.cache_dir.path())
     }
 
+    pub fn registry_client(&self) -> Registry {
+        self.client().build().expect("registry")
+    }
+
+    /// A pusher with the registry's CA and the push credentials.
     pub fn pusher(&self) -> Pusher {
-        Pusher::new(&self.registry.base_url())
+        let mut pusher = Pusher::new(&self.registry.base_url());
+        if let Some(ca) = self.registry.ca_pem_path() {
+            pusher = pusher.with_ca(ca);
+        }
+        if let Some((u, p)) = &self.push_basic {
+            pusher = pusher.with_basic(u, p);
+        }
+        pusher
+    }
+
+    /// Push `image` as `repo:tag`.
+    pub async fn push(&self, repo: &str, tag: &str, image: &Image) {
+        self.pusher()
+            .push_image(repo, tag, image)
+            .await
+            .unwrap_or_else(|e| panic!("push {repo}:{tag}: {e}"));
     }
 }
 
-fn registry_basic(_r: &TestRegistry) -> Option<(String, String)> {
-    None
+/// A registry with the standard image as `fixtures/standard:{gzip,zstd,none,docker}` and the
+/// multi-platform index as `fixtures/multi:latest`; everything else is its [`Env`]'s.
+pub struct Fixture {
+    env: Env,
+    pub gzip: Image,
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        Self::start_with(RegistryOptions::plain()).await
+    }
+
+    pub async fn start_with(opts: RegistryOptions) -> Fixture {
+        let env = Env::start(opts).await;
+        let gzip = standard_image(Compression::Gzip);
+        push_all(&env.pusher(), &gzip).await;
+        Fixture { env, gzip }
+    }
+}
+
+impl Deref for Fixture {
+    type Target = Env;
+
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+impl DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut Env {
+        &mut self.env
+    }
 }
 
 pub async fn push_all(pusher: &Pusher, gzip: &Image) {
@@ -139,20 +198,9 @@ pub fn snapshot(root: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
-/// Entries of `<cache>/tmp` (staging debris check).
-pub fn tmp_entries(cache: &Path) -> Vec<String> {
-    std::fs::read_dir(cache.join("tmp"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Published layer directories in the cache.
-pub fn layer_dirs(cache: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(cache.join("layers/sha256"))
+/// Names of the entries of `dir`, sorted (none when it cannot be read).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -161,4 +209,14 @@ pub fn layer_dirs(cache: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Entries of `<cache>/tmp` (staging debris check).
+pub fn tmp_entries(cache: &Path) -> Vec<String> {
+    names_in(&cache.join("tmp"))
+}
+
+/// Published layer directories in the cache.
+pub fn layer_dirs(cache: &Path) -> Vec<String> {
+    names_in(&cache.join("layers/sha256"))
 }

@@ -1,8 +1,7 @@
-//! The umoci oracle for tests that push their own images: our merged view (`LayerStack` over
-//! the sidecar indexes, contents from the extracted trees) described like
-//! `msbimage_testkit::oracle` describes umoci's rootfs, and a comparison of the two. A copy of
-//! the helpers in `tests/oracle.rs`, parameterised by registry and cache. Include it with
-//! `#[path = "common/oracle_support.rs"] mod oracle_support;`.
+//! The umoci oracle (`tests/oracle.rs` on the fixture images, `tests/fidelity.rs` on images
+//! made per test): our merged view (`LayerStack` over the sidecar indexes, contents from the
+//! extracted trees) described like `msbimage_testkit::oracle` describes umoci's rootfs, and a
+//! comparison of the two.
 
 #![allow(dead_code)]
 
@@ -10,9 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use microsandbox_image::index::{EntryKind, LayerIndex, LayerStack};
-use microsandbox_image::{GlobalCache, Platform, PullOptions, PullResult, Registry};
+use microsandbox_image::{Platform, PullOptions, PullResult};
 use msbimage_testkit::oracle::{self, Kind, OracleEntry, sha256_hex};
 use msbimage_testkit::{Image, Pusher, Registry as TestRegistry, write_oci_layout};
+
+use super::client_for;
 
 /// The merged view of a pull's layers.
 pub fn stack(res: &PullResult) -> LayerStack {
@@ -69,7 +70,16 @@ pub fn describe_pull(res: &PullResult) -> Vec<OracleEntry> {
     out
 }
 
-/// Push `image` as `repo:tag` and pull it into the cache at `cache`.
+/// The platform `image` was built for.
+pub fn platform_of(image: &Image) -> Platform {
+    let (os, arch, variant) = image.platform.clone();
+    match variant {
+        Some(v) => Platform::with_variant(os, arch, v),
+        None => Platform::new(os, arch),
+    }
+}
+
+/// Push `image` as `repo:tag` and pull it (for its own platform) into the cache at `cache`.
 pub async fn push_and_pull(
     registry: &TestRegistry,
     cache: &Path,
@@ -84,16 +94,12 @@ pub async fn push_and_pull(
     let reference = format!("{}/{repo}:{tag}", registry.host())
         .parse()
         .expect("reference");
-    Registry::builder(
-        Platform::new("linux", "amd64"),
-        GlobalCache::new(cache).expect("cache"),
-    )
-    .durable(false)
-    .build()
-    .expect("registry")
-    .pull(&reference, &PullOptions::default())
-    .await
-    .unwrap_or_else(|e| panic!("pull {repo}:{tag}: {e}"))
+    client_for(platform_of(image), cache)
+        .build()
+        .expect("registry")
+        .pull(&reference, &PullOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("pull {repo}:{tag}: {e}"))
 }
 
 /// What `umoci unpack --rootless` makes of `image`, described.

@@ -303,33 +303,50 @@ impl Bars {
                 layer_count,
                 total_download_bytes,
                 ..
-            } => {
-                self.header.set_message(format!(
-                    "{reference}: {}, {} to download",
-                    layers(*layer_count),
-                    to_download(*total_download_bytes)
-                ));
-                let width = layer_count.to_string().len();
-                for i in 0..*layer_count {
-                    let label = format!("layer {:>width$}/{layer_count}", i + 1);
-                    let bar = self.multi.add(
-                        ProgressBar::no_length()
-                            .with_style(waiting_style())
-                            .with_prefix(format!("  {label}"))
-                            .with_message("waiting"),
-                    );
-                    self.layers.push(LayerBar {
-                        bar,
-                        label,
-                        phase: Phase::Waiting,
-                        downloaded: 0,
-                        bytes_extracted: 0,
-                        entries: 0,
-                        extracted: false,
-                        was_cached: false,
-                    });
-                }
-            }
+            } => self.resolved(reference, *layer_count, *total_download_bytes),
+            PullProgress::Complete {
+                reference,
+                layer_count,
+                cached,
+                ..
+            } => self.complete(reference, *layer_count, *cached),
+            _ => self.layer_event(event),
+        }
+    }
+
+    /// The manifest is known: one waiting bar per layer.
+    fn resolved(&mut self, reference: &str, layer_count: usize, total_download_bytes: u64) {
+        self.header.set_message(format!(
+            "{reference}: {}, {} to download",
+            layers(layer_count),
+            to_download(total_download_bytes)
+        ));
+        let width = layer_count.to_string().len();
+        for i in 0..layer_count {
+            let label = format!("layer {:>width$}/{layer_count}", i + 1);
+            let bar = self.multi.add(
+                ProgressBar::no_length()
+                    .with_style(waiting_style())
+                    .with_prefix(format!("  {label}"))
+                    .with_message("waiting"),
+            );
+            self.layers.push(LayerBar {
+                bar,
+                label,
+                phase: Phase::Waiting,
+                downloaded: 0,
+                bytes_extracted: 0,
+                entries: 0,
+                extracted: false,
+                was_cached: false,
+            });
+        }
+    }
+
+    /// An event of one layer, drawn on its bar.
+    fn layer_event(&mut self, event: &PullProgress) {
+        let indexing = self.indexing;
+        match event {
             PullProgress::LayerCached {
                 layer_index,
                 diff_id,
@@ -347,24 +364,7 @@ impl Bars {
                 ..
             } => {
                 if let Some(l) = self.layer(*layer_index) {
-                    if l.phase == Phase::Waiting {
-                        l.phase = Phase::Downloading;
-                        if let Some(total) = total_bytes {
-                            l.bar.set_length(*total);
-                        }
-                        l.bar.set_style(download_style(total_bytes.is_some()));
-                        l.bar.set_message("downloading");
-                        if total_bytes.is_none() {
-                            l.bar.enable_steady_tick(TICK);
-                        }
-                    }
-                    if l.phase == Phase::Downloading {
-                        if let Some(total) = total_bytes {
-                            l.bar.set_length(*total);
-                        }
-                        l.downloaded = *downloaded_bytes;
-                        l.bar.set_position(*downloaded_bytes);
-                    }
+                    l.downloading(*downloaded_bytes, *total_bytes);
                 }
             }
             PullProgress::LayerDownloadComplete {
@@ -373,13 +373,7 @@ impl Bars {
                 ..
             } => {
                 if let Some(l) = self.layer(*layer_index) {
-                    l.downloaded = *downloaded_bytes;
-                    if matches!(l.phase, Phase::Waiting | Phase::Downloading) {
-                        l.phase = Phase::Extracting;
-                        l.bar.set_style(extract_style());
-                        l.bar.enable_steady_tick(TICK);
-                        l.show_extraction();
-                    }
+                    l.downloaded(*downloaded_bytes);
                 }
             }
             PullProgress::LayerExtractStarted {
@@ -409,25 +403,9 @@ impl Bars {
                 entries,
                 bytes_extracted,
             } => {
-                let indexing = self.indexing;
                 if let Some(l) = self.layer(*layer_index) {
                     l.set_digest(diff_id);
-                    l.bytes_extracted = *bytes_extracted;
-                    l.entries = *entries;
-                    l.extracted = true;
-                    if indexing {
-                        // The lookup index comes next; the bar finishes when it is written.
-                        l.phase = Phase::Extracting;
-                        l.bar.set_style(extract_style());
-                        l.bar.enable_steady_tick(TICK);
-                        l.bar.set_message(format!(
-                            "extracted {}, {entries} entries",
-                            HumanBytes(*bytes_extracted)
-                        ));
-                    } else {
-                        let msg = l.summary();
-                        l.finish(msg);
-                    }
+                    l.extracted(*bytes_extracted, *entries, indexing);
                 }
             }
             PullProgress::LayerIndexStarted { layer_index } => {
@@ -447,36 +425,33 @@ impl Bars {
                     l.finish(msg);
                 }
             }
-            PullProgress::Complete {
-                reference,
-                layer_count,
-                cached,
-                ..
-            } => {
-                for l in &mut self.layers {
-                    if l.phase != Phase::Done {
-                        // A fully cached image, a layer listed twice, or --no-index.
-                        let msg = match l.phase {
-                            Phase::Waiting if *cached => "cached".to_string(),
-                            Phase::Waiting => "done (same content as another layer)".to_string(),
-                            _ => l.summary(),
-                        };
-                        l.finish(msg);
-                    }
-                }
-                let how = if *cached {
-                    "from cache".to_string()
-                } else {
-                    let pulled = self.layers.iter().filter(|l| l.extracted).count();
-                    let reused = self.layers.iter().filter(|l| l.was_cached).count();
-                    format!("{pulled} pulled, {reused} already cached")
-                };
-                self.header.set_style(spinner_style());
-                self.header
-                    .finish_with_message(format!("{reference}: {} ({how})", layers(*layer_count)));
-            }
             _ => {}
         }
+    }
+
+    /// The pull finished: finish every bar still open and the header.
+    fn complete(&mut self, reference: &str, layer_count: usize, cached: bool) {
+        for l in &mut self.layers {
+            if l.phase != Phase::Done {
+                // A fully cached image, a layer listed twice, or --no-index.
+                let msg = match l.phase {
+                    Phase::Waiting if cached => "cached".to_string(),
+                    Phase::Waiting => "done (same content as another layer)".to_string(),
+                    _ => l.summary(),
+                };
+                l.finish(msg);
+            }
+        }
+        let how = if cached {
+            "from cache".to_string()
+        } else {
+            let pulled = self.layers.iter().filter(|l| l.extracted).count();
+            let reused = self.layers.iter().filter(|l| l.was_cached).count();
+            format!("{pulled} pulled, {reused} already cached")
+        };
+        self.header.set_style(spinner_style());
+        self.header
+            .finish_with_message(format!("{reference}: {} ({how})", layers(layer_count)));
     }
 
     fn abandon(&mut self, reason: &str) {
@@ -508,6 +483,55 @@ impl Bars {
 }
 
 impl LayerBar {
+    /// Blob bytes arrived: the bar becomes a download bar on the first of them.
+    fn downloading(&mut self, downloaded_bytes: u64, total_bytes: Option<u64>) {
+        if self.phase == Phase::Waiting {
+            self.phase = Phase::Downloading;
+            self.bar.set_style(download_style(total_bytes.is_some()));
+            self.bar.set_message("downloading");
+            if total_bytes.is_none() {
+                self.bar.enable_steady_tick(TICK);
+            }
+        }
+        if self.phase == Phase::Downloading {
+            if let Some(total) = total_bytes {
+                self.bar.set_length(total);
+            }
+            self.downloaded = downloaded_bytes;
+            self.bar.set_position(downloaded_bytes);
+        }
+    }
+
+    /// The blob is complete: the bar shows the extraction that goes on.
+    fn downloaded(&mut self, downloaded_bytes: u64) {
+        self.downloaded = downloaded_bytes;
+        if matches!(self.phase, Phase::Waiting | Phase::Downloading) {
+            self.phase = Phase::Extracting;
+            self.bar.set_style(extract_style());
+            self.bar.enable_steady_tick(TICK);
+            self.show_extraction();
+        }
+    }
+
+    /// The layer is extracted; with `indexing` the bar stays open for the index.
+    fn extracted(&mut self, bytes_extracted: u64, entries: u64, indexing: bool) {
+        self.bytes_extracted = bytes_extracted;
+        self.entries = entries;
+        self.extracted = true;
+        if indexing {
+            self.phase = Phase::Extracting;
+            self.bar.set_style(extract_style());
+            self.bar.enable_steady_tick(TICK);
+            self.bar.set_message(format!(
+                "extracted {}, {entries} entries",
+                HumanBytes(bytes_extracted)
+            ));
+        } else {
+            let msg = self.summary();
+            self.finish(msg);
+        }
+    }
+
     fn set_digest(&mut self, digest: &Digest) {
         self.bar
             .set_prefix(format!("  {} {}", self.label, digest.short()));

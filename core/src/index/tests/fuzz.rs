@@ -2,12 +2,13 @@
 //! plain unit test (the coverage-guided target is `core/fuzz/fuzz_targets/index_open.rs`).
 //! Valid indexes are mutated (bit flips, interesting integers at field offsets, splices,
 //! truncation, extension), usually resealed with a correct checksum so the structural checks
-//! are what is exercised. Whatever opens must then answer every query without panicking.
+//! are what is exercised. Whatever opens must then answer every query without panicking (the
+//! queries are `index::fuzzing::exercise`, shared with the coverage-guided target).
 //! `MSB_INDEX_FUZZ_ITERS` raises the iteration count (default 20 000).
 
 use super::corrupt::reseal;
 use super::*;
-use crate::index::{IndexError, LayerStack};
+use crate::index::fuzzing::exercise;
 
 struct Rng(u64);
 impl Rng {
@@ -125,56 +126,6 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
         reseal(&mut b);
     }
     b
-}
-
-/// Ask an index everything; nothing may panic or loop, and a lookup may fail only on an
-/// index that `verify` rejects (lookups run first, so they meet each directory unchecked).
-pub(super) fn exercise(index: &LayerIndex) {
-    let lazy = queries(index);
-    if let Err(e) = &lazy {
-        assert!(e.is_corrupt(), "{e}");
-    }
-    if index.verify().is_ok() {
-        lazy.expect("a verified index answers every lookup");
-    }
-}
-
-fn queries(index: &LayerIndex) -> Result<(), IndexError> {
-    let mut dirs = vec![Vec::new()];
-    let mut seen = 0usize;
-    while let Some(d) = dirs.pop() {
-        for e in index.read_dir(&d)?.into_iter().flatten() {
-            seen += 1;
-            assert!(seen <= index.len(), "read_dir revisits entries");
-            let path = e.path();
-            assert_eq!(index.get(&path)?.map(|x| x.id()), Some(e.id()));
-            let _ = (
-                e.kind(),
-                e.mode(),
-                e.size(),
-                e.mtime_sec(),
-                e.link_target(),
-                e.nlink(),
-            );
-            let _ = e.xattrs().count() + e.xattr(b"user.k").map_or(0, <[u8]>::len);
-            let _ = index.hardlinks_of(e.inode())?.count();
-            if e.is_dir() {
-                dirs.push(path);
-            }
-        }
-    }
-    let stack = LayerStack::new(vec![index.clone(), index.clone()]);
-    for item in stack.walk() {
-        let (p, e) = item?;
-        assert_eq!(stack.get(&p)?.map(|x| x.id()), Some(e.id()));
-        let _ = stack.read_dir(&p)?.map(|v| v.len());
-    }
-    for probe in [&b"etc/a"[..], b"usr/lib/x/so.1", b"nope", b"a/b", b"/"] {
-        index.get(probe)?;
-        stack.get(probe)?;
-        index.lookup(probe, b"a")?;
-    }
-    Ok(())
 }
 
 #[test]

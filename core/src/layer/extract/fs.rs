@@ -15,7 +15,7 @@ use rustix::io::Errno;
 use super::{Extractor, IMPLICIT_DIR_XATTR, Meta, inode_of, io_err, path_bytes};
 use crate::index::EntryMeta;
 use crate::layer::LayerError;
-use crate::layer::stat::{OverrideStat, XATTR_PREFIX, mode, store_xattr};
+use crate::stat::{OverrideStat, XATTR_PREFIX, mode, store_xattr};
 
 impl Extractor {
     pub(super) fn set_meta(

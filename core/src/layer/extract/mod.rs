@@ -28,10 +28,10 @@ use fs::{clear_image_xattrs, not_a_dir};
 use tar_meta::{numeric_field, parse_pax_time, sanitize};
 
 use super::LayerError;
-use super::stat::{OverrideStat, encode_dev, mode};
 use super::tar_guard::stream_err;
 pub(crate) use super::tar_guard::{check_guard_transparent, open_archive};
 use crate::index::{EntryMeta, IndexBuilder};
+use crate::stat::{OverrideStat, encode_dev, mode};
 
 /// Marks a directory the layer did not list but needed as a parent. Its metadata is a
 /// placeholder (root-owned 0755); a merged view takes it from the lower layer instead.

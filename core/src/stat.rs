@@ -2,6 +2,11 @@
 //! `user.containers.override_stat` xattr of each extracted file because an unprivileged
 //! process cannot give files those attributes for real. Tar xattrs (e.g. `security.capability`)
 //! are kept as `user.msb.xattr.<name>` for the same reason.
+//!
+//! Owns the override record's byte form, the `S_IFMT` mode constants and the device-number
+//! encoding. It sits at the top of the crate, below both `layer` (which writes these records
+//! while extracting) and `index` (which stores the same modes and device numbers), so that
+//! neither reaches into the other.
 
 use std::os::fd::AsFd;
 

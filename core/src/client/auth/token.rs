@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use super::error::{RegistryError, network};
 use crate::auth::RegistryAuth;
+use crate::client::error::{RegistryError, network};
 
 /// Tokens younger than their expiry minus this margin are reused.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
@@ -100,7 +100,7 @@ pub(crate) async fn fetch(
             detail: format!(
                 "token service answered HTTP {}: {}",
                 status.as_u16(),
-                super::error::describe_body(&body)
+                crate::client::error::describe_body(&body)
             ),
         });
     }
@@ -108,7 +108,7 @@ pub(crate) async fn fetch(
         return Err(RegistryError::Status {
             url: url.to_string(),
             status: status.as_u16(),
-            detail: super::error::describe_body(&body),
+            detail: crate::client::error::describe_body(&body),
         });
     }
     let parsed: TokenResponse =
