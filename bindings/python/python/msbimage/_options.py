@@ -54,6 +54,9 @@ class RegistrySettings(TypedDict, total=False):
     read_timeout: float
     #: default: 60.0
 
+    user_agent: Any
+    #: default: "msbimage/0.1.0"
+
 
 class PullOptions(TypedDict, total=False):
     """The options of one pull (the core's PullOptions)."""
