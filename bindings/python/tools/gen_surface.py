@@ -44,6 +44,7 @@ SETTING_TYPES = {
     "readTimeout": "float",
     "maxRetryAfter": "float",
     "limits": "Mapping[str, int]",
+    "userAgent": "str",
 }
 OPTION_TYPES = {
     "pullPolicy": "Union[PullPolicy, str]",

@@ -54,7 +54,7 @@ class RegistrySettings(TypedDict, total=False):
     read_timeout: float
     #: default: 60.0
 
-    user_agent: Any
+    user_agent: str
     #: default: "msbimage/0.1.0"
 
 
