@@ -306,8 +306,9 @@ impl PullIter {
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut interrupted: Option<PyErr> = None;
         while let Some(events) = self.events.as_mut() {
-            let got =
-                py.detach(|| runtime::get().block_on(tokio::time::timeout(SLICE, events.recv())));
+            // The timer is made inside the runtime (in the async block).
+            let recv = async { tokio::time::timeout(SLICE, events.recv()).await };
+            let got = py.detach(|| runtime::get().block_on(recv));
             match got {
                 Ok(Some(event)) if interrupted.is_none() => {
                     return convert::to_py(py, &event).map(Some);
