@@ -158,3 +158,13 @@ def test_mypy_rejects_misspelt_settings(tmp_path: Path) -> None:
     assert out.returncode == 1
     for word in ["concurency", "forse", "durable"]:
         assert word in out.stdout, out.stdout
+
+
+def test_the_example_runs(registry: Any, tmp_path: Path) -> None:
+    example = ROOT / "bindings" / "python" / "examples" / "pull.py"
+    ref = registry.ref("fixtures/standard:gzip")
+    out = _run(str(example), ref, str(tmp_path / "cache"), "linux/amd64")
+    assert out.returncode == 0, out.stderr
+    assert "/etc/abs-link -> /usr/bin/tool" in out.stdout
+    assert "entrypoint: ['/usr/bin/tool']" in out.stdout
+    assert "3 layers" in out.stderr
