@@ -236,9 +236,12 @@ impl Registry {
         done: Py<PyAny>,
     ) -> PyResult<()> {
         let job = Job::new(py, reference, options_json, Some(cancel))?.with_progress(progress);
-        let pull = job.run(&self.inner);
+        let pull = runtime::get().spawn(job.run(&self.inner));
         runtime::get().spawn(async move {
-            let outcome = pull.await;
+            // A panicking pull still settles the awaiting future.
+            let outcome = pull.await.unwrap_or_else(|e| {
+                Err(core::Error::Internal(format!("the pull task failed: {e}")))
+            });
             // Taking the GIL may wait: not on a runtime worker.
             tokio::task::spawn_blocking(move || {
                 Python::attach(|py| {
