@@ -31,7 +31,7 @@ venv() {
 echo "== python: pip install ./bindings/python (fresh venv, $("$python" --version))"
 venv "$out/venv" "$python"
 start=$(date +%s)
-"$out/venv/bin/pip" install -q --disable-pip-version-check ./bindings/python
+"$out/venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir ./bindings/python
 echo "installed in $(($(date +%s) - start)) s"
 
 echo "== python: generated files"
