@@ -4,3 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --features microsandbox-image/cli
 bash tests/run-ffi.sh
+# msbimage against containerd's archive.Apply: TestBreakouts and a fixed seed set (~1-2 min).
+bash tests/differential/run.sh

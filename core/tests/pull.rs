@@ -76,9 +76,15 @@ fn assert_standard_layers(layers: &[std::path::PathBuf]) {
         std::fs::read(l2.join("etc/overwritten")).unwrap(),
         OVERWRITTEN_FINAL
     );
-    assert!(l2.join("etc/.wh.to-delete").is_file(), "whiteouts are kept");
-    assert!(
-        l2.join("opaque/.wh..wh..opq").is_file(),
+    // Whiteouts are marker files at the deleted name; opaque directories carry an xattr.
+    assert!(l2.join("etc/to-delete").is_file(), "whiteouts are kept");
+    assert_eq!(
+        xattr(&l2.join("etc/to-delete"), "user.msb.whiteout").as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        xattr(&l2.join("opaque"), "user.msb.opaque").as_deref(),
+        Some(&b"y"[..]),
         "opaque markers are kept"
     );
 

@@ -16,7 +16,7 @@ pub(crate) use layout::{Layout, write_atomic};
 pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, record_key};
-pub(crate) use staging::{LayerMeta, Staging};
+pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 
 use crate::digest::Digest;
 

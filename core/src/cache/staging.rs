@@ -27,6 +27,17 @@ pub(crate) struct LayerMeta {
     pub file_bytes: u64,
     /// Directories created only as parents of entries.
     pub implicit_dirs: u64,
+    /// How `fs/` marks whiteouts (`cache/LAYOUT.md`): 2 = marker xattrs at the deleted
+    /// name; 1 (files without the field) = `.wh.` files under their tar names.
+    #[serde(default = "tree_format_1")]
+    pub tree_format: u32,
+}
+
+/// The `tree_format` this build writes.
+pub(crate) const TREE_FORMAT: u32 = 2;
+
+fn tree_format_1() -> u32 {
+    1
 }
 
 /// A staging directory for one layer; removed on drop unless published.

@@ -170,7 +170,6 @@ impl Default for IndexBuilder {
 }
 
 const WH_PREFIX: &[u8] = b".wh.";
-const WH_META_PREFIX: &[u8] = b".wh..wh.";
 const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 
 fn invalid(path: &[u8], reason: &'static str) -> IndexError {
@@ -205,6 +204,42 @@ fn components(path: &[u8]) -> Result<Vec<&[u8]>, IndexError> {
         out.push(c);
     }
     Ok(out)
+}
+
+/// What a last path component starting with `.wh.` means.
+enum Marker<'a> {
+    /// `.wh..wh..opq`: the directory is opaque.
+    Opaque,
+    /// `.wh.NAME`: `NAME` is deleted (`.wh..wh.x` deletes `.wh.x`, as containerd and umoci
+    /// read it).
+    Whiteout(&'a [u8]),
+}
+
+/// The marker `name` (the last component of `path`) stands for, if it is one.
+fn marker_of<'a>(path: &[u8], name: &'a [u8]) -> Result<Option<Marker<'a>>, IndexError> {
+    if name == WH_OPAQUE {
+        return Ok(Some(Marker::Opaque));
+    }
+    match name.strip_prefix(WH_PREFIX) {
+        None => Ok(None),
+        Some(b"" | b"." | b"..") => Err(invalid(
+            path,
+            "whiteout naming nothing, its own directory or the parent directory",
+        )),
+        Some(target) => Ok(Some(Marker::Whiteout(target))),
+    }
+}
+
+/// What a whiteout keeps of its marker's metadata.
+fn marker_meta(meta: &EntryMeta) -> Meta {
+    Meta {
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime_sec: meta.mtime_sec,
+        mtime_nsec: meta.mtime_nsec,
+        inode: meta.inode,
+        ..Meta::default()
+    }
 }
 
 /// Check and canonicalise caller metadata.
@@ -305,17 +340,68 @@ impl IndexBuilder {
     ///
     /// `path` is the sanitised relative path (`usr/bin/sh`; empty for the layer root `./`):
     /// no leading `/`, no empty, `.` or `..` components. Its parent directories must have
-    /// been added before (explicitly or with `implicit` set). Whiteout markers are passed
-    /// with their literal names (`dir/.wh.foo`, `dir/.wh..wh..opq`) and any file type. See
-    /// `FORMAT.md` ("What the writer puts in") for how repeated paths, whiteouts and
-    /// implicit directories combine.
+    /// been added before (explicitly or with `implicit` set). A last component starting with
+    /// `.wh.` is read as a marker, with any file type: `.wh..wh..opq` makes the directory
+    /// opaque ([`set_opaque`](Self::set_opaque)), `.wh.NAME` deletes `NAME`
+    /// ([`add_whiteout`](Self::add_whiteout)). See `FORMAT.md` ("What the writer puts in")
+    /// for how repeated paths, whiteouts and implicit directories combine; a real entry whose
+    /// name starts with `.wh.` goes in with [`add_literal`](Self::add_literal).
     ///
     /// Errors ([`IndexError::InvalidEntry`]) for a malformed path, a missing parent, a parent
-    /// that is not a directory, an unknown file type, or an implicit non-directory.
+    /// that is not a directory, an unknown file type, an implicit non-directory, or a marker
+    /// naming nothing, `.` or `..` (`.wh.`, `.wh..`, `.wh...`).
     pub fn add(&mut self, path: &[u8], meta: EntryMeta) -> Result<(), IndexError> {
         if path.is_empty() {
             return self.set_root(path, meta);
         }
+        let (parent, name) = self.parent_of(path)?;
+        match marker_of(path, name)? {
+            Some(Marker::Opaque) => {
+                self.nodes[parent as usize].flags |= flag::OPAQUE;
+                Ok(())
+            }
+            Some(Marker::Whiteout(target)) => {
+                self.whiteout_marker(parent, target, &marker_meta(&meta));
+                Ok(())
+            }
+            None => self.put_new(path, parent, name, meta),
+        }
+    }
+
+    /// Record a real entry at `path` whatever its name: a last component starting with
+    /// `.wh.` is a name here (a directory `.wh.etc` that a tar wrote `.wh.etc/somefile`
+    /// under), not a marker. Otherwise as [`add`](Self::add).
+    pub fn add_literal(&mut self, path: &[u8], meta: EntryMeta) -> Result<(), IndexError> {
+        if path.is_empty() {
+            return self.set_root(path, meta);
+        }
+        let (parent, name) = self.parent_of(path)?;
+        self.put_new(path, parent, name, meta)
+    }
+
+    /// Record that the layer deletes `path` from the layers below (the marker
+    /// `.wh.<name>` of its directory, already applied); the marker's owner and mtime are
+    /// kept from `meta`. A real entry of this layer at `path` stays (a directory becomes
+    /// opaque).
+    pub fn add_whiteout(&mut self, path: &[u8], meta: EntryMeta) -> Result<(), IndexError> {
+        if path.is_empty() {
+            return Err(invalid(path, "whiteout of the layer root"));
+        }
+        let (parent, name) = self.parent_of(path)?;
+        self.whiteout_marker(parent, name, &marker_meta(&meta));
+        Ok(())
+    }
+
+    /// Mark the directory at `path` (empty for the root) opaque: the layers below
+    /// contribute nothing to its contents (the marker `.wh..wh..opq`).
+    pub fn set_opaque(&mut self, path: &[u8]) -> Result<(), IndexError> {
+        let dir = self.resolve_dir(path, &components(path)?)?;
+        self.nodes[dir as usize].flags |= flag::OPAQUE;
+        Ok(())
+    }
+
+    /// The parent node of `path` (not the root) and its last component.
+    fn parent_of<'p>(&mut self, path: &'p [u8]) -> Result<(u32, &'p [u8]), IndexError> {
         let (parent_path, name) = match path.iter().rposition(|&c| c == b'/') {
             Some(0) => return Err(invalid(path, EMPTY_COMPONENT)),
             Some(i) => (&path[..i], &path[i + 1..]),
@@ -330,18 +416,16 @@ impl IndexBuilder {
                 id
             }
         };
-        if name.starts_with(WH_PREFIX) {
-            let marker = Meta {
-                uid: meta.uid,
-                gid: meta.gid,
-                mtime_sec: meta.mtime_sec,
-                mtime_nsec: meta.mtime_nsec,
-                inode: meta.inode,
-                ..Meta::default()
-            };
-            self.whiteout_marker(parent, name, &marker);
-            return Ok(());
-        }
+        Ok((parent, name))
+    }
+
+    fn put_new(
+        &mut self,
+        path: &[u8],
+        parent: u32,
+        name: &[u8],
+        meta: EntryMeta,
+    ) -> Result<(), IndexError> {
         let meta = normalize(path, meta)?;
         let group = self.nodes.len() as u32;
         self.put(path, parent, name, meta, group)
@@ -379,11 +463,12 @@ impl IndexBuilder {
         }
         let (meta, group) = (t.meta.clone(), t.group);
         let parent = self.resolve_dir(path, parents)?;
-        if name.starts_with(WH_PREFIX) {
-            self.whiteout_marker(parent, name, &meta);
-            return Ok(());
+        match marker_of(path, name)? {
+            Some(Marker::Opaque) => self.nodes[parent as usize].flags |= flag::OPAQUE,
+            Some(Marker::Whiteout(target)) => self.whiteout_marker(parent, target, &meta),
+            None => return self.put(path, parent, name, meta, group),
         }
-        self.put(path, parent, name, meta, group)
+        Ok(())
     }
 
     /// Serialise the index (sort, build the tables, checksum). The bytes are meant to be
@@ -460,16 +545,8 @@ impl IndexBuilder {
         Ok(())
     }
 
-    /// `parent/name` where `name` starts with `.wh.`.
-    fn whiteout_marker(&mut self, parent: u32, name: &[u8], meta: &Meta) {
-        if name == WH_OPAQUE {
-            self.nodes[parent as usize].flags |= flag::OPAQUE;
-            return;
-        }
-        let target = name.get(WH_PREFIX.len()..).unwrap_or_default();
-        if name.starts_with(WH_META_PREFIX) || matches!(target, b"" | b"." | b"..") {
-            return; // aufs bookkeeping or a marker naming nothing: no effect
-        }
+    /// The layer deletes `parent/target` from the layers below.
+    fn whiteout_marker(&mut self, parent: u32, target: &[u8], meta: &Meta) {
         let wmeta = Meta {
             mode: WHITEOUT_MODE,
             uid: meta.uid,

@@ -14,7 +14,7 @@ mod tar_guard;
 
 use std::sync::Arc;
 
-pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR};
+pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
 
 use crate::cache::{CacheError, GlobalCache, LayerMeta, Staging};
 use crate::cancel::CancelToken;
@@ -325,12 +325,24 @@ pub fn fuzz_extract(tar: &[u8], root: &std::path::Path) -> Result<(), LayerError
         max_path_len: 1024,
     };
     extract::check_guard_transparent(tar, &limits)?;
+    extract_layer_tar(tar, root, limits).map(drop)
+}
+
+/// Test hook (`core/tests/breakouts.rs`, the differential driver of `tests/differential`):
+/// extract the uncompressed layer `tar` into the existing empty directory `root` with
+/// `limits`, as a pull does, and return the layer's index. Not part of the API.
+#[doc(hidden)]
+pub fn extract_layer_tar(
+    tar: &[u8],
+    root: &std::path::Path,
+    limits: ExtractLimits,
+) -> Result<Vec<u8>, LayerError> {
     let mut archive = extract::open_archive(tar, &limits);
     let stats = extract::Extractor::new(root, limits, true)?.run(&mut archive, &mut |_, _| {})?;
-    if let Some(index) = stats.index {
-        index.finish()?;
+    match stats.index {
+        Some(index) => Ok(index.finish()?),
+        None => Err(LayerError::Internal("no index built".into())),
     }
-    Ok(())
 }
 
 /// Benchmark hook (`core/benches/index_overhead.rs`): extract the uncompressed layer `tar`
@@ -447,6 +459,7 @@ fn extract_and_publish(
         entries: stats.entries,
         file_bytes: stats.file_bytes,
         implicit_dirs: stats.implicit_dirs,
+        tree_format: crate::cache::TREE_FORMAT,
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).

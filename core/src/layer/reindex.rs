@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::LayerError;
-use super::extract::IMPLICIT_DIR_XATTR;
-use crate::cache::{GlobalCache, write_atomic};
+use super::extract::{IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
+use crate::cache::{GlobalCache, LayerMeta, Layout, write_atomic};
 use crate::digest::Digest;
 use crate::index::{EntryMeta, IndexBuilder};
 use crate::stat::{XATTR_PREFIX, mode, read_override_stat};
@@ -62,12 +62,19 @@ fn image_xattrs(path: &Path) -> Result<Vec<Xattr>, LayerError> {
     Ok(out)
 }
 
-/// Build the index bytes of an extracted tree.
-pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
+/// Build the index bytes of an extracted tree. `legacy_markers`: the tree is of
+/// `tree_format` 1, whose whiteouts are `.wh.` files under their tar names.
+pub(crate) fn index_from_tree(
+    fs: &Path,
+    legacy_markers: bool,
+) -> Result<(Vec<u8>, u64), LayerError> {
     let mut builder = IndexBuilder::new();
     let mut links: HashMap<u64, Vec<u8>> = HashMap::new();
     if let Some(meta) = entry_meta(fs, &std::fs::symlink_metadata(fs).map_err(io("stat", fs))?)? {
         builder.add(b"", meta)?;
+    }
+    if xattr(fs, OPAQUE_XATTR.as_bytes()).is_some() {
+        builder.set_opaque(b"")?;
     }
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(fs.to_owned(), Vec::new())];
     while let Some((dir, rel)) = stack.pop() {
@@ -98,18 +105,7 @@ pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
                 }
                 links.insert(md.ino(), child_rel.clone());
             }
-            let meta = entry_meta(&path, &md)?.unwrap_or_else(|| EntryMeta {
-                mode: if md.is_dir() {
-                    mode::S_IFDIR | 0o755
-                } else {
-                    mode::S_IFREG | 0o644
-                },
-                size: if md.is_dir() { 0 } else { md.len() },
-                inode: md.ino(),
-                implicit: md.is_dir(),
-                ..EntryMeta::default()
-            });
-            builder.add(&child_rel, meta)?;
+            add_entry(&mut builder, &path, &md, &child_rel, legacy_markers)?;
             if md.is_dir() {
                 subdirs.push((path, child_rel));
             }
@@ -119,6 +115,47 @@ pub(crate) fn index_from_tree(fs: &Path) -> Result<(Vec<u8>, u64), LayerError> {
     }
     let entries = builder.len() as u64;
     Ok((builder.finish()?, entries))
+}
+
+/// Add the entry at `path` as the extractor left it: a whiteout marker file, or a real
+/// entry (opaque if its directory is marked so) whatever its name.
+fn add_entry(
+    builder: &mut IndexBuilder,
+    path: &Path,
+    md: &std::fs::Metadata,
+    rel: &[u8],
+    legacy_markers: bool,
+) -> Result<(), LayerError> {
+    let meta = entry_meta(path, md)?.unwrap_or_else(|| EntryMeta {
+        mode: if md.is_dir() {
+            mode::S_IFDIR | 0o755
+        } else {
+            mode::S_IFREG | 0o644
+        },
+        size: if md.is_dir() { 0 } else { md.len() },
+        inode: md.ino(),
+        implicit: md.is_dir(),
+        ..EntryMeta::default()
+    });
+    if legacy_markers {
+        let name = rel.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        // Markers naming nothing and aufs bookkeeping were kept as inert files there.
+        let inert = matches!(name, b".wh." | b".wh.." | b".wh...")
+            || (name.starts_with(b".wh..wh.") && name != b".wh..wh..opq");
+        if !inert {
+            builder.add(rel, meta)?; // `.wh.` names are markers there
+        }
+        return Ok(());
+    }
+    if !md.is_dir() && xattr(path, WHITEOUT_XATTR.as_bytes()).is_some() {
+        builder.add_whiteout(rel, meta)?;
+        return Ok(());
+    }
+    builder.add_literal(rel, meta)?;
+    if md.is_dir() && xattr(path, OPAQUE_XATTR.as_bytes()).is_some() {
+        builder.set_opaque(rel)?;
+    }
+    Ok(())
 }
 
 /// What the extractor recorded about one path; `None` when it carries no override record.
@@ -147,6 +184,14 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> Result<Option<EntryMeta>, 
     }))
 }
 
+/// The `tree_format` of a published layer (1 when `meta.json` is unreadable or older).
+fn tree_format(layer_dir: &Path) -> u32 {
+    std::fs::read(Layout::meta_in(layer_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LayerMeta>(&b).ok())
+        .map_or(1, |m| m.tree_format)
+}
+
 /// Give a published layer its index if it has none (blocking; takes the layer lock).
 /// Returns the entry count when an index was built.
 pub(crate) fn ensure_index(
@@ -161,7 +206,8 @@ pub(crate) fn ensure_index(
     if index.exists() {
         return Ok(None);
     }
-    let (bytes, entries) = index_from_tree(&cache.layer_fs(diff_id))?;
+    let legacy = tree_format(&cache.layer_dir(diff_id)) < 2;
+    let (bytes, entries) = index_from_tree(&cache.layer_fs(diff_id), legacy)?;
     // Adding a file by rename is the one write a published layer may see: readers find either
     // no index or the whole one.
     write_atomic(&cache.layout().tmp(), &index, &bytes).map_err(io("write", &index))?;

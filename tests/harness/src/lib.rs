@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+pub mod breakouts;
 pub mod fixtures;
 mod http1;
 pub mod http_front;
@@ -20,11 +21,13 @@ pub mod oci_layout;
 pub mod oracle;
 pub mod push;
 pub mod registry;
+pub mod tar_gen;
 pub mod tls;
 pub mod token;
 pub mod tree;
 
 pub use auth::AuthError;
+pub use breakouts::{BreakoutCase, GoTar, breakout_cases};
 pub use fixtures::{MultiPlatform, multiplatform, standard_image};
 pub use http_front::{Fault, FaultProxy, FrontOptions, RedirectFront};
 pub use http1::RecordedRequest;

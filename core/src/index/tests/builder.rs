@@ -227,9 +227,8 @@ fn whiteouts_and_opaque_markers() {
             },
         ),
         ("d/.wh..wh..opq", file(0)),
+        // `.wh..wh.x` deletes `.wh.x` (as containerd and umoci read it)
         ("d/.wh..wh.plnk", file(0)),
-        ("d/.wh.", file(0)),
-        ("d/.wh..", file(0)),
         // whiteout after the real entry: the entry stays, a directory becomes opaque
         ("d/kept", dir()),
         ("d/kept/x", file(1)),
@@ -245,7 +244,11 @@ fn whiteouts_and_opaque_markers() {
         ("d/imp/y", file(1)),
         ("e", dir()),
     ]);
-    assert_eq!(names(&index, "d"), ["file", "gone", "imp", "kept", "sub"]);
+    assert_eq!(
+        names(&index, "d"),
+        [".wh.plnk", "file", "gone", "imp", "kept", "sub"]
+    );
+    assert!(index.get(b"d/.wh.plnk").unwrap().unwrap().is_whiteout());
     let gone = index.get(b"d/gone").unwrap().unwrap();
     assert_eq!(gone.kind(), EntryKind::Whiteout);
     assert!(gone.is_whiteout());
@@ -264,6 +267,47 @@ fn whiteouts_and_opaque_markers() {
     assert!(imp.is_opaque() && !imp.is_implicit());
     assert!(index.get(b"d/.wh.gone").unwrap().is_none());
     assert_eq!(index.get(b"d").unwrap().unwrap().nlink(), 5);
+}
+
+#[test]
+fn whiteouts_of_nothing_or_of_a_directory_itself_are_refused() {
+    for bad in [&b"d/.wh."[..], b"d/.wh..", b"d/.wh...", b".wh.."] {
+        let mut b = IndexBuilder::new();
+        b.add(b"d", dir()).unwrap();
+        let err = b.add(bad, file(0)).unwrap_err();
+        assert!(
+            matches!(err, IndexError::InvalidEntry { .. }),
+            "{}: {err}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let mut b = IndexBuilder::new();
+    assert!(b.add_whiteout(b"", file(0)).is_err());
+}
+
+#[test]
+fn literal_entries_keep_whiteout_like_names_and_markers_can_be_explicit() {
+    let mut b = IndexBuilder::new();
+    b.add(b"etc", dir()).unwrap();
+    b.add_literal(b".wh.etc", implicit()).unwrap();
+    b.add(b".wh.etc/somefile", file(9)).unwrap();
+    b.add_whiteout(b"etc", file(0)).unwrap();
+    b.add_whiteout(b"gone", EntryMeta { uid: 7, ..file(0) })
+        .unwrap();
+    b.set_opaque(b".wh.etc").unwrap();
+    b.set_opaque(b"").unwrap();
+    let index = LayerIndex::from_bytes(b.finish().unwrap()).unwrap();
+    assert_eq!(names(&index, ""), [".wh.etc", "etc", "gone"]);
+    let wh_dir = index.get(b".wh.etc").unwrap().unwrap();
+    assert!(wh_dir.is_dir() && wh_dir.is_opaque());
+    assert_eq!(index.get(b".wh.etc/somefile").unwrap().unwrap().size(), 9);
+    let etc = index.get(b"etc").unwrap().unwrap();
+    assert!(
+        etc.is_dir() && etc.is_opaque(),
+        "a whiteout of a real directory"
+    );
+    assert_eq!(index.get(b"gone").unwrap().unwrap().uid(), 7);
+    assert!(index.root().is_opaque());
 }
 
 #[test]

@@ -76,6 +76,10 @@ impl Extractor {
                     parents_made = true;
                     self.make_parents(rel)?;
                 }
+                Err(Errno::NOTDIR) if !parents_made && self.marker_on_the_way(rel) => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
                 Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
                 Err(e) => return Err(io_err(rel, "create")(e)),
             }
@@ -119,16 +123,20 @@ impl Extractor {
             self.implicit.retain(|p| !p.starts_with(rel));
             self.stats.implicit_dirs -= (before - self.implicit.len()) as u64;
             self.dir_times.retain(|(p, _)| !p.starts_with(rel));
+            self.forget_removed(rel, true);
             Ok(())
         } else {
             match rustix::fs::unlinkat(&self.root, rel, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
-                Err(e) => Err(io_err(rel, "replace")(e)),
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(io_err(rel, "replace")(e)),
             }
+            self.forget_removed(rel, false);
+            Ok(())
         }
     }
 
-    /// Create the missing parents of `rel` as implicit directories.
+    /// Create the missing parents of `rel` as implicit directories (a whiteout marker in
+    /// the way becomes an opaque directory, as a later entry under a deleted name makes one).
     pub(super) fn make_parents(&mut self, rel: &Path) -> Result<(), LayerError> {
         let Some(parent) = rel.parent() else {
             return Ok(());
@@ -137,38 +145,12 @@ impl Extractor {
         for comp in parent.components() {
             prefix.push(comp);
             match rustix::fs::mkdirat(&self.root, &prefix, Mode::from_raw_mode(0o700)) {
-                Ok(()) => {
-                    let fd = self.open_dir(&prefix)?;
-                    OverrideStat {
-                        uid: 0,
-                        gid: 0,
-                        mode: mode::S_IFDIR | 0o755,
-                        rdev: 0,
-                    }
-                    .apply(&fd)
-                    .map_err(|e| LayerError::Io {
-                        op: "set override xattr on",
-                        path: prefix.to_string_lossy().into_owned(),
-                        source: e,
-                    })?;
-                    rustix::fs::fsetxattr(
-                        &fd,
-                        IMPLICIT_DIR_XATTR,
-                        b"1",
-                        rustix::fs::XattrFlags::empty(),
-                    )
-                    .map_err(io_err(&prefix, "set xattr on"))?;
-                    if let Some(index) = &mut self.stats.index {
-                        let meta = EntryMeta {
-                            mode: mode::S_IFDIR | 0o755,
-                            inode: inode_of(&fd, &prefix)?,
-                            implicit: true,
-                            ..EntryMeta::default()
-                        };
-                        index.add(path_bytes(&prefix), meta)?;
-                    }
-                    self.implicit.insert(prefix.clone());
-                    self.stats.implicit_dirs += 1;
+                Ok(()) => self.implicit_dir(&prefix)?,
+                Err(Errno::EXIST) if self.is_marker(&prefix) => {
+                    self.remove(&prefix)?;
+                    rustix::fs::mkdirat(&self.root, &prefix, Mode::from_raw_mode(0o700))
+                        .map_err(io_err(&prefix, "mkdir"))?;
+                    self.implicit_dir(&prefix)?;
                 }
                 Err(Errno::EXIST) => {
                     if !self.is_dir(&prefix)? {
@@ -177,6 +159,47 @@ impl Extractor {
                 }
                 Err(e) => return Err(io_err(&prefix, "mkdir")(e)),
             }
+        }
+        Ok(())
+    }
+
+    /// Give the new directory `prefix` its placeholder metadata: implicit, or opaque if the
+    /// layer deleted that name below.
+    fn implicit_dir(&mut self, prefix: &Path) -> Result<(), LayerError> {
+        let fd = self.open_dir(prefix)?;
+        OverrideStat {
+            uid: 0,
+            gid: 0,
+            mode: mode::S_IFDIR | 0o755,
+            rdev: 0,
+        }
+        .apply(&fd)
+        .map_err(|e| LayerError::Io {
+            op: "set override xattr on",
+            path: prefix.to_string_lossy().into_owned(),
+            source: e,
+        })?;
+        if self.was_deleted(prefix) {
+            self.make_opaque(&fd, prefix)?;
+        } else {
+            rustix::fs::fsetxattr(
+                &fd,
+                IMPLICIT_DIR_XATTR,
+                b"1",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(io_err(prefix, "set xattr on"))?;
+            self.implicit.insert(prefix.to_owned());
+            self.stats.implicit_dirs += 1;
+        }
+        if let Some(index) = &mut self.stats.index {
+            let meta = EntryMeta {
+                mode: mode::S_IFDIR | 0o755,
+                inode: inode_of(&fd, prefix)?,
+                implicit: true,
+                ..EntryMeta::default()
+            };
+            index.add_literal(path_bytes(prefix), meta)?;
         }
         Ok(())
     }

@@ -1,16 +1,19 @@
 //! Turning a tar stream into a layer directory, entry by entry, in the rootless format of
 //! `cache/LAYOUT.md`: every file is created by us, under the staging root's directory fd,
 //! with host-safe permissions; the image's metadata goes into xattrs. Symlinks become regular
-//! files holding their target, so the tree holds no symlink a later write could follow, and
-//! every path is checked before use (no absolute paths, no `..`), so nothing can be written
-//! outside the root. A [`TarGuard`](super::tar_guard::TarGuard) sits under the tar reader
-//! (see `tar_guard.rs`), so memory stays bounded whatever the stream claims.
+//! files holding their target, so the tree holds no symlink a later write could follow.
+//! Names are read as containerd reads them (cleaned, leading `/` and excess `..` dropped,
+//! directories resolved through the layer's own symlinks inside the layer root), so every
+//! path we write is a plain relative path under the root and nothing can be written outside
+//! it. A [`TarGuard`](super::tar_guard::TarGuard) sits under the tar reader (see
+//! `tar_guard.rs`), so memory stays bounded whatever the stream claims.
 //!
-//! This file interprets entries (types, whiteouts, hardlinks, limits, the index feed);
-//! `tar_meta.rs` reads header fields (safe paths, numbers, PAX times); `fs.rs` does every
-//! operation on the tree under the root's directory fd.
+//! This file interprets entries (types, hardlinks, limits, the index feed); `tar_meta.rs`
+//! reads header fields (cleaned names, numbers, PAX times); `resolve.rs` resolves paths
+//! through the layer's symlinks; `whiteout.rs` applies whiteout and opaque markers; `fs.rs`
+//! does every operation on the tree under the root's directory fd.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,10 +25,15 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec};
 use rustix::io::Errno;
 
 mod fs;
+mod resolve;
 mod tar_meta;
+mod whiteout;
 
 use fs::{clear_image_xattrs, not_a_dir};
-use tar_meta::{numeric_field, parse_pax_time, sanitize};
+use resolve::Symlinks;
+use tar_meta::{clean_name, numeric_field, parse_pax_time};
+use whiteout::marker_of;
+pub use whiteout::{OPAQUE_XATTR, WHITEOUT_XATTR};
 
 use super::LayerError;
 use super::tar_guard::stream_err;
@@ -93,6 +101,12 @@ pub(crate) struct Extractor {
     root_path: PathBuf,
     limits: ExtractLimits,
     implicit: HashSet<PathBuf>,
+    /// Every symlink the layer holds, for resolving later names through them.
+    symlinks: Symlinks,
+    /// Paths holding a whiteout marker file (ordered: a removed directory's are a range).
+    markers: BTreeSet<PathBuf>,
+    /// Names this layer whited out (a directory made there is opaque).
+    deleted: BTreeSet<PathBuf>,
     dir_times: Vec<(PathBuf, Timespec)>,
     stats: ExtractStats,
     buf: Vec<u8>,
@@ -121,6 +135,42 @@ impl Meta {
             xattrs: self.xattrs.clone(),
             implicit: false,
         }
+    }
+}
+
+/// The `S_IFMT` bits of a tar entry type (0 for a hardlink, which takes its target's).
+fn type_bits_of(kind: tar::EntryType, raw_path: &[u8]) -> Result<u32, LayerError> {
+    use tar::EntryType as T;
+    Ok(match kind {
+        // (Contiguous files, `7`, are refused as containerd and umoci refuse them.)
+        T::Regular | T::GNUSparse => mode::S_IFREG,
+        T::Directory => mode::S_IFDIR,
+        T::Symlink => mode::S_IFLNK,
+        T::Char => mode::S_IFCHR,
+        T::Block => mode::S_IFBLK,
+        T::Fifo => mode::S_IFIFO,
+        T::Link => 0,
+        other => {
+            return Err(LayerError::Tar {
+                detail: format!(
+                    "{}: unsupported tar entry type {:?}",
+                    String::from_utf8_lossy(raw_path),
+                    other.as_byte() as char
+                ),
+            });
+        }
+    })
+}
+
+fn unresolvable(e: resolve::Unresolvable, raw: &[u8]) -> LayerError {
+    LayerError::UnsafePath {
+        path: String::from_utf8_lossy(raw).into_owned(),
+        reason: match e {
+            resolve::Unresolvable::TooManyLinks => "more than 255 symlinks to follow (a loop?)",
+            resolve::Unresolvable::NotADirectory => {
+                "the path goes through a non-directory entry of this layer"
+            }
+        },
     }
 }
 
@@ -159,6 +209,9 @@ impl Extractor {
             root_path: root.to_owned(),
             limits,
             implicit: HashSet::new(),
+            symlinks: Symlinks::default(),
+            markers: BTreeSet::new(),
+            deleted: BTreeSet::new(),
             dir_times: Vec::new(),
             stats: ExtractStats {
                 index: build_index.then(IndexBuilder::new),
@@ -307,7 +360,7 @@ impl Extractor {
             });
         }
         let raw_path = entry.path_bytes().into_owned();
-        let rel = sanitize(&raw_path, &self.limits)?;
+        let cleaned = clean_name(&raw_path, &self.limits)?;
         // A pre-POSIX regular file (type NUL) named `dir/` is a directory, as GNU tar and
         // Go's archive/tar (so umoci and containerd) read it.
         let kind = if kind == T::Regular
@@ -318,58 +371,88 @@ impl Extractor {
         } else {
             kind
         };
-        let type_bits = match kind {
-            T::Regular | T::Continuous | T::GNUSparse => mode::S_IFREG,
-            T::Directory => mode::S_IFDIR,
-            T::Symlink => mode::S_IFLNK,
-            T::Char => mode::S_IFCHR,
-            T::Block => mode::S_IFBLK,
-            T::Fifo => mode::S_IFIFO,
-            T::Link => 0,
-            other => {
-                return Err(LayerError::Tar {
-                    detail: format!(
-                        "{}: unsupported tar entry type {:?}",
-                        String::from_utf8_lossy(&raw_path),
-                        other.as_byte() as char
-                    ),
-                });
-            }
+        let Some(cleaned) = cleaned else {
+            return self.root_entry(entry, kind);
         };
-        let Some(rel) = rel else {
-            // The layer's root directory itself (`./`).
-            if type_bits != mode::S_IFDIR {
-                return Err(LayerError::UnsafePath {
-                    path: String::from_utf8_lossy(&raw_path).into_owned(),
-                    reason: "non-directory entry for the layer root",
-                });
-            }
-            let meta = self.meta(entry, type_bits)?;
-            let root = self.root.try_clone().map_err(|e| LayerError::Io {
-                op: "dup",
-                path: self.root_path.to_string_lossy().into_owned(),
-                source: e,
-            })?;
-            clear_image_xattrs(root.as_fd(), Path::new("."))?;
-            self.set_meta(&root, Path::new("."), &meta)?;
-            if let Some(index) = &mut self.stats.index {
-                let inode = inode_of(&root, Path::new("."))?;
-                index.add(b"", meta.index_meta(0, inode, None))?;
-            }
-            self.dir_times.push((PathBuf::from("."), meta.mtime));
-            return Ok(());
-        };
+        let rel = self.place(&cleaned, &raw_path)?;
+        // A marker is one whatever its type (as in containerd and umoci).
+        if let Some(name) = rel.file_name()
+            && let Some(marker) = marker_of(&rel, name)?
+        {
+            let meta = self.meta(entry, 0)?;
+            return self.marker(&rel, marker, &meta);
+        }
+        let type_bits = type_bits_of(kind, &raw_path)?;
+        let meta = self.meta(entry, type_bits)?;
         match kind {
             T::Link => self.hardlink(entry, &rel),
-            T::Directory => {
-                let meta = self.meta(entry, type_bits)?;
-                self.directory(&rel, &meta)
-            }
-            _ => {
-                let meta = self.meta(entry, type_bits)?;
-                self.file(entry, &rel, &meta)
+            T::Directory => self.directory(&rel, &meta),
+            _ => self.file(entry, &rel, &meta),
+        }
+    }
+
+    /// An entry naming the layer root (`./`, `/`, `..`, an empty name): a directory's
+    /// metadata is the root's; anything else is ignored, as containerd ignores every entry
+    /// that resolves to its root (replacing the root is never possible).
+    fn root_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: tar::EntryType,
+    ) -> Result<(), LayerError> {
+        if kind != tar::EntryType::Directory {
+            return Ok(());
+        }
+        let meta = self.meta(entry, mode::S_IFDIR)?;
+        let root = self.root.try_clone().map_err(|e| LayerError::Io {
+            op: "dup",
+            path: self.root_path.to_string_lossy().into_owned(),
+            source: e,
+        })?;
+        clear_image_xattrs(root.as_fd(), Path::new("."))?;
+        self.set_meta(&root, Path::new("."), &meta)?;
+        if let Some(index) = &mut self.stats.index {
+            let inode = inode_of(&root, Path::new("."))?;
+            index.add(b"", meta.index_meta(0, inode, None))?;
+        }
+        self.dir_times.push((PathBuf::from("."), meta.mtime));
+        Ok(())
+    }
+
+    /// Where the cleaned name `cleaned` lands: its directory resolved through the layer's
+    /// symlinks, then its last component (never resolved: an entry replaces a symlink).
+    fn place(&mut self, cleaned: &Path, raw: &[u8]) -> Result<PathBuf, LayerError> {
+        let parent = cleaned.parent().unwrap_or(Path::new(""));
+        let dir = self
+            .symlinks
+            .resolve_dir(parent)
+            .map_err(|e| unresolvable(e, raw))?;
+        let Some(name) = cleaned.file_name() else {
+            return Err(LayerError::Internal(format!(
+                "cleaned name {cleaned:?} has no last component"
+            )));
+        };
+        let rel = dir.join(name);
+        self.check_resolved(&rel, raw)?;
+        Ok(rel)
+    }
+
+    /// Limits again, on a path that symlinks may have made longer or deeper.
+    fn check_resolved(&self, rel: &Path, raw: &[u8]) -> Result<(), LayerError> {
+        let l = &self.limits;
+        for (limit, value, max) in [
+            ("max_path_len", rel.as_os_str().len(), l.max_path_len),
+            ("max_depth", rel.components().count(), l.max_depth),
+        ] {
+            if value > max {
+                return Err(LayerError::Limit {
+                    limit,
+                    value: value as u64,
+                    max: max as u64,
+                    path: Some(String::from_utf8_lossy(raw).into_owned()),
+                });
             }
         }
+        Ok(())
     }
 
     fn file<R: Read>(
@@ -421,9 +504,12 @@ impl Extractor {
             self.copy(entry, &mut file, rel, size)?;
         }
         self.set_meta(&file, rel, meta)?;
+        if let Some(target) = &link_target {
+            self.symlinks.insert(rel, target.clone());
+        }
         if let Some(index) = &mut self.stats.index {
             let inode = inode_of(&file, rel)?;
-            index.add(path_bytes(rel), meta.index_meta(size, inode, link_target))?;
+            index.add_literal(path_bytes(rel), meta.index_meta(size, inode, link_target))?;
         }
         Ok(())
     }
@@ -509,11 +595,18 @@ impl Extractor {
                     parents_made = true;
                     self.make_parents(rel)?;
                 }
+                Err(Errno::NOTDIR) if !parents_made && self.marker_on_the_way(rel) => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
+                }
                 Err(Errno::NOTDIR) => return Err(not_a_dir(rel)),
                 Err(e) => return Err(io_err(rel, "mkdir")(e)),
             }
         }
         let fd = self.open_dir(rel)?;
+        if !existed && self.was_deleted(rel) {
+            self.make_opaque(&fd, rel)?;
+        }
         if self.implicit.remove(rel) {
             match rustix::fs::fremovexattr(&fd, IMPLICIT_DIR_XATTR) {
                 Ok(()) | Err(Errno::NODATA) => {}
@@ -528,7 +621,7 @@ impl Extractor {
         self.set_meta(&fd, rel, meta)?;
         if let Some(index) = &mut self.stats.index {
             let inode = inode_of(&fd, rel)?;
-            index.add(path_bytes(rel), meta.index_meta(0, inode, None))?;
+            index.add_literal(path_bytes(rel), meta.index_meta(0, inode, None))?;
         }
         self.dir_times.push((rel.to_owned(), meta.mtime));
         Ok(())
@@ -540,24 +633,32 @@ impl Extractor {
         rel: &Path,
     ) -> Result<(), LayerError> {
         let raw_target = entry.link_name_bytes().unwrap_or_default().into_owned();
-        let target =
-            sanitize(&raw_target, &self.limits)?.ok_or_else(|| LayerError::UnsafePath {
-                path: String::from_utf8_lossy(&raw_target).into_owned(),
-                reason: "hardlink to the layer root",
-            })?;
-        if target == rel {
-            return Ok(());
+        // What is at the link's name goes first, then the target is resolved (as containerd
+        // does: a link through, or to, the entry it replaces finds nothing there).
+        if let Ok(Some(_)) = self.stat(rel) {
+            self.remove(rel)?;
+        }
+        let target = self.link_target(&raw_target, rel)?;
+        let shown = || {
+            format!(
+                "{} -> {}",
+                rel.display(),
+                String::from_utf8_lossy(&raw_target)
+            )
+        };
+        if self.is_marker(&target) {
+            return Err(LayerError::UnsafePath {
+                path: shown(),
+                reason: "hardlink target is not an earlier entry of this layer",
+            });
         }
         let mut parents_made = false;
         let mut replaced = false;
         loop {
             match rustix::fs::linkat(&self.root, &target, &self.root, rel, AtFlags::empty()) {
-                Ok(()) => {
-                    if let Some(index) = &mut self.stats.index {
-                        index.add_hardlink(path_bytes(rel), path_bytes(&target))?;
-                    }
-                    return Ok(());
-                }
+                Ok(()) => return self.linked(rel, &target),
+                // (An entry replaces what is at its path first, as containerd does: a link
+                // to itself, or to something under it, then finds no target.)
                 Err(Errno::EXIST) if !replaced => {
                     replaced = true;
                     self.remove(rel)?;
@@ -566,32 +667,83 @@ impl Extractor {
                     parents_made = true;
                     self.make_parents(rel)?;
                 }
-                Err(Errno::NOENT) => {
-                    return Err(LayerError::UnsafePath {
-                        path: format!(
-                            "{} -> {}",
-                            rel.display(),
-                            String::from_utf8_lossy(&raw_target)
-                        ),
-                        reason: "hardlink target is not an earlier entry of this layer",
-                    });
+                Err(Errno::NOTDIR) if !parents_made && self.marker_on_the_way(rel) => {
+                    parents_made = true;
+                    self.make_parents(rel)?;
                 }
-                Err(Errno::PERM) => {
-                    return Err(LayerError::UnsafePath {
-                        path: format!("{} -> {}", rel.display(), target.display()),
-                        reason: "hardlink to a directory",
-                    });
-                }
-                Err(Errno::NOTDIR) => {
-                    return Err(LayerError::UnsafePath {
-                        path: format!("{} -> {}", rel.display(), target.display()),
-                        reason: "a parent directory of the hardlink or its target is a \
-                                 non-directory entry of this layer",
-                    });
-                }
-                Err(e) => return Err(io_err(rel, "link")(e)),
+                Err(e) => return Err(link_error(e, rel, shown())),
             }
         }
+    }
+
+    /// A hardlink's target (the raw tar link name): its directory resolved through the
+    /// layer's symlinks as an entry's is, its last component taken as it is (a link to a
+    /// symlink links the symlink), `.`, `..` and `/` applied after.
+    fn link_target(&self, raw: &[u8], rel: &Path) -> Result<PathBuf, LayerError> {
+        let shown = || format!("{} -> {}", rel.display(), String::from_utf8_lossy(raw));
+        if raw.contains(&0) {
+            return Err(LayerError::UnsafePath {
+                path: shown(),
+                reason: "NUL byte in hardlink target",
+            });
+        }
+        if raw.len() > self.limits.max_path_len {
+            return Err(LayerError::Limit {
+                limit: "max_path_len",
+                value: raw.len() as u64,
+                max: self.limits.max_path_len as u64,
+                path: Some(shown()),
+            });
+        }
+        let mut comps: Vec<&[u8]> = raw.split(|b| *b == b'/').collect();
+        let last = comps.pop().unwrap_or_default();
+        let is_file = |p: &Path| matches!(self.stat(p), Ok(Some(st)) if st.st_mode & mode::S_IFMT != mode::S_IFDIR);
+        let mut target = self
+            .symlinks
+            .resolve(comps, &is_file)
+            .map_err(|e| unresolvable(e, raw))?;
+        match last {
+            b"" | b"." => {}
+            b".." => {
+                target.pop();
+            }
+            name => target.push(std::ffi::OsStr::from_bytes(name)),
+        }
+        if target.as_os_str().is_empty() {
+            return Err(LayerError::UnsafePath {
+                path: shown(),
+                reason: "hardlink to the layer root",
+            });
+        }
+        Ok(target)
+    }
+
+    /// Book-keeping after `rel` became a hardlink of `target`.
+    fn linked(&mut self, rel: &Path, target: &Path) -> Result<(), LayerError> {
+        if let Some(t) = self.symlinks.target(target).map(<[u8]>::to_vec) {
+            self.symlinks.insert(rel, t);
+        }
+        if let Some(index) = &mut self.stats.index {
+            index.add_hardlink(path_bytes(rel), path_bytes(target))?;
+        }
+        Ok(())
+    }
+}
+
+/// The error of a `linkat` that failed for good.
+fn link_error(e: Errno, rel: &Path, shown: String) -> LayerError {
+    let reason = match e {
+        Errno::NOENT => "hardlink target is not an earlier entry of this layer",
+        Errno::PERM => "hardlink to a directory",
+        Errno::NOTDIR => {
+            "a parent directory of the hardlink or its target is a non-directory entry of this \
+             layer"
+        }
+        e => return io_err(rel, "link")(e),
+    };
+    LayerError::UnsafePath {
+        path: shown,
+        reason,
     }
 }
 

@@ -1,6 +1,6 @@
-//! Reading a tar entry's header fields the way GNU tar does: the path made safe (relative,
-//! no `..`, limits on depth, length and name size), numeric fields in octal or base-256, and
-//! PAX times with their nanoseconds (negative ones included).
+//! Reading a tar entry's header fields the way GNU tar does: the name cleaned lexically and
+//! kept inside the layer root (limits on depth, length and name size), numeric fields in
+//! octal or base-256, and PAX times with their nanoseconds (negative ones included).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -14,21 +14,21 @@ use crate::layer::LayerError;
 /// Longest name of one path component Linux filesystems accept (`NAME_MAX`).
 const NAME_MAX: usize = 255;
 
-/// Split a tar path into safe relative components. `None` means the root itself.
-pub(super) fn sanitize(raw: &[u8], limits: &ExtractLimits) -> Result<Option<PathBuf>, LayerError> {
+/// Clean a tar entry's name lexically, as containerd (`filepath.Clean`), GNU tar and umoci
+/// read it: empty and `.` components go, `..` removes the component before it, and leading
+/// `/` and `..` that would climb above the layer root are dropped (so `/etc/passwd` and
+/// `../../etc/passwd` both name `etc/passwd` of the layer). `None` means the root itself.
+/// Refuses NUL bytes and components over `NAME_MAX`, and checks the path limits.
+pub(super) fn clean_name(
+    raw: &[u8],
+    limits: &ExtractLimits,
+) -> Result<Option<PathBuf>, LayerError> {
     let shown = || String::from_utf8_lossy(raw).into_owned();
-    let unsafe_path = |reason: &'static str| LayerError::UnsafePath {
-        path: shown(),
-        reason,
-    };
-    if raw.is_empty() {
-        return Err(unsafe_path("empty path"));
-    }
     if raw.contains(&0) {
-        return Err(unsafe_path("NUL byte in path"));
-    }
-    if raw[0] == b'/' {
-        return Err(unsafe_path("absolute path"));
+        return Err(LayerError::UnsafePath {
+            path: shown(),
+            reason: "NUL byte in path",
+        });
     }
     if raw.len() > limits.max_path_len {
         return Err(LayerError::Limit {
@@ -38,39 +38,41 @@ pub(super) fn sanitize(raw: &[u8], limits: &ExtractLimits) -> Result<Option<Path
             path: Some(shown()),
         });
     }
-    let mut out = PathBuf::new();
-    let mut depth = 0usize;
-    let mut parent_is_whiteout = false;
-    for comp in raw.split(|b| *b == b'/') {
-        match comp {
-            b"" | b"." => continue,
-            b".." => return Err(unsafe_path("`..` component")),
-            c if c.len() > NAME_MAX => {
-                return Err(unsafe_path(
-                    "path component longer than 255 bytes (NAME_MAX)",
-                ));
-            }
-            // `.wh.<name>` is a whiteout marker, never a directory: a path through one would
-            // put entries under a name the index reads as a deletion.
-            _ if parent_is_whiteout => {
-                return Err(unsafe_path("whiteout name used as a parent directory"));
-            }
-            c => {
-                depth += 1;
-                parent_is_whiteout = c.starts_with(b".wh.");
-                out.push(OsStr::from_bytes(c));
-            }
-        }
+    let comps = clean_components(raw.split(|b| *b == b'/'));
+    if comps.iter().any(|c| c.len() > NAME_MAX) {
+        return Err(LayerError::UnsafePath {
+            path: shown(),
+            reason: "path component longer than 255 bytes (NAME_MAX)",
+        });
     }
-    if depth > limits.max_depth {
+    if comps.len() > limits.max_depth {
         return Err(LayerError::Limit {
             limit: "max_depth",
-            value: depth as u64,
+            value: comps.len() as u64,
             max: limits.max_depth as u64,
             path: Some(shown()),
         });
     }
-    Ok((depth > 0).then_some(out))
+    if comps.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(comps.iter().map(|c| OsStr::from_bytes(c)).collect()))
+}
+
+/// Lexical cleaning of path components, clamped at the root: what `filepath.Join("/", p)`
+/// leaves of `p`, as components.
+pub(super) fn clean_components<'a>(comps: impl IntoIterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in comps {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A numeric tar header field: octal text (NUL- or space-padded, empty meaning 0, as GNU tar
@@ -135,42 +137,42 @@ mod tests {
     }
 
     #[test]
-    fn sanitize_accepts_relative_and_rejects_escapes() {
-        assert_eq!(sanitize(b"./", &limits()).unwrap(), None);
-        assert_eq!(sanitize(b".", &limits()).unwrap(), None);
-        assert_eq!(
-            sanitize(b"./usr//bin/./sh", &limits()).unwrap(),
-            Some(PathBuf::from("usr/bin/sh"))
-        );
-        let long = [b'n'; 256];
-        let through_whiteout = b"a/.wh.b/c";
-        for bad in [
-            &b"/etc/passwd"[..],
-            b"../x",
-            b"a/../../x",
-            b"a/..",
-            b"",
-            b"a\0b",
-            &long[..],
-            through_whiteout,
-        ] {
-            assert!(
-                sanitize(bad, &limits()).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+    fn names_are_cleaned_and_clamped_at_the_layer_root() {
+        let clean = |raw: &[u8]| clean_name(raw, &limits()).unwrap();
+        for root in [&b"./"[..], b".", b"", b"/", b"..", b"a/..", b"../..", b"//"] {
+            assert_eq!(clean(root), None, "{:?}", String::from_utf8_lossy(root));
         }
+        for (raw, want) in [
+            (&b"./usr//bin/./sh"[..], "usr/bin/sh"),
+            (b"/etc/passwd", "etc/passwd"),
+            (b"/localetc//", "localetc"),
+            (b"../x", "x"),
+            (b"a/../../x", "x"),
+            (b"dne/../.wh.etc", ".wh.etc"),
+            (b"localetc/sub/..", "localetc"),
+            (b"a/.wh.b/c", "a/.wh.b/c"),
+        ] {
+            assert_eq!(clean(raw), Some(PathBuf::from(want)), "{want}");
+        }
+        let long = [b'n'; 256];
+        for bad in [&b"a\0b"[..], &long[..]] {
+            assert!(clean_name(bad, &limits()).is_err());
+        }
+        let mut popped = long.to_vec();
+        popped.extend_from_slice(b"/../ok");
+        assert_eq!(clean(&popped), Some(PathBuf::from("ok")));
         let tight = ExtractLimits {
             max_depth: 2,
             ..limits()
         };
         assert!(matches!(
-            sanitize(b"a/b/c", &tight),
+            clean_name(b"a/b/c", &tight),
             Err(LayerError::Limit {
                 limit: "max_depth",
                 ..
             })
         ));
+        assert!(clean_name(b"a/b/../c", &tight).is_ok());
     }
 
     #[test]

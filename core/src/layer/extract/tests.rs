@@ -153,3 +153,124 @@ fn a_body_shorter_than_its_size_is_an_error() {
         "{err}"
     );
 }
+
+/// Every entry of an index, whiteouts included, sorted: path, mode, owner, size, flags,
+/// symlink target.
+fn describe(index: &crate::index::LayerIndex) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![Vec::new()];
+    while let Some(dir) = dirs.pop() {
+        for e in index.read_dir(&dir).unwrap().expect("a directory") {
+            let path = match dir.is_empty() {
+                true => e.name().to_vec(),
+                false => [&dir[..], b"/", e.name()].concat(),
+            };
+            out.push(format!(
+                "{} {:o} {}:{} {} wh={} opq={} imp={} {:?}",
+                String::from_utf8_lossy(&path),
+                e.mode(),
+                e.uid(),
+                e.gid(),
+                e.size(),
+                e.is_whiteout(),
+                e.is_opaque(),
+                e.is_implicit(),
+                e.link_target().map(String::from_utf8_lossy)
+            ));
+            if e.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn entry(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, body: &[u8]) {
+    let mut h = gnu("x", kind, body.len() as u64);
+    b.append_data(&mut h, path, body).unwrap();
+}
+
+fn link(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, target: &str) {
+    let mut h = gnu("x", kind, 0);
+    b.append_link(&mut h, path, target).unwrap();
+}
+
+/// Whiteouts of a lower name and of the layer's own entries (before and after), an opaque
+/// directory, a `.wh.` directory, writes and a hardlink through a symlink.
+fn marker_tar() -> Vec<u8> {
+    use tar::EntryType as T;
+    let mut b = tar::Builder::new(Vec::new());
+    entry(&mut b, "d/", T::Directory, b"");
+    entry(&mut b, "d/.wh.gone", T::Regular, b"");
+    entry(&mut b, "d/.wh..wh..opq", T::Regular, b"");
+    entry(&mut b, ".wh.etc/somefile", T::Regular, b"non-empty");
+    entry(&mut b, "d/kept/", T::Directory, b"");
+    entry(&mut b, "d/.wh.kept", T::Regular, b"");
+    entry(&mut b, ".wh.w", T::Regular, b"");
+    entry(&mut b, "w/", T::Directory, b"");
+    entry(&mut b, ".wh.v", T::Regular, b"");
+    entry(&mut b, "v/inner", T::Regular, b"in");
+    link(&mut b, "l", T::Symlink, "/d");
+    entry(&mut b, "l/x", T::Regular, b"through");
+    link(&mut b, "hard", T::Link, "l/x");
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn whiteouts_are_stored_at_their_names_and_whiteout_prefixed_directories_are_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = crate::layer::extract_layer_tar(&marker_tar(), dir.path(), limits()).unwrap();
+    let index = crate::index::LayerIndex::from_bytes(index).unwrap();
+    let fs = dir.path();
+    assert_eq!(
+        std::fs::read(fs.join(".wh.etc/somefile")).unwrap(),
+        b"non-empty"
+    );
+    assert_eq!(std::fs::read(fs.join("d/x")).unwrap(), b"through");
+    let xattr = |p: &str, name: &str| {
+        let mut buf = [0u8; 8];
+        rustix::fs::getxattr(fs.join(p), name, &mut buf)
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    };
+    assert_eq!(xattr("d/gone", WHITEOUT_XATTR), Some(b"1".to_vec()));
+    assert_eq!(xattr("d", OPAQUE_XATTR), Some(b"y".to_vec()));
+    assert_eq!(
+        xattr("d/kept", OPAQUE_XATTR),
+        Some(b"y".to_vec()),
+        "own entry whited out"
+    );
+    assert_eq!(
+        xattr("w", OPAQUE_XATTR),
+        Some(b"y".to_vec()),
+        "marker then directory"
+    );
+    assert_eq!(
+        xattr("v", OPAQUE_XATTR),
+        Some(b"y".to_vec()),
+        "marker then a file under it"
+    );
+    assert!(!fs.join(".wh.gone").exists() && !fs.join("d/.wh..wh..opq").exists());
+    let wh = index.get(b".wh.etc").unwrap().unwrap();
+    assert!(wh.is_dir() && !wh.is_whiteout());
+    assert!(index.get(b"d/gone").unwrap().unwrap().is_whiteout());
+    assert!(
+        index.get(b"etc").unwrap().is_none(),
+        ".wh.etc/… deletes nothing"
+    );
+    assert_eq!(
+        index.get(b"hard").unwrap().unwrap().inode(),
+        index.get(b"d/x").unwrap().unwrap().inode()
+    );
+}
+
+#[test]
+fn a_tree_rebuilds_the_index_it_was_extracted_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let extracted = crate::layer::extract_layer_tar(&marker_tar(), dir.path(), limits()).unwrap();
+    let (rebuilt, _) = crate::layer::reindex::index_from_tree(dir.path(), false).unwrap();
+    let a = crate::index::LayerIndex::from_bytes(extracted).unwrap();
+    let b = crate::index::LayerIndex::from_bytes(rebuilt).unwrap();
+    assert_eq!(describe(&a), describe(&b));
+}
