@@ -6,3 +6,6 @@ cargo test --workspace --features microsandbox-image/cli
 bash tests/run-ffi.sh
 # msbimage against containerd's archive.Apply: TestBreakouts and a fixed seed set (~1-2 min).
 bash tests/differential/run.sh
+# The Python package: a fresh venv, pip install, pytest; the abi3 wheel under one more Python
+# (PYTHON_EXTRA overrides: "3.9 3.13" runs both, "" none).
+PYTHON_EXTRA=${PYTHON_EXTRA-3.9} bash bindings/python/run-tests.sh

@@ -21,8 +21,8 @@ use std::time::Duration;
 use args::{Cli, Command, InspectArgs, PolicyArg, PullArgs};
 use clap::Parser as _;
 use microsandbox_image::{
-    Error, ErrorKind, GlobalCache, ImageConfig, Platform, PullOptions, PullPolicy, PullResult,
-    Reference, Registry,
+    Error, ErrorKind, GlobalCache, Platform, PullOptions, PullPolicy, PullResult, Reference,
+    Registry,
 };
 use progress_ui::Reporter;
 
@@ -43,56 +43,18 @@ fn exit_code(kind: ErrorKind) -> u8 {
     kind.exit_code()
 }
 
-/// The default cache: `$MSBIMAGE_CACHE`, else `$XDG_CACHE_HOME/msbimage`, else
-/// `~/.cache/msbimage`.
+/// The default cache (see [`GlobalCache::default_path`]).
 fn default_cache_dir() -> Result<PathBuf, Error> {
-    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(dir) = non_empty("MSBIMAGE_CACHE") {
-        return Ok(PathBuf::from(dir));
-    }
-    // The XDG spec says to ignore relative paths.
-    if let Some(xdg) = non_empty("XDG_CACHE_HOME").map(PathBuf::from)
-        && xdg.is_absolute()
-    {
-        return Ok(xdg.join("msbimage"));
-    }
-    if let Some(home) = non_empty("HOME") {
-        return Ok(PathBuf::from(home).join(".cache").join("msbimage"));
-    }
-    Err(Error::InvalidArgument(
-        "cannot find a cache directory (HOME is not set); pass --cache DIR".into(),
-    ))
+    GlobalCache::default_path().ok_or_else(|| {
+        Error::InvalidArgument(
+            "cannot find a cache directory (HOME is not set); pass --cache DIR".into(),
+        )
+    })
 }
 
-/// The JSON document of `pull --json` and `inspect`.
-#[derive(serde::Serialize)]
-struct ResultJson<'a> {
-    reference: String,
-    manifest_digest: &'a microsandbox_image::Digest,
-    index_digest: Option<&'a microsandbox_image::Digest>,
-    config_digest: &'a microsandbox_image::Digest,
-    platform: &'a Platform,
-    layers: Vec<String>,
-    config: &'a ImageConfig,
-    cached: bool,
-}
-
-fn path_string(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
+/// The JSON document of `pull --json` and `inspect` (the core's, shared with Python).
 fn result_json(r: &PullResult) -> String {
-    let doc = ResultJson {
-        reference: r.reference.to_string(),
-        manifest_digest: &r.manifest_digest,
-        index_digest: r.index_digest.as_ref(),
-        config_digest: &r.config_digest,
-        platform: &r.platform,
-        layers: r.layers.iter().map(|p| path_string(p)).collect(),
-        config: &r.config,
-        cached: r.cached,
-    };
-    serde_json::to_string(&doc).expect("the result serialises")
+    r.to_json()
 }
 
 fn summary(r: &PullResult) -> String {

@@ -103,6 +103,23 @@ impl GlobalCache {
         })
     }
 
+    /// Where a cache lives when nobody says: `$MSBIMAGE_CACHE`, else
+    /// `$XDG_CACHE_HOME/msbimage` (when absolute), else `~/.cache/msbimage`; `None` when none
+    /// of those variables is set. The CLIs (Rust and Python) use it.
+    pub fn default_path() -> Option<PathBuf> {
+        let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(dir) = non_empty("MSBIMAGE_CACHE") {
+            return Some(PathBuf::from(dir));
+        }
+        // The XDG spec says to ignore relative paths.
+        if let Some(xdg) = non_empty("XDG_CACHE_HOME").map(PathBuf::from)
+            && xdg.is_absolute()
+        {
+            return Some(xdg.join("msbimage"));
+        }
+        non_empty("HOME").map(|home| PathBuf::from(home).join(".cache").join("msbimage"))
+    }
+
     /// The cache root (absolute).
     pub fn root(&self) -> &Path {
         self.inner.layout.root()

@@ -73,8 +73,9 @@ impl Default for PullOptions {
     }
 }
 
-/// What a pull produced.
-#[derive(Debug, Clone)]
+/// What a pull produced. Its serde form (field names as here, digests and the platform as
+/// strings) is what the Python binding builds its `PullResult` from.
+#[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]
 pub struct PullResult {
     /// The normalised reference pulled.
@@ -120,6 +121,47 @@ impl PullResult {
             .map(LayerIndex::open)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LayerStack::new(layers))
+    }
+
+    /// The JSON document that `msbimage pull --json` and `msbimage inspect` print (and
+    /// `python -m msbimage pull --json`): reference, digests, platform, layer paths, config
+    /// and whether the answer came from the cache, on one line.
+    ///
+    /// ```no_run
+    /// # async fn f(registry: microsandbox_image::Registry) -> Result<(), Box<dyn std::error::Error>> {
+    /// let result = registry.pull(&"alpine:3.20".parse()?, &Default::default()).await?;
+    /// let doc: serde_json::Value = serde_json::from_str(&result.to_json())?;
+    /// assert_eq!(doc["cached"], result.cached);
+    /// # Ok(()) }
+    /// ```
+    pub fn to_json(&self) -> String {
+        /// The document's shape (keys in this order).
+        #[derive(serde::Serialize)]
+        struct ResultJson<'a> {
+            reference: String,
+            manifest_digest: &'a Digest,
+            index_digest: Option<&'a Digest>,
+            config_digest: &'a Digest,
+            platform: &'a Platform,
+            layers: Vec<String>,
+            config: &'a ImageConfig,
+            cached: bool,
+        }
+        let doc = ResultJson {
+            reference: self.reference.to_string(),
+            manifest_digest: &self.manifest_digest,
+            index_digest: self.index_digest.as_ref(),
+            config_digest: &self.config_digest,
+            platform: &self.platform,
+            layers: self
+                .layers
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            config: &self.config,
+            cached: self.cached,
+        };
+        serde_json::to_string(&doc).unwrap_or_default()
     }
 
     /// Builds the result for `diff_ids` (bottom to top) in `cache`: the one place that turns
