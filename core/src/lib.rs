@@ -45,7 +45,10 @@ pub mod stat;
 pub mod surface;
 
 pub use auth::RegistryAuth;
-pub use cache::{CacheError, CachedImageMetadata, CachedLayerMetadata, GlobalCache};
+pub use cache::{
+    CacheError, CachedImage, CachedImageMetadata, CachedLayer, CachedLayerMetadata, DiskUsage,
+    GcPolicy, GcReport, GlobalCache, ImageUsage, LayerLease, RemovedImage,
+};
 pub use cancel::CancelToken;
 pub use client::RegistryError;
 pub use config::ImageConfig;

@@ -8,6 +8,8 @@
 // for binaries of their own; they live in `src/bin/msbimage/` instead.
 #[path = "msbimage/args.rs"]
 mod args;
+#[path = "msbimage/cache_cmds.rs"]
+mod cache_cmds;
 #[path = "msbimage/interrupt.rs"]
 mod interrupt;
 #[path = "msbimage/progress_ui.rs"]
@@ -239,6 +241,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Pull(args) => pull(args).await,
             Command::Inspect(args) => inspect(args).await,
+            Command::Ls(args) => cache_cmds::ls(args).await,
+            Command::Rm(args) => cache_cmds::rm(args).await,
+            Command::Du(args) => cache_cmds::du(args).await,
+            Command::Gc(args) => cache_cmds::gc(args).await,
         }
     });
     // Blocking work of an aborted pull (an extraction mid-layer) may still be finishing; it

@@ -95,6 +95,39 @@ impl Layout {
             .join(format!("layer-{}.lock", diff_id.hex()))
     }
 
+    /// The lock file whose shared locks are leases on a layer (`cache/lease.rs`).
+    pub(crate) fn layer_lease(&self, diff_id: &Digest) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(format!("lease-{}.lock", diff_id.hex()))
+    }
+
+    /// The lock one `gc` (or `rm`) holds at a time.
+    pub(crate) fn gc_lock(&self) -> PathBuf {
+        self.root.join("locks").join("gc.lock")
+    }
+
+    /// `layers/sha256/`: one directory per published layer.
+    pub(crate) fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers").join("sha256")
+    }
+
+    /// `images/`: one record per (reference, platform).
+    pub(crate) fn records_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    /// `manifests/sha256/`.
+    pub(crate) fn manifests_dir(&self) -> PathBuf {
+        self.root.join("manifests").join("sha256")
+    }
+
+    /// A fresh name under `tmp/` for a layer tree that was replaced or removed and waits to
+    /// be deleted once no one holds the layer.
+    pub(crate) fn trash(&self, diff_id: &Digest) -> PathBuf {
+        self.staging(&format!("{TRASH_PREFIX}{}", diff_id.hex()))
+    }
+
     pub(crate) fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -102,6 +135,43 @@ impl Layout {
     /// A fresh, unique name under `tmp/` starting with `prefix`.
     pub(crate) fn staging(&self, prefix: &str) -> PathBuf {
         self.tmp().join(unique_name(prefix))
+    }
+}
+
+/// Name prefix of layer trees waiting for deletion under `tmp/`: `trash-<hex>.<unique>`.
+const TRASH_PREFIX: &str = "trash-";
+
+/// What an entry of `tmp/` is, from its name (see [`Layout::staging`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TmpEntry {
+    /// A layer being built (`layer-<hex>.<unique>`): debris unless its layer lock is held.
+    Staging(Digest),
+    /// A replaced or removed layer tree (`trash-<hex>.<unique>`): deleted once no one holds
+    /// the layer.
+    Trash(Digest),
+    /// Anything else written by process `pid` (atomic-write temp files, trees of older
+    /// versions): debris once that process is gone.
+    Other { pid: Option<u32> },
+}
+
+impl TmpEntry {
+    /// Classify a name found in `tmp/`.
+    pub(crate) fn parse(name: &str) -> TmpEntry {
+        let digest_after = |prefix: &str| {
+            let rest = name.strip_prefix(prefix)?;
+            let hex = rest.split('.').next()?;
+            format!("sha256:{hex}").parse::<Digest>().ok()
+        };
+        if let Some(d) = digest_after("layer-") {
+            return TmpEntry::Staging(d);
+        }
+        if let Some(d) = digest_after(TRASH_PREFIX) {
+            return TmpEntry::Trash(d);
+        }
+        // `<prefix>.<pid>.<counter>.<nanos>`: the pid is third from the end.
+        let parts: Vec<&str> = name.rsplitn(4, '.').collect();
+        let pid = (parts.len() == 4).then(|| parts[2].parse().ok()).flatten();
+        TmpEntry::Other { pid }
     }
 }
 

@@ -52,7 +52,9 @@ impl GlobalCache {
         reference: &Reference,
         platform: &Platform,
     ) -> Option<CachedImageMetadata> {
-        let rec = self.read_record(&record_key(&reference.to_string(), &platform.to_string()))?;
+        let rec = self
+            .read_record(&record_key(&reference.to_string(), &platform.to_string()))?
+            .record;
         let config = ImageConfig::from_json(&self.get_manifest(&rec.config_digest)?).ok()?;
         Some(CachedImageMetadata {
             manifest_digest: rec.manifest_digest.to_string(),

@@ -2,11 +2,16 @@
 //! images (layout in `LAYOUT.md` beside this file). It owns paths, locks, atomic publishing
 //! and image records; what goes *into* a layer directory is the `layer` module's business.
 
+mod gc;
+mod inventory;
 mod layout;
+mod lease;
 mod lock;
 mod metadata;
 mod record;
 mod staging;
+mod sweep;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +19,11 @@ use std::sync::{Arc, Mutex, Weak};
 
 pub(crate) use layout::{Layout, write_atomic};
 pub(crate) use lock::FileLock;
+pub use gc::{GcPolicy, GcReport, RemovedImage};
+pub use inventory::{CachedImage, CachedLayer, DiskUsage, ImageUsage};
+pub use lease::LayerLease;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
-pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, record_key};
+pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 
 use crate::digest::Digest;
@@ -35,9 +43,25 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// `remove_image` was asked for an image the cache has no record of.
+    #[error("{reference}: no such image in the cache{}", platform.as_ref().map(|p| format!(" for {p}")).unwrap_or_default())]
+    NoSuchImage {
+        /// The image asked for.
+        reference: String,
+        /// The platform asked for, if one was.
+        platform: Option<String>,
+    },
 }
 
 impl CacheError {
+    /// The stable kind of this error.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            CacheError::Io { .. } => crate::ErrorKind::Io,
+            CacheError::NoSuchImage { .. } => crate::ErrorKind::NotFound,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
         let path = path.to_owned();
         move |source| CacheError::Io { op, path, source }
@@ -75,6 +99,8 @@ struct CacheInner {
     layout: Layout,
     /// One async mutex per layer being worked on in this process.
     inflight: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
+    /// The layer leases this process holds.
+    leases: lease::Leases,
 }
 
 impl std::fmt::Debug for GlobalCache {
@@ -99,6 +125,7 @@ impl GlobalCache {
             inner: Arc::new(CacheInner {
                 layout: Layout::new(root),
                 inflight: Mutex::default(),
+                leases: lease::Leases::default(),
             }),
         })
     }
@@ -144,10 +171,16 @@ impl GlobalCache {
         self.inner.layout.layer_index(diff_id)
     }
 
-    /// Whether a layer is published. A published layer directory is complete by construction
-    /// (it appears by a single rename after verification).
+    /// Whether a layer is published: its directory, `fs/` and `meta.json` are there (three
+    /// `lstat`s; a symlink in place of any of them does not count). A published layer directory
+    /// is complete by construction (it appears by a single rename after verification); one
+    /// found without its tree is treated as absent and rebuilt by the next pull.
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
-        self.layer_dir(diff_id).is_dir()
+        let dir = self.layer_dir(diff_id);
+        let is = |p: &Path, dir: bool| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+        };
+        is(&dir, true) && is(&Layout::fs_in(&dir), true) && is(&Layout::meta_in(&dir), false)
     }
 
     /// The in-process mutex for work on one layer; two pulls of the same layer in one process
@@ -188,12 +221,43 @@ impl GlobalCache {
         digest.matches(&bytes).then_some(bytes)
     }
 
-    /// Read an image record (blocking). A missing, unreadable or foreign-version record is
-    /// `None`: the caller pulls again.
-    pub(crate) fn read_record(&self, key: &str) -> Option<ImageRecord> {
-        let bytes = std::fs::read(self.inner.layout.image_record(key)).ok()?;
-        let rec: ImageRecord = serde_json::from_slice(&bytes).ok()?;
-        (rec.version == RECORD_VERSION).then_some(rec)
+    /// Read an image record (blocking). A missing, unreadable, torn, oversized or
+    /// foreign-version record, or one stored under another key, is `None`: the caller pulls
+    /// again.
+    pub(crate) fn read_record(&self, key: &str) -> Option<StoredRecord> {
+        record::read_record_file(&self.inner.layout.image_record(key), key)
+    }
+
+    /// Move the record's last use forward if it is stale (blocking; see `record.rs`).
+    pub(crate) fn touch_record(&self, key: &str, stored: &StoredRecord) {
+        record::touch_record(&self.inner.layout.image_record(key), stored.last_used);
+    }
+
+    /// Every valid record with its key (blocking). Invalid files are skipped.
+    pub(crate) fn stored_records(&self) -> Result<Vec<(String, StoredRecord)>, CacheError> {
+        let dir = self.inner.layout.records_dir();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
+            let entry = entry.map_err(CacheError::io("list", &dir))?;
+            let name = entry.file_name();
+            let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if let Some(stored) = record::read_record_file(&entry.path(), key) {
+                out.push((key.to_owned(), stored));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Remove the record stored under `key` (blocking); a record already gone is fine.
+    pub(crate) fn remove_record(&self, key: &str) -> Result<(), CacheError> {
+        let p = self.inner.layout.image_record(key);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::io("remove", &p)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Write an image record atomically (blocking).

@@ -2,7 +2,8 @@
 //! module decides what goes into one). A layer is built in `tmp/layer-<hex>.<unique>/`
 //! and appears under `layers/sha256/<hex>/` by one rename, so a layer directory that exists is
 //! complete. Staging directories are removed when dropped unless published, and debris left
-//! by a crashed process is swept the next time the layer's lock is taken.
+//! by a crashed process is swept the next time the layer's lock is taken (or by the sweep at
+//! the start of any pull, `cache/sweep.rs`).
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -91,13 +92,15 @@ impl Staging {
         std::fs::write(&p, bytes).map_err(io("write", &p))
     }
 
-    /// Write `meta.json`, optionally make everything durable, and rename into place. With
-    /// `replace`, an existing layer directory is swapped out (moved to `tmp/` and deleted).
+    /// Write `meta.json`, optionally make everything durable, and rename into place. A layer
+    /// directory already there (a forced re-pull, or one found damaged) is swapped out in
+    /// one `renameat2(RENAME_EXCHANGE)`, so readers see the old tree or the new one, never
+    /// none; the old tree goes to `tmp/trash-<hex>.*`, deleted now if no one holds the layer
+    /// and otherwise by a later sweep (`cache/lease.rs`). The caller holds the layer's lock.
     pub(crate) fn publish(
         mut self,
         layout: &Layout,
         meta: &LayerMeta,
-        replace: bool,
         durable: bool,
     ) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec_pretty(meta)
@@ -109,27 +112,50 @@ impl Staging {
             let fd = std::fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
             rustix::fs::syncfs(fd.as_fd()).map_err(|e| io("sync", &self.dir)(e.into()))?;
         }
-        let mut trash = None;
-        if replace && self.target.exists() {
-            let t = layout.staging("trash");
-            std::fs::rename(&self.target, &t).map_err(io("move aside", &self.target))?;
-            trash = Some(t);
-        }
-        match std::fs::rename(&self.dir, &self.target) {
-            Ok(()) => self.published = true,
-            // Someone published the same content first (cannot happen under the layer lock,
-            // but the result would be the same bytes): keep theirs.
-            Err(e) if self.target.is_dir() && e.raw_os_error().is_some() => {}
-            Err(e) => return Err(io("publish", &self.target)(e)),
+        let replaced = std::fs::symlink_metadata(&self.target).is_ok();
+        if replaced {
+            self.swap_in(layout, &meta.diff_id)?;
+        } else {
+            std::fs::rename(&self.dir, &self.target).map_err(io("publish", &self.target))?;
+            self.published = true;
         }
         if durable && let Some(parent) = self.target.parent() {
             let d = std::fs::File::open(parent).map_err(io("open", parent))?;
             d.sync_all().map_err(io("sync", parent))?;
         }
-        if let Some(t) = trash {
-            let _ = std::fs::remove_dir_all(t);
-        }
         Ok(())
+    }
+
+    /// Exchange the staging directory with the published one, then move the old tree (now at
+    /// the staging path) to the trash and delete it if no one holds the layer.
+    fn swap_in(&mut self, layout: &Layout, diff_id: &Digest) -> Result<(), CacheError> {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, &self.dir, CWD, &self.target, RenameFlags::EXCHANGE) {
+            Ok(()) => {}
+            // File systems without RENAME_EXCHANGE: move the old tree aside first (a reader
+            // may see no layer for a moment).
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                let aside = layout.trash(diff_id);
+                std::fs::rename(&self.target, &aside).map_err(io("move aside", &self.target))?;
+                std::fs::rename(&self.dir, &self.target).map_err(io("publish", &self.target))?;
+                self.published = true;
+                delete_if_unheld(layout, diff_id, &aside);
+                return Ok(());
+            }
+            Err(e) => return Err(io("publish", &self.target)(e.into())),
+        }
+        self.published = true;
+        let trash = layout.trash(diff_id);
+        std::fs::rename(&self.dir, &trash).map_err(io("move aside", &self.dir))?;
+        delete_if_unheld(layout, diff_id, &trash);
+        Ok(())
+    }
+}
+
+/// Delete a replaced tree now if nobody holds its layer; otherwise a later sweep does.
+fn delete_if_unheld(layout: &Layout, diff_id: &Digest, trash: &Path) {
+    if let Ok(Some(_free)) = super::FileLock::try_exclusive(&layout.layer_lease(diff_id)) {
+        let _ = std::fs::remove_dir_all(trash);
     }
 }
 

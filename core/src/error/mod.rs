@@ -121,7 +121,7 @@ impl Error {
             Error::Registry { source, .. } => source.kind(),
             Error::Manifest { .. } => ErrorKind::Unsupported,
             Error::Layer { source, .. } => source.kind(),
-            Error::Cache(_) => ErrorKind::Io,
+            Error::Cache(e) => e.kind(),
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
         }

@@ -52,12 +52,24 @@ const INLINE: usize = 16;
 #[derive(Clone)]
 pub struct LayerStack {
     layers: Vec<LayerIndex>,
+    /// Leases that keep the layers' trees from being collected while the stack lives (set
+    /// when the stack comes from a [`PullResult`](crate::PullResult)).
+    holds: Vec<std::sync::Arc<crate::cache::LayerLease>>,
 }
 
 impl LayerStack {
     /// A stack of `layers`, bottom (the image's first layer) to top.
     pub fn new(layers: Vec<LayerIndex>) -> Self {
-        LayerStack { layers }
+        LayerStack {
+            layers,
+            holds: Vec::new(),
+        }
+    }
+
+    /// The same stack, also holding `leases` for as long as it (or a clone) lives.
+    pub fn holding(mut self, leases: Vec<std::sync::Arc<crate::cache::LayerLease>>) -> Self {
+        self.holds.extend(leases);
+        self
     }
 
     /// The layers, bottom to top; [`Entry::layer`] indexes this slice.

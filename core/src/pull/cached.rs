@@ -67,13 +67,17 @@ fn read_cached(
     reference: Reference,
     platform: Platform,
 ) -> Option<PullResult> {
-    let rec = cache.read_record(key)?;
-    if !rec.layers.iter().all(|l| cache.has_layer(&l.diff_id)) {
+    let stored = cache.read_record(key)?;
+    let diff_ids: Vec<Digest> = stored.record.layers.iter().map(|l| l.diff_id.clone()).collect();
+    // Held before they are checked, so a `gc` cannot remove one after the check.
+    let leases = cache.hold_layers(&diff_ids).ok()?;
+    if !diff_ids.iter().all(|d| cache.has_layer(d)) {
         return None;
     }
+    cache.touch_record(key, &stored);
+    let rec = stored.record;
     let config_bytes = cache.get_manifest(&rec.config_digest)?;
     let config = ImageConfig::from_json(&config_bytes).ok()?;
-    let diff_ids: Vec<Digest> = rec.layers.iter().map(|l| l.diff_id.clone()).collect();
     Some(PullResult::new(
         cache,
         reference,
@@ -84,5 +88,6 @@ fn read_cached(
         rec.manifest_digest,
         rec.index_digest,
         true,
-    ))
+    )
+    .holding(leases))
 }

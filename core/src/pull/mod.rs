@@ -10,7 +10,7 @@ mod resolve;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::{GlobalCache, ImageRecord, RECORD_VERSION, RecordLayer};
+use crate::cache::{GlobalCache, ImageRecord, LayerLease, RECORD_VERSION, RecordLayer};
 use crate::cancel::CancelToken;
 use crate::client::RegistryClient;
 use crate::config::ImageConfig;
@@ -100,6 +100,10 @@ pub struct PullResult {
     /// Each layer's sidecar index (`…/layers/sha256/<diff_id>/index`), parallel to
     /// `layers`. A file is absent only when the layer was pulled with `build_index: false`.
     pub layer_indexes: Vec<PathBuf>,
+    /// The leases on the layers (`cache::LayerLease`): while this result or a stack made from
+    /// it lives, no `gc`, `rm` or forced re-pull deletes its layer trees, in any process.
+    #[serde(skip)]
+    leases: Vec<Arc<LayerLease>>,
 }
 
 impl PullResult {
@@ -120,7 +124,18 @@ impl PullResult {
             .iter()
             .map(LayerIndex::open)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(LayerStack::new(layers))
+        Ok(LayerStack::new(layers).holding(self.leases.clone()))
+    }
+
+    /// The leases this result holds on its layers (one per distinct layer).
+    pub fn leases(&self) -> &[Arc<LayerLease>] {
+        &self.leases
+    }
+
+    /// The same result, holding `leases` too.
+    pub(crate) fn holding(mut self, leases: Vec<Arc<LayerLease>>) -> Self {
+        self.leases.extend(leases);
+        self
     }
 
     /// The JSON document that `msbimage pull --json` and `msbimage inspect` print (and
@@ -189,6 +204,7 @@ impl PullResult {
             manifest_digest,
             index_digest,
             cached,
+            leases: Vec::new(),
         }
     }
 }
@@ -252,6 +268,7 @@ impl Puller {
             }
         }
         let image = cx.until_cancelled(self.resolve_image(&cx)).await?;
+        let leases = self.prepare_cache(&image).await?;
         self.run_layers(&cx, &image, opts).await?;
         self.write_record(&cx, &image).await?;
         progress.emit(PullProgress::Complete {
@@ -260,7 +277,23 @@ impl Puller {
             layer_count: image.jobs.len(),
             cached: false,
         });
-        Ok(image.into_result(&self.cache, cx.reference.clone(), cx.platform.clone()))
+        Ok(image
+            .into_result(&self.cache, cx.reference.clone(), cx.platform.clone())
+            .holding(leases))
+    }
+
+    /// Before a network pull touches layers: sweep `tmp/` of what dead pulls left, then hold
+    /// every layer of the image (kept past the record's write, so no `gc` can collect a layer
+    /// between its publication and the record that names it; `cache/gc.rs`).
+    async fn prepare_cache(&self, image: &ResolvedImage) -> Result<Vec<Arc<LayerLease>>> {
+        let cache = self.cache.clone();
+        let diff_ids: Vec<Digest> = image.jobs.iter().map(|j| j.diff_id.clone()).collect();
+        Ok(blocking(move || {
+            // Best effort: a sweep that cannot list `tmp/` leaves debris, not a failed pull.
+            let _ = cache.sweep_debris(false);
+            cache.hold_layers(&diff_ids)
+        })
+        .await??)
     }
 
     /// Records the pulled image in the cache, so the next `IfMissing` pull answers offline.

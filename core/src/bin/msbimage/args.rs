@@ -63,6 +63,115 @@ pub enum Command {
     /// Print what the cache holds for an image (as JSON, like `pull --json`), offline.
     #[command(after_help = exit_codes_help())]
     Inspect(InspectArgs),
+    /// List the images in the cache (names, platform, digest, size, last use).
+    #[command(after_help = exit_codes_help())]
+    Ls(LsArgs),
+    /// Remove images from the cache, with the layers no other image holds.
+    #[command(after_help = exit_codes_help())]
+    Rm(RmArgs),
+    /// Show where the cache's bytes are: per image (exclusive, shared) and per layer.
+    #[command(after_help = exit_codes_help())]
+    Du(LsArgs),
+    /// Remove what no image refers to; with --max-size or --keep-recent, evict images too.
+    #[command(after_help = exit_codes_help())]
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Cache directory [default: $MSBIMAGE_CACHE, $XDG_CACHE_HOME/msbimage or ~/.cache/msbimage]
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+
+    /// Print the result as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Images to remove: [registry/]repository[:tag][@digest]
+    #[arg(value_name = "REF", required = true)]
+    pub references: Vec<String>,
+
+    /// Remove only the image pulled for this platform [default: every platform]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Show what would be removed; remove nothing
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Evict least-recently-used images until the layers fit in SIZE (e.g. 20G, 500M, 1T;
+    /// powers of 1024)
+    #[arg(long = "max-size", value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Never evict images used within DURATION (e.g. 7d, 12h, 30m); without --max-size, evict
+    /// every image unused for longer
+    #[arg(long = "keep-recent", value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_recent: Option<std::time::Duration>,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// `20G`, `500M`, `1.5T`, `4096` (bytes), powers of 1024; a trailing `B`/`iB` is allowed.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a size like 20G or 500M, got {s:?}"))?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("expected a size like 20G or 500M, got {s:?}"));
+    }
+    Ok((n * (1u64 << shift) as f64) as u64)
+}
+
+/// `7d`, `12h`, `30m`, `45s`, `2w`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let unit = t.chars().last().filter(char::is_ascii_alphabetic);
+    let secs = match unit {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        Some('w') => 7 * 86_400,
+        _ => return Err(format!("expected a duration like 7d, 12h or 30m, got {s:?}")),
+    };
+    let n: u64 = t[..t.len() - 1]
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a duration like 7d, 12h or 30m, got {s:?}"))?;
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
 
 #[derive(Debug, Args)]
@@ -226,5 +335,25 @@ impl PullArgs {
             config.concurrency = n.into();
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("20G"), Ok(20 << 30));
+        assert_eq!(parse_size("1.5K"), Ok(1536));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("2TB"), Ok(2 << 40));
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("-1G").is_err());
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("xh").is_err());
     }
 }

@@ -1,0 +1,228 @@
+//! What the cache holds, for people and tools: the images (one per manifest and platform,
+//! under every name it was pulled as), the layers and who holds them, and the bytes each
+//! image occupies alone or shares (`msbimage ls`, `msbimage du`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::usage::disk_bytes;
+use super::{CacheError, GlobalCache, StoredRecord};
+use crate::digest::Digest;
+
+/// An image in the cache: one platform manifest pulled for one platform, under every
+/// reference that resolved to it (tags that resolve to one digest are one image).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct CachedImage {
+    /// The normalised references it was pulled as, sorted.
+    pub names: Vec<String>,
+    /// The platform it was pulled for (`linux/amd64`).
+    pub platform: String,
+    /// The platform manifest's digest.
+    pub manifest_digest: Digest,
+    /// The config blob's digest (the image ID).
+    pub config_digest: Digest,
+    /// Layers bottom to top (diff_ids).
+    pub layers: Vec<Digest>,
+    /// Whether every layer is in the cache (an image whose layer was collected or damaged
+    /// is re-pulled by the next pull).
+    pub complete: bool,
+    /// Last use (pull, warm pull) in seconds since the Unix epoch; a warm pull updates it
+    /// when it is more than five minutes old.
+    pub last_used: u64,
+    /// When it was last pulled from a registry, in seconds since the Unix epoch.
+    pub pulled_at: u64,
+    /// The record files behind it (`images/<key>.json`), one per name.
+    #[serde(skip)]
+    pub(crate) keys: Vec<String>,
+}
+
+/// A layer in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct CachedLayer {
+    /// Its uncompressed digest (the cache key).
+    pub diff_id: Digest,
+    /// Bytes it occupies on disk (tree, index and metadata).
+    pub bytes: u64,
+    /// The names of the images that hold it; empty when nothing refers to it (`gc`
+    /// removes it).
+    pub images: Vec<String>,
+}
+
+/// One image's share of the disk.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ImageUsage {
+    /// The image.
+    #[serde(flatten)]
+    pub image: CachedImage,
+    /// Bytes of the layers no other image holds (what removing it frees).
+    pub exclusive_bytes: u64,
+    /// Bytes of the layers it shares with other images.
+    pub shared_bytes: u64,
+}
+
+/// Where the cache's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct DiskUsage {
+    /// Per image.
+    pub images: Vec<ImageUsage>,
+    /// Per layer.
+    pub layers: Vec<CachedLayer>,
+    /// Bytes of all layers.
+    pub layer_bytes: u64,
+    /// Bytes of layers no image refers to.
+    pub unreferenced_bytes: u64,
+    /// Bytes in `tmp/` (pulls in progress, debris, trees waiting for their holders).
+    pub tmp_bytes: u64,
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Group records by (manifest digest, platform).
+pub(crate) fn group_images(records: Vec<(String, StoredRecord)>) -> Vec<CachedImage> {
+    let mut images: BTreeMap<(String, Digest), CachedImage> = BTreeMap::new();
+    for (key, stored) in records {
+        let rec = stored.record;
+        let last_used = unix_secs(stored.last_used);
+        let image = images
+            .entry((rec.platform.clone(), rec.manifest_digest.clone()))
+            .or_insert_with(|| CachedImage {
+                names: Vec::new(),
+                platform: rec.platform.clone(),
+                manifest_digest: rec.manifest_digest.clone(),
+                config_digest: rec.config_digest.clone(),
+                layers: rec.layers.iter().map(|l| l.diff_id.clone()).collect(),
+                complete: false,
+                last_used: 0,
+                pulled_at: 0,
+                keys: Vec::new(),
+            });
+        image.names.push(rec.reference);
+        image.keys.push(key);
+        image.last_used = image.last_used.max(last_used);
+        image.pulled_at = image.pulled_at.max(rec.pulled_at);
+    }
+    let mut out: Vec<CachedImage> = images.into_values().collect();
+    for image in &mut out {
+        image.names.sort();
+    }
+    out.sort_by(|a, b| a.names.cmp(&b.names).then(a.platform.cmp(&b.platform)));
+    out
+}
+
+impl GlobalCache {
+    /// The images in the cache (blocking; reads the records and `stat`s the layers).
+    ///
+    /// ```no_run
+    /// let cache = microsandbox_image::GlobalCache::new("/tmp/msb-cache")?;
+    /// for image in cache.images()? {
+    ///     println!("{} {} {}", image.names.join(","), image.platform, image.manifest_digest);
+    /// }
+    /// # Ok::<(), microsandbox_image::CacheError>(())
+    /// ```
+    pub fn images(&self) -> Result<Vec<CachedImage>, CacheError> {
+        let mut images = group_images(self.stored_records()?);
+        for image in &mut images {
+            image.complete = image.layers.iter().all(|d| self.has_layer(d));
+        }
+        Ok(images)
+    }
+
+    /// The diff_ids of the layer directories in the cache (blocking).
+    pub(crate) fn layer_ids(&self) -> Result<BTreeSet<Digest>, CacheError> {
+        let dir = self.layout().layers_dir();
+        let mut out = BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
+            let entry = entry.map_err(CacheError::io("list", &dir))?;
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
+            {
+                out.insert(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The layers in the cache, with their size and the images that hold them (blocking;
+    /// walks every layer tree to count its blocks).
+    pub fn layers(&self) -> Result<Vec<CachedLayer>, CacheError> {
+        let images = self.images()?;
+        Ok(self.layers_of(&images)?)
+    }
+
+    fn layers_of(&self, images: &[CachedImage]) -> Result<Vec<CachedLayer>, CacheError> {
+        let mut holders: BTreeMap<&Digest, BTreeSet<&str>> = BTreeMap::new();
+        for image in images {
+            for d in &image.layers {
+                holders
+                    .entry(d)
+                    .or_default()
+                    .extend(image.names.iter().map(String::as_str));
+            }
+        }
+        Ok(self
+            .layer_ids()?
+            .into_iter()
+            .map(|diff_id| CachedLayer {
+                bytes: disk_bytes(&self.layer_dir(&diff_id)),
+                images: holders
+                    .get(&diff_id)
+                    .map(|names| names.iter().map(|n| (*n).to_owned()).collect())
+                    .unwrap_or_default(),
+                diff_id,
+            })
+            .collect())
+    }
+
+    /// Bytes per image (exclusive and shared) and per layer (blocking; walks every layer
+    /// tree).
+    pub fn disk_usage(&self) -> Result<DiskUsage, CacheError> {
+        let images = self.images()?;
+        let layers = self.layers_of(&images)?;
+        Ok(usage_of(images, layers, disk_bytes(&self.layout().tmp())))
+    }
+}
+
+/// Split each image's layers into exclusive and shared bytes.
+pub(crate) fn usage_of(images: Vec<CachedImage>, layers: Vec<CachedLayer>, tmp_bytes: u64) -> DiskUsage {
+    let mut holders: BTreeMap<&Digest, usize> = BTreeMap::new();
+    for image in &images {
+        for d in image.layers.iter().collect::<BTreeSet<_>>() {
+            *holders.entry(d).or_default() += 1;
+        }
+    }
+    let size: BTreeMap<&Digest, u64> = layers.iter().map(|l| (&l.diff_id, l.bytes)).collect();
+    let usage: Vec<ImageUsage> = images
+        .iter()
+        .map(|image| {
+            let (mut exclusive_bytes, mut shared_bytes) = (0, 0);
+            for d in image.layers.iter().collect::<BTreeSet<_>>() {
+                let bytes = size.get(d).copied().unwrap_or(0);
+                if holders.get(d).copied().unwrap_or(0) > 1 {
+                    shared_bytes += bytes;
+                } else {
+                    exclusive_bytes += bytes;
+                }
+            }
+            ImageUsage {
+                image: image.clone(),
+                exclusive_bytes,
+                shared_bytes,
+            }
+        })
+        .collect();
+    DiskUsage {
+        layer_bytes: layers.iter().map(|l| l.bytes).sum(),
+        unreferenced_bytes: layers.iter().filter(|l| l.images.is_empty()).map(|l| l.bytes).sum(),
+        images: usage,
+        layers,
+        tmp_bytes,
+    }
+}
