@@ -9,9 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::{Env, tmp_entries};
-use microsandbox_image::{
-    CacheError, ErrorKind, GcPolicy, PullOptions, PullPolicy,
-};
+use microsandbox_image::{CacheError, ErrorKind, GcPolicy, PullOptions, PullPolicy};
 use msbimage_testkit::{Compression, Image, ImageBuilder, LayerBuilder, RegistryOptions};
 
 /// `base` = the bottom layer both images share; `a` and `b` each add one of their own.
@@ -60,7 +58,10 @@ fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 fn set_last_use(cache: &Path, hours_ago: u64) {
     let t = SystemTime::now() - Duration::from_secs(hours_ago * 3600);
     for e in std::fs::read_dir(cache.join("images")).unwrap() {
-        let f = std::fs::File::options().write(true).open(e.unwrap().path()).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(e.unwrap().path())
+            .unwrap();
         f.set_modified(t).unwrap();
     }
 }
@@ -78,17 +79,30 @@ async fn ls_groups_names_of_one_digest_and_du_splits_shared_bytes() {
     });
     assert_eq!(images.len(), 2, "{images:?}");
     let a = &images[0];
-    assert_eq!(a.names, [env.reference("lc/a:1").to_string(), env.reference("lc/a:latest").to_string()]);
+    assert_eq!(
+        a.names,
+        [
+            env.reference("lc/a:1").to_string(),
+            env.reference("lc/a:latest").to_string()
+        ]
+    );
     assert!(a.complete);
     assert_eq!(a.layers.len(), 2);
     let usage = blocking(move || cache.disk_usage().unwrap());
     assert_eq!(usage.layers.len(), 3);
-    let shared = usage.layers.iter().find(|l| l.images.len() == 3).expect("base layer held by all names");
+    let shared = usage
+        .layers
+        .iter()
+        .find(|l| l.images.len() == 3)
+        .expect("base layer held by all names");
     for u in &usage.images {
         assert_eq!(u.shared_bytes, shared.bytes, "{u:?}");
         assert!(u.exclusive_bytes > 0);
     }
-    assert!(usage.images[1].exclusive_bytes > usage.images[0].exclusive_bytes, "b's own layer is larger");
+    assert!(
+        usage.images[1].exclusive_bytes > usage.images[0].exclusive_bytes,
+        "b's own layer is larger"
+    );
     assert_eq!(usage.unreferenced_bytes, 0);
 }
 
@@ -103,10 +117,17 @@ async fn rm_removes_a_name_then_the_layers_only_it_held() {
     let c = cache.clone();
     let report = blocking(move || c.remove_image(&a1, None).unwrap());
     assert_eq!(report.removed_images.len(), 1);
-    assert!(report.removed_layers.is_empty(), "lc/a:latest still names the image");
+    assert!(
+        report.removed_layers.is_empty(),
+        "lc/a:latest still names the image"
+    );
     let (c, latest) = (cache.clone(), env.reference("lc/a:latest"));
     let report = blocking(move || c.remove_image(&latest, None).unwrap());
-    assert_eq!(report.removed_layers.len(), 1, "only a's own layer: the base is b's too");
+    assert_eq!(
+        report.removed_layers.len(),
+        1,
+        "only a's own layer: the base is b's too"
+    );
     assert!(report.freed_bytes >= 300_000);
     let c = cache.clone();
     let left = blocking(move || c.images().unwrap());
@@ -134,10 +155,24 @@ async fn gc_collects_unreferenced_layers_but_not_held_ones() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
     let c = cache.clone();
-    let dry = blocking(move || c.gc(&GcPolicy { dry_run: true, ..GcPolicy::default() }).unwrap());
-    assert_eq!(dry.removed_layers.len(), 1, "b's own layer; a's two are held: {dry:?}");
+    let dry = blocking(move || {
+        c.gc(&GcPolicy {
+            dry_run: true,
+            ..GcPolicy::default()
+        })
+        .unwrap()
+    });
+    assert_eq!(
+        dry.removed_layers.len(),
+        1,
+        "b's own layer; a's two are held: {dry:?}"
+    );
     assert_eq!(dry.in_use_layers.len(), 2);
-    assert_eq!(common::layer_dirs(cache.root()).len(), 3, "a dry run removes nothing");
+    assert_eq!(
+        common::layer_dirs(cache.root()).len(),
+        3,
+        "a dry run removes nothing"
+    );
     let c = cache.clone();
     let report = blocking(move || c.gc(&GcPolicy::default()).unwrap());
     assert_eq!(report.removed_layers, dry.removed_layers);
@@ -162,24 +197,44 @@ async fn gc_with_a_cap_evicts_least_recently_used_first() {
     let cache = env.cache();
     let c = cache.clone();
     let usage = blocking(move || c.disk_usage().unwrap());
-    let b = usage.images.iter().find(|u| u.image.names[0].contains("lc/b")).unwrap();
+    let b = usage
+        .images
+        .iter()
+        .find(|u| u.image.names[0].contains("lc/b"))
+        .unwrap();
     // A cap that fits b alone: a (least recently used) goes.
     let cap = b.exclusive_bytes + b.shared_bytes;
     let c = cache.clone();
-    let report = blocking(move || c.gc(&GcPolicy { max_size: Some(cap), ..GcPolicy::default() }).unwrap());
+    let report = blocking(move || {
+        c.gc(&GcPolicy {
+            max_size: Some(cap),
+            ..GcPolicy::default()
+        })
+        .unwrap()
+    });
     assert_eq!(report.removed_images.len(), 1);
-    assert!(report.removed_images[0].names[0].contains("lc/a"), "{report:?}");
+    assert!(
+        report.removed_images[0].names[0].contains("lc/a"),
+        "{report:?}"
+    );
     let c = cache.clone();
     let usage = blocking(move || c.disk_usage().unwrap());
     assert!(usage.layer_bytes <= cap);
     // keep-recent protects b even under a cap of zero; without a cap it prunes by age.
     let c = cache.clone();
-    let policy = GcPolicy { max_size: Some(0), keep_recent: Some(Duration::from_secs(3600)), ..GcPolicy::default() };
+    let policy = GcPolicy {
+        max_size: Some(0),
+        keep_recent: Some(Duration::from_secs(3600)),
+        ..GcPolicy::default()
+    };
     let report = blocking(move || c.gc(&policy).unwrap());
     assert!(report.removed_images.is_empty());
     set_last_use(env.cache_dir.path(), 48);
     let c = cache.clone();
-    let policy = GcPolicy { keep_recent: Some(Duration::from_secs(3600)), ..GcPolicy::default() };
+    let policy = GcPolicy {
+        keep_recent: Some(Duration::from_secs(3600)),
+        ..GcPolicy::default()
+    };
     let report = blocking(move || c.gc(&policy).unwrap());
     assert_eq!(report.removed_images.len(), 1);
     assert!(common::layer_dirs(cache.root()).is_empty());
@@ -195,7 +250,13 @@ async fn a_forced_re_pull_keeps_a_held_tree_until_it_is_released() {
     let old_tree = std::fs::File::open(&first.layers[1]).unwrap();
     let forced = env
         .registry_client()
-        .pull(&env.reference("lc/a:1"), &PullOptions { force: true, ..PullOptions::default() })
+        .pull(
+            &env.reference("lc/a:1"),
+            &PullOptions {
+                force: true,
+                ..PullOptions::default()
+            },
+        )
         .await
         .unwrap();
     let new_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&marker).unwrap());
@@ -205,9 +266,12 @@ async fn a_forced_re_pull_keeps_a_held_tree_until_it_is_released() {
         .filter(|n| n.starts_with("trash-"))
         .collect();
     assert_eq!(trash.len(), 2, "both old trees wait while held: {trash:?}");
-    let listing = std::fs::read_dir(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&old_tree)))
-        .unwrap()
-        .count();
+    let listing = std::fs::read_dir(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&old_tree)
+    ))
+    .unwrap()
+    .count();
     assert!(listing > 0, "the reader still sees its tree");
     drop((first, forced, old_tree));
     // The next pull sweeps them.
@@ -226,7 +290,13 @@ async fn a_warm_pull_does_not_trust_a_layer_without_its_tree() {
     std::fs::remove_dir_all(&damaged).unwrap();
     let never = env
         .registry_client()
-        .pull(&env.reference("lc/a:1"), &PullOptions { pull_policy: PullPolicy::Never, ..PullOptions::default() })
+        .pull(
+            &env.reference("lc/a:1"),
+            &PullOptions {
+                pull_policy: PullPolicy::Never,
+                ..PullOptions::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(never.kind(), ErrorKind::NotCached, "{never}");
@@ -241,7 +311,10 @@ async fn a_warm_pull_does_not_trust_a_layer_without_its_tree() {
     std::os::unix::fs::symlink(&elsewhere, &layer_dir).unwrap();
     let again = pull(&env, "lc/a:1").await;
     assert!(!again.cached);
-    assert!(std::fs::symlink_metadata(&layer_dir).unwrap().is_dir(), "the symlink was swapped out");
+    assert!(
+        std::fs::symlink_metadata(&layer_dir).unwrap().is_dir(),
+        "the symlink was swapped out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,7 +327,12 @@ async fn gc_and_pulls_in_one_process_never_lose_a_layer() {
         std::thread::spawn(move || {
             let mut rounds = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                cache.gc(&GcPolicy { max_size: Some(0), ..GcPolicy::default() }).unwrap();
+                cache
+                    .gc(&GcPolicy {
+                        max_size: Some(0),
+                        ..GcPolicy::default()
+                    })
+                    .unwrap();
                 rounds += 1;
             }
             rounds
@@ -263,13 +341,23 @@ async fn gc_and_pulls_in_one_process_never_lose_a_layer() {
     let registry = env.registry_client();
     for i in 0..40 {
         let tag = ["lc/a:1", "lc/b:1", "lc/a:latest"][i % 3];
-        let result = registry.pull(&env.reference(tag), &PullOptions::default()).await.unwrap();
+        let result = registry
+            .pull(&env.reference(tag), &PullOptions::default())
+            .await
+            .unwrap();
         for (tree, index) in result.layers.iter().zip(&result.layer_indexes) {
-            assert!(tree.is_dir() && index.is_file(), "pull {i}: {} lost", tree.display());
+            assert!(
+                tree.is_dir() && index.is_file(),
+                "pull {i}: {} lost",
+                tree.display()
+            );
         }
         let stack = result.layer_stack().unwrap();
         drop(result);
-        assert!(stack.get(b"etc/base").unwrap().is_some(), "pull {i}: the stack's layers stay");
+        assert!(
+            stack.get(b"etc/base").unwrap().is_some(),
+            "pull {i}: the stack's layers stay"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rounds = collector.join().unwrap();

@@ -254,7 +254,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Pull(e)) => {
             eprintln!("msbimage: error: {e}");
-            ExitCode::from(exit_code(e.kind()))
+            let by_signal = (e.kind() == ErrorKind::Cancelled)
+                .then(interrupt::exit_code)
+                .flatten();
+            ExitCode::from(by_signal.unwrap_or_else(|| exit_code(e.kind())))
         }
         Err(Failure::Other { code, message }) => {
             eprintln!("msbimage: error: {message}");

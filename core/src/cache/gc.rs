@@ -109,10 +109,10 @@ impl GlobalCache {
 
         let images = group_images(self.stored_records()?);
         let evicted = self.choose_evictions(&images, policy)?;
-        let mut kept_layers = BTreeSet::new();
+        let (mut kept_layers, mut gone) = (BTreeSet::new(), BTreeSet::new());
         for (i, image) in images.iter().enumerate() {
             if evicted.contains(&i) {
-                self.remove_image_records(image, policy.dry_run, &mut report)?;
+                gone.extend(self.remove_image_records(image, policy.dry_run, &mut report)?);
             } else {
                 kept_layers.extend(image.layers.iter().cloned());
             }
@@ -122,8 +122,15 @@ impl GlobalCache {
             .into_iter()
             .filter(|d| !kept_layers.contains(d))
             .collect();
-        self.collect_layers(&candidates, policy.dry_run, &mut report)?;
-        self.collect_manifests(policy.dry_run, &mut report)?;
+        // A real run re-reads the records it did not remove (a record under a removed key is a
+        // pull's new one, and protects its layers); a dry run pretends the removal happened.
+        let ignore = if policy.dry_run {
+            gone
+        } else {
+            BTreeSet::new()
+        };
+        self.collect_layers(&candidates, &ignore, policy.dry_run, &mut report)?;
+        self.collect_manifests(&ignore, policy.dry_run, &mut report)?;
         Ok(report)
     }
 
@@ -149,8 +156,7 @@ impl GlobalCache {
         for mut image in group_images(self.stored_records()?) {
             let picked: Vec<usize> = (0..image.names.len())
                 .filter(|&i| {
-                    image.names[i] == name
-                        && platform.as_ref().is_none_or(|p| *p == image.platform)
+                    image.names[i] == name && platform.as_ref().is_none_or(|p| *p == image.platform)
                 })
                 .collect();
             if picked.is_empty() {
@@ -168,7 +174,7 @@ impl GlobalCache {
             });
         }
         let candidates: Vec<Digest> = dropped.into_iter().collect();
-        self.collect_layers(&candidates, false, &mut report)?;
+        self.collect_layers(&candidates, &BTreeSet::new(), false, &mut report)?;
         Ok(report)
     }
 
@@ -197,7 +203,11 @@ impl GlobalCache {
             .collect();
         let Some(cap) = policy.max_size else {
             let prune_by_age = policy.keep_recent.is_some();
-            return Ok(if prune_by_age { eligible.into_iter().collect() } else { BTreeSet::new() });
+            return Ok(if prune_by_age {
+                eligible.into_iter().collect()
+            } else {
+                BTreeSet::new()
+            });
         };
         eligible.sort_by_key(|&i| images[i].last_used);
         let mut holders: HashMap<&Digest, usize> = HashMap::new();
@@ -228,14 +238,15 @@ impl GlobalCache {
         Ok(evicted)
     }
 
-    /// Remove the records of `image` (all its keys), unless one was used since it was read.
+    /// Remove the records of `image` (all its keys), unless one was used since it was read;
+    /// returns the keys removed (with `dry_run`, that would be).
     fn remove_image_records(
         &self,
         image: &CachedImage,
         dry_run: bool,
         report: &mut GcReport,
-    ) -> Result<(), CacheError> {
-        let mut names = Vec::new();
+    ) -> Result<Vec<String>, CacheError> {
+        let (mut names, mut keys) = (Vec::new(), Vec::new());
         for (key, name) in image.keys.iter().zip(&image.names) {
             if !dry_run {
                 let used_since = self.read_record(key).is_some_and(|r| {
@@ -249,6 +260,7 @@ impl GlobalCache {
                 self.remove_record(key)?;
             }
             names.push(name.clone());
+            keys.push(key.clone());
         }
         if !names.is_empty() {
             report.removed_images.push(RemovedImage {
@@ -257,13 +269,28 @@ impl GlobalCache {
                 manifest_digest: image.manifest_digest.clone(),
             });
         }
-        Ok(())
+        Ok(keys)
+    }
+
+    /// The records that count: every valid one except those under `gone` (that a dry run
+    /// would have removed).
+    fn live_records(
+        &self,
+        gone: &BTreeSet<String>,
+    ) -> Result<Vec<super::record::ImageRecord>, CacheError> {
+        Ok(self
+            .stored_records()?
+            .into_iter()
+            .filter(|(key, _)| !gone.contains(key))
+            .map(|(_, s)| s.record)
+            .collect())
     }
 
     /// Delete the trees of `candidates` that no record names and no one holds.
     fn collect_layers(
         &self,
         candidates: &[Digest],
+        gone: &BTreeSet<String>,
         dry_run: bool,
         report: &mut GcReport,
     ) -> Result<(), CacheError> {
@@ -280,9 +307,9 @@ impl GlobalCache {
             }
             // Read the records again now that no pull can start using these layers.
             let referenced: BTreeSet<Digest> = self
-                .stored_records()?
+                .live_records(gone)?
                 .into_iter()
-                .flat_map(|(_, s)| s.record.layers.into_iter().map(|l| l.diff_id))
+                .flat_map(|r| r.layers.into_iter().map(|l| l.diff_id))
                 .collect();
             for (d, _locks) in locked {
                 if referenced.contains(d) {
@@ -316,13 +343,21 @@ impl GlobalCache {
     }
 
     /// Delete manifests and configs no record names (older than [`MANIFEST_GRACE`]).
-    fn collect_manifests(&self, dry_run: bool, report: &mut GcReport) -> Result<(), CacheError> {
+    fn collect_manifests(
+        &self,
+        gone: &BTreeSet<String>,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), CacheError> {
         let referenced: BTreeSet<String> = self
-            .stored_records()?
+            .live_records(gone)?
             .into_iter()
-            .flat_map(|(_, s)| {
-                let r = s.record;
-                [Some(r.manifest_digest), r.index_digest, Some(r.config_digest)]
+            .flat_map(|r| {
+                [
+                    Some(r.manifest_digest),
+                    r.index_digest,
+                    Some(r.config_digest),
+                ]
             })
             .flatten()
             .map(|d| d.hex().to_owned())

@@ -80,7 +80,9 @@ pub struct DiskUsage {
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Group records by (manifest digest, platform).
@@ -191,7 +193,11 @@ impl GlobalCache {
 }
 
 /// Split each image's layers into exclusive and shared bytes.
-pub(crate) fn usage_of(images: Vec<CachedImage>, layers: Vec<CachedLayer>, tmp_bytes: u64) -> DiskUsage {
+pub(crate) fn usage_of(
+    images: Vec<CachedImage>,
+    layers: Vec<CachedLayer>,
+    tmp_bytes: u64,
+) -> DiskUsage {
     let mut holders: BTreeMap<&Digest, usize> = BTreeMap::new();
     for image in &images {
         for d in image.layers.iter().collect::<BTreeSet<_>>() {
@@ -220,7 +226,11 @@ pub(crate) fn usage_of(images: Vec<CachedImage>, layers: Vec<CachedLayer>, tmp_b
         .collect();
     DiskUsage {
         layer_bytes: layers.iter().map(|l| l.bytes).sum(),
-        unreferenced_bytes: layers.iter().filter(|l| l.images.is_empty()).map(|l| l.bytes).sum(),
+        unreferenced_bytes: layers
+            .iter()
+            .filter(|l| l.images.is_empty())
+            .map(|l| l.bytes)
+            .sum(),
         images: usage,
         layers,
         tmp_bytes,

@@ -119,7 +119,10 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b), "one lock per layer per process");
         assert!(cache.try_exclude_holders(&d).unwrap().is_none());
         drop(a);
-        assert!(cache.try_exclude_holders(&d).unwrap().is_none(), "b still holds it");
+        assert!(
+            cache.try_exclude_holders(&d).unwrap().is_none(),
+            "b still holds it"
+        );
         drop(b);
         let excluded = cache.try_exclude_holders(&d).unwrap();
         assert!(excluded.is_some());

@@ -17,11 +17,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-pub(crate) use layout::{Layout, write_atomic};
-pub(crate) use lock::FileLock;
 pub use gc::{GcPolicy, GcReport, RemovedImage};
 pub use inventory::{CachedImage, CachedLayer, DiskUsage, ImageUsage};
+pub(crate) use layout::{Layout, write_atomic};
 pub use lease::LayerLease;
+pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
@@ -255,7 +255,9 @@ impl GlobalCache {
     pub(crate) fn remove_record(&self, key: &str) -> Result<(), CacheError> {
         let p = self.inner.layout.image_record(key);
         match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::io("remove", &p)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(CacheError::io("remove", &p)(e))
+            }
             _ => Ok(()),
         }
     }

@@ -90,10 +90,12 @@ pub(crate) fn read_record_file(path: &Path, key: &str) -> Option<StoredRecord> {
         return None;
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
     let record: ImageRecord = serde_json::from_slice(&bytes).ok()?;
-    let valid = record.version == RECORD_VERSION
-        && record_key(&record.reference, &record.platform) == key;
+    let valid =
+        record.version == RECORD_VERSION && record_key(&record.reference, &record.platform) == key;
     valid.then(|| StoredRecord {
         record,
         last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -142,7 +144,9 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(read_record_file(&path, &key).unwrap().record, rec);
         // Under another key (a record copied over another image's name).
-        assert!(read_record_file(&path, &record_key("docker.io/library/b:1", "linux/amd64")).is_none());
+        assert!(
+            read_record_file(&path, &record_key("docker.io/library/b:1", "linux/amd64")).is_none()
+        );
         // Torn, padded with an unknown field, or another version.
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         assert!(read_record_file(&path, &key).is_none());
@@ -168,7 +172,12 @@ mod tests {
         let path = dir.path().join("r.json");
         std::fs::write(&path, b"{}").unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let fresh = SystemTime::now() - Duration::from_secs(10);
         touch_record(&path, fresh);
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();

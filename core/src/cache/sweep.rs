@@ -72,10 +72,9 @@ impl GlobalCache {
             }
             TmpEntry::Trash(diff_id) => self.try_exclude_holders(&diff_id)?.map(Some),
             TmpEntry::Other { pid: Some(pid) } => {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > MIN_AGE_BY_PID);
+                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    SystemTime::now().duration_since(t).unwrap_or_default() > MIN_AGE_BY_PID
+                });
                 (old && pid != std::process::id() && process_gone(pid)).then_some(None)
             }
             TmpEntry::Other { pid: None } => None,
@@ -85,7 +84,10 @@ impl GlobalCache {
 
 /// Whether no process `pid` exists (as far as this pid namespace can tell).
 fn process_gone(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     matches!(

@@ -45,6 +45,9 @@ mod tests {
         let outside = dir.path().join("big");
         std::fs::write(&outside, vec![1u8; 1 << 20]).unwrap();
         std::os::unix::fs::symlink(&outside, t.join("l")).unwrap();
-        assert!(disk_bytes(&t) < one + 64 * 1024, "the symlink's target is not counted");
+        assert!(
+            disk_bytes(&t) < one + 64 * 1024,
+            "the symlink's target is not counted"
+        );
     }
 }

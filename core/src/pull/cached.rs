@@ -68,7 +68,12 @@ fn read_cached(
     platform: Platform,
 ) -> Option<PullResult> {
     let stored = cache.read_record(key)?;
-    let diff_ids: Vec<Digest> = stored.record.layers.iter().map(|l| l.diff_id.clone()).collect();
+    let diff_ids: Vec<Digest> = stored
+        .record
+        .layers
+        .iter()
+        .map(|l| l.diff_id.clone())
+        .collect();
     // Held before they are checked, so a `gc` cannot remove one after the check.
     let leases = cache.hold_layers(&diff_ids).ok()?;
     if !diff_ids.iter().all(|d| cache.has_layer(d)) {
@@ -78,16 +83,18 @@ fn read_cached(
     let rec = stored.record;
     let config_bytes = cache.get_manifest(&rec.config_digest)?;
     let config = ImageConfig::from_json(&config_bytes).ok()?;
-    Some(PullResult::new(
-        cache,
-        reference,
-        platform,
-        diff_ids,
-        config,
-        rec.config_digest,
-        rec.manifest_digest,
-        rec.index_digest,
-        true,
+    Some(
+        PullResult::new(
+            cache,
+            reference,
+            platform,
+            diff_ids,
+            config,
+            rec.config_digest,
+            rec.manifest_digest,
+            rec.index_digest,
+            true,
+        )
+        .holding(leases),
     )
-    .holding(leases))
 }

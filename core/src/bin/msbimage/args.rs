@@ -131,7 +131,10 @@ pub struct GcArgs {
 /// `20G`, `500M`, `1.5T`, `4096` (bytes), powers of 1024; a trailing `B`/`iB` is allowed.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
     let (num, shift) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
             let shift = match c.to_ascii_uppercase() {
@@ -165,7 +168,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         Some('h') => 3600,
         Some('d') => 86_400,
         Some('w') => 7 * 86_400,
-        _ => return Err(format!("expected a duration like 7d, 12h or 30m, got {s:?}")),
+        _ => {
+            return Err(format!(
+                "expected a duration like 7d, 12h or 30m, got {s:?}"
+            ));
+        }
     };
     let n: u64 = t[..t.len() - 1]
         .trim()

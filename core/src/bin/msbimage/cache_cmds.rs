@@ -105,7 +105,10 @@ pub async fn du(args: LsArgs) -> Result<(), Failure> {
     if args.cache.json {
         return json(&usage);
     }
-    let mut out = format!("{:<48} {:<14} {:>10} {:>10}\n", "IMAGE", "PLATFORM", "EXCLUSIVE", "SHARED");
+    let mut out = format!(
+        "{:<48} {:<14} {:>10} {:>10}\n",
+        "IMAGE", "PLATFORM", "EXCLUSIVE", "SHARED"
+    );
     for u in &usage.images {
         out += &format!(
             "{:<48} {:<14} {:>10} {:>10}\n",
@@ -122,7 +125,11 @@ pub async fn du(args: LsArgs) -> Result<(), Failure> {
         } else {
             l.images.join(", ")
         };
-        out += &format!("sha256:{:<12} {:>10}  {held}\n", l.diff_id.short(), human(l.bytes));
+        out += &format!(
+            "sha256:{:<12} {:>10}  {held}\n",
+            l.diff_id.short(),
+            human(l.bytes)
+        );
     }
     out += &format!(
         "\nlayers {}, of which unreferenced {}; tmp {}\n",
@@ -137,7 +144,11 @@ fn report_text(r: &GcReport) -> String {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     let mut out = String::new();
     for image in &r.removed_images {
-        out += &format!("{verb} image {} ({})\n", image.names.join(", "), image.platform);
+        out += &format!(
+            "{verb} image {} ({})\n",
+            image.names.join(", "),
+            image.platform
+        );
     }
     for d in &r.removed_layers {
         out += &format!("{verb} layer {d}\n");
