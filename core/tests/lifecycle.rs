@@ -274,10 +274,7 @@ async fn a_forced_re_pull_keeps_a_held_tree_until_it_is_released() {
     .count();
     assert!(listing > 0, "the reader still sees its tree");
     drop((first, forced, old_tree));
-    // The next pull sweeps them.
-    let c = env.cache();
-    let report = blocking(move || c.gc(&GcPolicy::default()).unwrap());
-    assert_eq!(report.removed_debris, 2);
+    // The last holder in this process deleted them.
     assert!(tmp_entries(env.cache_dir.path()).is_empty());
 }
 
@@ -362,4 +359,52 @@ async fn gc_and_pulls_in_one_process_never_lose_a_layer() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rounds = collector.join().unwrap();
     assert!(rounds > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_cache_is_refused_and_planted_symlinks_are_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = env_with_images().await;
+    let root = env.cache_dir.path().to_owned();
+    drop(pull(&env, "lc/a:1").await);
+    let refused = |what: &str| {
+        let e = microsandbox_image::GlobalCache::new(&root)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refusing") && e.contains("fix:"), "{what}: {e}");
+        e
+    };
+    // Writable by others.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(refused("0777 root").contains("chmod go-w"));
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // `layers/` swapped for a symlink to someone else's tree.
+    let theirs = tempfile::tempdir().unwrap();
+    std::fs::rename(root.join("layers"), theirs.path().join("layers")).unwrap();
+    std::os::unix::fs::symlink(theirs.path().join("layers"), root.join("layers")).unwrap();
+    assert!(refused("symlinked layers/").contains("is a symlink"));
+    std::fs::remove_file(root.join("layers")).unwrap();
+    std::fs::rename(theirs.path().join("layers"), root.join("layers")).unwrap();
+    // Owned by another user (only root can make one).
+    if rustix::process::geteuid().is_root() {
+        let images = root.join("images");
+        std::os::unix::fs::chown(&images, Some(4242), Some(4242)).unwrap();
+        assert!(refused("foreign images/").contains("uid 4242"));
+        std::os::unix::fs::chown(&images, Some(0), Some(0)).unwrap();
+    }
+    // A symlink planted at a lock file: the pull fails instead of creating the target.
+    let (_, b_layers) = images();
+    let planted = root.join(format!(
+        "locks/layer-{}.lock",
+        b_layers.layers[1].diff_id.trim_start_matches("sha256:")
+    ));
+    let target = theirs.path().join("created-through-the-link");
+    std::os::unix::fs::symlink(&target, &planted).unwrap();
+    let err = env
+        .registry_client()
+        .pull(&env.reference("lc/b:1"), &PullOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("lock"), "{err}");
+    assert!(!target.exists(), "nothing created through the planted link");
 }

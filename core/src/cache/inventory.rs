@@ -111,7 +111,11 @@ pub(crate) fn group_images(records: Vec<(String, StoredRecord)>) -> Vec<CachedIm
     }
     let mut out: Vec<CachedImage> = images.into_values().collect();
     for image in &mut out {
-        image.names.sort();
+        // Names and their record keys stay pairwise aligned.
+        let mut pairs: Vec<(String, String)> =
+            image.names.drain(..).zip(image.keys.drain(..)).collect();
+        pairs.sort();
+        (image.names, image.keys) = pairs.into_iter().unzip();
     }
     out.sort_by(|a, b| a.names.cmp(&b.names).then(a.platform.cmp(&b.platform)));
     out
@@ -156,7 +160,7 @@ impl GlobalCache {
     /// walks every layer tree to count its blocks).
     pub fn layers(&self) -> Result<Vec<CachedLayer>, CacheError> {
         let images = self.images()?;
-        Ok(self.layers_of(&images)?)
+        self.layers_of(&images)
     }
 
     fn layers_of(&self, images: &[CachedImage]) -> Result<Vec<CachedLayer>, CacheError> {
@@ -234,5 +238,47 @@ pub(crate) fn usage_of(
         images: usage,
         layers,
         tmp_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::record::{ImageRecord, RECORD_VERSION, record_key};
+
+    #[test]
+    fn names_of_one_manifest_group_and_stay_paired_with_their_records() {
+        let stored = |name: &str| {
+            let record = ImageRecord {
+                version: RECORD_VERSION,
+                reference: name.into(),
+                platform: "linux/amd64".into(),
+                manifest_digest: Digest::sha256_of(b"m"),
+                index_digest: None,
+                config_digest: Digest::sha256_of(b"c"),
+                layers: Vec::new(),
+                pulled_at: 0,
+            };
+            let key = record_key(name, "linux/amd64");
+            (
+                key,
+                StoredRecord {
+                    record,
+                    last_used: UNIX_EPOCH,
+                },
+            )
+        };
+        // Records come in key order, which is not name order.
+        let mut records: Vec<_> = ["r/x:1", "r/x:2", "r/x:3", "r/x:4"]
+            .into_iter()
+            .map(stored)
+            .collect();
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        let images = group_images(records);
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].names, ["r/x:1", "r/x:2", "r/x:3", "r/x:4"]);
+        for (name, key) in images[0].names.iter().zip(&images[0].keys) {
+            assert_eq!(*key, record_key(name, "linux/amd64"));
+        }
     }
 }

@@ -28,7 +28,33 @@ use crate::digest::Digest;
 #[derive(Debug)]
 pub struct LayerLease {
     diff_id: Digest,
-    _lock: FileLock,
+    /// The shared lock; `None` only while dropping.
+    lock: Option<FileLock>,
+    /// The lease lock file, to see on drop whether anyone else still holds the layer.
+    path: std::path::PathBuf,
+    /// Replaced trees of this layer that this process left in `tmp/` because it held the
+    /// layer itself (a forced re-pull): deleted when the last holder here lets go, if no one
+    /// else holds the layer then (otherwise the next sweep does it).
+    pending_trash: Mutex<Vec<std::path::PathBuf>>,
+}
+
+impl Drop for LayerLease {
+    fn drop(&mut self) {
+        let pending = std::mem::take(
+            self.pending_trash
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        drop(self.lock.take());
+        if pending.is_empty() {
+            return;
+        }
+        if let Ok(Some(_free)) = FileLock::try_exclusive(&self.path) {
+            for trash in pending {
+                let _ = std::fs::remove_dir_all(trash);
+            }
+        }
+    }
 }
 
 impl LayerLease {
@@ -76,8 +102,23 @@ impl GlobalCache {
         let lock = FileLock::shared(&path).map_err(CacheError::io("lease", &path))?;
         Ok(leases.insert(&Arc::new(LayerLease {
             diff_id: diff_id.clone(),
-            _lock: lock,
+            lock: Some(lock),
+            path,
+            pending_trash: Mutex::default(),
         })))
+    }
+
+    /// A replaced tree of `diff_id` left at `trash` because the layer is held: if this
+    /// process holds it, its last holder here deletes the tree (when no one else holds the
+    /// layer by then); otherwise the next sweep does.
+    pub(crate) fn defer_trash(&self, diff_id: &Digest, trash: std::path::PathBuf) {
+        if let Some(lease) = self.inner.leases.get(diff_id) {
+            lease
+                .pending_trash
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(trash);
+        }
     }
 
     /// Hold every layer of `diff_ids` (blocking), in order, without duplicates.

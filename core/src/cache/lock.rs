@@ -5,6 +5,7 @@
 //! All functions here block; call them from `spawn_blocking`.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// A held lock; released when dropped (the file is closed).
@@ -13,12 +14,15 @@ pub(crate) struct FileLock {
     _file: File,
 }
 
+/// Open (creating) a lock file; a symlink planted at its name is not followed (`ELOOP`).
 fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
 }
 
@@ -67,5 +71,15 @@ mod tests {
         assert!(FileLock::try_exclusive(&p).unwrap().is_none());
         drop((s1, s2));
         assert!(p.exists(), "lock files are never unlinked");
+    }
+
+    #[test]
+    fn a_symlink_at_a_lock_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, target) = (dir.path().join("x.lock"), dir.path().join("elsewhere"));
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        assert!(FileLock::exclusive(&p).is_err());
+        assert!(FileLock::shared(&p).is_err());
+        assert!(!target.exists(), "nothing was created through the link");
     }
 }

@@ -11,6 +11,7 @@ mod metadata;
 mod record;
 mod staging;
 mod sweep;
+mod trust;
 mod usage;
 
 use std::collections::HashMap;
@@ -43,6 +44,17 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// The cache root or one of its directories could be written by someone else (or is a
+    /// symlink): refused, because a runtime mounts what the cache holds unchecked.
+    #[error("cache: refusing {}: it {reason}; fix: {fix}", path.display())]
+    Untrusted {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// What to do about it.
+        fix: String,
+    },
     /// `remove_image` was asked for an image the cache has no record of.
     #[error("{reference}: no such image in the cache{}", platform.as_ref().map(|p| format!(" for {p}")).unwrap_or_default())]
     NoSuchImage {
@@ -57,7 +69,7 @@ impl CacheError {
     /// The stable kind of this error.
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            CacheError::Io { .. } => crate::ErrorKind::Io,
+            CacheError::Io { .. } | CacheError::Untrusted { .. } => crate::ErrorKind::Io,
             CacheError::NoSuchImage { .. } => crate::ErrorKind::NotFound,
         }
     }
@@ -112,15 +124,19 @@ impl std::fmt::Debug for GlobalCache {
 }
 
 impl GlobalCache {
-    /// Open (creating if needed) a cache at `path`.
+    /// Open (creating if needed, mode 0700) a cache at `path`. The root and its directories
+    /// must belong to this user and be writable by no one else, and (below the root) must
+    /// not be symlinks: anything else is [`CacheError::Untrusted`], naming the path and the
+    /// fix (see `cache/trust.rs`).
     pub fn new(path: impl AsRef<Path>) -> Result<GlobalCache, CacheError> {
-        let root = path.as_ref().to_owned();
-        let layout = Layout::new(root);
-        for dir in layout.dirs() {
-            std::fs::create_dir_all(&dir).map_err(CacheError::io("create", &dir))?;
+        let given = path.as_ref();
+        trust::create_private_dir(given)?;
+        let root = std::fs::canonicalize(given).map_err(CacheError::io("resolve", given))?;
+        let layout = Layout::new(root.clone());
+        for (dir, is_root) in trust::checked_dirs(&root, &layout.dirs()) {
+            trust::create_private_dir(&dir)?;
+            trust::check_trusted(&dir, is_root)?;
         }
-        let root = std::fs::canonicalize(layout.root())
-            .map_err(CacheError::io("resolve", layout.root()))?;
         Ok(GlobalCache {
             inner: Arc::new(CacheInner {
                 layout: Layout::new(root),

@@ -96,13 +96,14 @@ impl Staging {
     /// directory already there (a forced re-pull, or one found damaged) is swapped out in
     /// one `renameat2(RENAME_EXCHANGE)`, so readers see the old tree or the new one, never
     /// none; the old tree goes to `tmp/trash-<hex>.*`, deleted now if no one holds the layer
-    /// and otherwise by a later sweep (`cache/lease.rs`). The caller holds the layer's lock.
+    /// and otherwise by a later sweep (`cache/lease.rs`); its path is returned then. The
+    /// caller holds the layer's lock.
     pub(crate) fn publish(
         mut self,
         layout: &Layout,
         meta: &LayerMeta,
         durable: bool,
-    ) -> Result<(), CacheError> {
+    ) -> Result<Option<PathBuf>, CacheError> {
         let bytes = serde_json::to_vec_pretty(meta)
             .map_err(|e| io("serialise", &self.dir)(std::io::Error::other(e)))?;
         let meta_path = Layout::meta_in(&self.dir);
@@ -113,8 +114,9 @@ impl Staging {
             rustix::fs::syncfs(fd.as_fd()).map_err(|e| io("sync", &self.dir)(e.into()))?;
         }
         let replaced = std::fs::symlink_metadata(&self.target).is_ok();
+        let mut left = None;
         if replaced {
-            self.swap_in(layout, &meta.diff_id)?;
+            left = self.swap_in(layout, &meta.diff_id)?;
         } else {
             std::fs::rename(&self.dir, &self.target).map_err(io("publish", &self.target))?;
             self.published = true;
@@ -123,12 +125,17 @@ impl Staging {
             let d = std::fs::File::open(parent).map_err(io("open", parent))?;
             d.sync_all().map_err(io("sync", parent))?;
         }
-        Ok(())
+        Ok(left)
     }
 
     /// Exchange the staging directory with the published one, then move the old tree (now at
-    /// the staging path) to the trash and delete it if no one holds the layer.
-    fn swap_in(&mut self, layout: &Layout, diff_id: &Digest) -> Result<(), CacheError> {
+    /// the staging path) to the trash and delete it if no one holds the layer; returns the
+    /// trash path if it stays.
+    fn swap_in(
+        &mut self,
+        layout: &Layout,
+        diff_id: &Digest,
+    ) -> Result<Option<PathBuf>, CacheError> {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
         match renameat_with(CWD, &self.dir, CWD, &self.target, RenameFlags::EXCHANGE) {
             Ok(()) => {}
@@ -139,23 +146,25 @@ impl Staging {
                 std::fs::rename(&self.target, &aside).map_err(io("move aside", &self.target))?;
                 std::fs::rename(&self.dir, &self.target).map_err(io("publish", &self.target))?;
                 self.published = true;
-                delete_if_unheld(layout, diff_id, &aside);
-                return Ok(());
+                return Ok(delete_if_unheld(layout, diff_id, aside));
             }
             Err(e) => return Err(io("publish", &self.target)(e.into())),
         }
         self.published = true;
         let trash = layout.trash(diff_id);
         std::fs::rename(&self.dir, &trash).map_err(io("move aside", &self.dir))?;
-        delete_if_unheld(layout, diff_id, &trash);
-        Ok(())
+        Ok(delete_if_unheld(layout, diff_id, trash))
     }
 }
 
-/// Delete a replaced tree now if nobody holds its layer; otherwise a later sweep does.
-fn delete_if_unheld(layout: &Layout, diff_id: &Digest, trash: &Path) {
-    if let Ok(Some(_free)) = super::FileLock::try_exclusive(&layout.layer_lease(diff_id)) {
-        let _ = std::fs::remove_dir_all(trash);
+/// Delete a replaced tree now if nobody holds its layer (`None`); otherwise return it.
+fn delete_if_unheld(layout: &Layout, diff_id: &Digest, trash: PathBuf) -> Option<PathBuf> {
+    match super::FileLock::try_exclusive(&layout.layer_lease(diff_id)) {
+        Ok(Some(_free)) => {
+            let _ = std::fs::remove_dir_all(&trash);
+            None
+        }
+        _ => Some(trash),
     }
 }
 

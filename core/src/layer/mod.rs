@@ -464,7 +464,9 @@ fn extract_and_publish(
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
     drop(permit);
-    staging.publish(layout, &meta, ctx.durable)?;
+    if let Some(trash) = staging.publish(layout, &meta, ctx.durable)? {
+        ctx.cache.defer_trash(&job.diff_id, trash);
+    }
     Ok(meta)
 }
 
