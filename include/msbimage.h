@@ -99,6 +99,9 @@ enum msb_status
     // existed, a whiteout or an opaque directory hides it, or a parent is not a directory),
     // or the entry has no extended attribute of that name. Only from `msb_layer_stack_*`.
     MSB_STATUS_NOT_FOUND = 15,
+    // Waiting for a layer that another pull holds took longer than the `lockTimeout`
+    // setting.
+    MSB_STATUS_LOCK_TIMEOUT = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -174,6 +177,9 @@ enum msb_progress_kind
     // The pull finished successfully. Fields: `reference`, `manifest_digest`,
     // `layer_count`, `cached`.
     MSB_PROGRESS_KIND_COMPLETE = 11,
+    // Another pull is building this layer; this one waits for it. Fields: `layer_index`,
+    // `diff_id` (the holder's pid, when known, is `holderPid` in `json`).
+    MSB_PROGRESS_KIND_LAYER_WAITING = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

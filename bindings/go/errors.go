@@ -30,6 +30,7 @@ const (
 	CodeInternal         Code = C.MSB_STATUS_INTERNAL
 	CodeTimeout          Code = C.MSB_STATUS_TIMEOUT
 	CodeNotFound         Code = C.MSB_STATUS_NOT_FOUND
+	CodeLockTimeout      Code = C.MSB_STATUS_LOCK_TIMEOUT
 )
 
 // String returns the code's name in the C header, e.g. "MSB_STATUS_AUTH".
@@ -84,12 +85,13 @@ var (
 	ErrPanic            = &Error{Code: CodePanic}
 	ErrInternal         = &Error{Code: CodeInternal}
 	ErrNotFound         = &Error{Code: CodeNotFound}
+	ErrLockTimeout      = &Error{Code: CodeLockTimeout}
 )
 
 var sentinels = []*Error{
 	ErrInvalidArgument, ErrInvalidReference, ErrNotCached, ErrPlatformNotFound, ErrAuth,
 	ErrRegistry, ErrDigestMismatch, ErrExtraction, ErrIO, ErrUnsupported, ErrCancelled,
-	ErrPanic, ErrInternal, ErrNotFound,
+	ErrPanic, ErrInternal, ErrNotFound, ErrLockTimeout,
 }
 
 // Sentinel returns the Err* value for code (for errors.Is), or nil for a code this package

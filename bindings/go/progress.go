@@ -26,6 +26,7 @@ const (
 	LayerIndexStarted     EventKind = C.MSB_PROGRESS_KIND_LAYER_INDEX_STARTED
 	LayerIndexComplete    EventKind = C.MSB_PROGRESS_KIND_LAYER_INDEX_COMPLETE
 	Complete              EventKind = C.MSB_PROGRESS_KIND_COMPLETE
+	LayerWaiting          EventKind = C.MSB_PROGRESS_KIND_LAYER_WAITING
 )
 
 var kindNames = map[EventKind]string{
@@ -40,6 +41,7 @@ var kindNames = map[EventKind]string{
 	LayerIndexStarted:     "layer_index_started",
 	LayerIndexComplete:    "layer_index_complete",
 	Complete:              "complete",
+	LayerWaiting:          "layer_waiting",
 }
 
 // EventKinds returns every event kind this package knows, in the library's order.

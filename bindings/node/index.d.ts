@@ -31,6 +31,8 @@ export type ErrorCode =
   | 'INTERNAL'
   /** A layer stack lookup found nothing at that path (or no such extended attribute). */
   | 'NOT_FOUND'
+  /** Waiting for a layer that another pull holds took longer than `lockTimeout`. */
+  | 'LOCK_TIMEOUT'
 
 /**
  * An `Error` thrown or rejected by this package. A cancelled pull rejects with one whose
@@ -149,6 +151,17 @@ export interface LayerIndexCompleteEvent {
   entries: number
 }
 
+/** Another pull (in this process or another) is building this layer; this one waits for it and then uses its result (or builds the layer itself if that pull failed). */
+export interface LayerWaitingEvent {
+  type: 'layerWaiting'
+  /** Layer position. */
+  layerIndex: number
+  /** Uncompressed digest. */
+  diffId: string
+  /** The process that holds the layer's lock, when known. */
+  holderPid: number | null
+}
+
 /** The pull finished successfully. */
 export interface CompleteEvent {
   type: 'complete'
@@ -174,6 +187,7 @@ export type PullProgress =
   | LayerExtractCompleteEvent
   | LayerIndexStartedEvent
   | LayerIndexCompleteEvent
+  | LayerWaitingEvent
   | CompleteEvent
 
 /** Credentials for a registry. */
@@ -211,6 +225,8 @@ export interface RegistryOptions {
     maxPathLen?: number
     maxTotalBytes?: number
   }
+  /** Default: `null`. */
+  lockTimeout?: number | null
   /** Default: `4`. */
   maxRetries?: number
   /** Default: `30`. */

@@ -325,6 +325,7 @@ impl Registry {
                 concurrency: config.concurrency.max(1),
                 limits: config.limits,
                 durable: config.durable,
+                lock_timeout: config.lock_timeout,
             }),
         })
     }

@@ -64,6 +64,11 @@ pub struct RegistryConfig {
     pub user_agent: String,
     /// Limits applied to every layer (entries, bytes, file size, path depth and length).
     pub limits: ExtractLimits,
+    /// Longest wait, in seconds, for a layer that another pull (this process or another)
+    /// is building before this pull fails with `LOCK_TIMEOUT`; `null` (the default) waits as
+    /// long as it takes. The wait is shown by a `layerWaiting` progress event either way.
+    #[serde(with = "opt_seconds")]
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -83,6 +88,7 @@ impl Default for RegistryConfig {
             max_retry_after: Duration::from_secs(30),
             user_agent: default_user_agent(),
             limits: ExtractLimits::default(),
+            lock_timeout: None,
         }
     }
 }
@@ -175,6 +181,26 @@ impl<'de> serde::Deserialize<'de> for DockerConfigSource {
             Raw::Flag(true) => DockerConfigSource::Default,
             Raw::Path(p) => DockerConfigSource::Path(p),
         })
+    }
+}
+
+/// Optional durations as (fractional) seconds, `null` for none.
+mod opt_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

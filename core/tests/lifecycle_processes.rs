@@ -323,3 +323,59 @@ async fn ls_du_rm_gc_from_the_command_line() {
     let bad = cli(dir, &["gc", "--max-size", "5X"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_shows_whom_it_waits_for_and_gives_up_after_the_lock_timeout() {
+    use std::io::Write as _;
+    let f = Fixture::start().await;
+    let dir = f.cache_dir.path();
+    microsandbox_image::GlobalCache::new(dir).unwrap();
+    // Another process holds the first layer's lock (as a pull stopped with SIGSTOP would).
+    let layer = &f.gzip.layers[0];
+    let lock_path = dir.join(format!("locks/layer-{}.lock", layer.diff_id.trim_start_matches("sha256:")));
+    let mut held = std::fs::File::create(&lock_path).unwrap();
+    held.lock().unwrap();
+    write!(held, "{}\n", std::process::id()).unwrap();
+    let config = dir.join("settings.json");
+    std::fs::write(&config, r#"{"lockTimeout": 0.5, "durable": false}"#).unwrap();
+    let pull = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["pull", &format!("{}/fixtures/standard:gzip", f.host()), "--progress", "json"])
+            .args(extra)
+            .arg("--cache")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = pull(&["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(microsandbox_image::ErrorKind::LockTimeout.exit_code().into()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let waiting = events.iter().find(|e| e["type"] == "layerWaiting").expect("a layerWaiting event");
+    assert_eq!(waiting["holderPid"], std::process::id());
+    assert_eq!(waiting["diffId"], layer.diff_id.as_str());
+    let error = events.last().unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["kind"], "LOCK_TIMEOUT");
+    assert!(error["message"].as_str().unwrap().contains(&format!("held by pid {}", std::process::id())), "{error}");
+    // Without a timeout the pull waits, and finishes once the holder lets go.
+    let child = Command::new(BIN)
+        .args(["pull", &format!("{}/fixtures/standard:gzip", f.host()), "--progress", "json", "--cache"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(held);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"type\":\"layerWaiting\""));
+}

@@ -38,6 +38,9 @@ pub enum msb_progress_kind {
     /// The pull finished successfully. Fields: `reference`, `manifest_digest`,
     /// `layer_count`, `cached`.
     Complete = 11,
+    /// Another pull is building this layer; this one waits for it. Fields: `layer_index`,
+    /// `diff_id` (the holder's pid, when known, is `holderPid` in `json`).
+    LayerWaiting = 12,
 }
 
 /// One progress event. Only the fields listed for its `kind` are meaningful; the others are
@@ -202,6 +205,15 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
             e.kind = K::LayerIndexComplete;
             e.layer_index = *layer_index;
             e.entries = *entries;
+        }
+        PullProgress::LayerWaiting {
+            layer_index,
+            diff_id,
+            ..
+        } => {
+            e.kind = K::LayerWaiting;
+            e.layer_index = *layer_index;
+            t.diff_id = diff_id.to_string();
         }
         PullProgress::Complete {
             reference,

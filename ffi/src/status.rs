@@ -52,6 +52,9 @@ pub enum msb_status {
     /// existed, a whiteout or an opaque directory hides it, or a parent is not a directory),
     /// or the entry has no extended attribute of that name. Only from `msb_layer_stack_*`.
     NotFound = 15,
+    /// Waiting for a layer that another pull holds took longer than the `lockTimeout`
+    /// setting.
+    LockTimeout = 16,
 }
 
 impl From<ErrorKind> for msb_status {
@@ -82,11 +85,12 @@ impl msb_status {
             msb_status::Internal => c"MSB_STATUS_INTERNAL",
             msb_status::Timeout => c"MSB_STATUS_TIMEOUT",
             msb_status::NotFound => c"MSB_STATUS_NOT_FOUND",
+            msb_status::LockTimeout => c"MSB_STATUS_LOCK_TIMEOUT",
         }
     }
 
     fn from_code(code: u32) -> Option<msb_status> {
-        const ALL: [msb_status; 16] = [
+        const ALL: [msb_status; 17] = [
             msb_status::Ok,
             msb_status::InvalidArgument,
             msb_status::InvalidReference,
@@ -103,6 +107,7 @@ impl msb_status {
             msb_status::Internal,
             msb_status::Timeout,
             msb_status::NotFound,
+            msb_status::LockTimeout,
         ];
         ALL.into_iter().find(|s| *s as u32 == code)
     }

@@ -19,6 +19,8 @@ from helpers import Served, rust_cli
 
 OVERRIDE = "user.containers.override_stat"
 IMPLICIT = "user.msb.implicit"
+WHITEOUT = "user.msb.whiteout"
+OPAQUE = "user.msb.opaque"
 
 Meta = Tuple[str, int, int, int, int, str]  # kind, mode, uid, gid, size, symlink target
 
@@ -45,8 +47,10 @@ def _meta(path: Path) -> Meta:
 
 
 def overlay(trees: list[Path]) -> Dict[str, Meta]:
-    """The merged tree of ``trees`` (bottom to top) with overlay rules: upper wins,
-    ``.wh.name`` hides, ``.wh..wh..opq`` cuts off the lower layers."""
+    """The merged tree of ``trees`` (bottom to top) with overlay rules, reading the cache's
+    tree format 2 (``core/src/cache/LAYOUT.md``): upper wins, a file marked
+    ``user.msb.whiteout`` hides the name in the layers below, a directory marked
+    ``user.msb.opaque`` cuts them off."""
     merged: Dict[str, Meta] = {}
     for tree in trees:
         entries: Dict[str, Meta] = {}
@@ -57,12 +61,13 @@ def overlay(trees: list[Path]) -> Dict[str, Meta]:
             rel_dir = "" if rel_dir == "." else rel_dir
             for name in sorted(dirnames + filenames):
                 rel = f"{rel_dir}/{name}" if rel_dir else name
-                if name == ".wh..wh..opq":
-                    opaque.add(rel_dir)
-                elif name.startswith(".wh."):
-                    hidden.add(f"{rel_dir}/{name[4:]}" if rel_dir else name[4:])
-                else:
-                    entries[rel] = _meta(Path(dirpath) / name)
+                path = Path(dirpath) / name
+                if _has_xattr(path, WHITEOUT):
+                    hidden.add(rel)
+                    continue
+                if _has_xattr(path, OPAQUE):
+                    opaque.add(rel)
+                entries[rel] = _meta(path)
         for gone in hidden:
             merged = {p: m for p, m in merged.items() if p != gone and not p.startswith(gone + "/")}
         for cut in opaque:
@@ -74,6 +79,14 @@ def overlay(trees: list[Path]) -> Dict[str, Meta]:
             implicit = meta[0] == "Dir" and _is_implicit(tree / path)
             merged[path] = lower if implicit and lower else meta
     return merged
+
+
+def _has_xattr(path: Path, name: str) -> bool:
+    try:
+        os.getxattr(path, name, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
 
 
 def _is_implicit(path: Path) -> bool:

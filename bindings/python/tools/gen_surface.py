@@ -45,6 +45,7 @@ SETTING_TYPES = {
     "maxRetryAfter": "float",
     "limits": "Mapping[str, int]",
     "userAgent": "str",
+    "lockTimeout": "Optional[float]",
 }
 OPTION_TYPES = {
     "pullPolicy": "Union[PullPolicy, str]",

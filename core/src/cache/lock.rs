@@ -42,8 +42,29 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 
+    /// Write this process's pid into the lock file (best effort), for [`FileLock::holder`].
+    pub(crate) fn record_holder(&self) {
+        use std::os::unix::fs::FileExt;
+        let pid = format!("{}\n", std::process::id());
+        if self._file.set_len(0).is_ok() {
+            let _ = self._file.write_all_at(pid.as_bytes(), 0);
+        }
+    }
+
+    /// The pid recorded in the lock file at `path` by its last exclusive holder.
+    pub(crate) fn holder(path: &Path) -> Option<u32> {
+        use std::io::Read;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+            .ok()?;
+        let mut text = String::new();
+        file.take(16).read_to_string(&mut text).ok()?;
+        text.trim().parse().ok()
+    }
+
     /// Take the exclusive lock if nobody holds the lock now.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn try_exclusive(path: &Path) -> std::io::Result<Option<FileLock>> {
         let file = open(path)?;
         match file.try_lock() {

@@ -216,6 +216,22 @@ impl GlobalCache {
         m
     }
 
+    /// Take the cross-process lock of a layer if no one holds it (never waits), recording
+    /// this process as its holder.
+    pub(crate) fn try_lock_layer(&self, diff_id: &Digest) -> Result<Option<FileLock>, CacheError> {
+        let p = self.inner.layout.layer_lock(diff_id);
+        let lock = FileLock::try_exclusive(&p).map_err(CacheError::io("lock", &p))?;
+        if let Some(lock) = &lock {
+            lock.record_holder();
+        }
+        Ok(lock)
+    }
+
+    /// The pid that last took a layer's lock, as recorded in its lock file (blocking).
+    pub(crate) fn layer_lock_holder(&self, diff_id: &Digest) -> Option<u32> {
+        FileLock::holder(&self.inner.layout.layer_lock(diff_id))
+    }
+
     /// Take the cross-process lock of a layer (blocking).
     pub(crate) fn lock_layer(&self, diff_id: &Digest) -> Result<FileLock, CacheError> {
         let p = self.inner.layout.layer_lock(diff_id);

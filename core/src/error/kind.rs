@@ -79,6 +79,8 @@ error_kinds! {
     Internal = "INTERNAL", status 13, exit 70;
     /// A layer stack lookup found nothing at that path (or no such extended attribute).
     NotFound = "NOT_FOUND", status 15, exit 11;
+    /// Waiting for a layer that another pull holds took longer than `lockTimeout`.
+    LockTimeout = "LOCK_TIMEOUT", status 16, exit 12;
 }
 
 impl ErrorKind {

@@ -11,6 +11,7 @@ mod pipe;
 mod reader;
 mod reindex;
 mod tar_guard;
+mod wait;
 
 use std::sync::Arc;
 
@@ -112,6 +113,14 @@ pub enum LayerError {
     /// The pull was cancelled (or another layer failed) before this layer was done.
     #[error("cancelled")]
     Cancelled,
+    /// Another pull held the layer for longer than `lockTimeout`.
+    #[error("waited {:.1} s for the layer's lock{}, longer than lockTimeout", waited.as_secs_f64(), holder_pid.map(|p| format!(" (held by pid {p})")).unwrap_or_default())]
+    LockTimeout {
+        /// How long we waited.
+        waited: std::time::Duration,
+        /// The process holding the lock, when known.
+        holder_pid: Option<u32>,
+    },
 }
 
 impl LayerError {
@@ -128,7 +137,9 @@ impl LayerError {
             LayerError::SizeMismatch { .. }
             | LayerError::DigestMismatch { .. }
             | LayerError::DiffIdMismatch { .. } => ErrorKind::DigestMismatch,
-            LayerError::Io { .. } | LayerError::Cache(_) => ErrorKind::Io,
+            LayerError::Io { .. } => ErrorKind::Io,
+            LayerError::Cache(e) => e.kind(),
+            LayerError::LockTimeout { .. } => ErrorKind::LockTimeout,
             LayerError::Internal(_) => ErrorKind::Internal,
             LayerError::Cancelled => ErrorKind::Cancelled,
             _ => ErrorKind::Extraction,
@@ -156,6 +167,8 @@ pub(crate) struct LayerContext {
     pub progress: ProgressSink,
     pub force: bool,
     pub durable: bool,
+    /// Longest wait for a layer another pull holds (`None`: no limit).
+    pub lock_timeout: Option<std::time::Duration>,
     /// Early writeback for durable pulls (see [`flush`]).
     pub flusher: Option<Flusher>,
     pub build_index: bool,
@@ -186,31 +199,8 @@ pub(crate) async fn ensure_layer(
     job: LayerJob,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<LayerOutcome, LayerError> {
-    let mutex = ctx.cache.layer_mutex(&job.diff_id);
-    let _in_process = tokio::select! {
-        biased;
-        () = ctx.cancel.cancelled() => return Err(LayerError::Cancelled),
-        guard = mutex.lock_owned() => guard,
-    };
-    let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
-    let lock = blocking(move || {
-        if cache.has_layer(&diff_id) {
-            return Ok(None);
-        }
-        cache.lock_layer(&diff_id).map(Some)
-    });
-    let lock = tokio::select! {
-        biased;
-        () = ctx.cancel.cancelled() => return Err(LayerError::Cancelled),
-        lock = lock => lock,
-    };
-    let lock = match lock?? {
-        None if !ctx.force => return cached(&ctx, &job).await,
-        None => {
-            let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
-            blocking(move || cache.lock_layer(&diff_id)).await??
-        }
-        Some(lock) => lock,
+    let Some((_in_process, lock)) = wait::lock_layer(&ctx, &job).await? else {
+        return cached(&ctx, &job).await;
     };
     // Under the lock: another process may have published it while we waited.
     let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());

@@ -137,6 +137,16 @@ progress_events! {
         /// Entries in the index.
         entries: u64,
     },
+    /// Another pull (in this process or another) is building this layer; this one waits for
+    /// it and then uses its result (or builds the layer itself if that pull failed).
+    milestone LayerWaiting {
+        /// Layer position.
+        layer_index: usize,
+        /// Uncompressed digest.
+        diff_id: Digest,
+        /// The process that holds the layer's lock, when known.
+        holder_pid: Option<u32>,
+    },
     /// The pull finished successfully.
     milestone Complete {
         /// The normalised reference.

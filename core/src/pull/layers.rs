@@ -74,6 +74,7 @@ impl Puller {
             progress: cx.progress.clone(),
             force: opts.force,
             durable: self.durable,
+            lock_timeout: self.lock_timeout,
             flusher: self
                 .durable
                 .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),

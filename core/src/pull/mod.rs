@@ -217,6 +217,7 @@ pub(crate) struct Puller {
     pub concurrency: usize,
     pub limits: ExtractLimits,
     pub durable: bool,
+    pub lock_timeout: Option<std::time::Duration>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {

@@ -66,6 +66,7 @@ __all__ = [
     "CancelledError",
     "InternalError",
     "NotFoundError",
+    "LockTimeoutError",
     "PullEvent",
     "AnyPullEvent",
     "Resolving",
@@ -78,6 +79,7 @@ __all__ = [
     "LayerExtractComplete",
     "LayerIndexStarted",
     "LayerIndexComplete",
+    "LayerWaiting",
     "Complete",
     # </generated>
 ]

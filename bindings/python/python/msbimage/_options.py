@@ -42,6 +42,9 @@ class RegistrySettings(TypedDict, total=False):
     limits: Mapping[str, int]
     #: default: {"maxDepth": 512, "maxEntries": 4000000, "maxFileSize": 68719476736, "maxPathLen": 4096, "maxTotalBytes": 274877906944}
 
+    lock_timeout: Optional[float]
+    #: default: null
+
     max_retries: int
     #: default: 4
 

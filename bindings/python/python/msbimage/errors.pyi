@@ -61,6 +61,9 @@ class InternalError(ImageError):
 class NotFoundError(ImageError):
     """A layer stack lookup found nothing at that path (or no such extended attribute)."""
 
+class LockTimeoutError(ImageError):
+    """Waiting for a layer that another pull holds took longer than `lockTimeout`."""
+
 BY_KIND: dict[str, type[ImageError]]
 
-__all__ = ["ImageError", "InvalidArgumentError", "InvalidReferenceError", "NotCachedError", "PlatformNotFoundError", "AuthError", "RegistryError", "DigestMismatchError", "ExtractionError", "IoError", "UnsupportedError", "CancelledError", "InternalError", "NotFoundError"]
+__all__ = ["ImageError", "InvalidArgumentError", "InvalidReferenceError", "NotCachedError", "PlatformNotFoundError", "AuthError", "RegistryError", "DigestMismatchError", "ExtractionError", "IoError", "UnsupportedError", "CancelledError", "InternalError", "NotFoundError", "LockTimeoutError"]

@@ -105,6 +105,16 @@ class LayerIndexComplete(PullEvent):
     """Entries in the index."""
 
 @dataclass(frozen=True)
+class LayerWaiting(PullEvent):
+    """Another pull (in this process or another) is building this layer; this one waits for it and then uses its result (or builds the layer itself if that pull failed)."""
+    layer_index: int
+    """Layer position."""
+    diff_id: str
+    """Uncompressed digest."""
+    holder_pid: int | None
+    """The process that holds the layer's lock, when known."""
+
+@dataclass(frozen=True)
 class Complete(PullEvent):
     """The pull finished successfully."""
     reference: str
@@ -116,10 +126,10 @@ class Complete(PullEvent):
     cached: bool
     """True when the answer came entirely from the cache."""
 
-AnyPullEvent = Union[Resolving, Resolved, LayerCached, LayerDownloadProgress, LayerDownloadComplete, LayerExtractStarted, LayerExtractProgress, LayerExtractComplete, LayerIndexStarted, LayerIndexComplete, Complete]
+AnyPullEvent = Union[Resolving, Resolved, LayerCached, LayerDownloadProgress, LayerDownloadComplete, LayerExtractStarted, LayerExtractProgress, LayerExtractComplete, LayerIndexStarted, LayerIndexComplete, LayerWaiting, Complete]
 
 BY_TYPE: dict[str, type[PullEvent]]
 
 def from_data(data: Mapping[str, Any]) -> PullEvent: ...
 
-__all__ = ["PullEvent", "AnyPullEvent", "Resolving", "Resolved", "LayerCached", "LayerDownloadProgress", "LayerDownloadComplete", "LayerExtractStarted", "LayerExtractProgress", "LayerExtractComplete", "LayerIndexStarted", "LayerIndexComplete", "Complete"]
+__all__ = ["PullEvent", "AnyPullEvent", "Resolving", "Resolved", "LayerCached", "LayerDownloadProgress", "LayerDownloadComplete", "LayerExtractStarted", "LayerExtractProgress", "LayerExtractComplete", "LayerIndexStarted", "LayerIndexComplete", "LayerWaiting", "Complete"]

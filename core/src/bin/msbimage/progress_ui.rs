@@ -167,6 +167,15 @@ impl Plain {
                 layer_label(*layer_index, n),
                 diff_id.short()
             )),
+            PullProgress::LayerWaiting {
+                layer_index,
+                holder_pid,
+                ..
+            } => self.line(format_args!(
+                "{} waiting for {}",
+                layer_label(*layer_index, n),
+                holder(*holder_pid)
+            )),
             PullProgress::LayerDownloadComplete {
                 layer_index,
                 downloaded_bytes,
@@ -355,6 +364,16 @@ impl Bars {
                     l.set_digest(diff_id);
                     l.was_cached = true;
                     l.finish("cached".into());
+                }
+            }
+            PullProgress::LayerWaiting {
+                layer_index,
+                diff_id,
+                holder_pid,
+            } => {
+                if let Some(l) = self.layer(*layer_index) {
+                    l.set_digest(diff_id);
+                    l.bar.set_message(format!("waiting for {}", holder(*holder_pid)));
                 }
             }
             PullProgress::LayerDownloadProgress {
@@ -618,5 +637,14 @@ impl TermLike for AnsiStderr {
 
     fn flush(&self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+/// Who holds a layer we wait for.
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) if pid == std::process::id() => "another pull of this process".into(),
+        Some(pid) => format!("the pull in process {pid}"),
+        None => "another pull".into(),
     }
 }
