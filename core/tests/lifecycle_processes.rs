@@ -332,7 +332,10 @@ async fn a_pull_shows_whom_it_waits_for_and_gives_up_after_the_lock_timeout() {
     microsandbox_image::GlobalCache::new(dir).unwrap();
     // Another process holds the first layer's lock (as a pull stopped with SIGSTOP would).
     let layer = &f.gzip.layers[0];
-    let lock_path = dir.join(format!("locks/layer-{}.lock", layer.diff_id.trim_start_matches("sha256:")));
+    let lock_path = dir.join(format!(
+        "locks/layer-{}.lock",
+        layer.diff_id.trim_start_matches("sha256:")
+    ));
     let mut held = std::fs::File::create(&lock_path).unwrap();
     held.lock().unwrap();
     write!(held, "{}\n", std::process::id()).unwrap();
@@ -340,7 +343,12 @@ async fn a_pull_shows_whom_it_waits_for_and_gives_up_after_the_lock_timeout() {
     std::fs::write(&config, r#"{"lockTimeout": 0.5, "durable": false}"#).unwrap();
     let pull = |extra: &[&str]| {
         Command::new(BIN)
-            .args(["pull", &format!("{}/fixtures/standard:gzip", f.host()), "--progress", "json"])
+            .args([
+                "pull",
+                &format!("{}/fixtures/standard:gzip", f.host()),
+                "--progress",
+                "json",
+            ])
             .args(extra)
             .arg("--cache")
             .arg(dir)
@@ -350,7 +358,11 @@ async fn a_pull_shows_whom_it_waits_for_and_gives_up_after_the_lock_timeout() {
     let out = pull(&["--config", config.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
-        Some(microsandbox_image::ErrorKind::LockTimeout.exit_code().into()),
+        Some(
+            microsandbox_image::ErrorKind::LockTimeout
+                .exit_code()
+                .into()
+        ),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -358,16 +370,31 @@ async fn a_pull_shows_whom_it_waits_for_and_gives_up_after_the_lock_timeout() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let waiting = events.iter().find(|e| e["type"] == "layerWaiting").expect("a layerWaiting event");
+    let waiting = events
+        .iter()
+        .find(|e| e["type"] == "layerWaiting")
+        .expect("a layerWaiting event");
     assert_eq!(waiting["holderPid"], std::process::id());
     assert_eq!(waiting["diffId"], layer.diff_id.as_str());
     let error = events.last().unwrap();
     assert_eq!(error["type"], "error");
     assert_eq!(error["kind"], "LOCK_TIMEOUT");
-    assert!(error["message"].as_str().unwrap().contains(&format!("held by pid {}", std::process::id())), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("held by pid {}", std::process::id())),
+        "{error}"
+    );
     // Without a timeout the pull waits, and finishes once the holder lets go.
     let child = Command::new(BIN)
-        .args(["pull", &format!("{}/fixtures/standard:gzip", f.host()), "--progress", "json", "--cache"])
+        .args([
+            "pull",
+            &format!("{}/fixtures/standard:gzip", f.host()),
+            "--progress",
+            "json",
+            "--cache",
+        ])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -375,7 +402,71 @@ async fn a_pull_shows_whom_it_waits_for_and_gives_up_after_the_lock_timeout() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     drop(held);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"type\":\"layerWaiting\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_the_pull_cleanly_and_the_next_pull_succeeds() {
+    let f = Fixture::start().await;
+    let mnt = tempfile::tempdir().unwrap();
+    // In a mount namespace of its own (gone with the shell): a 1.5 MiB tmpfs as the cache's
+    // file system, too small for the standard image's 3 MiB file; then more room.
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=1536k,mode=0700 tmpfs "$MNT" || exit 90
+        "$BIN" pull "$REF" --progress none --cache "$MNT/c" 2>"$MNT/err"
+        echo "first=$?"
+        echo "err=$(cat "$MNT/err")"
+        echo "tmp=$(ls -A "$MNT/c/tmp" | tr '\n' ' ')"
+        echo "layers=$(ls -A "$MNT/c/layers/sha256" | wc -l)"
+        mount -o remount,size=64m "$MNT" || exit 91
+        "$BIN" pull "$REF" --progress none --cache "$MNT/c" >/dev/null 2>"$MNT/err2"
+        echo "second=$?"
+        echo "err2=$(cat "$MNT/err2")"
+    "#;
+    let root = rustix::process::geteuid().is_root();
+    let out = Command::new("unshare")
+        .args(if root { &["-m"][..] } else { &["-r", "-m"][..] })
+        .args(["sh", "-c", script])
+        .env("MNT", mnt.path())
+        .env("BIN", BIN)
+        .env("REF", format!("{}/fixtures/standard:gzip", f.host()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in {text}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        field("first"),
+        microsandbox_image::ErrorKind::Io.exit_code().to_string(),
+        "{text}"
+    );
+    let err = field("err");
+    assert!(err.contains("No space left on device"), "the cause: {err}");
+    assert!(
+        err.contains("cannot write \"data/big-3m\""),
+        "the path in the layer: {err}"
+    );
+    assert_eq!(field("tmp"), "", "staging removed: {text}");
+    assert_eq!(field("second"), "0", "{text}");
+    assert_eq!(field("err2"), "");
 }

@@ -373,7 +373,8 @@ impl Bars {
             } => {
                 if let Some(l) = self.layer(*layer_index) {
                     l.set_digest(diff_id);
-                    l.bar.set_message(format!("waiting for {}", holder(*holder_pid)));
+                    l.bar
+                        .set_message(format!("waiting for {}", holder(*holder_pid)));
                 }
             }
             PullProgress::LayerDownloadProgress {
