@@ -338,7 +338,7 @@ async fn a_pull_shows_whom_it_waits_for_and_gives_up_after_the_lock_timeout() {
     ));
     let mut held = std::fs::File::create(&lock_path).unwrap();
     held.lock().unwrap();
-    write!(held, "{}\n", std::process::id()).unwrap();
+    writeln!(held, "{}", std::process::id()).unwrap();
     let config = dir.join("settings.json");
     std::fs::write(&config, r#"{"lockTimeout": 0.5, "durable": false}"#).unwrap();
     let pull = |extra: &[&str]| {
