@@ -19,7 +19,8 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CacheError> {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(CacheError::io("create", parent))?;
+        // Named after the cache directory asked for: that is the path the user knows.
+        std::fs::create_dir_all(parent).map_err(CacheError::io("create", dir))?;
     }
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
