@@ -3,6 +3,8 @@
 'use strict'
 
 const assert = require('node:assert/strict')
+const { spawn, spawnSync } = require('node:child_process')
+const path = require('node:path')
 const { after, before, test } = require('node:test')
 
 const msbimage = require('..')
@@ -18,7 +20,8 @@ before(async () => {
   const ok = h.tar([{ name: 'etc', type: '5' }, { name: 'etc/hello', data: 'hello\n' }])
   crafted = await h.craftedRegistry({
     'bad/digest': h.image([ok], { corrupt: true }),
-    'bad/escape': h.image([h.tar([{ name: '../escape', data: 'out' }])]),
+    // A whiteout of the layer's parent directory: a merged view could apply it to the root.
+    'bad/escape': h.image([h.tar([{ name: 'etc/.wh..', data: '' }])]),
     'bad/mediatype': h.image([ok], { mediaType: 'application/vnd.example.not-a-manifest+json' }),
   })
 })
@@ -115,7 +118,7 @@ test('DIGEST_MISMATCH names the layer and leaves nothing behind', async (t) => {
   assert.deepEqual(h.tmpEntries(cache), [])
 })
 
-test('EXTRACTION: a layer writing outside itself', async (t) => {
+test('EXTRACTION: a layer deleting outside itself', async (t) => {
   const e = saw(await rejectsWith(registry(t).pull(`${crafted.host}/bad/escape:latest`), 'EXTRACTION'))
   assert.match(e.layer, /^sha256:/)
 })
@@ -134,6 +137,24 @@ test('NOT_FOUND and INVALID_ARGUMENT from the layer stack', async (t) => {
   assert.throws(() => stack.readlink('etc/overwritten'), { code: 'INVALID_ARGUMENT' })
   assert.throws(() => stack.readDir('etc/overwritten'), { code: 'INVALID_ARGUMENT' })
   assert.throws(() => stack.readDir('nowhere'), { code: 'NOT_FOUND' })
+})
+
+test('LOCK_TIMEOUT: a layer another process holds for longer than lockTimeout', async (t) => {
+  const ref = `${plain.host}/fixtures/standard:gzip`
+  const hex = path.basename(path.dirname((await registry(t).pull(ref)).layers[0]))
+  const cache = h.tempCache(t)
+  new GlobalCache(cache)
+  const lock = path.join(cache, 'locks', `layer-${hex}.lock`)
+  const holder = spawn('flock', [lock, 'sleep', '60'], { stdio: 'ignore' })
+  t.after(() => holder.kill())
+  while (spawnSync('flock', ['-n', lock, 'true']).status === 0) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const r = new Registry(Platform.parse('linux/amd64'), new GlobalCache(cache), { lockTimeout: 0.3 })
+  const events = []
+  const e = saw(await rejectsWith(r.pull(ref, { onProgress: (ev) => events.push(ev) }), 'LOCK_TIMEOUT'))
+  assert.match(e.message, /lockTimeout/)
+  assert.ok(events.some((ev) => ev.type === 'layerWaiting' && ev.diffId === `sha256:${hex}`))
 })
 
 test('CANCELLED is an AbortError', async (t) => {
