@@ -65,3 +65,14 @@ async fn user_agent_set_as_data_is_sent() {
     assert_eq!(err.kind(), microsandbox_image::ErrorKind::Registry, "{err}");
     assert_eq!(seen.join().unwrap().as_deref(), Some("orchestrator/2.1"));
 }
+
+#[test]
+fn pull_options_take_policy_as_another_name_for_pull_policy() {
+    use microsandbox_image::{PullOptions, PullPolicy};
+    let opts: PullOptions = serde_json::from_str(r#"{"policy": "never"}"#).unwrap();
+    assert_eq!(opts.pull_policy, PullPolicy::Never);
+    assert!(
+        serde_json::from_str::<PullOptions>(r#"{"policy": "never", "pullPolicy": "always"}"#)
+            .is_err()
+    );
+}

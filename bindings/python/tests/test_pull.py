@@ -58,6 +58,9 @@ def test_policies(client: msbimage.Registry, registry: Served) -> None:
     assert e.value.kind == "NOT_CACHED" and e.value.image == ref
     assert not client.pull(ref, pull_policy=msbimage.PullPolicy.IF_MISSING).cached
     assert client.pull(ref, pull_policy=msbimage.PullPolicy.NEVER).cached
+    assert client.pull(ref, policy="never").cached  # the CLI's name for it
+    with pytest.raises(msbimage.InvalidArgumentError):
+        client.pull(ref, policy="never", pull_policy="never")
     assert client.pull(ref).cached
     seen: List[msbimage.PullEvent] = []
     always = client.pull(ref, pull_policy="always", progress=seen.append)

@@ -167,6 +167,8 @@ def options_py(surface: Dict[str, Any]) -> str:
                 surface["pullOptions"]["defaults"],
                 OPTION_TYPES,
             ),
+            "\n    policy: Union[PullPolicy, str]\n",
+            "    #: the same as ``pull_policy`` (the core accepts either name; give one)\n",
             "\n\n__all__ = [\"PullOptions\", \"RegistrySettings\"]\n",
         ]
     )

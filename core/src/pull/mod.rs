@@ -52,7 +52,8 @@ pub enum PullPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PullOptions {
-    /// When to contact the registry.
+    /// When to contact the registry (as data also `"policy"`, the name the CLI uses).
+    #[serde(alias = "policy")]
     pub pull_policy: PullPolicy,
     /// Download and extract every layer again, even if cached (implies a manifest fetch).
     pub force: bool,

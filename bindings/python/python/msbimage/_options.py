@@ -76,5 +76,8 @@ class PullOptions(TypedDict, total=False):
     pull_policy: Union[PullPolicy, str]
     #: default: "if-missing"
 
+    policy: Union[PullPolicy, str]
+    #: the same as ``pull_policy`` (the core accepts either name; give one)
+
 
 __all__ = ["PullOptions", "RegistrySettings"]
