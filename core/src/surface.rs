@@ -35,6 +35,10 @@ pub fn api_surface() -> Value {
         },
         "pullOptions": {
             "defaults": serde_json::to_value(PullOptions::default()).unwrap_or(Value::Null),
+            "aliases": PullOptions::ALIASES
+                .iter()
+                .map(|(alias, key)| ((*alias).to_owned(), Value::from(*key)))
+                .collect::<serde_json::Map<String, Value>>(),
         },
     })
 }

@@ -96,8 +96,9 @@ def test_every_pull_option_is_a_keyword(
     surface: Dict[str, Any], client: msbimage.Registry
 ) -> None:
     defaults = surface["pullOptions"]["defaults"]
+    aliases = surface["pullOptions"]["aliases"]
     keys = _typed_dict_keys(PACKAGE_SRC / "_options.py", "PullOptions")
-    assert keys == {_snake(k) for k in defaults}
+    assert keys == {_snake(k) for k in [*defaults, *aliases]}
     for key, default in defaults.items():
         options = {"pull_policy": "never", _snake(key): default}
         if key == "pullPolicy":

@@ -136,6 +136,15 @@ def events_pyi(surface: Dict[str, Any]) -> str:
     return "".join(out)
 
 
+def aliases(names: Dict[str, str], types: Dict[str, str]) -> str:
+    """The aliases the core takes for some options, typed as the option they name."""
+    return "".join(
+        f"\n    {snake(alias)}: {types.get(key, 'Any')}\n"
+        f"    #: the same as ``{snake(key)}`` (give one of them)\n"
+        for alias, key in sorted(names.items())
+    )
+
+
 def options_py(surface: Dict[str, Any]) -> str:
     def typed_dict(name: str, doc: str, defaults: Dict[str, Any], types: Dict[str, str]) -> str:
         lines = [f"\n\nclass {name}(TypedDict, total=False):\n", doc_block(doc, "    ")]
@@ -167,8 +176,7 @@ def options_py(surface: Dict[str, Any]) -> str:
                 surface["pullOptions"]["defaults"],
                 OPTION_TYPES,
             ),
-            "\n    policy: Union[PullPolicy, str]\n",
-            "    #: the same as ``pull_policy`` (the core accepts either name; give one)\n",
+            aliases(surface["pullOptions"].get("aliases", {}), OPTION_TYPES),
             "\n\n__all__ = [\"PullOptions\", \"RegistrySettings\"]\n",
         ]
     )

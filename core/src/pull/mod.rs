@@ -63,6 +63,12 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
 }
 
+impl PullOptions {
+    /// Other names its serde form accepts (alias → key), listed in the API surface so that
+    /// bindings accept them too: `policy` is the CLI's name for `pullPolicy`.
+    pub const ALIASES: &'static [(&'static str, &'static str)] = &[("policy", "pullPolicy")];
+}
+
 impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {

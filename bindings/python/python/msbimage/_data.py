@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from ._native import Platform, Reference, RegistryAuth
 
@@ -45,14 +45,22 @@ def to_data(value: Any, default: Any = None) -> Any:
     return value
 
 
-def core_json(caller: str, kwargs: Mapping[str, object], defaults: Mapping[str, Any]) -> str:
+def core_json(
+    caller: str,
+    kwargs: Mapping[str, object],
+    defaults: Mapping[str, Any],
+    aliases: Optional[Mapping[str, str]] = None,
+) -> str:
     """The JSON object of the core settings named by ``kwargs``. None means "the default".
-    An unknown name is a TypeError, as for any Python function."""
+    An unknown name is a TypeError, as for any Python function; an alias the core lists
+    (``policy`` for ``pull_policy``) goes through under its own name."""
+    aliases = aliases or {}
     data = {}
     for key, value in kwargs.items():
         name = camel(key)
-        if name not in defaults or snake(name) != key:
+        option = aliases.get(name, name)
+        if option not in defaults or snake(name) != key:
             raise TypeError(f"{caller}() got an unexpected keyword argument {key!r}")
         if value is not None:
-            data[name] = to_data(value, defaults[name])
+            data[name] = to_data(value, defaults[option])
     return json.dumps(data)

@@ -77,7 +77,7 @@ class PullOptions(TypedDict, total=False):
     #: default: "if-missing"
 
     policy: Union[PullPolicy, str]
-    #: the same as ``pull_policy`` (the core accepts either name; give one)
+    #: the same as ``pull_policy`` (give one of them)
 
 
 __all__ = ["PullOptions", "RegistrySettings"]

@@ -15,7 +15,7 @@ from . import _native, events
 from ._data import core_json
 from ._native import CancelToken, GlobalCache, Platform, Reference
 from ._native import PullResult as NativeResult
-from ._surface import PULL_DEFAULTS, REGISTRY_DEFAULTS
+from ._surface import PULL_ALIASES, PULL_DEFAULTS, REGISTRY_DEFAULTS
 from .errors import ImageError
 from .layers import LayerStack
 
@@ -189,7 +189,7 @@ class Registry:
         the pull; it returns once its partial files are removed.
         """
         native = self._native.pull(
-            _ref(reference), core_json("pull", options, PULL_DEFAULTS), _progress(progress), cancel
+            _ref(reference), core_json("pull", options, PULL_DEFAULTS, PULL_ALIASES), _progress(progress), cancel
         )
         return PullResult._from_native(native)
 
@@ -225,7 +225,7 @@ class Registry:
 
         self._native.start(
             _ref(reference),
-            core_json("pull_async", options, PULL_DEFAULTS),
+            core_json("pull_async", options, PULL_DEFAULTS, PULL_ALIASES),
             _progress(progress),
             token,
             finished,
@@ -252,7 +252,7 @@ class Registry:
         ``.result``. Byte-count events of a slow reader are merged (milestones never are).
         Leaving a ``with`` block (or dropping the iterator) early cancels the pull."""
         native = self._native.pull_iter(
-            _ref(reference), core_json("pull_iter", options, PULL_DEFAULTS), cancel
+            _ref(reference), core_json("pull_iter", options, PULL_DEFAULTS, PULL_ALIASES), cancel
         )
         return PullIterator(native)
 

@@ -22,3 +22,6 @@ REGISTRY_DEFAULTS: Dict[str, Any] = SURFACE["registryConfig"]["defaults"]
 
 #: Every pull option (camelCase) with its default.
 PULL_DEFAULTS: Dict[str, Any] = SURFACE["pullOptions"]["defaults"]
+
+#: Other names the core takes for pull options (alias → option), e.g. ``policy``.
+PULL_ALIASES: Dict[str, str] = SURFACE["pullOptions"].get("aliases", {})
