@@ -49,6 +49,11 @@ pub struct RegistryConfig {
     /// Flush a layer to disk (`syncfs`) before publishing it. Turn off for throwaway caches
     /// on tmpfs.
     pub durable: bool,
+    /// Layer blobs of at least this many (compressed) bytes keep what has arrived in
+    /// `blobs/sha256/<hex>.partial` while they download, so a pull that is killed resumes
+    /// from those bytes at the next pull (in any process) instead of downloading them again.
+    /// `0` keeps every blob's bytes, `null` none. An existing partial is always resumed.
+    pub partial_min_size: Option<u64>,
     /// Retries of a request after a transient failure (reset, 429, 5xx).
     pub max_retries: u32,
     /// Longest wait for a TCP/TLS connection, in seconds.
@@ -77,6 +82,7 @@ impl Default for RegistryConfig {
             mirrors: BTreeMap::new(),
             concurrency: 4,
             durable: true,
+            partial_min_size: Some(DEFAULT_PARTIAL_MIN_SIZE),
             max_retries: 4,
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
@@ -86,6 +92,9 @@ impl Default for RegistryConfig {
         }
     }
 }
+
+/// The default [`RegistryConfig::partial_min_size`].
+const DEFAULT_PARTIAL_MIN_SIZE: u64 = 0;
 
 /// `msbimage/<version>`, the default [`RegistryConfig::user_agent`].
 pub fn default_user_agent() -> String {
@@ -252,6 +261,7 @@ mod tests {
         assert!(keys.contains(&"insecureRegistries".to_string()));
         assert!(keys.contains(&"maxRetryAfter".to_string()));
         assert!(keys.contains(&"userAgent".to_string()));
-        assert_eq!(keys.len(), 14);
+        assert!(keys.contains(&"partialMinSize".to_string()));
+        assert_eq!(keys.len(), 15);
     }
 }

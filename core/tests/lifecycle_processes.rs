@@ -140,7 +140,7 @@ async fn stalled_pull(f: &Fixture) -> (std::process::Child, String, FaultProxy) 
     )
     .await
     .unwrap();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["pull", &format!("{}/fixtures/standard:gzip", proxy.host())])
         .args(["--progress", "none", "--cache"])
         .arg(f.cache_dir.path())
@@ -158,6 +158,8 @@ async fn stalled_pull(f: &Fixture) -> (std::process::Child, String, FaultProxy) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the pull never reached the stalled layer");
 }
 

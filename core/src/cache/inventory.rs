@@ -156,7 +156,7 @@ impl GlobalCache {
     /// walks every layer tree to count its blocks).
     pub fn layers(&self) -> Result<Vec<CachedLayer>, CacheError> {
         let images = self.images()?;
-        Ok(self.layers_of(&images)?)
+        self.layers_of(&images)
     }
 
     fn layers_of(&self, images: &[CachedImage]) -> Result<Vec<CachedLayer>, CacheError> {

@@ -10,13 +10,17 @@ mod flush;
 mod pipe;
 mod reader;
 mod reindex;
+mod resume;
 mod tar_guard;
 
+use std::io::Read;
 use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
 
 pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
 
-use crate::cache::{CacheError, GlobalCache, LayerMeta, Staging};
+use crate::cache::{CacheError, FileLock, GlobalCache, LayerMeta, PartialBlob, Staging};
 use crate::cancel::CancelToken;
 use crate::client::{RegistryClient, RegistryError};
 use crate::digest::{Digest, HashingReader};
@@ -29,7 +33,7 @@ use download::{DownloadError, stream_blob};
 use flush::FlushTicker;
 pub(crate) use flush::Flusher;
 use pipe::{PipeReader, Pumped};
-use reader::{ChunkReader, chunk_channel};
+use reader::chunk_channel;
 pub(crate) use reindex::ensure_index;
 
 /// What went wrong with one layer.
@@ -156,6 +160,8 @@ pub(crate) struct LayerContext {
     pub progress: ProgressSink,
     pub force: bool,
     pub durable: bool,
+    /// Blobs of at least this many bytes keep their downloaded bytes (`cache/partial.rs`).
+    pub partial_min_size: Option<u64>,
     /// Early writeback for durable pulls (see [`flush`]).
     pub flusher: Option<Flusher>,
     pub build_index: bool,
@@ -223,13 +229,57 @@ pub(crate) async fn ensure_layer(
         layer_index: job.index,
         diff_id: job.diff_id.clone(),
     });
-    let (tx, reader) = chunk_channel();
+    resume::download_layer(&ctx, &job, lock, permit).await?;
+    Ok(LayerOutcome::Pulled)
+}
+
+/// The end of one pass over a layer's blob: its result, and the layer lock and concurrency
+/// permit back (the permit is gone once the layer reached publishing), for another pass.
+pub(super) struct Attempt {
+    pub result: Result<(), LayerError>,
+    pub lock: Option<FileLock>,
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// One pass: feed `partial`'s kept bytes, then the network's from where they end (with
+/// `Range`), through the pipeline, keeping the new bytes in `partial` when it keeps them.
+pub(super) async fn run_pipeline(
+    ctx: &Arc<LayerContext>,
+    job: &LayerJob,
+    lock: FileLock,
+    permit: Option<OwnedSemaphorePermit>,
+    partial: Option<&PartialBlob>,
+) -> Attempt {
+    let failed = |result: LayerError, lock, permit| Attempt {
+        result: Err(result),
+        lock: Some(lock),
+        permit,
+    };
+    let from = partial.map_or(0, PartialBlob::kept);
+    let (tx, mut reader) = chunk_channel();
+    // Opening two files of our own: no need for a blocking thread.
+    let prefix = match partial.filter(|p| p.kept() > 0).map(PartialBlob::prefix) {
+        Some(Err(e)) => return failed(e.into(), lock, permit),
+        Some(Ok(prefix)) => Some(prefix),
+        None => None,
+    };
+    match partial.map(PartialBlob::writer) {
+        Some(Err(e)) => return failed(e.into(), lock, permit),
+        Some(Ok(Some(writer))) => reader.keep_in(writer),
+        Some(Ok(None)) | None => {}
+    }
+    let source: Box<dyn Read + Send> = match prefix {
+        Some(prefix) => Box::new(prefix.chain(reader)),
+        None => Box::new(reader),
+    };
     let worker = {
         let ctx = ctx.clone();
         let job = job.clone();
         tokio::task::spawn_blocking(move || {
-            let _lock = lock; // held until the layer is published or abandoned
-            extract_and_publish(&ctx, &job, reader, permit)
+            // The lock is held until the layer is published or abandoned.
+            let mut permit = permit;
+            let result = extract_and_publish(&ctx, &job, source, &mut permit);
+            (result, lock, permit)
         })
     };
     // On cancel the download stops; the worker still runs to its end (it sees the failure,
@@ -242,6 +292,7 @@ pub(crate) async fn ensure_layer(
             &ctx.reference,
             &job.descriptor,
             job.index,
+            from,
             &tx,
             &ctx.progress,
         ) => r,
@@ -250,25 +301,33 @@ pub(crate) async fn ensure_layer(
         let _ = tx.send(Err(())).await;
     }
     drop(tx);
-    let extracted = worker
-        .await
-        .map_err(|e| LayerError::Internal(format!("layer worker: {e}")))?;
-    match downloaded {
-        Ok(_) | Err(DownloadError::ReceiverGone) => {}
-        Err(DownloadError::Cancelled) => return Err(LayerError::Cancelled),
-        Err(DownloadError::Registry(e)) => return Err(LayerError::Download(e)),
-        Err(DownloadError::TooLong { expected }) => {
-            return Err(LayerError::SizeMismatch {
-                expected,
-                actual: expected + 1,
-            });
+    let (extracted, lock, permit) = match worker.await {
+        Ok(done) => done,
+        Err(e) => {
+            return Attempt {
+                result: Err(LayerError::Internal(format!("layer worker: {e}"))),
+                lock: None,
+                permit: None,
+            };
         }
+    };
+    let result = match downloaded {
+        Ok(_) | Err(DownloadError::ReceiverGone) => extracted.map(drop),
+        Err(DownloadError::Cancelled) => Err(LayerError::Cancelled),
+        Err(DownloadError::Registry(e)) => Err(LayerError::Download(e)),
+        Err(DownloadError::TooLong { expected }) => Err(LayerError::SizeMismatch {
+            expected,
+            actual: expected + 1,
+        }),
         Err(DownloadError::TooShort { expected, actual }) => {
-            return Err(LayerError::SizeMismatch { expected, actual });
+            Err(LayerError::SizeMismatch { expected, actual })
         }
+    };
+    Attempt {
+        result,
+        lock: Some(lock),
+        permit,
     }
-    extracted?;
-    Ok(LayerOutcome::Pulled)
 }
 
 /// A layer already in the cache: report it, and index it if it lacks an index we want.
@@ -277,6 +336,10 @@ async fn cached(ctx: &Arc<LayerContext>, job: &LayerJob) -> Result<LayerOutcome,
         layer_index: job.index,
         diff_id: job.diff_id.clone(),
     });
+    // Bytes an earlier pull kept of this blob are of no use now (the layer may have been
+    // published from another blob of the same content).
+    let (cache, blob) = (ctx.cache.clone(), job.descriptor.digest.clone());
+    blocking(move || cache.drop_partial(&blob)).await??;
     if ctx.build_index {
         index_cached_layers(
             &ctx.cache,
@@ -420,8 +483,8 @@ fn extract_tar(
 fn extract_and_publish(
     ctx: &LayerContext,
     job: &LayerJob,
-    source: ChunkReader,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    source: Box<dyn Read + Send>,
+    permit: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
     let staging = Staging::create(layout, &job.diff_id)?;
@@ -463,7 +526,7 @@ fn extract_and_publish(
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
-    drop(permit);
+    drop(permit.take());
     staging.publish(layout, &meta, ctx.durable)?;
     Ok(meta)
 }
@@ -483,7 +546,7 @@ fn inflate_and_extract(
     ctx: &LayerContext,
     job: &LayerJob,
     staging: &Staging,
-    source: ChunkReader,
+    source: Box<dyn Read + Send>,
 ) -> Result<Extracted, LayerError> {
     let compressed = HashingReader::new(source, job.descriptor.digest.algorithm());
     let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;

@@ -74,6 +74,7 @@ impl Puller {
             progress: cx.progress.clone(),
             force: opts.force,
             durable: self.durable,
+            partial_min_size: self.partial_min_size,
             flusher: self
                 .durable
                 .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),

@@ -217,6 +217,7 @@ pub(crate) struct Puller {
     pub concurrency: usize,
     pub limits: ExtractLimits,
     pub durable: bool,
+    pub partial_min_size: Option<u64>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
