@@ -233,12 +233,14 @@ pub(crate) async fn ensure_layer(
     Ok(LayerOutcome::Pulled)
 }
 
-/// The end of one pass over a layer's blob: its result, and the layer lock and concurrency
-/// permit back (the permit is gone once the layer reached publishing), for another pass.
+/// The end of one pass over a layer's blob: its result, and the layer lock, concurrency
+/// permit and partial back for another pass (the permit and the partial are gone once the
+/// blob was verified).
 pub(super) struct Attempt {
     pub result: Result<(), LayerError>,
     pub lock: Option<FileLock>,
     pub permit: Option<OwnedSemaphorePermit>,
+    pub partial: Option<PartialBlob>,
 }
 
 /// One pass: feed `partial`'s kept bytes, then the network's from where they end (with
@@ -248,26 +250,32 @@ pub(super) async fn run_pipeline(
     job: &LayerJob,
     lock: FileLock,
     permit: Option<OwnedSemaphorePermit>,
-    partial: Option<&PartialBlob>,
+    partial: Option<PartialBlob>,
 ) -> Attempt {
-    let failed = |result: LayerError, lock, permit| Attempt {
-        result: Err(result),
-        lock: Some(lock),
-        permit,
-    };
-    let from = partial.map_or(0, PartialBlob::kept);
+    let from = partial.as_ref().map_or(0, PartialBlob::kept);
     let (tx, mut reader) = chunk_channel();
     // Opening two files of our own: no need for a blocking thread.
-    let prefix = match partial.filter(|p| p.kept() > 0).map(PartialBlob::prefix) {
-        Some(Err(e)) => return failed(e.into(), lock, permit),
-        Some(Ok(prefix)) => Some(prefix),
+    let opened = partial.as_ref().map(|p| {
+        let prefix = (p.kept() > 0).then(|| p.prefix()).transpose()?;
+        Ok::<_, CacheError>((prefix, p.writer()?))
+    });
+    let prefix = match opened {
+        Some(Err(e)) => {
+            return Attempt {
+                result: Err(e.into()),
+                lock: Some(lock),
+                permit,
+                partial,
+            };
+        }
+        Some(Ok((prefix, writer))) => {
+            if let Some(writer) = writer {
+                reader.keep_in(writer);
+            }
+            prefix
+        }
         None => None,
     };
-    match partial.map(PartialBlob::writer) {
-        Some(Err(e)) => return failed(e.into(), lock, permit),
-        Some(Ok(Some(writer))) => reader.keep_in(writer),
-        Some(Ok(None)) | None => {}
-    }
     let source: Box<dyn Read + Send> = match prefix {
         Some(prefix) => Box::new(prefix.chain(reader)),
         None => Box::new(reader),
@@ -277,9 +285,9 @@ pub(super) async fn run_pipeline(
         let job = job.clone();
         tokio::task::spawn_blocking(move || {
             // The lock is held until the layer is published or abandoned.
-            let mut permit = permit;
-            let result = extract_and_publish(&ctx, &job, source, &mut permit);
-            (result, lock, permit)
+            let (mut permit, mut partial) = (permit, partial);
+            let result = extract_and_publish(&ctx, &job, source, &mut permit, &mut partial);
+            (result, lock, permit, partial)
         })
     };
     // On cancel the download stops; the worker still runs to its end (it sees the failure,
@@ -301,13 +309,14 @@ pub(super) async fn run_pipeline(
         let _ = tx.send(Err(())).await;
     }
     drop(tx);
-    let (extracted, lock, permit) = match worker.await {
+    let (extracted, lock, permit, partial) = match worker.await {
         Ok(done) => done,
         Err(e) => {
             return Attempt {
                 result: Err(LayerError::Internal(format!("layer worker: {e}"))),
                 lock: None,
                 permit: None,
+                partial: None,
             };
         }
     };
@@ -327,6 +336,7 @@ pub(super) async fn run_pipeline(
         result,
         lock: Some(lock),
         permit,
+        partial,
     }
 }
 
@@ -485,6 +495,7 @@ fn extract_and_publish(
     job: &LayerJob,
     source: Box<dyn Read + Send>,
     permit: &mut Option<OwnedSemaphorePermit>,
+    partial: &mut Option<PartialBlob>,
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
     let staging = Staging::create(layout, &job.diff_id)?;
@@ -492,6 +503,12 @@ fn extract_and_publish(
         inflate_and_extract(ctx, job, &staging, source)?;
     let blob_size = pumped.blob_size;
     let stats = verify_blob(job, extracted, pumped)?;
+    // The blob is verified: its kept bytes are of no more use. Removed now, before the
+    // `syncfs` of a durable publish, their dirty pages are dropped instead of written out.
+    // Best effort: a partial left behind is only space, and `gc` collects it.
+    if let Some(partial) = partial.take() {
+        let _ = partial.remove();
+    }
     // Milestones are emitted here, in order, once each fact is verified.
     ctx.progress.emit(PullProgress::LayerDownloadComplete {
         layer_index: job.index,

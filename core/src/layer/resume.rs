@@ -3,7 +3,8 @@
 //! of it is verified as one stream. This module decides what happens to the partial after a
 //! pass:
 //!
-//! * published: removed;
+//! * verified: removed (before the layer is published, so a durable publish's `syncfs` does
+//!   not write out bytes about to be deleted);
 //! * cancelled, or the download failed: kept, so the next pull resumes from it;
 //! * anything else (digest or size mismatch, a bad stream, a refused entry, a failed
 //!   publish): removed, since the bytes may be what is wrong; and if this pass had resumed
@@ -34,7 +35,8 @@ pub(super) async fn download_layer(
             result,
             lock: lock_back,
             permit: permit_back,
-        } = run_pipeline(ctx, job, lock, permit, partial.as_ref()).await;
+            partial,
+        } = run_pipeline(ctx, job, lock, permit, partial).await;
         let keep = result.as_ref().err().is_some_and(keeps_partial);
         let removed = match partial.filter(|_| !keep) {
             Some(partial) => blocking(move || partial.remove()).await?.is_ok(),
