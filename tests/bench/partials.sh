@@ -4,8 +4,8 @@
 # `partialMinSize: null` (none kept), alternating keep/none (the starting mode rotating each
 # round) in one run. Each timed pull goes to a fresh cache after the page cache is dropped:
 # on tmpfs (`--fs tmpfs`, the CPU cost) or on the disk under /var/tmp with durable publishing
-# (`--fs disk`, the I/O cost too). Prints per image the median wall time of each mode and
-# the ratio keep/none.
+# (`--fs disk`, the I/O cost too). Prints per image the median wall time and CPU time (user +
+# system, less disturbed by other work on the machine) of each mode and the ratios keep/none.
 #
 #   bash tests/bench/partials.sh [--runs N] [--images many,usr] [--fs tmpfs,disk]
 #
@@ -69,7 +69,7 @@ for img in "${images[@]}"; do
   esac
 done
 
-# pull MODE IMAGE FS: seconds of one cold pull into a fresh cache.
+# pull MODE IMAGE FS: wall and CPU seconds of one cold pull into a fresh cache.
 pull() {
   local cache
   if [ "$3" = tmpfs ]; then
@@ -81,19 +81,22 @@ pull() {
   fi
   sync
   echo 3 >/proc/sys/vm/drop_caches
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$kit/msbimage" pull "$host/partials/$2:gzip" --cache "$cache" --insecure-registry "$host" \
-    --config "$work/$1.json" --progress none >/dev/null
-  t1=$(date +%s.%N)
+  /usr/bin/time -f '%e %U %S' -o "$work/time" "$kit/msbimage" pull "$host/partials/$2:gzip" \
+    --cache "$cache" --insecure-registry "$host" --config "$work/$1.json" --progress none \
+    >/dev/null
   if [ "$3" = tmpfs ]; then umount "$work/mnt"; else rm -rf "$cache"; sync; fi
-  echo "$t1 - $t0" | bc
+  # wall seconds, CPU seconds (user + system)
+  awk '{print $1, $2 + $3}' "$work/time"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# median COLUMN < FILE
+median() {
+  awk -v c="$1" '{print $c}' | sort -n |
+    awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
 
-echo "| image | cache | keep (partialMinSize 0) | none (null) | keep/none | runs |"
-echo "|---|---|---|---|---|---|"
+echo "| image | cache | wall keep (partialMinSize 0) | wall none (null) | keep/none | CPU keep | CPU none | keep/none | runs |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for fs in "${fses[@]}"; do
   for img in "${images[@]}"; do
     : >"$work/keep.$img"
@@ -103,11 +106,13 @@ for fs in "${fses[@]}"; do
       ((r % 2)) || order=(none keep)
       for m in "${order[@]}"; do pull "$m" "$img" "$fs" >>"$work/$m.$img"; done
     done
-    echo "raw $img $fs keep: $(tr '\n' ' ' <"$work/keep.$img")" >&2
-    echo "raw $img $fs none: $(tr '\n' ' ' <"$work/none.$img")" >&2
-    k=$(median <"$work/keep.$img")
-    n=$(median <"$work/none.$img")
-    printf '| %s | %s | %.3f s | %.3f s | %.3f | %s |\n' "$img" "$fs" "$k" "$n" \
-      "$(echo "$k / $n" | bc -l)" "$RUNS"
+    echo "raw $img $fs keep (wall cpu): $(tr '\n' ',' <"$work/keep.$img")" >&2
+    echo "raw $img $fs none (wall cpu): $(tr '\n' ',' <"$work/none.$img")" >&2
+    kw=$(median 1 <"$work/keep.$img")
+    nw=$(median 1 <"$work/none.$img")
+    kc=$(median 2 <"$work/keep.$img")
+    nc=$(median 2 <"$work/none.$img")
+    printf '| %s | %s | %.3f s | %.3f s | %.3f | %.2f s | %.2f s | %.3f | %s |\n' "$img" "$fs" \
+      "$kw" "$nw" "$(echo "$kw / $nw" | bc -l)" "$kc" "$nc" "$(echo "$kc / $nc" | bc -l)" "$RUNS"
   done
 done

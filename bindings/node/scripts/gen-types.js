@@ -27,6 +27,7 @@ const SETTING_TYPES = {
   insecureRegistries: 'string[]',
   caFiles: 'string[]',
   mirrors: 'Record<string, string[]>',
+  partialMinSize: 'number | null',
 }
 const OPTION_TYPES = {
   pullPolicy: 'PullPolicy',
