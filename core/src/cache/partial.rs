@@ -11,8 +11,8 @@
 //!   network bytes after it, so a torn or corrupted tail fails the blob's digest check (and the
 //!   pull starts again from zero). No `fsync`: a process that is killed loses nothing written,
 //!   and a power cut at worst leaves a tail the digest check refuses.
-//! * It is removed once its layer is published, when the layer turns out to be published
-//!   already, and when the blob proved bad. A cancelled pull, or one whose download failed,
+//! * It is removed once its blob is verified (before the layer is published), when the layer
+//!   turns out to be published already, and when the blob proved bad. A cancelled pull, or one whose download failed,
 //!   keeps it: that is the point of resuming.
 //! * `gc` removes partials no one holds that have not grown for [`PARTIAL_MAX_AGE`].
 
@@ -95,7 +95,7 @@ impl PartialBlob {
         Ok(Some(PartialWriter { file: Some(f) }))
     }
 
-    /// Delete the kept bytes (the layer is published, or they proved bad).
+    /// Delete the kept bytes (the blob is verified, or they proved bad).
     pub(crate) fn remove(self) -> Result<(), CacheError> {
         remove_if_present(&self.path)
     }
