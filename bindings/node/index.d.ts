@@ -85,7 +85,7 @@ export interface LayerDownloadProgressEvent {
   layerIndex: number
   /** Compressed digest. */
   digest: string
-  /** Compressed bytes received so far. */
+  /** Compressed bytes received so far (a download resumed from bytes an earlier pull kept counts them from its first event). */
   downloadedBytes: number
   /** The blob's size from the manifest, when known. */
   totalBytes: number | null
@@ -233,6 +233,8 @@ export interface RegistryOptions {
   maxRetryAfter?: number
   /** Default: `{}`. */
   mirrors?: Record<string, string[]>
+  /** Default: `33554432`. */
+  partialMinSize?: number | null
   /** Default: `60`. */
   readTimeout?: number
   /** Default: `"msbimage/0.1.0"`. */

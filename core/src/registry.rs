@@ -235,6 +235,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Keep the downloaded bytes of layer blobs of at least `bytes` (`None`: of none) in the
+    /// cache while they download, so a killed pull resumes from them (see
+    /// [`RegistryConfig::partial_min_size`]).
+    pub fn partial_min_size(mut self, bytes: Option<u64>) -> Self {
+        self.config.partial_min_size = bytes;
+        self
+    }
+
     /// Retries of a request after a transient failure (default 4).
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.config.max_retries = retries;
@@ -326,6 +334,7 @@ impl Registry {
                 limits: config.limits,
                 durable: config.durable,
                 lock_timeout: config.lock_timeout,
+                partial_min_size: config.partial_min_size,
             }),
         })
     }

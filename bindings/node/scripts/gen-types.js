@@ -28,6 +28,7 @@ const SETTING_TYPES = {
   caFiles: 'string[]',
   mirrors: 'Record<string, string[]>',
   lockTimeout: 'number | null',
+  partialMinSize: 'number | null',
 }
 const OPTION_TYPES = {
   pullPolicy: 'PullPolicy',

@@ -39,6 +39,7 @@ SETTING_TYPES = {
     "mirrors": "Mapping[str, Iterable[str]]",
     "concurrency": "int",
     "durable": "bool",
+    "partialMinSize": "Optional[int]",
     "maxRetries": "int",
     "connectTimeout": "float",
     "readTimeout": "float",

@@ -79,7 +79,8 @@ pub struct GcReport {
     pub in_use_layers: Vec<Digest>,
     /// Manifests and configs deleted.
     pub removed_manifests: usize,
-    /// Staging directories, replaced trees and temp files of dead processes deleted.
+    /// Staging directories, replaced trees and temp files of dead processes deleted, and
+    /// stale partial downloads (`blobs/sha256/<hex>.partial`).
     pub removed_debris: usize,
     /// Bytes freed.
     pub freed_bytes: u64,
@@ -104,8 +105,9 @@ impl GlobalCache {
             ..GcReport::default()
         };
         let swept = self.sweep_debris(policy.dry_run)?;
-        report.removed_debris = swept.entries;
-        report.freed_bytes += swept.bytes;
+        let partials = self.sweep_partials(policy.dry_run)?;
+        report.removed_debris = swept.entries + partials.entries;
+        report.freed_bytes += swept.bytes + partials.bytes;
 
         let images = group_images(self.stored_records()?);
         let evicted = self.choose_evictions(&images, policy)?;

@@ -13,6 +13,8 @@ const LAYER_FS: &str = "fs";
 const LAYER_INDEX: &str = "index";
 /// The layer's metadata inside a layer directory.
 const LAYER_META: &str = "meta.json";
+/// Suffix of the kept prefix of a blob being downloaded: `blobs/sha256/<hex>.partial`.
+const PARTIAL_SUFFIX: &str = ".partial";
 
 /// Paths inside one cache root: the only code that knows the cache's file names.
 #[derive(Debug, Clone)]
@@ -93,6 +95,33 @@ impl Layout {
         self.root
             .join("locks")
             .join(format!("layer-{}.lock", diff_id.hex()))
+    }
+
+    /// `blobs/sha256/`: the kept prefixes of blobs being downloaded (`cache/partial.rs`).
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    /// `blobs/sha256/<hex>.partial`: the compressed bytes of a blob received so far, kept
+    /// while it downloads so a later pull can resume from them.
+    pub(crate) fn blob_partial(&self, blob: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(blob.algorithm().as_str())
+            .join(format!("{}{PARTIAL_SUFFIX}", blob.hex()))
+    }
+
+    /// The blob digest of a `blobs/sha256/` entry named `name`, if it is a `.partial`.
+    pub(crate) fn partial_blob_of(name: &str) -> Option<Digest> {
+        let hex = name.strip_suffix(PARTIAL_SUFFIX)?;
+        format!("sha256:{hex}").parse().ok()
+    }
+
+    /// `locks/blob-<hex>.lock`: held by whoever writes or removes the blob's `.partial`.
+    pub(crate) fn blob_lock(&self, blob: &Digest) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(format!("blob-{}.lock", blob.hex()))
     }
 
     /// The lock file whose shared locks are leases on a layer (`cache/lease.rs`).

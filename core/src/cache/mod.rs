@@ -8,6 +8,7 @@ mod layout;
 mod lease;
 mod lock;
 mod metadata;
+mod partial;
 mod record;
 mod staging;
 mod sweep;
@@ -24,6 +25,7 @@ pub(crate) use layout::{Layout, write_atomic};
 pub use lease::LayerLease;
 pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
+pub(crate) use partial::{PartialBlob, PartialWriter};
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 

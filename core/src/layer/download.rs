@@ -1,6 +1,7 @@
 //! Streaming one blob from the registry into the extractor's channel, resuming with `Range`
 //! after a dropped connection so the same decompressor keeps going. The blob is never
-//! buffered whole; its size is enforced as it arrives.
+//! buffered whole; its size is enforced as it arrives. A download may also start past the
+//! beginning, after the bytes an earlier pull kept (`cache/partial.rs`).
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -31,18 +32,31 @@ pub(crate) enum DownloadError {
     Cancelled,
 }
 
-/// Stream `layer` into `tx`; returns the byte count.
+/// Stream `layer` from byte `from` on into `tx` (the bytes before it were kept by an earlier
+/// pull and count as downloaded); returns the blob's length.
 pub(crate) async fn stream_blob(
     client: &RegistryClient,
     reference: &Reference,
     layer: &LayerDescriptor,
     layer_index: usize,
+    from: u64,
     tx: &ChunkSender,
     progress: &ProgressSink,
 ) -> Result<u64, DownloadError> {
-    let mut offset = 0u64;
+    let mut offset = from;
     let mut stalled = 0u32;
     let mut resumes = 0u32;
+    if from > 0 {
+        progress.emit(PullProgress::LayerDownloadProgress {
+            layer_index,
+            digest: layer.digest.clone(),
+            downloaded_bytes: from,
+            total_bytes: Some(layer.size),
+        });
+    }
+    if from == layer.size {
+        return Ok(from);
+    }
     loop {
         let resp = match client.open_blob(reference, &layer.digest, offset).await {
             Ok(r) => r,

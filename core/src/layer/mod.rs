@@ -10,14 +10,18 @@ mod flush;
 mod pipe;
 mod reader;
 mod reindex;
+mod resume;
 mod tar_guard;
 mod wait;
 
+use std::io::Read;
 use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
 
 pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
 
-use crate::cache::{CacheError, GlobalCache, LayerMeta, Staging};
+use crate::cache::{CacheError, FileLock, GlobalCache, LayerMeta, PartialBlob, Staging};
 use crate::cancel::CancelToken;
 use crate::client::{RegistryClient, RegistryError};
 use crate::digest::{Digest, HashingReader};
@@ -30,7 +34,7 @@ use download::{DownloadError, stream_blob};
 use flush::FlushTicker;
 pub(crate) use flush::Flusher;
 use pipe::{PipeReader, Pumped};
-use reader::{ChunkReader, chunk_channel};
+use reader::chunk_channel;
 pub(crate) use reindex::ensure_index;
 
 /// What went wrong with one layer.
@@ -169,6 +173,8 @@ pub(crate) struct LayerContext {
     pub durable: bool,
     /// Longest wait for a layer another pull holds (`None`: no limit).
     pub lock_timeout: Option<std::time::Duration>,
+    /// Blobs of at least this many bytes keep their downloaded bytes (`cache/partial.rs`).
+    pub partial_min_size: Option<u64>,
     /// Early writeback for durable pulls (see [`flush`]).
     pub flusher: Option<Flusher>,
     pub build_index: bool,
@@ -213,13 +219,65 @@ pub(crate) async fn ensure_layer(
         layer_index: job.index,
         diff_id: job.diff_id.clone(),
     });
-    let (tx, reader) = chunk_channel();
+    resume::download_layer(&ctx, &job, lock, permit).await?;
+    Ok(LayerOutcome::Pulled)
+}
+
+/// The end of one pass over a layer's blob: its result, and the layer lock, concurrency
+/// permit and partial back for another pass (the permit and the partial are gone once the
+/// blob was verified).
+pub(super) struct Attempt {
+    pub result: Result<(), LayerError>,
+    pub lock: Option<FileLock>,
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub partial: Option<PartialBlob>,
+}
+
+/// One pass: feed `partial`'s kept bytes, then the network's from where they end (with
+/// `Range`), through the pipeline, keeping the new bytes in `partial` when it keeps them.
+pub(super) async fn run_pipeline(
+    ctx: &Arc<LayerContext>,
+    job: &LayerJob,
+    lock: FileLock,
+    permit: Option<OwnedSemaphorePermit>,
+    partial: Option<PartialBlob>,
+) -> Attempt {
+    let from = partial.as_ref().map_or(0, PartialBlob::kept);
+    let (tx, mut reader) = chunk_channel();
+    // Opening two files of our own: no need for a blocking thread.
+    let opened = partial.as_ref().map(|p| {
+        let prefix = (p.kept() > 0).then(|| p.prefix()).transpose()?;
+        Ok::<_, CacheError>((prefix, p.writer()?))
+    });
+    let prefix = match opened {
+        Some(Err(e)) => {
+            return Attempt {
+                result: Err(e.into()),
+                lock: Some(lock),
+                permit,
+                partial,
+            };
+        }
+        Some(Ok((prefix, writer))) => {
+            if let Some(writer) = writer {
+                reader.keep_in(writer);
+            }
+            prefix
+        }
+        None => None,
+    };
+    let source: Box<dyn Read + Send> = match prefix {
+        Some(prefix) => Box::new(prefix.chain(reader)),
+        None => Box::new(reader),
+    };
     let worker = {
         let ctx = ctx.clone();
         let job = job.clone();
         tokio::task::spawn_blocking(move || {
-            let _lock = lock; // held until the layer is published or abandoned
-            extract_and_publish(&ctx, &job, reader, permit)
+            // The lock is held until the layer is published or abandoned.
+            let (mut permit, mut partial) = (permit, partial);
+            let result = extract_and_publish(&ctx, &job, source, &mut permit, &mut partial);
+            (result, lock, permit, partial)
         })
     };
     // On cancel the download stops; the worker still runs to its end (it sees the failure,
@@ -232,6 +290,7 @@ pub(crate) async fn ensure_layer(
             &ctx.reference,
             &job.descriptor,
             job.index,
+            from,
             &tx,
             &ctx.progress,
         ) => r,
@@ -240,25 +299,35 @@ pub(crate) async fn ensure_layer(
         let _ = tx.send(Err(())).await;
     }
     drop(tx);
-    let extracted = worker
-        .await
-        .map_err(|e| LayerError::Internal(format!("layer worker: {e}")))?;
-    match downloaded {
-        Ok(_) | Err(DownloadError::ReceiverGone) => {}
-        Err(DownloadError::Cancelled) => return Err(LayerError::Cancelled),
-        Err(DownloadError::Registry(e)) => return Err(LayerError::Download(e)),
-        Err(DownloadError::TooLong { expected }) => {
-            return Err(LayerError::SizeMismatch {
-                expected,
-                actual: expected + 1,
-            });
+    let (extracted, lock, permit, partial) = match worker.await {
+        Ok(done) => done,
+        Err(e) => {
+            return Attempt {
+                result: Err(LayerError::Internal(format!("layer worker: {e}"))),
+                lock: None,
+                permit: None,
+                partial: None,
+            };
         }
+    };
+    let result = match downloaded {
+        Ok(_) | Err(DownloadError::ReceiverGone) => extracted.map(drop),
+        Err(DownloadError::Cancelled) => Err(LayerError::Cancelled),
+        Err(DownloadError::Registry(e)) => Err(LayerError::Download(e)),
+        Err(DownloadError::TooLong { expected }) => Err(LayerError::SizeMismatch {
+            expected,
+            actual: expected + 1,
+        }),
         Err(DownloadError::TooShort { expected, actual }) => {
-            return Err(LayerError::SizeMismatch { expected, actual });
+            Err(LayerError::SizeMismatch { expected, actual })
         }
+    };
+    Attempt {
+        result,
+        lock: Some(lock),
+        permit,
+        partial,
     }
-    extracted?;
-    Ok(LayerOutcome::Pulled)
 }
 
 /// A layer already in the cache: report it, and index it if it lacks an index we want.
@@ -267,6 +336,10 @@ async fn cached(ctx: &Arc<LayerContext>, job: &LayerJob) -> Result<LayerOutcome,
         layer_index: job.index,
         diff_id: job.diff_id.clone(),
     });
+    // Bytes an earlier pull kept of this blob are of no use now (the layer may have been
+    // published from another blob of the same content).
+    let (cache, blob) = (ctx.cache.clone(), job.descriptor.digest.clone());
+    blocking(move || cache.drop_partial(&blob)).await??;
     if ctx.build_index {
         index_cached_layers(
             &ctx.cache,
@@ -410,8 +483,9 @@ fn extract_tar(
 fn extract_and_publish(
     ctx: &LayerContext,
     job: &LayerJob,
-    source: ChunkReader,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    source: Box<dyn Read + Send>,
+    permit: &mut Option<OwnedSemaphorePermit>,
+    partial: &mut Option<PartialBlob>,
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
     let staging = Staging::create(layout, &job.diff_id)?;
@@ -419,6 +493,12 @@ fn extract_and_publish(
         inflate_and_extract(ctx, job, &staging, source)?;
     let blob_size = pumped.blob_size;
     let stats = verify_blob(job, extracted, pumped)?;
+    // The blob is verified: its kept bytes are of no more use. Removed now, before the
+    // `syncfs` of a durable publish, their dirty pages are dropped instead of written out.
+    // Best effort: a partial left behind is only space, and `gc` collects it.
+    if let Some(partial) = partial.take() {
+        let _ = partial.remove();
+    }
     // Milestones are emitted here, in order, once each fact is verified.
     ctx.progress.emit(PullProgress::LayerDownloadComplete {
         layer_index: job.index,
@@ -453,7 +533,7 @@ fn extract_and_publish(
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
-    drop(permit);
+    drop(permit.take());
     if let Some(trash) = staging.publish(layout, &meta, ctx.durable)? {
         ctx.cache.defer_trash(&job.diff_id, trash);
     }
@@ -475,7 +555,7 @@ fn inflate_and_extract(
     ctx: &LayerContext,
     job: &LayerJob,
     staging: &Staging,
-    source: ChunkReader,
+    source: Box<dyn Read + Send>,
 ) -> Result<Extracted, LayerError> {
     let compressed = HashingReader::new(source, job.descriptor.digest.algorithm());
     let decoder = Decoder::new(compressed, job.descriptor.compression).map_err(LayerError::tar)?;

@@ -3,12 +3,17 @@
 //! anything from a few bytes to hundreds of KiB, so a count bound alone let a layer hold
 //! several MiB). The bound is what keeps memory flat: the downloader waits when the extractor
 //! falls behind, and the network does not run ahead by more than [`CHANNEL_BYTES`].
+//!
+//! The reader also keeps each chunk, as it takes it off the channel, in the blob's `.partial`
+//! when the pull keeps one (`cache/partial.rs`): the same single pass, one `write` per chunk.
 
 use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
+
+use crate::cache::PartialWriter;
 
 /// What the downloader sends: a chunk, or the news that the download failed for good.
 pub(crate) type Chunk = Result<Bytes, ()>;
@@ -35,6 +40,7 @@ pub(crate) fn chunk_channel() -> (ChunkSender, ChunkReader) {
         current: Bytes::new(),
         current_permits: 0,
         budget: budget.clone(),
+        keep: None,
     };
     (ChunkSender { tx, budget }, reader)
 }
@@ -65,6 +71,15 @@ pub(crate) struct ChunkReader {
     /// Budget taken by `current`, given back once it is consumed.
     current_permits: u32,
     budget: Arc<Semaphore>,
+    /// Where every chunk is appended as it is taken, if the blob's bytes are kept.
+    keep: Option<PartialWriter>,
+}
+
+impl ChunkReader {
+    /// Append every chunk read from now on to `partial`.
+    pub(crate) fn keep_in(&mut self, partial: PartialWriter) {
+        self.keep = Some(partial);
+    }
 }
 
 impl Drop for ChunkReader {
@@ -81,6 +96,9 @@ impl Read for ChunkReader {
                 .add_permits(std::mem::take(&mut self.current_permits) as usize);
             match self.rx.blocking_recv() {
                 Some((Ok(chunk), permits)) => {
+                    if let Some(keep) = &mut self.keep {
+                        keep.append(&chunk);
+                    }
                     self.current = chunk;
                     self.current_permits = permits;
                 }

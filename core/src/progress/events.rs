@@ -84,7 +84,8 @@ progress_events! {
         layer_index: usize,
         /// Compressed digest.
         digest: Digest,
-        /// Compressed bytes received so far.
+        /// Compressed bytes received so far (a download resumed from bytes an earlier pull
+        /// kept counts them from its first event).
         downloaded_bytes: u64,
         /// The blob's size from the manifest, when known.
         total_bytes: Option<u64>,

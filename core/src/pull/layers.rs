@@ -75,6 +75,7 @@ impl Puller {
             force: opts.force,
             durable: self.durable,
             lock_timeout: self.lock_timeout,
+            partial_min_size: self.partial_min_size,
             flusher: self
                 .durable
                 .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),

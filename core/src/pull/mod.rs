@@ -225,6 +225,7 @@ pub(crate) struct Puller {
     pub limits: ExtractLimits,
     pub durable: bool,
     pub lock_timeout: Option<std::time::Duration>,
+    pub partial_min_size: Option<u64>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {

@@ -54,6 +54,9 @@ class RegistrySettings(TypedDict, total=False):
     mirrors: Mapping[str, Iterable[str]]
     #: default: {}
 
+    partial_min_size: Optional[int]
+    #: default: 33554432
+
     read_timeout: float
     #: default: 60.0
 

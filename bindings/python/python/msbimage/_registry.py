@@ -140,9 +140,10 @@ class Registry:
     Keyword arguments are the core's registry settings (``RegistryConfig``), in snake_case:
     ``auth``, ``auth_for={host: auth}``, ``docker_config`` (False, True or a path),
     ``insecure_registries``, ``ca_files``, ``mirrors={registry: [mirror, …]}``,
-    ``concurrency``, ``durable``, ``max_retries``, ``connect_timeout``, ``read_timeout``,
-    ``max_retry_after`` (seconds) and ``limits`` (``max_entries``, …). An unknown name is a
-    TypeError; a bad value an ``InvalidArgumentError``.
+    ``concurrency``, ``durable``, ``partial_min_size`` (bytes, or None), ``max_retries``,
+    ``connect_timeout``, ``read_timeout``, ``max_retry_after`` (seconds) and ``limits``
+    (``max_entries``, …). An unknown name is a TypeError; a bad value an
+    ``InvalidArgumentError``.
     """
 
     def __init__(

@@ -46,7 +46,7 @@ class LayerDownloadProgress(PullEvent):
     digest: str
     """Compressed digest."""
     downloaded_bytes: int
-    """Compressed bytes received so far."""
+    """Compressed bytes received so far (a download resumed from bytes an earlier pull kept counts them from its first event)."""
     total_bytes: int | None
     """The blob's size from the manifest, when known."""
 

@@ -1,10 +1,11 @@
 //! [`FaultProxy`]: a forwarding front that injects one kind of [`Fault`] into blob GETs
 //! (`/v2/<name>/blobs/<digest>`, optionally only one digest) — connection resets after N
 //! bytes, a corrupted byte, error statuses with `Retry-After`, or a stall — and records
-//! every blob GET with its headers (e.g. `Range`) so tests can assert on retries.
+//! every blob GET with its headers (e.g. `Range`) and the body bytes it served, so tests can
+//! assert on retries and resumes.
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +60,7 @@ struct State {
     only_digest: Option<String>,
     seen: AtomicU32,
     injected: AtomicU32,
+    served: Arc<AtomicU64>,
     blob_requests: Mutex<Vec<RecordedRequest>>,
     requests: Mutex<Vec<RecordedRequest>>,
 }
@@ -87,6 +89,7 @@ impl FaultProxy {
             only_digest: opts.only_digest,
             seen: AtomicU32::new(0),
             injected: AtomicU32::new(0),
+            served: Arc::new(AtomicU64::new(0)),
             blob_requests: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
         });
@@ -118,6 +121,12 @@ impl FaultProxy {
     /// Every request received, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Body bytes of the blob GETs the fault applies to (see [`FrontOptions::only_digest`])
+    /// written to clients so far: what a download really cost the registry.
+    pub fn blob_bytes_served(&self) -> u64 {
+        self.state.served.load(Ordering::SeqCst)
     }
 
     /// How many responses were actually faulted so far.
@@ -181,6 +190,9 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
         Err(e) => return bad_gateway(&mut stream, &e).await,
     };
     let mut plan = BodyPlan::default();
+    if targeted {
+        plan.served = Some(Arc::clone(&state.served));
+    }
     if targeted && resp.status().is_success() {
         match &state.fault {
             Fault::ResetAfter { bytes, times } if n < *times => {

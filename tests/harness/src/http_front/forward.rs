@@ -4,6 +4,8 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -68,8 +70,10 @@ impl Upstream {
 }
 
 /// Faults applied to a relayed body; offsets count bytes of this response's body.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct BodyPlan {
+    /// Add every body byte written to the client to this counter.
+    pub served: Option<Arc<AtomicU64>>,
     /// Send this many body bytes, then drop the connection (with RST).
     pub cut_after: Option<u64>,
     /// Flip every bit of the byte at this offset.
@@ -123,6 +127,11 @@ pub(crate) async fn relay(
 
     let mut sent: u64 = 0;
     let mut stalled = false;
+    let count = |n: usize| {
+        if let Some(served) = &plan.served {
+            served.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    };
     while let Some(chunk) = resp.chunk().await.map_err(io::Error::other)? {
         let mut chunk = chunk.to_vec();
         let end = sent + chunk.len() as u64;
@@ -140,6 +149,7 @@ pub(crate) async fn relay(
             if plan.cut_after.is_none_or(|cut| after < cut) {
                 stream.write_all(&chunk[..upto]).await?;
                 stream.flush().await?;
+                count(upto);
                 tokio::time::sleep(pause).await;
                 offset = upto;
             }
@@ -151,12 +161,14 @@ pub(crate) async fn relay(
             let upto = cut.saturating_sub(sent) as usize;
             if upto > offset {
                 stream.write_all(&chunk[offset..upto]).await?;
+                count(upto - offset);
             }
             stream.flush().await?;
             stream.set_zero_linger()?;
             return Ok(());
         }
         stream.write_all(&chunk[offset..]).await?;
+        count(chunk.len() - offset);
         sent = end;
     }
     if let Some((after, pause)) = plan.stall
