@@ -178,7 +178,7 @@ enum msb_progress_kind
     // `layer_count`, `cached`.
     MSB_PROGRESS_KIND_COMPLETE = 11,
     // Another pull is building this layer; this one waits for it. Fields: `layer_index`,
-    // `diff_id` (the holder's pid, when known, is `holderPid` in `json`).
+    // `diff_id`, `holder_pid` (valid when `has_holder_pid`).
     MSB_PROGRESS_KIND_LAYER_WAITING = 12,
 };
 #ifndef __cplusplus
@@ -347,6 +347,10 @@ typedef struct msb_progress_event {
     // The whole event in the core's JSON form, the same for every front door:
     // `{"type":"layerDownloadProgress","layerIndex":0,…}` (schema in `PROGRESS.md`).
     struct msb_str json;
+    // The process holding the layer's lock (`LayerWaiting`); valid when `has_holder_pid`.
+    uint32_t holder_pid;
+    // Whether `holder_pid` is known.
+    bool has_holder_pid;
 } msb_progress_event;
 
 // Receives the progress events of a pull.

@@ -78,6 +78,8 @@ type Event struct {
 	BytesExtracted     uint64
 	Entries            uint64
 	Cached             bool
+	HolderPID          uint32 // the process holding the layer's lock (LayerWaiting)
+	HasHolderPID       bool
 	// JSON is the whole event in the library's JSON form, the same in every language:
 	// {"type":"layerDownloadProgress","layerIndex":0,…} (see PROGRESS.md).
 	JSON string
@@ -106,6 +108,8 @@ func eventFromC(e *C.msb_progress_event) Event {
 		BytesExtracted:     uint64(e.bytes_extracted),
 		Entries:            uint64(e.entries),
 		Cached:             bool(e.cached),
+		HolderPID:          uint32(e.holder_pid),
+		HasHolderPID:       bool(e.has_holder_pid),
 		JSON:               goStr(e.json),
 	}
 }

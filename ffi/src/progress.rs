@@ -39,7 +39,7 @@ pub enum msb_progress_kind {
     /// `layer_count`, `cached`.
     Complete = 11,
     /// Another pull is building this layer; this one waits for it. Fields: `layer_index`,
-    /// `diff_id` (the holder's pid, when known, is `holderPid` in `json`).
+    /// `diff_id`, `holder_pid` (valid when `has_holder_pid`).
     LayerWaiting = 12,
 }
 
@@ -82,6 +82,10 @@ pub struct msb_progress_event<'a> {
     /// The whole event in the core's JSON form, the same for every front door:
     /// `{"type":"layerDownloadProgress","layerIndex":0,…}` (schema in `PROGRESS.md`).
     pub json: msb_str<'a>,
+    /// The process holding the layer's lock (`LayerWaiting`); valid when `has_holder_pid`.
+    pub holder_pid: u32,
+    /// Whether `holder_pid` is known.
+    pub has_holder_pid: bool,
 }
 
 /// The strings an event borrows; they live on the caller's stack during the callback.
@@ -115,6 +119,8 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
         entries: 0,
         cached: false,
         json: msb_str::default(),
+        holder_pid: 0,
+        has_holder_pid: false,
     };
     match event {
         PullProgress::Resolving { reference } => {
@@ -209,11 +215,13 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
         PullProgress::LayerWaiting {
             layer_index,
             diff_id,
-            ..
+            holder_pid,
         } => {
             e.kind = K::LayerWaiting;
             e.layer_index = *layer_index;
             t.diff_id = diff_id.to_string();
+            e.holder_pid = holder_pid.unwrap_or(0);
+            e.has_holder_pid = holder_pid.is_some();
         }
         PullProgress::Complete {
             reference,

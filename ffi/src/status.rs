@@ -181,10 +181,11 @@ mod tests {
         assert_eq!(msb_status::Cancelled as u32, 11);
         assert_eq!(msb_status::Timeout as u32, 14);
         assert_eq!(msb_status::NotFound as u32, 15);
-        for code in 0..16 {
+        assert_eq!(msb_status::LockTimeout as u32, 16);
+        for code in 0..17 {
             assert_eq!(msb_status::from_code(code).map(|s| s as u32), Some(code));
         }
-        assert_eq!(msb_status::from_code(16), None);
+        assert_eq!(msb_status::from_code(17), None);
     }
 
     /// Every error kind of the core has a status here with its number and the name
@@ -200,7 +201,7 @@ mod tests {
                 "{kind:?}"
             );
         }
-        for code in 0..16u32 {
+        for code in 0..17u32 {
             let status = msb_status::from_code(code).unwrap();
             let boundary_only = matches!(
                 status,
