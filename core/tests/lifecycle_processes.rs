@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Env, Fixture, layer_dirs, tmp_entries};
 use microsandbox_image::{GcPolicy, PullOptions};
-use msbimage_testkit::{Fault, FaultProxy, FrontOptions, RegistryOptions};
+use msbimage_testkit::RegistryOptions;
 
 const BIN: &str = env!("CARGO_BIN_EXE_msbimage");
 
@@ -120,49 +120,6 @@ async fn gc_under_load() {
     assert!(removed > 0, "gc did remove layers between pulls");
 }
 
-/// Start a pull of the standard image through a proxy that stalls its largest layer; return
-/// the child once that layer is being extracted.
-async fn stalled_pull(f: &Fixture) -> (std::process::Child, String, FaultProxy) {
-    let big = f
-        .gzip
-        .layers
-        .iter()
-        .max_by_key(|l| l.blob.len())
-        .unwrap()
-        .clone();
-    let proxy = FaultProxy::start_with(
-        &f.registry.base_url(),
-        Fault::Stall {
-            after_bytes: 200_000,
-            millis: 30_000,
-        },
-        FrontOptions::default().only_digest(&big.digest),
-    )
-    .await
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["pull", &format!("{}/fixtures/standard:gzip", proxy.host())])
-        .args(["--progress", "none", "--cache"])
-        .arg(f.cache_dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let hex = big.diff_id.trim_start_matches("sha256:").to_string();
-    for _ in 0..200 {
-        if tmp_entries(f.cache_dir.path())
-            .iter()
-            .any(|e| e.starts_with(&format!("layer-{hex}")))
-        {
-            return (child, hex, proxy);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the pull never reached the stalled layer");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_and_sighup_cancel_the_pull_and_remove_its_staging() {
     for (signal, code) in [
@@ -170,7 +127,7 @@ async fn sigterm_and_sighup_cancel_the_pull_and_remove_its_staging() {
         (rustix::process::Signal::HUP, 129),
     ] {
         let f = Fixture::start().await;
-        let (child, hex, _proxy) = stalled_pull(&f).await;
+        let (child, hex, _proxy) = common::stalled_pull(&f).await;
         let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
         rustix::process::kill_process(pid, signal).unwrap();
         let out = tokio::task::spawn_blocking(move || child.wait_with_output())
@@ -196,7 +153,7 @@ async fn sigterm_and_sighup_cancel_the_pull_and_remove_its_staging() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pull_sweeps_debris_of_other_layers_left_by_a_killed_process() {
     let f = Fixture::start().await;
-    let (mut child, hex, _proxy) = stalled_pull(&f).await;
+    let (mut child, hex, _proxy) = common::stalled_pull(&f).await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

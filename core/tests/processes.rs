@@ -6,10 +6,8 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::{Fixture, layer_dirs, tmp_entries};
-use msbimage_testkit::{Fault, FaultProxy, FrontOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_msbimage");
 
@@ -51,45 +49,7 @@ async fn concurrent_processes_share_one_cache() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_pull_leaves_nothing_half_done() {
     let f = Fixture::start().await;
-    let big = f
-        .gzip
-        .layers
-        .iter()
-        .max_by_key(|l| l.blob.len())
-        .unwrap()
-        .clone();
-    let proxy = FaultProxy::start_with(
-        &f.registry.base_url(),
-        Fault::Stall {
-            after_bytes: 200_000,
-            millis: 30_000,
-        },
-        FrontOptions::default().only_digest(&big.digest),
-    )
-    .await
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["pull", &format!("{}/fixtures/standard:gzip", proxy.host())])
-        .args(["--progress", "none", "--cache"])
-        .arg(f.cache_dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the stalled layer is being extracted (its staging dir exists).
-    let big_hex = big.diff_id.trim_start_matches("sha256:").to_string();
-    let mut staged = false;
-    for _ in 0..200 {
-        if tmp_entries(f.cache_dir.path())
-            .iter()
-            .any(|e| e.starts_with(&format!("layer-{big_hex}")))
-        {
-            staged = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(staged, "the pull reached the stalled layer");
+    let (mut child, big_hex, _proxy) = common::stalled_pull(&f).await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

@@ -220,3 +220,53 @@ pub fn tmp_entries(cache: &Path) -> Vec<String> {
 pub fn layer_dirs(cache: &Path) -> Vec<String> {
     names_in(&cache.join("layers/sha256"))
 }
+
+/// Start a pull of the standard image through a proxy that stalls its largest layer; return
+/// the child (the `msbimage` CLI) once that layer is being extracted (its staging directory
+/// exists), with the hex of the layer's diff_id and the proxy (keep it alive).
+#[cfg(feature = "cli")]
+pub async fn stalled_pull(
+    f: &Fixture,
+) -> (std::process::Child, String, msbimage_testkit::FaultProxy) {
+    use msbimage_testkit::{Fault, FaultProxy, FrontOptions};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    let big = f
+        .gzip
+        .layers
+        .iter()
+        .max_by_key(|l| l.blob.len())
+        .unwrap()
+        .clone();
+    let proxy = FaultProxy::start_with(
+        &f.registry.base_url(),
+        Fault::Stall {
+            after_bytes: 200_000,
+            millis: 30_000,
+        },
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msbimage"))
+        .args(["pull", &format!("{}/fixtures/standard:gzip", proxy.host())])
+        .args(["--progress", "none", "--cache"])
+        .arg(f.cache_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hex = big.diff_id.trim_start_matches("sha256:").to_string();
+    for _ in 0..200 {
+        if tmp_entries(f.cache_dir.path())
+            .iter()
+            .any(|e| e.starts_with(&format!("layer-{hex}")))
+        {
+            return (child, hex, proxy);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the pull never reached the stalled layer");
+}
