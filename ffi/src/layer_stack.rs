@@ -84,7 +84,8 @@ fn lookup<'a>(stack: &'a msb_layer_stack, path: &[u8]) -> Result<Entry<'a>, msb_
 }
 
 /// Opens the index of every layer of a pull (`<layer>/../index`, bottom to top) as a stack,
-/// stored in `*out`; free it with `msb_layer_stack_free`. The result may be freed right after.
+/// stored in `*out`; free it with `msb_layer_stack_free`. The result may be freed right after:
+/// the stack holds the layers' leases itself, so no `gc` removes them while it is open.
 ///
 /// Fails with `MSB_STATUS_IO` when an index is missing (the image was pulled with
 /// `build_index` off, and no later pull built it) or unreadable or corrupt, and with
@@ -99,7 +100,9 @@ pub extern "C" fn msb_layer_stack_open(
         let out = try_arg!(arg::out_ptr(out, "out"));
         let result = try_arg!(arg::obj(result, "result"));
         let trees = result.inner.layers.clone();
-        let stack = try_arg!(open(&result.inner.layer_indexes, trees));
+        let mut stack = try_arg!(open(&result.inner.layer_indexes, trees));
+        // The stack keeps the layers from being collected after the result is freed.
+        stack.inner = stack.inner.holding(result.inner.leases().to_vec());
         *out = arg::into_handle(stack);
         msb_status::Ok
     }

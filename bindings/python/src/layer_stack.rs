@@ -66,6 +66,14 @@ fn join(base: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 impl LayerStack {
+    /// The same stack, also holding the layers' leases (see the core's `LayerLease`).
+    pub fn holding(self, leases: Vec<std::sync::Arc<microsandbox_image::LayerLease>>) -> Self {
+        LayerStack {
+            inner: self.inner.holding(leases),
+            trees: self.trees,
+        }
+    }
+
     /// Opens the indexes at `paths` (bottom to top) with the layer trees `trees`.
     pub fn open_with_trees(
         py: Python<'_>,

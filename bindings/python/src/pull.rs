@@ -383,6 +383,9 @@ impl PullResult {
 
     /// The merged view of the image's layers.
     fn layer_stack(&self, py: Python<'_>) -> PyResult<LayerStack> {
-        LayerStack::open_with_trees(py, &self.inner.layer_indexes, self.inner.layers.clone())
+        let stack =
+            LayerStack::open_with_trees(py, &self.inner.layer_indexes, self.inner.layers.clone())?;
+        // The stack keeps the layers from being collected after the result is gone.
+        Ok(stack.holding(self.inner.leases().to_vec()))
     }
 }

@@ -4,6 +4,7 @@ the extractor keeps in the ``user.containers.override_stat`` xattr."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import stat
@@ -181,3 +182,23 @@ def test_stack_from_index_paths_and_without_indexes(
     no_index = client.pull(registry.ref("fixtures/multi:latest"), build_index=False)
     with pytest.raises(msbimage.IoError, match="build_index"):
         no_index.layer_stack()
+
+
+def test_a_stack_keeps_its_layers_from_gc_after_the_result_is_gone(
+    client: msbimage.Registry, registry: Served, cache_dir: Path
+) -> None:
+    stack = client.pull(registry.ref("fixtures/standard:gzip")).layer_stack()
+    gc.collect()  # the result is gone; the stack holds the layers' leases
+    trees = stack.layer_trees
+    forget = rust_cli("rm", registry.ref("fixtures/standard:gzip"), "--cache", str(cache_dir), "--json")
+    assert forget.returncode == 0, forget.stderr
+    removed = json.loads(forget.stdout)["removed"][0]
+    assert removed["removed_layers"] == [] and len(removed["in_use_layers"]) == 3
+    assert all(t.is_dir() for t in trees)
+    assert stack.stat("etc/overwritten").size > 0
+    del stack
+    gc.collect()
+    collect = rust_cli("gc", "--cache", str(cache_dir), "--json")
+    assert collect.returncode == 0, collect.stderr
+    assert len(json.loads(collect.stdout)["removed_layers"]) == 3
+    assert not any(t.exists() for t in trees)
