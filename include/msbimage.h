@@ -399,7 +399,8 @@ msb_status msb_dir_list_stat(const struct msb_dir_list *list, size_t index, stru
 void msb_dir_list_free(struct msb_dir_list *list);
 
 // Opens the index of every layer of a pull (`<layer>/../index`, bottom to top) as a stack,
-// stored in `*out`; free it with `msb_layer_stack_free`. The result may be freed right after.
+// stored in `*out`; free it with `msb_layer_stack_free`. The result may be freed right after:
+// the stack holds the layers' leases itself, so no `gc` removes them while it is open.
 //
 // Fails with `MSB_STATUS_IO` when an index is missing (the image was pulled with
 // `build_index` off, and no later pull built it) or unreadable or corrupt, and with
