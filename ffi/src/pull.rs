@@ -175,6 +175,16 @@ impl Drop for msb_pull_task {
         // After free, user_data may be gone: no callback may run or start.
         self.gate.close();
         self.cancel.cancel();
+        // Drop the stored result here and now, not whenever the runtime lets go of the shared
+        // state: it holds the layers' leases, and a caller that freed its results expects
+        // them released when this returns (a forced pull's replaced trees are deleted then).
+        let stored = self
+            .shared
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(stored);
     }
 }
 
