@@ -299,7 +299,7 @@ impl GlobalCache {
         for batch in candidates.chunks(BATCH) {
             let mut locked = Vec::new();
             for d in batch {
-                if !self.layer_dir(d).exists() {
+                if std::fs::symlink_metadata(self.layer_dir(d)).is_err() {
                     continue;
                 }
                 match self.exclude_everyone(d)? {

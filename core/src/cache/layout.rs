@@ -34,12 +34,12 @@ impl Layout {
     /// Every directory the cache needs.
     pub(crate) fn dirs(&self) -> [PathBuf; 6] {
         [
-            self.root.join("blobs/sha256"),
-            self.root.join("layers/sha256"),
-            self.root.join("images"),
-            self.root.join("manifests/sha256"),
+            self.blobs_dir(),
+            self.layers_dir(),
+            self.records_dir(),
+            self.manifests_dir(),
             self.root.join("locks"),
-            self.root.join("tmp"),
+            self.tmp(),
         ]
     }
 
