@@ -47,7 +47,8 @@ pub mod surface;
 pub use auth::RegistryAuth;
 pub use cache::{
     CacheError, CachedImage, CachedImageMetadata, CachedLayer, CachedLayerMetadata, DiskUsage,
-    GcPolicy, GcReport, GlobalCache, ImageUsage, LayerLease, RemovedImage,
+    GcPolicy, GcReport, GlobalCache, ImageCheck, ImageUsage, LayerCheck, LayerLease, Problem,
+    ProblemKind, RemovedImage, VerifyReport,
 };
 pub use cancel::CancelToken;
 pub use client::RegistryError;
@@ -60,7 +61,7 @@ pub use platform::{Arch, Os, Platform};
 pub use progress::{
     ProgressCallback, PullProgress, PullProgressHandle, PullProgressSender, progress_channel,
 };
-pub use pull::{PullOptions, PullPolicy, PullResult};
+pub use pull::{PullOptions, PullPolicy, PullResult, RepairFailure, RepairReport};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{Registry, RegistryBuilder};
 pub use settings::{DockerConfigSource, RegistryConfig};

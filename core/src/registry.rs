@@ -8,14 +8,14 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AuthStore, RegistryAuth};
-use crate::cache::GlobalCache;
+use crate::cache::{GlobalCache, VerifyReport};
 use crate::cancel::CancelToken;
 use crate::client::{ClientOptions, RegistryClient};
 use crate::error::{Error, Result};
 use crate::layer::ExtractLimits;
 use crate::platform::Platform;
 use crate::progress::{ProgressCallback, ProgressSink, PullProgressHandle};
-use crate::pull::{PullOptions, PullResult, Puller};
+use crate::pull::{PullOptions, PullResult, Puller, RepairReport};
 use crate::reference::Reference;
 use crate::settings::{DockerConfigSource, RegistryConfig};
 
@@ -91,6 +91,26 @@ impl Registry {
                 &CancelToken::new(),
             )
             .await
+    }
+
+    /// Repair what [`GlobalCache::verify`] found: remove invalid image records, and for each
+    /// damaged image fetch its manifests again (pinned to its digest) and rebuild only its
+    /// damaged layers; a reader holding an old layer tree keeps it until it lets go. Images
+    /// that cannot be repaired (the registry is unreachable, the manifest is gone) are listed
+    /// in the report, not returned as an error. Verify again to confirm.
+    ///
+    /// ```no_run
+    /// # async fn f(registry: microsandbox_image::Registry) -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = registry.cache().clone();
+    /// let report = tokio::task::spawn_blocking(move || cache.verify(&[])).await??;
+    /// if !report.is_clean() {
+    ///     let repaired = registry.repair(&report).await?;
+    ///     println!("rebuilt {} layers", repaired.rebuilt_layers.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn repair(&self, report: &VerifyReport) -> Result<RepairReport> {
+        self.puller.repair(report).await
     }
 
     /// Pull with an optional progress callback (called on library threads; must return

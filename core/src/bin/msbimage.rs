@@ -245,6 +245,7 @@ fn main() -> ExitCode {
             Command::Rm(args) => cache_cmds::rm(args).await,
             Command::Du(args) => cache_cmds::du(args).await,
             Command::Gc(args) => cache_cmds::gc(args).await,
+            Command::Verify(args) => cache_cmds::verify(args).await,
         }
     });
     // Blocking work of an aborted pull (an extraction mid-layer) may still be finishing; it

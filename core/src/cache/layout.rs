@@ -13,6 +13,8 @@ const LAYER_FS: &str = "fs";
 const LAYER_INDEX: &str = "index";
 /// The layer's metadata inside a layer directory.
 const LAYER_META: &str = "meta.json";
+/// What the tree held when published, inside a layer directory.
+const LAYER_CONTENTS: &str = "contents";
 /// Suffix of the kept prefix of a blob being downloaded: `blobs/sha256/<hex>.partial`.
 const PARTIAL_SUFFIX: &str = ".partial";
 
@@ -68,6 +70,12 @@ impl Layout {
     /// The index inside a layer directory (published or staging).
     pub(crate) fn index_in(layer_dir: &Path) -> PathBuf {
         layer_dir.join(LAYER_INDEX)
+    }
+
+    /// `contents` of the layer directory (or staging directory) `layer_dir`: what its tree
+    /// held when published (`cache/contents/mod.rs`).
+    pub(crate) fn contents_in(layer_dir: &Path) -> PathBuf {
+        layer_dir.join(LAYER_CONTENTS)
     }
 
     /// `meta.json` inside a layer directory (published or staging).

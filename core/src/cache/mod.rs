@@ -2,6 +2,7 @@
 //! images (layout in `LAYOUT.md` beside this file). It owns paths, locks, atomic publishing
 //! and image records; what goes *into* a layer directory is the `layer` module's business.
 
+pub(crate) mod contents;
 mod gc;
 mod inventory;
 mod layout;
@@ -14,6 +15,7 @@ mod staging;
 mod sweep;
 mod trust;
 mod usage;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
 pub(crate) use partial::{PartialBlob, PartialWriter};
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
+pub use verify::{ImageCheck, LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
 
 use crate::digest::Digest;
 
@@ -189,16 +192,26 @@ impl GlobalCache {
         self.inner.layout.layer_index(diff_id)
     }
 
-    /// Whether a layer is published: its directory, `fs/` and `meta.json` are there (three
-    /// `lstat`s; a symlink in place of any of them does not count). A published layer directory
-    /// is complete by construction (it appears by a single rename after verification); one
-    /// found without its tree is treated as absent and rebuilt by the next pull.
+    /// Whether a layer is published: its directory, `fs/`, `meta.json` and (if it was
+    /// published with one) `index` are there (four `lstat`s; a symlink in place of any of
+    /// them does not count). A published layer directory is complete by construction (it
+    /// appears by a single rename after verification); one found without its tree or its
+    /// index is treated as absent and rebuilt by the next pull. Contents are not checked
+    /// here: that is [`GlobalCache::verify`].
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
         let dir = self.layer_dir(diff_id);
         let is = |p: &Path, dir: bool| {
             std::fs::symlink_metadata(p).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
         };
-        is(&dir, true) && is(&Layout::fs_in(&dir), true) && is(&Layout::meta_in(&dir), false)
+        if !(is(&dir, true) && is(&Layout::fs_in(&dir), true) && is(&Layout::meta_in(&dir), false))
+        {
+            return false;
+        }
+        // A layer published with an index that has lost it is damaged, not merely unindexed:
+        // rebuilt rather than indexed from a tree nothing vouches for. (Only read when the
+        // index is missing, so a warm pull pays one more `lstat`.)
+        is(&Layout::index_in(&dir), false)
+            || LayerMeta::read(&dir).is_ok_and(|m| m.index_digest.is_none())
     }
 
     /// The in-process mutex for work on one layer; two pulls of the same layer in one process
@@ -243,7 +256,8 @@ impl GlobalCache {
     /// Store verified manifest or config bytes under their digest (blocking).
     pub(crate) fn put_manifest(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
         let p = self.inner.layout.manifest_file(digest);
-        if p.exists() {
+        // One found damaged (`verify` reports it) is replaced by the verified bytes.
+        if self.get_manifest(digest).is_some() {
             return Ok(());
         }
         write_atomic(&self.inner.layout.tmp(), &p, bytes).map_err(CacheError::io("write", &p))

@@ -32,6 +32,40 @@ pub(crate) struct LayerMeta {
     /// name; 1 (files without the field) = `.wh.` files under their tar names.
     #[serde(default = "tree_format_1")]
     pub tree_format: u32,
+    /// SHA-256 of `index` as published; absent when the layer was published without one
+    /// (`build_index: false`, or before this field existed): an index added later is
+    /// built from the tree and checked structurally only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<Digest>,
+    /// SHA-256 of `contents` (absent in layers published before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents_digest: Option<Digest>,
+}
+
+/// Largest `meta.json` read.
+const MAX_META_BYTES: u64 = 1 << 20;
+
+impl LayerMeta {
+    /// Read the `meta.json` of the layer directory `layer_dir` (not following a symlink,
+    /// bounded); the error says what is wrong with it.
+    pub(crate) fn read(layer_dir: &Path) -> Result<LayerMeta, String> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = Layout::meta_in(layer_dir);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&p)
+            .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_META_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        if bytes.len() as u64 > MAX_META_BYTES {
+            return Err(format!("{} is larger than any layer's", p.display()));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid: {e}", p.display()))
+    }
 }
 
 /// The `tree_format` this build writes.
@@ -89,6 +123,12 @@ impl Staging {
     /// Write the layer's sidecar index next to `fs/`.
     pub(crate) fn write_index(&self, bytes: &[u8]) -> Result<(), CacheError> {
         let p = Layout::index_in(&self.dir);
+        std::fs::write(&p, bytes).map_err(io("write", &p))
+    }
+
+    /// Write the record of the finished tree (`cache/contents/mod.rs`) next to `fs/`.
+    pub(crate) fn write_contents(&self, bytes: &[u8]) -> Result<(), CacheError> {
+        let p = Layout::contents_in(&self.dir);
         std::fs::write(&p, bytes).map_err(io("write", &p))
     }
 

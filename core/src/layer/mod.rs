@@ -169,7 +169,8 @@ pub(crate) struct LayerContext {
     pub reference: Reference,
     pub limits: ExtractLimits,
     pub progress: ProgressSink,
-    pub force: bool,
+    /// Layers built again even when they are in the cache.
+    pub rebuild: Rebuild,
     pub durable: bool,
     /// Longest wait for a layer another pull holds (`None`: no limit).
     pub lock_timeout: Option<std::time::Duration>,
@@ -180,6 +181,36 @@ pub(crate) struct LayerContext {
     pub build_index: bool,
     /// Tripped by the caller, or by the pull when another layer failed.
     pub cancel: CancelToken,
+}
+
+/// Which layers a pull builds again even when the cache has them: none (the usual pull),
+/// all (`force`), or the ones `verify` found damaged (`Registry::repair`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Rebuild {
+    #[default]
+    Nothing,
+    All,
+    Only(std::collections::HashSet<Digest>),
+}
+
+impl Rebuild {
+    /// `All` when forced, else `Nothing`.
+    pub fn forced(force: bool) -> Rebuild {
+        if force {
+            Rebuild::All
+        } else {
+            Rebuild::Nothing
+        }
+    }
+
+    /// Whether `diff_id` is built again.
+    pub fn wants(&self, diff_id: &Digest) -> bool {
+        match self {
+            Rebuild::Nothing => false,
+            Rebuild::All => true,
+            Rebuild::Only(set) => set.contains(diff_id),
+        }
+    }
 }
 
 /// How a layer became present.
@@ -210,7 +241,7 @@ pub(crate) async fn ensure_layer(
     };
     // Under the lock: another process may have published it while we waited.
     let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
-    if !ctx.force && blocking(move || cache.has_layer(&diff_id)).await? {
+    if !ctx.rebuild.wants(&diff_id) && blocking(move || cache.has_layer(&diff_id)).await? {
         drop(lock);
         return cached(&ctx, &job).await;
     }
@@ -517,9 +548,13 @@ fn extract_and_publish(
         entries: stats.entries,
         bytes_extracted: uncompressed_size,
     });
-    if let Some(index) = stats.index {
-        write_index(ctx, job, &staging, index)?;
-    }
+    let index_digest = match stats.index {
+        Some(index) => Some(write_index(ctx, job, &staging, index)?),
+        None => None,
+    };
+    let contents = crate::cache::contents::record_tree(&staging.fs(), &stats.content_digests)
+        .map_err(|e| LayerError::Internal(format!("recording the extracted tree: {e}")))?;
+    staging.write_contents(&contents)?;
     let meta = LayerMeta {
         diff_id: job.diff_id.clone(),
         compressed_digests: vec![job.descriptor.digest.clone()],
@@ -530,6 +565,8 @@ fn extract_and_publish(
         file_bytes: stats.file_bytes,
         implicit_dirs: stats.implicit_dirs,
         tree_format: crate::cache::TREE_FORMAT,
+        index_digest,
+        contents_digest: Some(Digest::sha256_of(&contents)),
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
@@ -625,21 +662,23 @@ fn verify_blob(
     Ok(stats)
 }
 
-/// Serialise the layer's index into the staging directory, between its two milestones.
+/// Serialise the layer's index into the staging directory, between its two milestones, and
+/// return its digest (kept in `meta.json`).
 fn write_index(
     ctx: &LayerContext,
     job: &LayerJob,
     staging: &Staging,
     index: crate::index::IndexBuilder,
-) -> Result<(), LayerError> {
+) -> Result<Digest, LayerError> {
     ctx.progress.emit(PullProgress::LayerIndexStarted {
         layer_index: job.index,
     });
     let entries = index.len() as u64;
-    staging.write_index(&index.finish()?)?;
+    let bytes = index.finish()?;
+    staging.write_index(&bytes)?;
     ctx.progress.emit(PullProgress::LayerIndexComplete {
         layer_index: job.index,
         entries,
     });
-    Ok(())
+    Ok(Digest::sha256_of(&bytes))
 }

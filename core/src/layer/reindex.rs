@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::LayerError;
 use super::extract::{IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
-use crate::cache::{GlobalCache, LayerMeta, Layout, write_atomic};
+use crate::cache::{GlobalCache, LayerMeta, write_atomic};
 use crate::digest::Digest;
 use crate::index::{EntryMeta, IndexBuilder};
 use crate::stat::{XATTR_PREFIX, mode, read_override_stat};
@@ -186,10 +186,7 @@ fn entry_meta(path: &Path, md: &std::fs::Metadata) -> Result<Option<EntryMeta>, 
 
 /// The `tree_format` of a published layer (1 when `meta.json` is unreadable or older).
 fn tree_format(layer_dir: &Path) -> u32 {
-    std::fs::read(Layout::meta_in(layer_dir))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<LayerMeta>(&b).ok())
-        .map_or(1, |m| m.tree_format)
+    LayerMeta::read(layer_dir).map_or(1, |m| m.tree_format)
 }
 
 /// Give a published layer its index if it has none (blocking; takes the layer lock).

@@ -106,7 +106,8 @@ async fn sleep_or_forever(d: Option<Duration>) {
 }
 
 async fn try_file_lock(ctx: &LayerContext, job: &LayerJob) -> Result<Attempt, LayerError> {
-    let (cache, diff_id, force) = (ctx.cache.clone(), job.diff_id.clone(), ctx.force);
+    let (cache, diff_id) = (ctx.cache.clone(), job.diff_id.clone());
+    let force = ctx.rebuild.wants(&diff_id);
     blocking(move || {
         if !force && cache.has_layer(&diff_id) {
             return Ok(Attempt::Present);

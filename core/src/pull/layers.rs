@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::cancel::CancelToken;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{LayerContext, LayerError, LayerJob, ensure_layer};
+use crate::layer::{LayerContext, LayerError, LayerJob, Rebuild, ensure_layer};
 use crate::progress::PullProgress;
 
 use super::context::PullContext;
@@ -24,6 +24,7 @@ impl Puller {
         cx: &PullContext<'_>,
         image: &ResolvedImage,
         opts: &PullOptions,
+        rebuild: Rebuild,
     ) -> Result<()> {
         // The same content may be listed twice; fetch each diff_id once.
         let mut seen = HashSet::new();
@@ -33,14 +34,14 @@ impl Puller {
             .filter(|j| seen.insert(j.diff_id.clone()))
             .cloned()
             .collect();
-        let total_download_bytes = self.bytes_to_download(&unique, opts.force).await?;
+        let total_download_bytes = self.bytes_to_download(&unique, &rebuild).await?;
         cx.progress.emit(PullProgress::Resolved {
             reference: cx.image.clone(),
             manifest_digest: image.manifest_digest.clone(),
             layer_count: image.jobs.len(),
             total_download_bytes,
         });
-        let ctx = Arc::new(self.layer_context(cx, opts));
+        let ctx = Arc::new(self.layer_context(cx, opts, rebuild));
         let results = self.run_jobs(cx, &ctx, unique).await;
         if cx.cancel.is_cancelled() {
             return Err(cx.cancelled());
@@ -48,31 +49,39 @@ impl Puller {
         first_real_error(results)
     }
 
-    /// Compressed bytes of the layers that are not published yet (all of them when forced).
-    async fn bytes_to_download(&self, jobs: &[LayerJob], force: bool) -> Result<u64> {
+    /// Compressed bytes of the layers that are not published yet or are built again.
+    async fn bytes_to_download(&self, jobs: &[LayerJob], rebuild: &Rebuild) -> Result<u64> {
         let cache = self.cache.clone();
-        let sizes: Vec<(Digest, u64)> = jobs
+        let sizes: Vec<(Digest, u64, bool)> = jobs
             .iter()
-            .map(|j| (j.diff_id.clone(), j.descriptor.size))
+            .map(|j| {
+                let again = rebuild.wants(&j.diff_id);
+                (j.diff_id.clone(), j.descriptor.size, again)
+            })
             .collect();
         blocking(move || {
             sizes
                 .iter()
-                .filter(|(d, _)| force || !cache.has_layer(d))
-                .map(|(_, s)| *s)
+                .filter(|(d, _, again)| *again || !cache.has_layer(d))
+                .map(|(_, s, _)| *s)
                 .sum()
         })
         .await
     }
 
-    fn layer_context(&self, cx: &PullContext<'_>, opts: &PullOptions) -> LayerContext {
+    fn layer_context(
+        &self,
+        cx: &PullContext<'_>,
+        opts: &PullOptions,
+        rebuild: Rebuild,
+    ) -> LayerContext {
         LayerContext {
             client: self.client.clone(),
             cache: self.cache.clone(),
             reference: cx.reference.clone(),
             limits: self.limits,
             progress: cx.progress.clone(),
-            force: opts.force,
+            rebuild,
             durable: self.durable,
             lock_timeout: self.lock_timeout,
             partial_min_size: self.partial_min_size,

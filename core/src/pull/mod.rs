@@ -5,7 +5,10 @@
 mod cached;
 mod context;
 mod layers;
+mod repair;
 mod resolve;
+
+pub use repair::{RepairFailure, RepairReport};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::index::{IndexError, LayerIndex, LayerStack};
-use crate::layer::ExtractLimits;
+use crate::layer::{ExtractLimits, Rebuild};
 use crate::platform::Platform;
 use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
@@ -278,7 +281,8 @@ impl Puller {
         }
         let image = cx.until_cancelled(self.resolve_image(&cx)).await?;
         let leases = self.prepare_cache(&image).await?;
-        self.run_layers(&cx, &image, opts).await?;
+        self.run_layers(&cx, &image, opts, Rebuild::forced(opts.force))
+            .await?;
         self.write_record(&cx, &image).await?;
         progress.emit(PullProgress::Complete {
             reference: cx.image.clone(),

@@ -75,6 +75,10 @@ pub enum Command {
     /// Remove what no image refers to; with --max-size or --keep-recent, evict images too.
     #[command(after_help = exit_codes_help())]
     Gc(GcArgs),
+    /// Check layers, indexes, manifests and records against what was published; with
+    /// --repair, re-pull only what is damaged. Exits 1 if damage remains.
+    #[command(after_help = exit_codes_help())]
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +130,45 @@ pub struct GcArgs {
 
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Images to check [default: every image and layer in the cache]
+    #[arg(value_name = "REF")]
+    pub references: Vec<String>,
+
+    /// Re-pull what is damaged (only the damaged layers; manifests again), then check again
+    #[arg(long)]
+    pub repair: bool,
+
+    /// Registry settings for --repair, as for `pull --config`
+    #[arg(long, value_name = "FILE.json")]
+    pub config: Option<PathBuf>,
+
+    /// Allow plain HTTP and unverified TLS for this registry host[:port] (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// The CLI's default registry settings (Docker config at its default place), then the
+/// JSON file `path` on top.
+pub fn base_registry_config(path: Option<&std::path::Path>) -> Result<RegistryConfig, Error> {
+    let mut config = RegistryConfig {
+        docker_config: DockerConfigSource::Default,
+        ..RegistryConfig::default()
+    };
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::InvalidArgument(format!("--config {}: {e}", path.display())))?;
+        config
+            .merge_json(&text)
+            .map_err(|e| Error::InvalidArgument(format!("--config {}: {e}", path.display())))?;
+    }
+    Ok(config)
 }
 
 /// `20G`, `500M`, `1.5T`, `4096` (bytes), powers of 1024; a trailing `B`/`iB` is allowed.
@@ -310,17 +353,7 @@ impl PullArgs {
         reference: &Reference,
         password: Option<String>,
     ) -> Result<RegistryConfig, Error> {
-        let mut config = RegistryConfig {
-            docker_config: DockerConfigSource::Default,
-            ..RegistryConfig::default()
-        };
-        if let Some(path) = &self.config {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::InvalidArgument(format!("--config {}: {e}", path.display())))?;
-            config
-                .merge_json(&text)
-                .map_err(|e| Error::InvalidArgument(format!("--config {}: {e}", path.display())))?;
-        }
+        let mut config = base_registry_config(self.config.as_deref())?;
         if let (Some(username), Some(password)) = (self.username.clone(), password) {
             let auth = RegistryAuth::Basic { username, password };
             config

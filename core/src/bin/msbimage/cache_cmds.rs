@@ -1,11 +1,14 @@
-//! The cache commands: `ls`, `rm`, `du`, `gc`. Each runs the core's `GlobalCache` call on a
+//! The cache commands: `ls`, `rm`, `du`, `gc`, `verify`. Each runs the core's `GlobalCache` call on a
 //! blocking thread and prints a table, or with `--json` one JSON object, on stdout.
 
 use std::path::PathBuf;
 
-use microsandbox_image::{CachedImage, Error, GcPolicy, GcReport, GlobalCache, Reference};
+use microsandbox_image::{
+    CachedImage, Error, GcPolicy, GcReport, GlobalCache, Platform, Reference, Registry,
+    RepairReport, VerifyReport,
+};
 
-use crate::args::{CacheArgs, GcArgs, LsArgs, RmArgs};
+use crate::args::{CacheArgs, GcArgs, LsArgs, RmArgs, VerifyArgs, base_registry_config};
 use crate::{Failure, default_cache_dir, print_stdout};
 
 /// Open the cache named by `--cache` (or the default one). These commands never create one.
@@ -193,4 +196,120 @@ pub async fn gc(args: GcArgs) -> Result<(), Failure> {
         return json(&report);
     }
     print_stdout(&report_text(&report))
+}
+
+/// Exit status of `verify` when damage remains (not an error kind: the check itself worked).
+const DAMAGE_FOUND: u8 = 1;
+
+pub async fn verify(args: VerifyArgs) -> Result<(), Failure> {
+    let cache = open(&args.cache)?;
+    let references = args
+        .references
+        .iter()
+        .map(|r| r.parse::<Reference>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::from)?;
+    let check = || {
+        let (cache, references) = (cache.clone(), references.clone());
+        run(move || cache.verify(&references))
+    };
+    let mut report = check().await?;
+    let mut repair = None;
+    if args.repair && !report.is_clean() {
+        let mut config = base_registry_config(args.config.as_deref())?;
+        config
+            .insecure_registries
+            .extend(args.insecure_registry.iter().cloned());
+        let registry = Registry::from_config(Platform::host_linux(), cache.clone(), config)?;
+        repair = Some(registry.repair(&report).await?);
+        report = check().await?;
+    }
+    if args.cache.json {
+        json(&serde_json::json!({ "report": report, "repair": repair }))?;
+    } else {
+        print_stdout(
+            &(repair.as_ref().map(repair_text).unwrap_or_default() + &verify_text(&report)),
+        )?;
+    }
+    if report.is_clean() {
+        return Ok(());
+    }
+    Err(Failure::Other {
+        code: DAMAGE_FOUND,
+        message: format!(
+            "{} problems found{}",
+            report.problem_count(),
+            if args.repair {
+                " after repair"
+            } else {
+                "; `msbimage verify --repair` re-pulls what is damaged"
+            }
+        ),
+    })
+}
+
+fn verify_text(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    for p in &r.records {
+        out += &format!("record: {p}\n");
+    }
+    for image in r.images.iter().filter(|i| !i.is_ok()) {
+        out += &format!("image {} ({}):\n", image.names.join(", "), image.platform);
+        for p in &image.problems {
+            out += &format!("  {p}\n");
+        }
+        for d in &image.damaged_layers {
+            out += &format!("  damaged layer {d}\n");
+        }
+    }
+    for layer in r.layers.iter().filter(|l| !l.is_ok()) {
+        out += &format!("layer {}:\n", layer.diff_id);
+        for p in &layer.problems {
+            out += &format!("  {p}\n");
+        }
+        if layer.more_problems > 0 {
+            out += &format!("  … and {} more\n", layer.more_problems);
+        }
+    }
+    let (entries, bytes) = r
+        .layers
+        .iter()
+        .fold((0, 0), |(e, b), l| (e + l.entries, b + l.bytes));
+    let unrecorded = r.layers.iter().filter(|l| !l.recorded).count();
+    out += &format!(
+        "checked {} images, {} layers ({entries} entries, {} of content){}: {}\n",
+        r.images.len(),
+        r.layers.len(),
+        human(bytes),
+        if unrecorded > 0 {
+            format!("; {unrecorded} layers predate content records (index and metadata checked)")
+        } else {
+            String::new()
+        },
+        match r.problem_count() {
+            0 => "no problems".to_string(),
+            n => format!("{n} problems"),
+        }
+    );
+    out
+}
+
+fn repair_text(r: &RepairReport) -> String {
+    let mut out = String::new();
+    for image in &r.repaired_images {
+        out += &format!("repaired {image}\n");
+    }
+    for d in &r.rebuilt_layers {
+        out += &format!("rebuilt layer {d}\n");
+    }
+    if r.removed_records > 0 {
+        out += &format!("removed {} invalid image records\n", r.removed_records);
+    }
+    for d in &r.orphaned_layers {
+        out += &format!("left layer {d}: no image names it (`msbimage gc` removes it)\n");
+    }
+    for f in &r.failed {
+        out += &format!("could not repair {}: {}\n", f.image, f.error);
+    }
+    out
 }

@@ -13,7 +13,7 @@
 //! through the layer's symlinks; `whiteout.rs` applies whiteout and opaque markers; `fs.rs`
 //! does every operation on the tree under the root's directory fd.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec};
 use rustix::io::Errno;
+use sha2::{Digest as _, Sha256};
 
 mod fs;
 mod resolve;
@@ -84,6 +85,11 @@ pub(crate) struct ExtractStats {
     pub file_bytes: u64,
     /// Directories created without an entry of their own.
     pub implicit_dirs: u64,
+    /// SHA-256 of the content of every regular file written, by inode (hardlinks share one;
+    /// an inode freed and reused holds its last file's). Files created empty (whiteout and
+    /// device placeholders) are absent. Recorded in the layer's `contents`
+    /// (`cache/contents.rs`) so `verify` can tell a changed file without the tar.
+    pub content_digests: HashMap<u64, [u8; 32]>,
 }
 
 /// Metadata of one tar entry after PAX records are applied.
@@ -494,21 +500,27 @@ impl Extractor {
         }
         let fd = self.create(rel)?;
         let mut file = File::from(fd);
-        if let Some(target) = &link_target {
+        let digest = if let Some(target) = &link_target {
             file.write_all(target).map_err(|e| LayerError::Io {
                 op: "write",
                 path: rel.to_string_lossy().into_owned(),
                 source: e,
             })?;
+            Some(Sha256::digest(target).into())
         } else if type_bits == mode::S_IFREG {
-            self.copy(entry, &mut file, rel, size)?;
-        }
+            Some(self.copy(entry, &mut file, rel, size)?)
+        } else {
+            None
+        };
         self.set_meta(&file, rel, meta)?;
         if let Some(target) = &link_target {
             self.symlinks.insert(rel, target.clone());
         }
+        let inode = inode_of(&file, rel)?;
+        if let Some(digest) = digest {
+            self.stats.content_digests.insert(inode, digest);
+        }
         if let Some(index) = &mut self.stats.index {
-            let inode = inode_of(&file, rel)?;
             index.add_literal(path_bytes(rel), meta.index_meta(size, inode, link_target))?;
         }
         Ok(())
@@ -538,19 +550,21 @@ impl Extractor {
         Ok(())
     }
 
-    /// Copy an entry's `size` content bytes; a body that ends early is an error (the tar
-    /// reader itself would take a short read at the end of the stream as the entry's end).
+    /// Copy an entry's `size` content bytes and return their SHA-256; a body that ends early
+    /// is an error (the tar reader itself would take a short read at the end of the stream
+    /// as the entry's end).
     fn copy<R: Read>(
         &mut self,
         src: &mut R,
         dst: &mut File,
         rel: &Path,
         size: u64,
-    ) -> Result<(), LayerError> {
+    ) -> Result<[u8; 32], LayerError> {
         let mut copied = 0u64;
+        let mut hasher = Sha256::new();
         loop {
             let n = match src.read(&mut self.buf) {
-                Ok(0) if copied == size => return Ok(()),
+                Ok(0) if copied == size => return Ok(hasher.finalize().into()),
                 Ok(0) => {
                     return Err(LayerError::Tar {
                         detail: format!(
@@ -565,6 +579,7 @@ impl Extractor {
             };
             copied += n as u64;
             self.stats.file_bytes += n as u64;
+            hasher.update(&self.buf[..n]);
             dst.write_all(&self.buf[..n]).map_err(|e| LayerError::Io {
                 op: "write",
                 path: rel.to_string_lossy().into_owned(),

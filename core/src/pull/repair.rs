@@ -1,0 +1,134 @@
+//! Repairing what `GlobalCache::verify` found: invalid image records are removed, and each
+//! image with damage is resolved again by its manifest digest (so a tag that moved since does
+//! not matter) and has only its damaged layers rebuilt; its manifests and config are fetched
+//! again and replace stored copies that no longer match their digests. A rebuilt layer is
+//! swapped in like a forced one (`renameat2(RENAME_EXCHANGE)`), so a reader holding the old
+//! tree keeps it until it lets go. Image records are left as they are (they were valid).
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::cache::VerifyReport;
+use crate::cancel::CancelToken;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layer::Rebuild;
+use crate::platform::Platform;
+use crate::progress::ProgressSink;
+use crate::reference::Reference;
+
+use super::context::PullContext;
+use super::{PullOptions, Puller, blocking};
+
+/// What [`Registry::repair`](crate::Registry::repair) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// Images fetched again (their first name and platform), with their damaged layers.
+    pub repaired_images: Vec<String>,
+    /// Layers rebuilt from the registry.
+    pub rebuilt_layers: Vec<Digest>,
+    /// Invalid image records removed (the next pull of their image writes a new one).
+    pub removed_records: usize,
+    /// Damaged layers no image names: nothing says where to fetch them from; `gc` removes
+    /// them.
+    pub orphaned_layers: Vec<Digest>,
+    /// Images that could not be repaired, and why.
+    pub failed: Vec<RepairFailure>,
+}
+
+/// An image [`Registry::repair`](crate::Registry::repair) could not repair.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RepairFailure {
+    /// The image (first name and platform).
+    pub image: String,
+    /// Why.
+    pub error: String,
+}
+
+impl Puller {
+    pub(crate) async fn repair(&self, report: &VerifyReport) -> Result<RepairReport> {
+        let mut out = RepairReport {
+            removed_records: self.remove_invalid_records(report).await?,
+            ..RepairReport::default()
+        };
+        let named: HashSet<&Digest> = report
+            .images
+            .iter()
+            .flat_map(|i| i.damaged_layers.iter())
+            .collect();
+        out.orphaned_layers = report
+            .layers
+            .iter()
+            .filter(|l| !l.is_ok() && !named.contains(&l.diff_id))
+            .map(|l| l.diff_id.clone())
+            .collect();
+        let mut rebuilt = BTreeSet::new();
+        for image in report.images.iter().filter(|i| !i.is_ok()) {
+            let Some(name) = image.names.first() else {
+                continue;
+            };
+            let shown = format!("{name} ({})", image.platform);
+            let damaged: HashSet<Digest> = image
+                .damaged_layers
+                .iter()
+                .filter(|d| !rebuilt.contains(*d))
+                .cloned()
+                .collect();
+            match self
+                .repair_image(name, &image.platform, &image.manifest_digest, &damaged)
+                .await
+            {
+                Ok(()) => {
+                    rebuilt.extend(damaged);
+                    out.repaired_images.push(shown);
+                }
+                Err(e) => out.failed.push(RepairFailure {
+                    image: shown,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        out.rebuilt_layers = rebuilt.into_iter().collect();
+        Ok(out)
+    }
+
+    /// Remove the records `report` found invalid that are still invalid (a pull may have
+    /// replaced one since).
+    async fn remove_invalid_records(&self, report: &VerifyReport) -> Result<usize> {
+        let cache = self.cache.clone();
+        let paths: Vec<String> = report
+            .records
+            .iter()
+            .filter_map(|p| p.path.clone())
+            .collect();
+        Ok(blocking(move || cache.remove_invalid_records(&paths)).await??)
+    }
+
+    /// Resolve `name` pinned to `manifest_digest` and rebuild `damaged`; the others are used
+    /// as they are.
+    async fn repair_image(
+        &self,
+        name: &str,
+        platform: &str,
+        manifest_digest: &Digest,
+        damaged: &HashSet<Digest>,
+    ) -> Result<()> {
+        let reference = name
+            .parse::<Reference>()
+            .map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))?
+            .with_digest(manifest_digest.clone());
+        let platform = platform
+            .parse::<Platform>()
+            .map_err(|e| Error::InvalidArgument(format!("{platform}: {e}")))?;
+        let (progress, cancel) = (ProgressSink::none(), CancelToken::new());
+        let cx = PullContext::new(&reference, platform, &progress, &cancel);
+        let image = self.resolve_image(&cx).await?;
+        let _leases = self.prepare_cache(&image).await?;
+        let opts = PullOptions::default();
+        self.run_layers(&cx, &image, &opts, Rebuild::Only(damaged.clone()))
+            .await
+    }
+}
