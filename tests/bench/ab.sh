@@ -2,8 +2,9 @@
 # A/B: cold `msbimage pull` of two builds of msbimage (two git revisions) on the same images,
 # alternating A B A B … (the starting build rotating each round) in one run, so a change can
 # be checked for a regression on a machine that is not idle. Each timed pull goes to a fresh
-# tmpfs cache after the page cache is dropped. Prints per image the median wall time of each
-# build and the ratio B/A.
+# tmpfs cache after the page cache is dropped. Prints per image the median wall time and the
+# median CPU time (user + system of the msbimage process, less sensitive to other load) of
+# each build, and the ratios B/A.
 #
 #   bash tests/bench/ab.sh BEFORE_REV [AFTER_REV (default: the working tree)] [--runs N] \
 #        [--images many,usr]
@@ -78,7 +79,7 @@ for img in "${images[@]}"; do
   esac
 done
 
-# pull BUILD IMAGE: seconds of one cold pull into a fresh tmpfs.
+# pull BUILD IMAGE: "wall cpu" seconds of one cold pull into a fresh tmpfs.
 pull() {
   local m=$work/mnt-$1
   mkdir -p "$m"
@@ -86,19 +87,17 @@ pull() {
   mount -t tmpfs -o size=8g tmpfs "$m"
   sync
   echo 3 >/proc/sys/vm/drop_caches
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$work/$1" pull "$host/ab/$2:gzip" --cache "$m/cache" --insecure-registry "$host" \
-    --progress none >/dev/null
-  t1=$(date +%s.%N)
+  local TIMEFORMAT='%R %U %S' t
+  t=$({ time "$work/$1" pull "$host/ab/$2:gzip" --cache "$m/cache" --insecure-registry "$host" \
+    --progress none >/dev/null; } 2>&1)
   umount "$m"
-  echo "$t1 - $t0" | bc
+  echo "$t" | awk '{printf "%s %.3f\n", $1, $2 + $3}'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-echo "| image | A (${revs[0]}) | B (${revs[1]:-working tree}) | B/A | runs |"
-echo "|---|---|---|---|---|"
+echo "| image | wall A (${revs[0]}) | wall B (${revs[1]:-working tree}) | B/A | CPU A | CPU B | B/A | runs |"
+echo "|---|---|---|---|---|---|---|---|"
 for img in "${images[@]}"; do
   : >"$work/A.$img"
   : >"$work/B.$img"
@@ -107,7 +106,10 @@ for img in "${images[@]}"; do
     ((r % 2)) || order=(B A)
     for b in "${order[@]}"; do pull "$b" "$img" >>"$work/$b.$img"; done
   done
-  a=$(median <"$work/A.$img")
-  b=$(median <"$work/B.$img")
-  printf '| %s | %.3f s | %.3f s | %.3f | %s |\n' "$img" "$a" "$b" "$(echo "$b / $a" | bc -l)" "$RUNS"
+  a=$(cut -d' ' -f1 "$work/A.$img" | median)
+  b=$(cut -d' ' -f1 "$work/B.$img" | median)
+  ca=$(cut -d' ' -f2 "$work/A.$img" | median)
+  cb=$(cut -d' ' -f2 "$work/B.$img" | median)
+  printf '| %s | %.3f s | %.3f s | %.3f | %.2f s | %.2f s | %.3f | %s |\n' "$img" "$a" "$b" \
+    "$(echo "$b / $a" | bc -l)" "$ca" "$cb" "$(echo "$cb / $ca" | bc -l)" "$RUNS"
 done
