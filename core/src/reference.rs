@@ -5,18 +5,22 @@
 //!
 //! Normalisation follows `docker pull`:
 //!
-//! * The first `/`-separated component names a registry when it contains `.` or `:` or is
-//!   `localhost`; otherwise the whole name is a Docker Hub repository.
+//! * The first `/`-separated component names a registry when it contains `.` or `:`, is
+//!   `localhost`, or has an uppercase letter (`Foo/bar`, `LOCALDOMAIN/debian`: repositories
+//!   are lowercase, so it can only be a host); otherwise the whole name is a Docker Hub
+//!   repository.
 //! * `docker.io`, `index.docker.io` and `registry-1.docker.io` are all Docker Hub, printed as
 //!   `docker.io` and reached at `registry-1.docker.io`.
 //! * Single-component Docker Hub names live under `library/` (`alpine` is
 //!   `docker.io/library/alpine`); other registries get no prefix.
 //! * With neither a tag nor a digest the tag is `latest`.
 //!
-//! One deliberate difference from `distribution/reference`: it also treats a first component
-//! containing an uppercase letter as a registry host (`Foo/bar` means host `Foo`); here that is a
-//! Docker Hub name and therefore rejected as not lowercase, which is almost always what the
-//! user meant.
+//! * The repository path (after normalisation, so with `library/`) is at most 255
+//!   characters; the host does not count.
+//!
+//! `core/tests/reference_tables.rs` holds the cases of `distribution/reference`'s own test
+//! tables, which this parser matches. (Where we differ on purpose: `registry-1.docker.io`
+//! also means Docker Hub, and `sha512` digests are accepted, as the OCI spec registers them.)
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -34,7 +38,7 @@ const DOCKER_HUB_ALIASES: [&str; 3] = [DOCKER_HUB, "index.docker.io", DOCKER_HUB
 const OFFICIAL_NAMESPACE: &str = "library";
 /// The tag used when a reference has neither tag nor digest.
 const DEFAULT_TAG: &str = "latest";
-/// Longest allowed `registry/repository`, as in `distribution/reference`.
+/// Longest allowed repository path (host not counted), as in `distribution/reference`.
 const NAME_MAX_LEN: usize = 255;
 /// Longest allowed tag.
 const TAG_MAX_LEN: usize = 128;
@@ -155,14 +159,15 @@ pub enum ReferenceError {
         /// What is wrong with the digest.
         error: DigestError,
     },
-    /// `registry/repository` (after normalisation) is longer than 255 characters.
+    /// The repository path (after normalisation) is longer than 255 characters.
     #[error(
-        "invalid reference {input:?}: name {name:?} is {len} characters long, the limit is 255"
+        "invalid reference {input:?}: repository {name:?} is {len} characters long, the limit \
+         is 255"
     )]
     NameTooLong {
         /// The whole input.
         input: String,
-        /// The normalised `registry/repository`.
+        /// The normalised repository path.
         name: String,
         /// Its length.
         len: usize,
@@ -411,11 +416,11 @@ fn parse(input: &str) -> Result<Reference, ReferenceError> {
         path.to_owned()
     };
 
-    let len = registry.len() + 1 + repository.len();
+    let len = repository.len();
     if len > NAME_MAX_LEN {
         return Err(E::NameTooLong {
             input: owned(),
-            name: format!("{registry}/{repository}"),
+            name: repository,
             len,
         });
     }
@@ -434,10 +439,14 @@ fn parse(input: &str) -> Result<Reference, ReferenceError> {
     })
 }
 
-/// Docker's rule for whether the first path component names a registry, extended to anything
-/// starting with `[` so a malformed IPv6 literal is reported as one.
+/// Docker's rule for whether the first path component names a registry (a `.` or `:`,
+/// `localhost`, or an uppercase letter), extended to anything starting with `[` so a
+/// malformed IPv6 literal is reported as one.
 fn looks_like_domain(first: &str) -> bool {
-    first.contains(['.', ':']) || first.starts_with('[') || first.eq_ignore_ascii_case("localhost")
+    first.contains(['.', ':'])
+        || first.starts_with('[')
+        || first.eq_ignore_ascii_case("localhost")
+        || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Checks the repository path: `component(/component)*`, lowercase.
@@ -912,7 +921,8 @@ mod tests {
             ("localhost//b".into(), "EmptyComponent"),
             ("Alpine".into(), "Uppercase"),
             ("foo/Bar".into(), "Uppercase"),
-            ("Foo/bar".into(), "Uppercase"),
+            ("Foo/Bar".into(), "Uppercase"),
+            ("Fo_o/bar".into(), "InvalidHost"),
             ("ghcr.io/Org/repo".into(), "Uppercase"),
             ("-foo".into(), "InvalidPathComponent"),
             ("foo-".into(), "InvalidPathComponent"),
@@ -964,8 +974,8 @@ mod tests {
             (format!("foo@{}", s.to_uppercase()), "InvalidDigest"),
             (format!("foo@{s}@{s}"), "InvalidDigest"),
             ("foo@latest".into(), "InvalidDigest"),
-            (format!("localhost/{}", "a".repeat(246)), "NameTooLong"),
-            ("a".repeat(238), "NameTooLong"),
+            (format!("localhost/{}", "a".repeat(256)), "NameTooLong"),
+            ("a".repeat(248), "NameTooLong"),
         ];
         cases
     }
