@@ -38,7 +38,7 @@ def test_argument_reference_io_and_not_found(client: msbimage.Registry, registry
         client.pull("Not A/Reference")
     assert ref_error.value.kind == "INVALID_REFERENCE"
     with pytest.raises(msbimage.InvalidReferenceError):
-        msbimage.Reference.parse("UPPER/case")
+        msbimage.Reference.parse("lower/Case")
     with pytest.raises(msbimage.InvalidArgumentError) as arg_error:
         msbimage.Platform.parse("linux")
     assert arg_error.value.kind == "INVALID_ARGUMENT"
