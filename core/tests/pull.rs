@@ -313,6 +313,47 @@ async fn index_resolves_every_platform() {
     );
 }
 
+/// A reference naming a single-platform (amd64) manifest, pulled for another platform: the
+/// config's platform is checked as an index entry's would be, not recorded under the wrong
+/// platform.
+#[tokio::test]
+async fn a_single_platform_image_for_another_platform_is_not_found() {
+    let f = Fixture::start().await;
+    for wanted in [
+        Platform::new("linux", "arm64"),
+        Platform::new("windows", "amd64"),
+        Platform::with_variant("linux", "arm", "v7"),
+    ] {
+        let registry = Registry::builder(wanted.clone(), f.cache())
+            .build()
+            .unwrap();
+        let err = registry
+            .pull(
+                &f.reference("fixtures/standard:gzip"),
+                &PullOptions::default(),
+            )
+            .await
+            .expect_err("an amd64 image is not {wanted}");
+        assert_eq!(err.kind(), ErrorKind::PlatformNotFound, "{wanted}: {err}");
+        assert!(err.to_string().contains("available: linux/amd64"), "{err}");
+    }
+    assert!(f.cache().images().unwrap().is_empty(), "nothing recorded");
+    // The platform it is built for, and one it runs on (amd64 v2 runs v1 code), pull.
+    for ok in [
+        Platform::new("linux", "amd64"),
+        Platform::with_variant("linux", "amd64", "v2"),
+    ] {
+        let registry = Registry::builder(ok.clone(), f.cache()).build().unwrap();
+        registry
+            .pull(
+                &f.reference("fixtures/standard:gzip"),
+                &PullOptions::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
 #[tokio::test]
 async fn platform_not_found_lists_what_exists() {
     let f = Fixture::start().await;

@@ -45,14 +45,16 @@ pub enum Error {
         reference: String,
     },
 
-    /// The image index has no manifest for the requested platform.
+    /// The image index has no manifest for the requested platform, or the single-platform
+    /// image the reference names is built for another platform.
     #[error("{reference}: no manifest for platform {wanted}; available: {}", available.join(", "))]
     PlatformNotFound {
         /// The image.
         reference: String,
         /// The platform asked for.
         wanted: Platform,
-        /// The platforms the index lists (attestations excluded).
+        /// The platforms the index lists (attestations excluded), or the one platform of a
+        /// single-platform image.
         available: Vec<String>,
     },
 

@@ -68,6 +68,9 @@ impl Puller {
             .await
             .map_err(|e| cx.registry(e))?;
         let config = ImageConfig::from_json(&config_bytes).map_err(|e| cx.manifest(e))?;
+        if index_digest.is_none() {
+            check_single_platform(cx, &config)?;
+        }
         let diff_ids = config.diff_ids().map_err(|e| cx.manifest(e))?;
         if diff_ids.len() != manifest.layers.len() {
             return Err(cx.manifest(ManifestError::LayerCountMismatch {
@@ -145,4 +148,24 @@ impl Puller {
         .await??;
         Ok((manifest, digest, index))
     }
+}
+
+/// A reference that names a manifest (not an index) has one platform, in its config: it must
+/// be one the requested platform runs (the same rules as choosing from an index), or the pull
+/// would record and report, say, an amd64 image as arm64. A config that does not say its
+/// platform is taken as it is.
+fn check_single_platform(cx: &PullContext<'_>, config: &ImageConfig) -> Result<()> {
+    let (os, arch) = (config.os.as_str(), config.architecture.as_str());
+    if os.is_empty() || arch.is_empty() || os == "unknown" || arch == "unknown" {
+        return Ok(());
+    }
+    let variant = config.variant.as_deref().filter(|v| !v.is_empty());
+    if cx.platform.score(os, arch, variant).is_some() {
+        return Ok(());
+    }
+    let is = match variant {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    Err(cx.platform_not_found(vec![is]))
 }
