@@ -43,6 +43,7 @@ pub mod registry;
 pub mod settings;
 pub mod stat;
 pub mod surface;
+pub mod unpack;
 
 pub use auth::RegistryAuth;
 pub use cache::{

@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use args::{Cli, Command, InspectArgs, PolicyArg, PullArgs};
+use args::{Cli, Command, InspectArgs, PolicyArg, PullArgs, UnpackArgs};
 use clap::Parser as _;
 use microsandbox_image::{
     Error, ErrorKind, GlobalCache, Platform, PullOptions, PullPolicy, PullResult, Reference,
-    Registry,
+    Registry, unpack::UnpackOptions,
 };
 use progress_ui::Reporter;
 
@@ -119,12 +119,74 @@ fn read_password() -> Result<String, Error> {
 }
 
 async fn pull(args: PullArgs) -> Result<(), Failure> {
+    let outcome = run_pull(&args).await;
+    match outcome {
+        Ok(result) => {
+            let text = if args.json {
+                result_json(&result) + "\n"
+            } else {
+                summary(&result)
+            };
+            print_stdout(&text)
+        }
+        Err(e) => {
+            if args.json {
+                // Errors are data too: the same report the bindings attach to exceptions.
+                print_stdout(&(error_json(&e) + "\n"))?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// `msbimage unpack REF DIR`: pull as `pull` does, then write the merged root filesystem.
+async fn unpack(args: UnpackArgs) -> Result<(), Failure> {
+    let result = match run_pull(&args.pull).await {
+        Ok(result) => result,
+        Err(e) => {
+            if args.pull.json {
+                print_stdout(&(error_json(&e) + "\n"))?;
+            }
+            return Err(e.into());
+        }
+    };
+    let (dir, opts) = (
+        args.dir.clone(),
+        UnpackOptions {
+            rootless: args.rootless.then_some(true),
+        },
+    );
+    let report = tokio::task::spawn_blocking(move || result.unpack(&dir, &opts))
+        .await
+        .map_err(|e| Error::Internal(format!("unpack task: {e}")))?
+        .map_err(|e| Failure::Other {
+            code: e.kind().exit_code(),
+            message: e.to_string(),
+        })?;
+    if args.pull.json {
+        let doc = serde_json::to_string(&report).map_err(|e| Error::Internal(e.to_string()))?;
+        return print_stdout(&(doc + "\n"));
+    }
+    print_stdout(&format!(
+        "unpacked {} entries ({} bytes) into {}{}\n",
+        report.entries,
+        report.bytes,
+        args.dir.display(),
+        if report.rootless {
+            " (rootless: owners in user.rootlesscontainers)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Pull as the arguments ask, with progress on stderr and Ctrl-C/SIGTERM cancelling.
+async fn run_pull(args: &PullArgs) -> Result<PullResult, Error> {
     let reference: Reference = args.common.reference.parse().map_err(Error::from)?;
     if args.force && args.policy == PolicyArg::Never {
         return Err(Error::InvalidArgument(
             "--force needs the network; it cannot be combined with --policy never".into(),
-        )
-        .into());
+        ));
     }
     let password = match (&args.username, args.password_stdin) {
         (Some(_), true) => Some(read_password()?),
@@ -177,23 +239,7 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
         reporter.abandon(e);
     }
     reporter.end();
-    match outcome {
-        Ok(result) => {
-            let text = if args.json {
-                result_json(&result) + "\n"
-            } else {
-                summary(&result)
-            };
-            print_stdout(&text)
-        }
-        Err(e) => {
-            if args.json {
-                // Errors are data too: the same report the bindings attach to exceptions.
-                print_stdout(&(error_json(&e) + "\n"))?;
-            }
-            Err(e.into())
-        }
-    }
+    outcome
 }
 
 /// `{"error": {"kind": "NOT_CACHED", "message": …, "image": …, "layer": …, "blob": …}}`.
@@ -246,6 +292,7 @@ fn main() -> ExitCode {
             Command::Du(args) => cache_cmds::du(args).await,
             Command::Gc(args) => cache_cmds::gc(args).await,
             Command::Verify(args) => cache_cmds::verify(args).await,
+            Command::Unpack(args) => unpack(args).await,
         }
     });
     // Blocking work of an aborted pull (an extraction mid-layer) may still be finishing; it

@@ -79,6 +79,25 @@ pub enum Command {
     /// --repair, re-pull only what is damaged. Exits 1 if damage remains.
     #[command(after_help = exit_codes_help())]
     Verify(VerifyArgs),
+    /// Pull an image (as `pull` does) and write its merged root filesystem into DIR as an
+    /// ordinary tree (real symlinks, modes, owners as root; rootless like `umoci unpack
+    /// --rootless` otherwise).
+    #[command(after_help = exit_codes_help())]
+    Unpack(UnpackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    #[command(flatten)]
+    pub pull: PullArgs,
+
+    /// Where to write the root filesystem (missing or an empty directory)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Owners in `user.rootlesscontainers` xattrs and devices as empty files, even as root
+    #[arg(long)]
+    pub rootless: bool,
 }
 
 #[derive(Debug, Args)]
