@@ -7,8 +7,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use super::{ContentsError, bad};
 
 /// What kind of entry a path is.
@@ -129,7 +127,7 @@ fn walk_dir(
     Ok(())
 }
 
-/// SHA-256 over the `user.*` xattrs of `path` (not followed), sorted by name, each name and
+/// BLAKE3 over the `user.*` xattrs of `path` (not followed), sorted by name, each name and
 /// value prefixed with its u32 length. Other namespaces (`security.selinux`, …) belong to
 /// the host, not to the layer.
 fn user_xattrs_digest(path: &Path) -> Result<[u8; 32], ContentsError> {
@@ -151,7 +149,7 @@ fn user_xattrs_digest(path: &Path) -> Result<[u8; 32], ContentsError> {
         .filter(|name| name.starts_with(b"user."))
         .collect();
     names.sort_unstable();
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut value = vec![0u8; 256];
     for name in names {
         let name_os = OsStr::from_bytes(name);
@@ -166,10 +164,10 @@ fn user_xattrs_digest(path: &Path) -> Result<[u8; 32], ContentsError> {
                 Err(e) => return Err(fail("read an xattr of", e)),
             }
         };
-        hasher.update((name.len() as u32).to_le_bytes());
+        hasher.update(&(name.len() as u32).to_le_bytes());
         hasher.update(name);
-        hasher.update((len as u32).to_le_bytes());
+        hasher.update(&(len as u32).to_le_bytes());
         hasher.update(&value[..len]);
     }
-    Ok(hasher.finalize().into())
+    Ok(*hasher.finalize().as_bytes())
 }

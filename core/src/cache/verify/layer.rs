@@ -239,7 +239,7 @@ fn compare(
     }
 }
 
-/// SHA-256 of a file's content, read once per inode (hardlinks share one).
+/// BLAKE3 of a file's content, read once per inode (hardlinks share one).
 fn file_digest(
     node: &Node,
     by_inode: &mut HashMap<u64, [u8; 32]>,

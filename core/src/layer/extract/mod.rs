@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec};
 use rustix::io::Errno;
-use sha2::{Digest as _, Sha256};
 
 mod fs;
 mod resolve;
@@ -85,7 +84,7 @@ pub(crate) struct ExtractStats {
     pub file_bytes: u64,
     /// Directories created without an entry of their own.
     pub implicit_dirs: u64,
-    /// SHA-256 of the content of every regular file written, by inode (hardlinks share one;
+    /// BLAKE3 of the content of every regular file written, by inode (hardlinks share one;
     /// an inode freed and reused holds its last file's). Files created empty (whiteout and
     /// device placeholders) are absent. Recorded in the layer's `contents`
     /// (`cache/contents.rs`) so `verify` can tell a changed file without the tar.
@@ -506,7 +505,7 @@ impl Extractor {
                 path: rel.to_string_lossy().into_owned(),
                 source: e,
             })?;
-            Some(Sha256::digest(target).into())
+            Some(*blake3::hash(target).as_bytes())
         } else if type_bits == mode::S_IFREG {
             Some(self.copy(entry, &mut file, rel, size)?)
         } else {
@@ -550,7 +549,7 @@ impl Extractor {
         Ok(())
     }
 
-    /// Copy an entry's `size` content bytes and return their SHA-256; a body that ends early
+    /// Copy an entry's `size` content bytes and return their BLAKE3; a body that ends early
     /// is an error (the tar reader itself would take a short read at the end of the stream
     /// as the entry's end).
     fn copy<R: Read>(
@@ -561,10 +560,10 @@ impl Extractor {
         size: u64,
     ) -> Result<[u8; 32], LayerError> {
         let mut copied = 0u64;
-        let mut hasher = Sha256::new();
+        let mut hasher = blake3::Hasher::new();
         loop {
             let n = match src.read(&mut self.buf) {
-                Ok(0) if copied == size => return Ok(hasher.finalize().into()),
+                Ok(0) if copied == size => return Ok(*hasher.finalize().as_bytes()),
                 Ok(0) => {
                     return Err(LayerError::Tar {
                         detail: format!(
