@@ -19,8 +19,8 @@
 //!
 //! Integers are little-endian. The content digests are taken while extracting (the bytes go
 //! through BLAKE3 as they are written, no second read; BLAKE3 because it is several times
-//! faster than SHA-256 on one core, which made SHA-256 cost a fifth of a pull's CPU); the rest comes from a
-//! metadata-only walk of the finished tree (`walk.rs`), so the record describes the final
+//! faster than SHA-256 on one core, which made SHA-256 cost a fifth of a pull's CPU); the
+//! rest comes from a metadata-only walk of the finished tree (`walk.rs`), so the record describes the final
 //! tree whatever the tar replaced, hardlinked or whited out on the way. Reading is strict: a
 //! file that is too large, truncated, unsorted, or whose trailing digest does not match is
 //! refused (and `verify` reports it).
