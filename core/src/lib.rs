@@ -62,7 +62,9 @@ pub use platform::{Arch, Os, Platform};
 pub use progress::{
     ProgressCallback, PullProgress, PullProgressHandle, PullProgressSender, progress_channel,
 };
-pub use pull::{PullOptions, PullPolicy, PullResult, RepairFailure, RepairReport};
+pub use pull::{
+    PullOptions, PullPolicy, PullResult, RemoteImage, RemoteLayer, RepairFailure, RepairReport,
+};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{Registry, RegistryBuilder};
 pub use settings::{DockerConfigSource, RegistryConfig};

@@ -226,6 +226,39 @@ pub enum Selection {
     NotFound(Vec<String>),
 }
 
+/// The platforms an index offers images for (attestations and `unknown` entries left out),
+/// as `os/arch[/variant]`, in index order.
+pub fn index_platforms(index: &ImageIndex) -> Vec<String> {
+    image_entries(index)
+        .map(|(_, (os, arch, variant))| platform_string(&os, &arch, variant.as_deref()))
+        .collect()
+}
+
+/// The index's image entries with their (os, architecture, variant).
+fn image_entries(
+    index: &ImageIndex,
+) -> impl Iterator<Item = (&Descriptor, (String, String, Option<String>))> {
+    index.manifests().iter().filter_map(|d| {
+        if is_attestation(d) {
+            return None;
+        }
+        let p = d.platform().as_ref()?;
+        let (os, arch) = (p.os().to_string(), p.architecture().to_string());
+        if os == "unknown" || arch == "unknown" {
+            return None;
+        }
+        Some((d, (os, arch, p.variant().clone())))
+    })
+}
+
+/// `os/arch[/variant]`.
+pub(crate) fn platform_string(os: &str, arch: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    }
+}
+
 fn is_attestation(d: &Descriptor) -> bool {
     d.annotations()
         .as_ref()
@@ -239,21 +272,9 @@ fn is_attestation(d: &Descriptor) -> bool {
 pub fn select_platform(index: &ImageIndex, target: &Platform) -> Result<Selection, ManifestError> {
     let mut best: Option<(u32, &Descriptor)> = None;
     let mut available = Vec::new();
-    for d in index.manifests() {
-        if is_attestation(d) {
-            continue;
-        }
-        let Some(p) = d.platform() else { continue };
-        let (os, arch) = (p.os().to_string(), p.architecture().to_string());
-        if os == "unknown" || arch == "unknown" {
-            continue;
-        }
-        let variant = p.variant().as_deref();
-        available.push(match variant {
-            Some(v) => format!("{os}/{arch}/{v}"),
-            None => format!("{os}/{arch}"),
-        });
-        if let Some(score) = target.score(&os, &arch, variant)
+    for (d, (os, arch, variant)) in image_entries(index) {
+        available.push(platform_string(&os, &arch, variant.as_deref()));
+        if let Some(score) = target.score(&os, &arch, variant.as_deref())
             && best.is_none_or(|(b, _)| score > b)
         {
             best = Some((score, d));

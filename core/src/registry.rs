@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::layer::ExtractLimits;
 use crate::platform::Platform;
 use crate::progress::{ProgressCallback, ProgressSink, PullProgressHandle};
-use crate::pull::{PullOptions, PullResult, Puller, RepairReport};
+use crate::pull::{PullOptions, PullResult, Puller, RemoteImage, RepairReport};
 use crate::reference::Reference;
 use crate::settings::{DockerConfigSource, RegistryConfig};
 
@@ -91,6 +91,25 @@ impl Registry {
                 &CancelToken::new(),
             )
             .await
+    }
+
+    /// What `reference` resolves to on its registry, for `platform` (default: the
+    /// registry's): digests, the platforms of an index, the config and the layers with their
+    /// sizes, verified like a pull's first steps; no layer is downloaded and nothing is
+    /// written to the cache.
+    ///
+    /// ```no_run
+    /// # async fn f(registry: microsandbox_image::Registry) -> Result<(), Box<dyn std::error::Error>> {
+    /// let image = registry.inspect(&"alpine:3.20".parse()?, None).await?;
+    /// println!("{} for {:?}: {} bytes to download", image.digest, image.platforms, image.download_size);
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(
+        &self,
+        reference: &Reference,
+        platform: Option<Platform>,
+    ) -> Result<RemoteImage> {
+        self.puller.inspect(reference, platform).await
     }
 
     /// Repair what [`GlobalCache::verify`] found: remove invalid image records, and for each

@@ -248,6 +248,9 @@ fn error_json(e: &Error) -> String {
 }
 
 async fn inspect(args: InspectArgs) -> Result<(), Failure> {
+    if args.remote {
+        return inspect_remote(args).await;
+    }
     let reference: Reference = args.common.reference.parse().map_err(Error::from)?;
     let dir = match args.common.cache {
         Some(d) => d,
@@ -269,6 +272,82 @@ async fn inspect(args: InspectArgs) -> Result<(), Failure> {
     };
     let result = registry.pull(&reference, &options).await?;
     print_stdout(&(result_json(&result) + "\n"))
+}
+
+/// `inspect --remote`: what the registry serves, as text or (`--json`) one object.
+async fn inspect_remote(args: InspectArgs) -> Result<(), Failure> {
+    let reference: Reference = args.common.reference.parse().map_err(Error::from)?;
+    let mut config = args::base_registry_config(args.config.as_deref())?;
+    config
+        .insecure_registries
+        .extend(args.insecure_registry.iter().cloned());
+    // Nothing is written to it, but a registry needs one: the usual cache, or a throwaway.
+    let scratch;
+    let cache = match &args.common.cache {
+        Some(dir) => GlobalCache::new(dir).map_err(Error::from)?,
+        None => {
+            scratch = tempfile_dir()?;
+            GlobalCache::new(scratch.path()).map_err(Error::from)?
+        }
+    };
+    let platform = args
+        .common
+        .platform
+        .clone()
+        .unwrap_or_else(Platform::host_linux);
+    let registry = Registry::from_config(platform, cache, config)?;
+    let image = registry.inspect(&reference, None).await?;
+    if args.json {
+        let doc = serde_json::to_string(&image).map_err(|e| Error::Internal(e.to_string()))?;
+        return print_stdout(&(doc + "\n"));
+    }
+    let mut out = format!("{}\ndigest    {}\n", image.reference, image.digest);
+    if image.index_digest.is_some() {
+        out += &format!("platforms {}\n", image.platforms.join(", "));
+    }
+    out += &format!(
+        "platform  {}\nmanifest  {}\nconfig    {}\n",
+        image.platform, image.manifest_digest, image.config_digest
+    );
+    let c = &image.config;
+    if let Some(e) = &c.entrypoint {
+        out += &format!("entrypoint {e:?}\n");
+    }
+    if let Some(cmd) = &c.cmd {
+        out += &format!("cmd       {cmd:?}\n");
+    }
+    out += &format!(
+        "layers    {} ({} bytes to download)\n",
+        image.layers.len(),
+        image.download_size
+    );
+    for l in &image.layers {
+        out += &format!("  {} {:>12}  {}\n", l.digest, l.size, l.media_type);
+    }
+    print_stdout(&out)
+}
+
+/// A temporary directory removed on drop.
+fn tempfile_dir() -> Result<TempDir, Error> {
+    let base = std::env::temp_dir().join(format!("msbimage-inspect-{}", std::process::id()));
+    std::fs::create_dir_all(&base)
+        .map_err(|e| Error::InvalidArgument(format!("cannot create {}: {e}", base.display())))?;
+    Ok(TempDir(base))
+}
+
+/// A directory deleted when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn main() -> ExitCode {

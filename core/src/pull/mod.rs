@@ -4,10 +4,12 @@
 
 mod cached;
 mod context;
+mod inspect;
 mod layers;
 mod repair;
 mod resolve;
 
+pub use inspect::{RemoteImage, RemoteLayer};
 pub use repair::{RepairFailure, RepairReport};
 
 use std::path::PathBuf;

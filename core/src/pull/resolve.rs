@@ -3,6 +3,7 @@
 //! outcome, [`ResolvedImage`], lists the layer jobs the pipelines run.
 
 use crate::cache::GlobalCache;
+use crate::client::FetchedManifest;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::Result;
@@ -15,7 +16,7 @@ use super::context::PullContext;
 use super::{PullResult, Puller, blocking};
 
 /// Largest config blob we accept.
-const MAX_CONFIG_BYTES: u64 = 16 << 20;
+pub(super) const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// A manifest with its verified config: everything needed to run the layers.
 pub(super) struct ResolvedImage {
@@ -100,44 +101,13 @@ impl Puller {
         })
     }
 
-    /// Fetch the manifest for the reference; through the index if it names one.
+    /// Fetch the manifest for the reference (through the index if it names one) and store
+    /// the manifests in the cache.
     async fn resolve(&self, cx: &PullContext<'_>) -> Result<(Manifest, Digest, Option<Digest>)> {
-        let reference = cx.reference;
-        let top = self
-            .client
-            .get_manifest(reference, &reference.reference_str(), reference.digest())
-            .await
-            .map_err(|e| cx.registry(e))?;
-        let parsed =
-            manifest::parse(&top.bytes, top.content_type.as_deref()).map_err(|e| cx.manifest(e))?;
-        let (manifest, digest, index, platform_manifest) = match parsed {
-            Parsed::Manifest(m) => (m, top.digest.clone(), None, None),
-            Parsed::Index(index) => {
-                let digest = match manifest::select_platform(&index, &cx.platform)
-                    .map_err(|e| cx.manifest(e))?
-                {
-                    Selection::Found { digest, .. } => digest,
-                    Selection::NotFound(available) => {
-                        return Err(cx.platform_not_found(available));
-                    }
-                };
-                let m = self
-                    .client
-                    .get_manifest(reference, &digest.to_string(), Some(&digest))
-                    .await
-                    .map_err(|e| cx.registry(e))?;
-                let man = match manifest::parse(&m.bytes, m.content_type.as_deref())
-                    .map_err(|e| cx.manifest(e))?
-                {
-                    Parsed::Manifest(man) => man,
-                    Parsed::Index(_) => {
-                        return Err(cx.manifest(ManifestError::NestedIndex(digest)));
-                    }
-                };
-                (man, m.digest.clone(), Some(top.digest.clone()), Some(m))
-            }
-        };
+        let fetched = self.fetch_manifests(cx).await?;
+        let index_digest = fetched.index.as_ref().map(|_| fetched.top.digest.clone());
         let cache = self.cache.clone();
+        let (top, platform_manifest) = (fetched.top, fetched.platform_manifest);
         blocking(move || {
             cache.put_manifest(&top.digest, &top.bytes)?;
             match platform_manifest {
@@ -146,8 +116,68 @@ impl Puller {
             }
         })
         .await??;
-        Ok((manifest, digest, index))
+        Ok((fetched.manifest, fetched.manifest_digest, index_digest))
     }
+
+    /// Fetch (and verify) the manifest for the reference, through the index for our
+    /// platform if it names one; nothing is stored.
+    pub(super) async fn fetch_manifests(&self, cx: &PullContext<'_>) -> Result<Fetched> {
+        let reference = cx.reference;
+        let top = self
+            .client
+            .get_manifest(reference, &reference.reference_str(), reference.digest())
+            .await
+            .map_err(|e| cx.registry(e))?;
+        let parsed =
+            manifest::parse(&top.bytes, top.content_type.as_deref()).map_err(|e| cx.manifest(e))?;
+        let index = match parsed {
+            Parsed::Manifest(m) => {
+                return Ok(Fetched {
+                    manifest: m,
+                    manifest_digest: top.digest.clone(),
+                    index: None,
+                    top,
+                    platform_manifest: None,
+                });
+            }
+            Parsed::Index(index) => index,
+        };
+        let digest =
+            match manifest::select_platform(&index, &cx.platform).map_err(|e| cx.manifest(e))? {
+                Selection::Found { digest, .. } => digest,
+                Selection::NotFound(available) => return Err(cx.platform_not_found(available)),
+            };
+        let m = self
+            .client
+            .get_manifest(reference, &digest.to_string(), Some(&digest))
+            .await
+            .map_err(|e| cx.registry(e))?;
+        let man = match manifest::parse(&m.bytes, m.content_type.as_deref())
+            .map_err(|e| cx.manifest(e))?
+        {
+            Parsed::Manifest(man) => man,
+            Parsed::Index(_) => return Err(cx.manifest(ManifestError::NestedIndex(digest))),
+        };
+        Ok(Fetched {
+            manifest: man,
+            manifest_digest: m.digest.clone(),
+            index: Some(index),
+            top,
+            platform_manifest: Some(m),
+        })
+    }
+}
+
+/// What [`Puller::fetch_manifests`] got: the platform manifest, and the index it came
+/// through (if the reference named one) with the raw responses.
+pub(super) struct Fetched {
+    pub manifest: Manifest,
+    pub manifest_digest: Digest,
+    pub index: Option<Box<oci_spec::image::ImageIndex>>,
+    /// The response for the reference itself (the index, or the manifest).
+    pub top: FetchedManifest,
+    /// The platform manifest's response when `top` is an index.
+    pub platform_manifest: Option<FetchedManifest>,
 }
 
 /// A reference that names a manifest (not an index) has one platform, in its config: it must

@@ -60,7 +60,8 @@ pub enum Command {
     /// Pull an image into the cache and print where its layers are.
     #[command(after_help = exit_codes_help())]
     Pull(PullArgs),
-    /// Print what the cache holds for an image (as JSON, like `pull --json`), offline.
+    /// Print what the cache holds for an image (as JSON, like `pull --json`), offline; with
+    /// --remote, what the registry serves for it, without downloading layers.
     #[command(after_help = exit_codes_help())]
     Inspect(InspectArgs),
     /// List the images in the cache (names, platform, digest, size, last use).
@@ -319,6 +320,23 @@ pub struct PullArgs {
 pub struct InspectArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// Ask the registry instead of the cache: the resolved digest, an index's platforms, the
+    /// config and the layer sizes, without downloading layers
+    #[arg(long)]
+    pub remote: bool,
+
+    /// With --remote: print one JSON object instead of text
+    #[arg(long, requires = "remote")]
+    pub json: bool,
+
+    /// With --remote: registry settings, as for `pull --config`
+    #[arg(long, value_name = "FILE.json", requires = "remote")]
+    pub config: Option<PathBuf>,
+
+    /// With --remote: allow plain HTTP and unverified TLS for this host[:port] (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST", requires = "remote")]
+    pub insecure_registry: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
