@@ -227,6 +227,10 @@ export interface RegistryOptions {
   }
   /** Default: `null`. */
   lockTimeout?: number | null
+  /** Default: `1024`. */
+  lowSpeedLimit?: number
+  /** Default: `60`. */
+  lowSpeedTime?: number
   /** Default: `4`. */
   maxRetries?: number
   /** Default: `30`. */

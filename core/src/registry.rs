@@ -310,6 +310,8 @@ fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
         connect_timeout: config.connect_timeout,
         read_timeout: config.read_timeout,
         max_retry_after: config.max_retry_after,
+        low_speed: (config.low_speed_limit > 0 && !config.low_speed_time.is_zero())
+            .then_some((config.low_speed_limit, config.low_speed_time)),
         user_agent: config.user_agent.clone(),
         ..ClientOptions::default()
     };

@@ -66,6 +66,14 @@ pub struct RegistryConfig {
     /// Upper bound of a wait that a registry asks for with `Retry-After`, in seconds.
     #[serde(with = "seconds")]
     pub max_retry_after: Duration,
+    /// A layer download that averages fewer than this many bytes per second over
+    /// `lowSpeedTime` fails (as curl's `--speed-limit`), resumes and all: a server that
+    /// trickles a byte now and then never trips `readTimeout`. `0` turns the rule off;
+    /// default 1024.
+    pub low_speed_limit: u64,
+    /// The window of `lowSpeedLimit`, in seconds (default 60).
+    #[serde(with = "seconds")]
+    pub low_speed_time: Duration,
     /// The `User-Agent` header of every request (default `msbimage/<version>`).
     pub user_agent: String,
     /// Limits applied to every layer (entries, bytes, file size, path depth and length).
@@ -93,6 +101,8 @@ impl Default for RegistryConfig {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(30),
+            low_speed_limit: 1024,
+            low_speed_time: Duration::from_secs(60),
             user_agent: default_user_agent(),
             limits: ExtractLimits::default(),
             lock_timeout: None,
@@ -308,6 +318,8 @@ mod tests {
         assert!(keys.contains(&"userAgent".to_string()));
         assert!(keys.contains(&"partialMinSize".to_string()));
         assert!(keys.contains(&"lockTimeout".to_string()));
-        assert_eq!(keys.len(), 16);
+        assert!(keys.contains(&"lowSpeedLimit".to_string()));
+        assert!(keys.contains(&"lowSpeedTime".to_string()));
+        assert_eq!(keys.len(), 18);
     }
 }

@@ -215,3 +215,147 @@ async fn cancel_stops_the_pull_and_leaves_no_debris_when_it_returns() {
     );
     assert!(!layer_dirs(cache.path()).contains(&big_hex));
 }
+
+/// Every request gets the same retry policy as layer blobs: a connection reset in the middle
+/// of the config blob and of the manifest is retried and the pull succeeds.
+#[tokio::test]
+async fn resets_of_the_config_and_the_manifest_are_retried() {
+    let (reg, image) = setup().await;
+    let config = image.config_digest.clone();
+    for (what, opts) in [
+        ("config", FrontOptions::default().only_digest(&config)),
+        (
+            "manifest",
+            FrontOptions::default()
+                .only_digest("sha256:none")
+                .manifests(),
+        ),
+    ] {
+        let proxy = FaultProxy::start_with(
+            &reg.base_url(),
+            Fault::ResetAfter { bytes: 5, times: 2 },
+            opts,
+        )
+        .await
+        .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let res = pull_through(&proxy, &cache)
+            .await
+            .unwrap_or_else(|e| panic!("a reset {what} failed the pull: {e}"));
+        assert_eq!(res.layers.len(), 3);
+        assert_eq!(proxy.faults_injected(), 2, "{what}");
+    }
+}
+
+/// Redirects are followed for manifests too (registries behind CDNs redirect them), and a
+/// loop ends with a clear error.
+#[tokio::test]
+async fn manifest_redirects_are_followed_and_loops_are_named() {
+    let (reg, _) = setup().await;
+    let opts = || {
+        FrontOptions::default()
+            .only_digest("sha256:none")
+            .manifests()
+    };
+    let proxy = FaultProxy::start_with(&reg.base_url(), Fault::Redirect { times: 1 }, opts())
+        .await
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    pull_through(&proxy, &cache)
+        .await
+        .expect("a redirected manifest");
+    assert_eq!(proxy.faults_injected(), 1);
+    assert!(
+        proxy.requests().iter().any(|r| r.path.contains("?hop=0")),
+        "the redirect was followed"
+    );
+    let looping =
+        FaultProxy::start_with(&reg.base_url(), Fault::Redirect { times: u32::MAX }, opts())
+            .await
+            .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let err = pull_through(&looping, &cache)
+        .await
+        .expect_err("a redirect loop");
+    assert_eq!(err.kind(), ErrorKind::Registry);
+    assert!(err.to_string().contains("too many redirects"), "{err}");
+}
+
+/// A body that stops for good names the real URL it came from.
+#[tokio::test]
+async fn a_stalled_body_error_names_the_real_url() {
+    let (reg, image) = setup().await;
+    let big = big_layer(&image).digest.clone();
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::Stall {
+            after_bytes: 0,
+            millis: 10_000,
+        },
+        FrontOptions::default().only_digest(&big),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let config = microsandbox_image::RegistryConfig {
+        read_timeout: std::time::Duration::from_millis(300),
+        durable: false,
+        ..Default::default()
+    };
+    let registry = Registry::from_config(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+        config,
+    )
+    .unwrap();
+    let r = format!("{}/flaky/app:v1", proxy.host()).parse().unwrap();
+    let started = std::time::Instant::now();
+    let err = registry
+        .pull(&r, &PullOptions::default())
+        .await
+        .expect_err("the blob never finishes");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "gave up in time"
+    );
+    let want = format!("http://{}/v2/flaky/app/blobs/{big}", proxy.host());
+    assert!(err.to_string().contains(&want), "{err}\n(wanted {want})");
+}
+
+/// A server that trickles (here: 1000 bytes per connection, then silence until the read
+/// timeout) never trips the read timeout for good, since every attempt makes progress; the
+/// low-speed rule ends it, naming the rule.
+#[tokio::test]
+async fn a_trickling_download_fails_under_the_low_speed_rule() {
+    let (reg, image) = setup().await;
+    let big = big_layer(&image).digest.clone();
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::Stall {
+            after_bytes: 1000,
+            millis: 10_000,
+        },
+        FrontOptions::default().only_digest(&big),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let config = microsandbox_image::RegistryConfig::from_json(
+        r#"{"readTimeout": 0.3, "lowSpeedLimit": 100000, "lowSpeedTime": 2, "durable": false}"#,
+    )
+    .unwrap();
+    let registry = Registry::from_config(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+        config,
+    )
+    .unwrap();
+    let r = format!("{}/flaky/app:v1", proxy.host()).parse().unwrap();
+    let err = registry
+        .pull(&r, &PullOptions::default())
+        .await
+        .expect_err("too slow");
+    assert_eq!(err.kind(), ErrorKind::Registry);
+    assert!(err.to_string().contains("lowSpeedLimit"), "{err}");
+    assert!(tmp_entries(cache.path()).is_empty(), "no staging left");
+}

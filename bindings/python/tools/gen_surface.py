@@ -44,6 +44,8 @@ SETTING_TYPES = {
     "connectTimeout": "float",
     "readTimeout": "float",
     "maxRetryAfter": "float",
+    "lowSpeedLimit": "int",
+    "lowSpeedTime": "float",
     "limits": "Mapping[str, int]",
     "userAgent": "str",
     "lockTimeout": "Optional[float]",

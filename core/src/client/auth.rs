@@ -30,12 +30,15 @@ pub(super) struct Authorizer {
     /// Hosts whose challenge asked for HTTP Basic.
     basic_hosts: Mutex<HashSet<String>>,
     tokens: token::TokenCache,
+    /// Retries of a token request after a transient failure.
+    max_retries: u32,
 }
 
 impl Authorizer {
-    pub(super) fn new(store: AuthStore) -> Self {
+    pub(super) fn new(store: AuthStore, max_retries: u32) -> Self {
         Authorizer {
             store,
+            max_retries,
             creds: Mutex::default(),
             basic_hosts: Mutex::default(),
             tokens: token::TokenCache::default(),
@@ -154,15 +157,26 @@ impl Authorizer {
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
         let creds_over_http = host_is_loopback(&realm_host) || insecure;
-        let (tok, expires_in) = token::fetch(
-            http,
-            realm,
-            bearer.param("service"),
-            scope,
-            auth,
-            creds_over_http,
-        )
-        .await?;
+        // The token service gets the same retries as the registry (a reset, a 503).
+        let mut attempt = 0u32;
+        let (tok, expires_in) = loop {
+            match token::fetch(
+                http,
+                realm,
+                bearer.param("service"),
+                scope,
+                auth,
+                creds_over_http,
+            )
+            .await
+            {
+                Err(e) if e.is_transient() && attempt < self.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(super::backoff(attempt)).await;
+                }
+                other => break other?,
+            }
+        };
         self.tokens.put(&ep.host, scope, tok, expires_in);
         Ok(())
     }

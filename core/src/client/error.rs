@@ -73,6 +73,20 @@ pub enum RegistryError {
     /// The TLS settings are unusable (unreadable or invalid CA bundle).
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    /// A download averaged less than the `lowSpeedLimit` setting over `lowSpeedTime`.
+    #[error(
+        "{url}: too slow: {bytes} bytes in {secs} s, under the lowSpeedLimit of {limit} bytes/s"
+    )]
+    TooSlow {
+        /// Where the bytes came from.
+        url: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// The window (`lowSpeedTime`), in seconds.
+        secs: u64,
+        /// The limit, bytes per second.
+        limit: u64,
+    },
 }
 
 impl RegistryError {

@@ -41,6 +41,8 @@ pub(crate) struct ClientOptions {
     pub read_timeout: Duration,
     /// Upper bound of a `Retry-After` wait.
     pub max_retry_after: Duration,
+    /// A blob download averaging fewer bytes per second than `.0` over `.1` fails.
+    pub low_speed: Option<(u64, Duration)>,
     /// The `User-Agent` header of every request.
     pub user_agent: String,
 }
@@ -55,6 +57,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(30),
+            low_speed: Some((1024, Duration::from_secs(60))),
             user_agent: crate::settings::default_user_agent(),
         }
     }
@@ -125,8 +128,8 @@ impl RegistryClient {
             verified: OnceLock::new(),
             extra_roots,
             unverified,
+            auth: auth::Authorizer::new(auth, opts.max_retries),
             opts,
-            auth: auth::Authorizer::new(auth),
             schemes: Mutex::default(),
         })
     }
@@ -138,6 +141,11 @@ impl RegistryClient {
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .no_proxy()
+    }
+
+    /// The low-speed rule for blob downloads (`lowSpeedLimit` over `lowSpeedTime`).
+    pub(crate) fn low_speed(&self) -> Option<(u64, Duration)> {
+        self.opts.low_speed
     }
 
     /// Where to fetch `r` from: its mirrors in order, then the registry.
@@ -300,19 +308,22 @@ impl RegistryClient {
         self.with_endpoints(r, |ep| {
             let headers = headers.clone();
             async move {
-                let (resp, url) = self
-                    .get(
-                        &ep,
-                        r.repository(),
-                        &format!("manifests/{reference}"),
-                        &headers,
+                let path = format!("manifests/{reference}");
+                let (bytes, content_type, claimed) = self
+                    .read_retrying(
+                        || async {
+                            let (resp, url) = self.get_following(&ep, r, &path, &headers).await?;
+                            let resp = expect_success(resp, &url, "manifest").await?;
+                            let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
+                            let claimed = header_str(resp.headers(), "docker-content-digest")
+                                .and_then(|d| d.parse::<Digest>().ok());
+                            Ok((resp, url, (content_type, claimed)))
+                        },
+                        "manifest",
+                        MAX_MANIFEST_BYTES,
                     )
-                    .await?;
-                let resp = expect_success(resp, &url, "manifest").await?;
-                let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
-                let claimed = header_str(resp.headers(), "docker-content-digest")
-                    .and_then(|d| d.parse::<Digest>().ok());
-                let bytes = read_limited(resp, &url, "manifest", MAX_MANIFEST_BYTES).await?;
+                    .await
+                    .map(|(bytes, (ct, claimed))| (bytes, ct, claimed))?;
                 let expected = pinned.cloned().or(claimed);
                 let digest = match &expected {
                     Some(e) => {
@@ -349,9 +360,18 @@ impl RegistryClient {
         limit: u64,
     ) -> Result<Vec<u8>, RegistryError> {
         self.with_endpoints(r, |ep| async move {
-            let BlobResponse { response, .. } = self.open_blob_at(&ep, r, digest, 0).await?;
-            let url = response.url().clone();
-            let bytes = read_limited(response, &url, what, limit).await?;
+            let (bytes, ()) = self
+                .read_retrying(
+                    || async {
+                        let BlobResponse { response, .. } =
+                            self.open_blob_at(&ep, r, digest, 0).await?;
+                        let url = response.url().clone();
+                        Ok((response, url, ()))
+                    },
+                    what,
+                    limit,
+                )
+                .await?;
             let mut h = digest.hasher();
             h.update(&bytes);
             let actual = h.finish();
@@ -398,15 +418,39 @@ impl RegistryClient {
             })?;
             headers.insert(header::RANGE, v);
         }
-        let (mut resp, mut url) = self
-            .get(ep, r.repository(), &format!("blobs/{digest}"), &headers)
+        let (resp, url) = self
+            .get_following(ep, r, &format!("blobs/{digest}"), &headers)
             .await?;
+        let resp = expect_success(resp, &url, "blob").await?;
+        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
+        Ok(BlobResponse {
+            response: resp,
+            partial,
+        })
+    }
+
+    /// [`Self::get`], then follow redirects (at most [`MAX_REDIRECTS`]; every request, not
+    /// only blobs: registries redirect manifests too). `Authorization` goes only back to the
+    /// registry's own origin, never to a storage host.
+    async fn get_following(
+        &self,
+        ep: &Endpoint,
+        r: &Reference,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<(Response, Url), RegistryError> {
+        let (mut resp, mut url) = self.get(ep, r.repository(), path, headers).await?;
         let origin = url.origin();
         let scope = format!("repository:{}:pull", r.repository());
-        for _ in 0..10 {
-            if !resp.status().is_redirection() {
-                break;
+        let mut hops = 0;
+        while resp.status().is_redirection() && resp.status() != StatusCode::NOT_MODIFIED {
+            if hops == MAX_REDIRECTS {
+                return Err(RegistryError::Protocol {
+                    url: url.to_string(),
+                    detail: format!("too many redirects (more than {MAX_REDIRECTS})"),
+                });
             }
+            hops += 1;
             let location = header_str(resp.headers(), header::LOCATION).ok_or_else(|| {
                 RegistryError::Protocol {
                     url: url.to_string(),
@@ -421,21 +465,73 @@ impl RegistryClient {
                 .http_for(next.host_str().unwrap_or_default())?
                 .get(next.clone())
                 .headers(headers.clone());
-            // Credentials go only back to the registry's own origin, never to a storage host.
             if next.origin() == origin
                 && let Some(a) = self.auth.authorization(ep, &scope).await
             {
                 req = req.header(header::AUTHORIZATION, a);
             }
-            resp = req.send().await.map_err(|e| network(next.as_str(), &e))?;
+            resp = self.send_retrying(req, &next).await?;
             url = next;
         }
-        let resp = expect_success(resp, &url, "blob").await?;
-        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
-        Ok(BlobResponse {
-            response: resp,
-            partial,
-        })
+        Ok((resp, url))
+    }
+
+    /// Send a request built once (a redirect hop), retrying transient failures like
+    /// [`Self::get`] does.
+    async fn send_retrying(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<Response, RegistryError> {
+        let mut attempt = 0u32;
+        loop {
+            let Some(this) = req.try_clone() else {
+                return req.send().await.map_err(|e| network(url.as_str(), &e));
+            };
+            match this.send().await {
+                Ok(resp) if is_retryable(resp.status()) && attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    let wait = retry_after(resp.headers())
+                        .map(|d| d.min(self.opts.max_retry_after))
+                        .unwrap_or_else(|| backoff(attempt));
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(resp) => return Ok(resp),
+                Err(_) if attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(network(url.as_str(), &e)),
+            }
+        }
+    }
+
+    /// Open a response with `open` and read its body whole (at most `limit` bytes); a
+    /// transient failure while reading (a reset, a timeout) opens it again, up to
+    /// `max_retries` times, as a failure to connect would be. `open` also returns a value
+    /// taken from the headers, handed back with the bytes.
+    async fn read_retrying<T, F, Fut>(
+        &self,
+        open: F,
+        what: &'static str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, T), RegistryError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(Response, Url, T), RegistryError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let (resp, url, extra) = open().await?;
+            match read_limited(resp, &url, what, limit).await {
+                Ok(bytes) => return Ok((bytes, extra)),
+                Err(e) if e.is_transient() && attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Run `f` against each endpoint in turn until one succeeds; the last error otherwise.
@@ -534,6 +630,9 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
+
+/// Redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 
 /// Exponential backoff: 200 ms, 400 ms, … capped at 5 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {

@@ -32,6 +32,47 @@ pub(crate) enum DownloadError {
     Cancelled,
 }
 
+/// The low-speed rule over one blob's download, resumes included: every `window`, at least
+/// `limit × window` bytes must have arrived.
+struct SpeedFloor {
+    rule: Option<(u64, std::time::Duration)>,
+    since: std::time::Instant,
+    bytes: u64,
+}
+
+impl SpeedFloor {
+    fn new(rule: Option<(u64, std::time::Duration)>) -> Self {
+        SpeedFloor {
+            rule,
+            since: std::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Count `n` bytes; an error when a window closed with too few.
+    fn check(&mut self, n: u64, url: &str) -> Result<(), DownloadError> {
+        self.bytes += n;
+        let Some((limit, window)) = self.rule else {
+            return Ok(());
+        };
+        if self.since.elapsed() < window {
+            return Ok(());
+        }
+        let floor = (limit as f64 * window.as_secs_f64()) as u64;
+        if self.bytes < floor {
+            return Err(DownloadError::Registry(RegistryError::TooSlow {
+                url: url.to_owned(),
+                bytes: self.bytes,
+                secs: window.as_secs(),
+                limit,
+            }));
+        }
+        self.since = std::time::Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
 /// Stream `layer` from byte `from` on into `tx` (the bytes before it were kept by an earlier
 /// pull and count as downloaded); returns the blob's length.
 pub(crate) async fn stream_blob(
@@ -46,6 +87,7 @@ pub(crate) async fn stream_blob(
     let mut offset = from;
     let mut stalled = 0u32;
     let mut resumes = 0u32;
+    let mut floor = SpeedFloor::new(client.low_speed());
     if from > 0 {
         progress.emit(PullProgress::LayerDownloadProgress {
             layer_index,
@@ -69,6 +111,8 @@ pub(crate) async fn stream_blob(
         };
         // A server that ignores Range sends everything again: skip what we already have.
         let mut skip = if resp.partial { 0 } else { offset };
+        // The URL the bytes come from (after redirects), for the error if they stop.
+        let url = resp.response.url().to_string();
         let mut stream = resp.response.bytes_stream();
         let failure = loop {
             match stream.next().await {
@@ -82,6 +126,7 @@ pub(crate) async fn stream_blob(
                         continue;
                     }
                     offset += chunk.len() as u64;
+                    floor.check(chunk.len() as u64, &url)?;
                     if offset > layer.size {
                         return Err(DownloadError::TooLong {
                             expected: layer.size,
@@ -108,12 +153,10 @@ pub(crate) async fn stream_blob(
         };
         stalled += 1;
         resumes += 1;
+        floor.check(0, &url)?;
         if stalled > MAX_STALLED_ATTEMPTS || resumes > MAX_RESUMES {
             return Err(match failure {
-                Some(e) => {
-                    let url = format!("{}/{}", reference.api_host(), layer.digest);
-                    DownloadError::Registry(crate::client::network_error(&url, &e))
-                }
+                Some(e) => DownloadError::Registry(crate::client::network_error(&url, &e)),
                 None => DownloadError::TooShort {
                     expected: layer.size,
                     actual: offset,

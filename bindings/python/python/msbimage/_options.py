@@ -45,6 +45,12 @@ class RegistrySettings(TypedDict, total=False):
     lock_timeout: Optional[float]
     #: default: null
 
+    low_speed_limit: int
+    #: default: 1024
+
+    low_speed_time: float
+    #: default: 60.0
+
     max_retries: int
     #: default: 4
 

@@ -45,6 +45,13 @@ pub enum Fault {
         /// How many blob GETs get the status.
         times: u32,
     },
+    /// Answer the first `times` targeted GETs with `307` to the same path plus `?hop=<n>`
+    /// (which is forwarded, not redirected again unless `times` allows), so every kind of
+    /// request can be checked for following redirects; `u32::MAX` makes a loop.
+    Redirect {
+        /// How many GETs are redirected.
+        times: u32,
+    },
     /// In every blob GET, pause for `millis` after `after_bytes` body bytes.
     Stall {
         /// Body bytes sent before the pause.
@@ -58,6 +65,7 @@ struct State {
     upstream: Upstream,
     fault: Fault,
     only_digest: Option<String>,
+    manifests: bool,
     seen: AtomicU32,
     injected: AtomicU32,
     served: Arc<AtomicU64>,
@@ -87,6 +95,7 @@ impl FaultProxy {
             upstream: Upstream::new(upstream_base_url, opts.ca_pem.as_deref())?,
             fault,
             only_digest: opts.only_digest,
+            manifests: opts.manifests,
             seen: AtomicU32::new(0),
             injected: AtomicU32::new(0),
             served: Arc::new(AtomicU64::new(0)),
@@ -157,7 +166,7 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
             .only_digest
             .as_deref()
             .is_none_or(|only| only == digest)
-    });
+    }) || (state.manifests && manifest_get(&req));
     let n = if targeted {
         state.blob_requests.lock().unwrap().push(req.record());
         state.seen.fetch_add(1, Ordering::SeqCst)
@@ -184,6 +193,16 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
         };
         let body = json!({"errors": [{"code": code_name, "message": "injected by FaultProxy"}]});
         return http1::write_json(&mut stream, *code, &headers, &body).await;
+    }
+    if let Fault::Redirect { times } = &state.fault
+        && targeted
+        && n < *times
+    {
+        state.injected.fetch_add(1, Ordering::SeqCst);
+        let path = req.path();
+        let location = format!("{front_base}{path}?hop={n}");
+        return http1::write_simple(&mut stream, 307, &[("Location".to_string(), location)], b"")
+            .await;
     }
     let resp = match state.upstream.forward(&req).await {
         Ok(resp) => resp,
@@ -217,4 +236,14 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
         }
     }
     relay(&mut stream, resp, state.upstream.base(), &front_base, plan).await
+}
+
+/// Whether `req` is `GET /v2/<name>/manifests/<reference>`.
+fn manifest_get(req: &Request) -> bool {
+    req.method == "GET"
+        && req
+            .path()
+            .strip_prefix("/v2/")
+            .and_then(|rest| rest.rsplit_once("/manifests/"))
+            .is_some_and(|(name, r)| !name.is_empty() && !r.is_empty())
 }

@@ -24,6 +24,9 @@ pub struct FrontOptions {
     pub credentials: Option<(String, String)>,
     /// Apply a [`FaultProxy`]'s fault only to this blob digest.
     pub only_digest: Option<String>,
+    /// Apply a [`FaultProxy`]'s fault to manifest GETs too (`only_digest` still limits
+    /// which blobs).
+    pub manifests: bool,
 }
 
 impl FrontOptions {
@@ -42,6 +45,12 @@ impl FrontOptions {
     /// Restrict faults to blob `digest`.
     pub fn only_digest(mut self, digest: &str) -> Self {
         self.only_digest = Some(digest.to_string());
+        self
+    }
+
+    /// Fault manifest GETs too.
+    pub fn manifests(mut self) -> Self {
+        self.manifests = true;
         self
     }
 }
