@@ -85,12 +85,12 @@ fn print_stdout(text: &str) -> Result<(), Failure> {
         })
 }
 
-fn open_cache(dir: Option<&Path>) -> Result<GlobalCache, Error> {
+fn open_cache(dir: Option<&Path>, access: &args::CacheAccess) -> Result<GlobalCache, Error> {
     let dir = match dir {
         Some(d) => d.to_owned(),
         None => default_cache_dir()?,
     };
-    Ok(GlobalCache::new(dir)?)
+    Ok(GlobalCache::with_options(dir, &access.options())?)
 }
 
 /// The password piped to `--password-stdin`, without its trailing newline.
@@ -130,7 +130,7 @@ async fn pull(args: PullArgs) -> Result<(), Failure> {
         (Some(_), true) => Some(read_password()?),
         _ => None,
     };
-    let cache = open_cache(args.common.cache.as_deref())?;
+    let cache = open_cache(args.common.cache.as_deref(), &args.common.access)?;
     let platform = args
         .common
         .platform
@@ -214,7 +214,7 @@ async fn inspect(args: InspectArgs) -> Result<(), Failure> {
         }
         .into());
     }
-    let cache = GlobalCache::new(&dir).map_err(Error::from)?;
+    let cache = open_cache(Some(&dir), &args.common.access)?;
     let platform = args.common.platform.unwrap_or_else(Platform::host_linux);
     let registry = Registry::builder(platform, cache).build()?;
     let options = PullOptions {

@@ -8,7 +8,9 @@ mod layout;
 mod lease;
 mod lock;
 mod metadata;
+mod options;
 mod partial;
+mod perms;
 mod record;
 mod staging;
 mod sweep;
@@ -25,7 +27,9 @@ pub(crate) use layout::{Layout, write_atomic};
 pub use lease::LayerLease;
 pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
+pub use options::{CacheGroup, CacheOptions, GROUP_ENV, READ_ONLY_ENV};
 pub(crate) use partial::{PartialBlob, PartialWriter};
+pub(crate) use perms::Perms;
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 
@@ -57,6 +61,27 @@ pub enum CacheError {
         /// What to do about it.
         fix: String,
     },
+    /// The cache was opened [read-only](CacheOptions::read_only) and what was asked needs a
+    /// write (an image that is not completely cached, a missing index or lease file, `gc`).
+    #[error("cache: {need}, but this process opened the cache read-only ({}); fix: {fix}", path.display())]
+    ReadOnly {
+        /// The file or directory that would have been written.
+        path: PathBuf,
+        /// What needs the write.
+        need: String,
+        /// What to do about it.
+        fix: String,
+    },
+    /// This user may not read the cache (it is shared with a group the user is not in).
+    #[error("cache: cannot read {}: {reason}; fix: {fix}", path.display())]
+    NoAccess {
+        /// The path that could not be read.
+        path: PathBuf,
+        /// Why (who owns the cache, its mode).
+        reason: String,
+        /// What to do about it.
+        fix: String,
+    },
     /// `remove_image` was asked for an image the cache has no record of.
     #[error("{reference}: no such image in the cache{}", platform.as_ref().map(|p| format!(" for {p}")).unwrap_or_default())]
     NoSuchImage {
@@ -71,7 +96,10 @@ impl CacheError {
     /// The stable kind of this error.
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            CacheError::Io { .. } | CacheError::Untrusted { .. } => crate::ErrorKind::Io,
+            CacheError::Io { .. }
+            | CacheError::Untrusted { .. }
+            | CacheError::ReadOnly { .. }
+            | CacheError::NoAccess { .. } => crate::ErrorKind::Io,
             CacheError::NoSuchImage { .. } => crate::ErrorKind::NotFound,
         }
     }
@@ -111,6 +139,10 @@ pub struct GlobalCache {
 
 struct CacheInner {
     layout: Layout,
+    /// How new files and directories are created (private, or shared with a group).
+    perms: Perms,
+    /// Opened read-only: nothing is ever written.
+    read_only: bool,
     /// One async mutex per layer being worked on in this process.
     inflight: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
     /// The layer leases this process holds.
@@ -121,6 +153,8 @@ impl std::fmt::Debug for GlobalCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GlobalCache")
             .field("root", &self.root())
+            .field("group", &self.inner.perms.gid())
+            .field("read_only", &self.inner.read_only)
             .finish()
     }
 }
@@ -129,23 +163,101 @@ impl GlobalCache {
     /// Open (creating if needed, mode 0700) a cache at `path`. The root and its directories
     /// must belong to this user and be writable by no one else, and (below the root) must
     /// not be symlinks: anything else is [`CacheError::Untrusted`], naming the path and the
-    /// fix (see `cache/trust.rs`).
+    /// fix (see `cache/trust.rs`). The same as [`GlobalCache::with_options`] with the default
+    /// options (a cache already shared with a group stays shared).
     pub fn new(path: impl AsRef<Path>) -> Result<GlobalCache, CacheError> {
+        GlobalCache::with_options(path, &CacheOptions::default())
+    }
+
+    /// Open a cache at `path` as `options` say: shared read-only with a group
+    /// ([`CacheOptions::group`]: the owner creates directories `2750` and files `0640` with
+    /// that group), or as a reader that never writes ([`CacheOptions::read_only`]: the root
+    /// may belong to another user, provided every cache directory has the root's owner and
+    /// nothing is writable by group or others; nothing is created). See `cache/LAYOUT.md`.
+    ///
+    /// ```no_run
+    /// use microsandbox_image::cache::{CacheGroup, CacheOptions};
+    /// use microsandbox_image::GlobalCache;
+    /// // The service that pulls:
+    /// let shared = CacheOptions { group: Some(CacheGroup::Name("sandboxes".into())), ..Default::default() };
+    /// let cache = GlobalCache::with_options("/var/cache/msbimage", &shared)?;
+    /// // A sandbox user in group `sandboxes`:
+    /// let reader = CacheOptions { read_only: true, ..Default::default() };
+    /// let cache = GlobalCache::with_options("/var/cache/msbimage", &reader)?;
+    /// assert!(cache.is_read_only());
+    /// # Ok::<(), microsandbox_image::CacheError>(())
+    /// ```
+    pub fn with_options(
+        path: impl AsRef<Path>,
+        options: &CacheOptions,
+    ) -> Result<GlobalCache, CacheError> {
         let given = path.as_ref();
-        trust::create_private_dir(given)?;
-        let root = std::fs::canonicalize(given).map_err(CacheError::io("resolve", given))?;
-        let layout = Layout::new(root.clone());
-        for (dir, is_root) in trust::checked_dirs(&root, &layout.dirs()) {
-            trust::create_private_dir(&dir)?;
-            trust::check_trusted(&dir, is_root)?;
-        }
+        let (root, perms) = if options.read_only {
+            (open_read_only(given)?, Perms::PRIVATE)
+        } else {
+            open_writable(given, options)?
+        };
         Ok(GlobalCache {
             inner: Arc::new(CacheInner {
                 layout: Layout::new(root),
+                perms,
+                read_only: options.read_only,
                 inflight: Mutex::default(),
                 leases: lease::Leases::default(),
             }),
         })
+    }
+
+    /// Whether this cache was opened [read-only](CacheOptions::read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// The group the cache is shared with (its files `0640`, directories `2750`), if it is
+    /// and this process writes it.
+    pub fn group(&self) -> Option<u32> {
+        self.inner.perms.gid()
+    }
+
+    /// How this process creates files and directories in the cache.
+    pub(crate) fn perms(&self) -> Perms {
+        self.inner.perms
+    }
+
+    /// `Ok` unless the cache is read-only; then the error says that `need` (which would write
+    /// `path`) cannot be done here.
+    pub(crate) fn writable(
+        &self,
+        path: &Path,
+        need: impl FnOnce() -> String,
+    ) -> Result<(), CacheError> {
+        if !self.inner.read_only {
+            return Ok(());
+        }
+        Err(CacheError::ReadOnly {
+            path: path.to_owned(),
+            need: need(),
+            fix: "ask the cache's owner to do it (e.g. pull the image), or open the cache \
+                  without read-only as its owner"
+                .into(),
+        })
+    }
+
+    /// An I/O error on `path`; for a reader that may not read it, [`CacheError::NoAccess`].
+    pub(crate) fn denied_or(
+        &self,
+        op: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> CacheError {
+        let path = path.to_owned();
+        move |e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => trust::no_access(&path, e),
+            _ => CacheError::Io {
+                op,
+                path,
+                source: e,
+            },
+        }
     }
 
     /// Where a cache lives when nobody says: `$MSBIMAGE_CACHE`, else
@@ -222,7 +334,8 @@ impl GlobalCache {
     /// this process as its holder.
     pub(crate) fn try_lock_layer(&self, diff_id: &Digest) -> Result<Option<FileLock>, CacheError> {
         let p = self.inner.layout.layer_lock(diff_id);
-        let lock = FileLock::try_exclusive(&p).map_err(CacheError::io("lock", &p))?;
+        self.writable(&p, || format!("building layer {diff_id}"))?;
+        let lock = FileLock::try_exclusive(&p, self.perms()).map_err(CacheError::io("lock", &p))?;
         if let Some(lock) = &lock {
             lock.record_holder();
         }
@@ -237,16 +350,19 @@ impl GlobalCache {
     /// Take the cross-process lock of a layer (blocking).
     pub(crate) fn lock_layer(&self, diff_id: &Digest) -> Result<FileLock, CacheError> {
         let p = self.inner.layout.layer_lock(diff_id);
-        FileLock::exclusive(&p).map_err(CacheError::io("lock", &p))
+        self.writable(&p, || format!("building layer {diff_id}"))?;
+        FileLock::exclusive(&p, self.perms()).map_err(CacheError::io("lock", &p))
     }
 
-    /// Store verified manifest or config bytes under their digest (blocking).
+    /// Store verified manifest or config bytes under their digest (blocking). A read-only
+    /// cache stores nothing (its pulls then answer only for manifests the owner recorded).
     pub(crate) fn put_manifest(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
         let p = self.inner.layout.manifest_file(digest);
-        if p.exists() {
+        if self.inner.read_only || p.exists() {
             return Ok(());
         }
-        write_atomic(&self.inner.layout.tmp(), &p, bytes).map_err(CacheError::io("write", &p))
+        write_atomic(&self.inner.layout.tmp(), &p, bytes, self.perms())
+            .map_err(CacheError::io("write", &p))
     }
 
     /// Read stored manifest or config bytes, verifying them again (blocking).
@@ -264,6 +380,9 @@ impl GlobalCache {
 
     /// Move the record's last use forward if it is stale (blocking; see `record.rs`).
     pub(crate) fn touch_record(&self, key: &str, stored: &StoredRecord) {
+        if self.inner.read_only {
+            return;
+        }
         record::touch_record(&self.inner.layout.image_record(key), stored.last_used);
     }
 
@@ -288,6 +407,7 @@ impl GlobalCache {
     /// Remove the record stored under `key` (blocking); a record already gone is fine.
     pub(crate) fn remove_record(&self, key: &str) -> Result<(), CacheError> {
         let p = self.inner.layout.image_record(key);
+        self.writable(&p, || "removing an image record".into())?;
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(CacheError::io("remove", &p)(e))
@@ -299,13 +419,55 @@ impl GlobalCache {
     /// Write an image record atomically (blocking).
     pub(crate) fn write_record(&self, key: &str, rec: &ImageRecord) -> Result<(), CacheError> {
         let p = self.inner.layout.image_record(key);
+        self.writable(&p, || format!("recording {}", rec.reference))?;
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| CacheError::Io {
             op: "serialise",
             path: p.clone(),
             source: std::io::Error::other(e),
         })?;
-        write_atomic(&self.inner.layout.tmp(), &p, &bytes).map_err(CacheError::io("write", &p))
+        write_atomic(&self.inner.layout.tmp(), &p, &bytes, self.perms())
+            .map_err(CacheError::io("write", &p))
     }
+}
+
+/// Open (creating what is missing) a cache this user owns and writes; returns its canonical
+/// root and how to create entries in it.
+fn open_writable(given: &Path, options: &CacheOptions) -> Result<(PathBuf, Perms), CacheError> {
+    let asked = options.group.as_ref().map(CacheGroup::gid).transpose()?;
+    trust::create_cache_dir(given, asked.map_or(Perms::PRIVATE, Perms::group))?;
+    let root = std::fs::canonicalize(given).map_err(CacheError::io("resolve", given))?;
+    trust::check_trusted(&root, true)?;
+    // A shared cache stays shared: a writer that names no group keeps the root's.
+    let perms = asked
+        .or_else(|| trust::shared_group(&root))
+        .map_or(Perms::PRIVATE, Perms::group);
+    let layout = Layout::new(root.clone());
+    for (dir, is_root) in trust::checked_dirs(&root, &layout.dirs()) {
+        trust::create_cache_dir(&dir, perms)?;
+        trust::check_trusted(&dir, is_root)?;
+        trust::conform(&dir, perms)?;
+    }
+    Ok((root, perms))
+}
+
+/// Check, creating nothing, a cache this user only reads; returns its canonical root.
+fn open_read_only(given: &Path) -> Result<PathBuf, CacheError> {
+    let root = std::fs::canonicalize(given).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CacheError::ReadOnly {
+            path: given.to_owned(),
+            need: "there is no cache here, and creating one is a write".into(),
+            fix: "ask the cache's owner to pull an image into it first".into(),
+        },
+        _ => trust::no_access(given, e),
+    })?;
+    let owner = trust::check_shared(&root, true, None)?;
+    let layout = Layout::new(root.clone());
+    for (dir, is_root) in trust::checked_dirs(&root, &layout.dirs()) {
+        if !is_root {
+            trust::check_shared(&dir, false, Some(owner))?;
+        }
+    }
+    Ok(root)
 }
 
 #[cfg(test)]

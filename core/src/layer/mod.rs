@@ -351,7 +351,8 @@ async fn cached(ctx: &Arc<LayerContext>, job: &LayerJob) -> Result<LayerOutcome,
     Ok(LayerOutcome::Cached)
 }
 
-/// Give cached layers that lack an index one (no network involved).
+/// Give cached layers that lack an index one (no network involved). A read-only cache
+/// cannot: a missing index is [`CacheError::ReadOnly`] there.
 pub(crate) async fn index_cached_layers(
     cache: &GlobalCache,
     layers: &[(usize, Digest)],
@@ -360,9 +361,19 @@ pub(crate) async fn index_cached_layers(
     for (layer_index, diff_id) in layers {
         let (c, d) = (cache.clone(), diff_id.clone());
         let index = cache.layer_index(diff_id);
-        if blocking(move || index.exists()).await? {
+        if blocking({
+            let index = index.clone();
+            move || index.exists()
+        })
+        .await?
+        {
             continue;
         }
+        cache.writable(&index, || {
+            format!(
+                "layer {diff_id} has no index (pulled with --no-index) and building one writes it"
+            )
+        })?;
         progress.emit(PullProgress::LayerIndexStarted {
             layer_index: *layer_index,
         });
@@ -447,14 +458,15 @@ fn extract_tar(
     let mut flush = FlushTicker::new(ctx.flusher.as_ref());
     let extracted =
         extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
-            x.run(&mut archive, &mut |entries, offset| {
-                flush.at(offset);
-                progress.emit(PullProgress::LayerExtractProgress {
-                    layer_index: job.index,
-                    bytes_extracted: offset,
-                    entries,
+            x.with_perms(ctx.cache.perms())
+                .run(&mut archive, &mut |entries, offset| {
+                    flush.at(offset);
+                    progress.emit(PullProgress::LayerExtractProgress {
+                        layer_index: job.index,
+                        bytes_extracted: offset,
+                        entries,
+                    })
                 })
-            })
         });
     // Only a broken stream is worth reading to its end (to tell corruption from a bad tar);
     // anything else (unsafe path, limit) stops the download now.
@@ -488,7 +500,7 @@ fn extract_and_publish(
     partial: &mut Option<PartialBlob>,
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
-    let staging = Staging::create(layout, &job.diff_id)?;
+    let staging = Staging::create(layout, ctx.cache.perms(), &job.diff_id)?;
     let (extracted, diff_id, uncompressed_size, pumped) =
         inflate_and_extract(ctx, job, &staging, source)?;
     let blob_size = pumped.blob_size;

@@ -5,6 +5,7 @@
 mod cached;
 mod context;
 mod layers;
+mod read_only;
 mod resolve;
 
 use std::path::PathBuf;
@@ -275,6 +276,9 @@ impl Puller {
             if opts.pull_policy == PullPolicy::Never {
                 return Err(cx.not_cached());
             }
+        }
+        if self.cache.is_read_only() {
+            return self.pull_read_only(&cx, opts).await;
         }
         let image = cx.until_cancelled(self.resolve_image(&cx)).await?;
         let leases = self.prepare_cache(&image).await?;
