@@ -369,11 +369,19 @@ pub(crate) async fn index_cached_layers(
         {
             continue;
         }
-        cache.writable(&index, || {
-            format!(
-                "layer {diff_id} has no index (pulled with --no-index) and building one writes it"
-            )
-        })?;
+        if cache.is_read_only() {
+            return Err(CacheError::ReadOnly {
+                path: index,
+                need: format!(
+                    "layer {diff_id} has no index (pulled with --no-index) and building one \
+                     writes it"
+                ),
+                fix: "pull with --no-index (buildIndex: false), or ask the cache's owner to \
+                      pull the image with its index"
+                    .into(),
+            }
+            .into());
+        }
         progress.emit(PullProgress::LayerIndexStarted {
             layer_index: *layer_index,
         });
