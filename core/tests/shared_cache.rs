@@ -464,3 +464,63 @@ async fn a_missing_index_or_lease_file_is_a_clear_read_only_error() {
     let o = s.as_user(READER, &["pull", &plain, "--read-only", "--no-index"]);
     ok(&o, "after the owner's pull");
 }
+
+/// A reader accepts only what the owner alone can have written: a cache directory the group
+/// may write, or one a third user owns (swapped in), is refused, naming it.
+#[test]
+fn a_reader_refuses_what_someone_else_could_have_changed() {
+    if !users() {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache = base.path().join("cache");
+    let shared = CacheOptions {
+        group: Some(GROUP.parse().unwrap()),
+        ..CacheOptions::default()
+    };
+    GlobalCache::with_options(&cache, &shared).unwrap();
+    let ls = || {
+        as_user(READER, Path::new(BIN), &["ls", "--read-only", "--cache"])
+            .arg(&cache)
+            .output()
+            .unwrap()
+    };
+    ok(&ls(), "ls of a fresh shared cache");
+
+    let layers = cache.join("layers");
+    std::fs::set_permissions(&layers, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    fails(
+        &ls(),
+        9,
+        &["layers", "writable by group or others", "chmod go-w"],
+        "g+w",
+    );
+    let e = GlobalCache::new(&cache).unwrap_err().to_string();
+    assert!(
+        e.contains("writable by group or others"),
+        "the owner refuses it too: {e}"
+    );
+    std::fs::set_permissions(&layers, std::fs::Permissions::from_mode(0o2750)).unwrap();
+
+    let stranger = Command::new("id").args(["-u", STRANGER]).output().unwrap();
+    let stranger: u32 = text(&stranger.stdout).trim().parse().unwrap();
+    let images = cache.join("images");
+    std::os::unix::fs::chown(&images, Some(stranger), None).unwrap();
+    let o = ls();
+    fails(
+        &o,
+        9,
+        &["images", "not to the cache's owner (uid 0)"],
+        "swapped in",
+    );
+    std::os::unix::fs::chown(&images, Some(0), None).unwrap();
+
+    std::fs::remove_dir(cache.join("tmp")).unwrap();
+    std::os::unix::fs::symlink(base.path(), cache.join("tmp")).unwrap();
+    fails(&ls(), 9, &["tmp", "is a symlink"], "symlink");
+    std::fs::remove_file(cache.join("tmp")).unwrap();
+    fails(&ls(), 9, &["tmp", "is missing", "read-only"], "missing");
+    GlobalCache::new(&cache).unwrap();
+    ok(&ls(), "ls once the owner has put things right");
+}

@@ -118,6 +118,14 @@ mod tests {
         assert!(FileLock::try_exclusive(&p, P).unwrap().is_none());
         drop((s1, s2));
         assert!(p.exists(), "lock files are never unlinked");
+        // A reader's lease: read-only, never creating.
+        let r = FileLock::shared_existing(&p).unwrap();
+        assert!(FileLock::try_exclusive(&p, P).unwrap().is_none());
+        drop(r);
+        let missing = dir.path().join("missing.lock");
+        let e = FileLock::shared_existing(&missing).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(!missing.exists());
     }
 
     #[test]

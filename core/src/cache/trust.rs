@@ -138,8 +138,10 @@ pub(crate) fn check_shared(
     let meta = std::fs::symlink_metadata(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => CacheError::ReadOnly {
             path: dir.to_owned(),
-            need: "the cache directory does not exist, and creating it is a write".into(),
-            fix: "ask the cache's owner to pull an image into it first".into(),
+            need: "a cache directory is missing, and creating it is a write".into(),
+            fix: "ask the cache's owner to open the cache once (any pull or `ls` as the owner \
+                  recreates it)"
+                .into(),
         },
         _ => no_access(dir, e),
     })?;
