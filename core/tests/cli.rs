@@ -356,7 +356,11 @@ fn parity_with_the_api_surface() {
         "readOnly" => "--read-only",
         other => panic!("cache option {other} has no CLI flag"),
     };
-    for key in surface["cacheOptions"]["defaults"].as_object().unwrap().keys() {
+    for key in surface["cacheOptions"]["defaults"]
+        .as_object()
+        .unwrap()
+        .keys()
+    {
         for command in ["pull", "inspect", "ls", "du", "rm", "gc"] {
             let help = stdout(&run(&[command, "--help"]));
             assert!(help.contains(flag_of(key)), "{command} --help lacks {key}");

@@ -445,6 +445,11 @@ async fn a_missing_index_or_lease_file_is_a_clear_read_only_error() {
         &["pull", &plain, "--read-only", "--no-index", "--json"],
     );
     ok(&o, "--no-index");
+    // `inspect` needs no index.
+    ok(
+        &s.as_user(READER, &["inspect", &plain, "--read-only"]),
+        "inspect",
+    );
 
     let hex = image.layers[0]
         .diff_id
@@ -463,6 +468,22 @@ async fn a_missing_index_or_lease_file_is_a_clear_read_only_error() {
     assert_shared_modes(&s.cache, 4);
     let o = s.as_user(READER, &["pull", &plain, "--read-only", "--no-index"]);
     ok(&o, "after the owner's pull");
+
+    // A lease file only the owner may read (made before the cache was shared): the reader
+    // is told what to ask for, and the owner's next pull makes it group-readable.
+    let lease = s.cache.join(format!("locks/lease-{hex}.lock"));
+    std::fs::set_permissions(&lease, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = s.as_user(READER, &["pull", &plain, "--read-only", "--no-index"]);
+    fails(
+        &o,
+        9,
+        &["permission denied", "mode 600", "group-readable"],
+        "private lease file",
+    );
+    s.owner(&["pull", &plain, "--no-index", "--progress", "none"]);
+    assert_shared_modes(&s.cache, 4);
+    let o = s.as_user(READER, &["pull", &plain, "--read-only", "--no-index"]);
+    ok(&o, "after the owner's pull fixed the lease file");
 }
 
 /// A reader accepts only what the owner alone can have written: a cache directory the group

@@ -216,9 +216,12 @@ async fn inspect(args: InspectArgs) -> Result<(), Failure> {
     }
     let cache = open_cache(Some(&dir), &args.common.access)?;
     let platform = args.common.platform.unwrap_or_else(Platform::host_linux);
+    // What it prints needs no index: a reader need not fail on a layer without one.
+    let build_index = !cache.is_read_only();
     let registry = Registry::builder(platform, cache).build()?;
     let options = PullOptions {
         pull_policy: PullPolicy::Never,
+        build_index,
         ..PullOptions::default()
     };
     let result = registry.pull(&reference, &options).await?;

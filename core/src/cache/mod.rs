@@ -2,6 +2,7 @@
 //! images (layout in `LAYOUT.md` beside this file). It owns paths, locks, atomic publishing
 //! and image records; what goes *into* a layer directory is the `layer` module's business.
 
+mod access;
 mod gc;
 mod inventory;
 mod layout;
@@ -193,9 +194,9 @@ impl GlobalCache {
     ) -> Result<GlobalCache, CacheError> {
         let given = path.as_ref();
         let (root, perms) = if options.read_only {
-            (open_read_only(given)?, Perms::PRIVATE)
+            (access::open_read_only(given)?, Perms::PRIVATE)
         } else {
-            open_writable(given, options)?
+            access::open_writable(given, options)?
         };
         Ok(GlobalCache {
             inner: Arc::new(CacheInner {
@@ -206,58 +207,6 @@ impl GlobalCache {
                 leases: lease::Leases::default(),
             }),
         })
-    }
-
-    /// Whether this cache was opened [read-only](CacheOptions::read_only).
-    pub fn is_read_only(&self) -> bool {
-        self.inner.read_only
-    }
-
-    /// The group the cache is shared with (its files `0640`, directories `2750`), if it is
-    /// and this process writes it.
-    pub fn group(&self) -> Option<u32> {
-        self.inner.perms.gid()
-    }
-
-    /// How this process creates files and directories in the cache.
-    pub(crate) fn perms(&self) -> Perms {
-        self.inner.perms
-    }
-
-    /// `Ok` unless the cache is read-only; then the error says that `need` (which would write
-    /// `path`) cannot be done here.
-    pub(crate) fn writable(
-        &self,
-        path: &Path,
-        need: impl FnOnce() -> String,
-    ) -> Result<(), CacheError> {
-        if !self.inner.read_only {
-            return Ok(());
-        }
-        Err(CacheError::ReadOnly {
-            path: path.to_owned(),
-            need: need(),
-            fix: "ask the cache's owner to do it (e.g. pull the image), or open the cache \
-                  without read-only as its owner"
-                .into(),
-        })
-    }
-
-    /// An I/O error on `path`; for a reader that may not read it, [`CacheError::NoAccess`].
-    pub(crate) fn denied_or(
-        &self,
-        op: &'static str,
-        path: &Path,
-    ) -> impl FnOnce(std::io::Error) -> CacheError {
-        let path = path.to_owned();
-        move |e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => trust::no_access(&path, e),
-            _ => CacheError::Io {
-                op,
-                path,
-                source: e,
-            },
-        }
     }
 
     /// Where a cache lives when nobody says: `$MSBIMAGE_CACHE`, else
@@ -428,46 +377,6 @@ impl GlobalCache {
         write_atomic(&self.inner.layout.tmp(), &p, &bytes, self.perms())
             .map_err(CacheError::io("write", &p))
     }
-}
-
-/// Open (creating what is missing) a cache this user owns and writes; returns its canonical
-/// root and how to create entries in it.
-fn open_writable(given: &Path, options: &CacheOptions) -> Result<(PathBuf, Perms), CacheError> {
-    let asked = options.group.as_ref().map(CacheGroup::gid).transpose()?;
-    trust::create_cache_dir(given, asked.map_or(Perms::PRIVATE, Perms::group))?;
-    let root = std::fs::canonicalize(given).map_err(CacheError::io("resolve", given))?;
-    trust::check_trusted(&root, true)?;
-    // A shared cache stays shared: a writer that names no group keeps the root's.
-    let perms = asked
-        .or_else(|| trust::shared_group(&root))
-        .map_or(Perms::PRIVATE, Perms::group);
-    let layout = Layout::new(root.clone());
-    for (dir, is_root) in trust::checked_dirs(&root, &layout.dirs()) {
-        trust::create_cache_dir(&dir, perms)?;
-        trust::check_trusted(&dir, is_root)?;
-        trust::conform(&dir, perms)?;
-    }
-    Ok((root, perms))
-}
-
-/// Check, creating nothing, a cache this user only reads; returns its canonical root.
-fn open_read_only(given: &Path) -> Result<PathBuf, CacheError> {
-    let root = std::fs::canonicalize(given).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => CacheError::ReadOnly {
-            path: given.to_owned(),
-            need: "there is no cache here, and creating one is a write".into(),
-            fix: "ask the cache's owner to pull an image into it first".into(),
-        },
-        _ => trust::no_access(given, e),
-    })?;
-    let owner = trust::check_shared(&root, true, None)?;
-    let layout = Layout::new(root.clone());
-    for (dir, is_root) in trust::checked_dirs(&root, &layout.dirs()) {
-        if !is_root {
-            trust::check_shared(&dir, false, Some(owner))?;
-        }
-    }
-    Ok(root)
 }
 
 #[cfg(test)]

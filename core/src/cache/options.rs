@@ -30,7 +30,8 @@ pub struct CacheOptions {
     /// writes (a sandbox reading a service's cache). The root may belong to another user,
     /// provided every cache directory has the root's owner and nothing is writable by group or
     /// others. Warm pulls, `inspect`, `ls`, `du` and layer stacks work; anything that needs a
-    /// write fails with [`CacheError::ReadOnly`] naming what is missing.
+    /// write fails with [`CacheError::ReadOnly`] naming what is missing. `group` is ignored
+    /// then (a reader creates nothing).
     pub read_only: bool,
 }
 

@@ -166,6 +166,12 @@ pub(crate) fn check_shared(
     Ok(meta.uid())
 }
 
+/// Whether this process has group `gid` (effective or supplementary).
+fn in_group(gid: u32) -> bool {
+    rustix::process::getegid().as_raw() == gid
+        || rustix::process::getgroups().is_ok_and(|gs| gs.iter().any(|g| g.as_raw() == gid))
+}
+
 /// The error for a cache directory this user may not read: who owns it and what to ask for.
 pub(crate) fn no_access(path: &Path, e: std::io::Error) -> CacheError {
     if e.kind() != std::io::ErrorKind::PermissionDenied {
@@ -185,11 +191,19 @@ pub(crate) fn no_access(path: &Path, e: std::io::Error) -> CacheError {
                 m.gid(),
                 m.permissions().mode() & 0o7777
             ),
-            format!(
-                "ask the cache's owner to add this user (uid {me}) to group {}, or use a \
-                 cache of your own (--cache)",
-                m.gid()
-            ),
+            if in_group(m.gid()) {
+                format!(
+                    "ask the cache's owner to make it group-readable (`chmod g+rX {}`; made \
+                     before the cache was shared?)",
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "ask the cache's owner to add this user (uid {me}) to group {}, or use a \
+                     cache of your own (--cache)",
+                    m.gid()
+                )
+            },
         ),
         None => (
             "permission denied".into(),
