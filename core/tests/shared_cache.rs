@@ -31,6 +31,8 @@ const GROUP: &str = "msbshare";
 const READER: &str = "msbreader";
 /// A user outside [`GROUP`].
 const STRANGER: &str = "msbstranger";
+/// A non-root user in [`GROUP`] that owns a cache.
+const SERVICE: &str = "msbservice";
 /// Set for the child process of [`reader_stack_child`]: `<reference> <cache dir>`.
 const CHILD_ENV: &str = "MSBIMAGE_SHARED_CACHE_CHILD";
 
@@ -49,32 +51,31 @@ fn users() -> bool {
             let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
             assert!(o.status.success(), "{args:?}: {o:?}");
         };
-        let exists = |user: &str| {
-            Command::new("id")
+        run(&["groupadd", "-f", GROUP]);
+        for (user, in_group) in [(READER, true), (SERVICE, true), (STRANGER, false)] {
+            if Command::new("id")
                 .arg(user)
                 .output()
                 .unwrap()
                 .status
                 .success()
-        };
-        run(&["groupadd", "-f", GROUP]);
-        if !exists(READER) {
-            run(&[
-                "useradd",
-                "-M",
-                "-U",
-                "-G",
-                GROUP,
-                "-s",
-                "/usr/sbin/nologin",
-                READER,
-            ]);
-        }
-        if !exists(STRANGER) {
-            run(&["useradd", "-M", "-U", "-s", "/usr/sbin/nologin", STRANGER]);
+            {
+                continue;
+            }
+            let mut args = vec!["useradd", "-M", "-U", "-s", "/usr/sbin/nologin"];
+            if in_group {
+                args.extend(["-G", GROUP]);
+            }
+            args.push(user);
+            run(&args);
         }
         true
     })
+}
+
+fn uid_of(user: &str) -> u32 {
+    let o = Command::new("id").args(["-u", user]).output().unwrap();
+    text(&o.stdout).trim().parse().unwrap()
 }
 
 fn group_gid() -> u32 {
@@ -197,9 +198,9 @@ fn listing(root: &Path) -> Listing {
     out
 }
 
-/// Every directory is `2750` and every other entry a `0640` file, all of root and the group
-/// (at least `min_layer_entries` of them in layer directories).
-fn assert_shared_modes(cache: &Path, min_layer_entries: usize) {
+/// Every directory is `2750` and every other entry a `0640` file, all of `owner` and the
+/// group (at least `min_layer_entries` of them in layer directories).
+fn assert_shared_modes(cache: &Path, owner: u32, min_layer_entries: usize) {
     let gid = group_gid();
     let root = std::fs::metadata(cache).unwrap();
     assert_eq!(root.mode() & 0o7777, 0o2750, "root");
@@ -217,7 +218,7 @@ fn assert_shared_modes(cache: &Path, min_layer_entries: usize) {
             0o100000 => assert_eq!(perm, 0o640, "{} mode {perm:o}", path.display()),
             _ => panic!("{}: not a file or directory ({mode:o})", path.display()),
         }
-        assert_eq!((*uid, *g), (0, gid), "{} owner", path.display());
+        assert_eq!((*uid, *g), (owner, gid), "{} owner", path.display());
     }
 }
 
@@ -229,11 +230,11 @@ async fn a_reader_in_the_group_reads_without_writing() {
     let s = shared().await;
     let gzip = s.reference("fixtures/standard:gzip");
     s.owner(&["pull", &gzip, "--cache-group", GROUP, "--progress", "none"]);
-    assert_shared_modes(&s.cache, 30);
+    assert_shared_modes(&s.cache, 0, 30);
     // The owner's next run without the flag keeps sharing (the root says so).
     s.owner(&["pull", &gzip, "--policy", "always", "--progress", "none"]);
     assert_eq!(s.owner_cache().group(), Some(group_gid()));
-    assert_shared_modes(&s.cache, 30);
+    assert_shared_modes(&s.cache, 0, 30);
     let before = listing(&s.cache);
 
     for policy in ["if-missing", "never", "always"] {
@@ -436,7 +437,7 @@ async fn a_missing_index_or_lease_file_is_a_clear_read_only_error() {
         "--progress",
         "none",
     ]);
-    assert_shared_modes(&s.cache, 4);
+    assert_shared_modes(&s.cache, 0, 4);
 
     let o = s.as_user(READER, &["pull", &plain, "--read-only"]);
     fails(&o, 9, &["has no index", "read-only"], "missing index");
@@ -465,7 +466,7 @@ async fn a_missing_index_or_lease_file_is_a_clear_read_only_error() {
     );
     // The owner's next pull creates it again, readable by the group.
     s.owner(&["pull", &plain, "--no-index", "--progress", "none"]);
-    assert_shared_modes(&s.cache, 4);
+    assert_shared_modes(&s.cache, 0, 4);
     let o = s.as_user(READER, &["pull", &plain, "--read-only", "--no-index"]);
     ok(&o, "after the owner's pull");
 
@@ -481,7 +482,7 @@ async fn a_missing_index_or_lease_file_is_a_clear_read_only_error() {
         "private lease file",
     );
     s.owner(&["pull", &plain, "--no-index", "--progress", "none"]);
-    assert_shared_modes(&s.cache, 4);
+    assert_shared_modes(&s.cache, 0, 4);
     let o = s.as_user(READER, &["pull", &plain, "--read-only", "--no-index"]);
     ok(&o, "after the owner's pull fixed the lease file");
 }
@@ -524,8 +525,7 @@ fn a_reader_refuses_what_someone_else_could_have_changed() {
     );
     std::fs::set_permissions(&layers, std::fs::Permissions::from_mode(0o2750)).unwrap();
 
-    let stranger = Command::new("id").args(["-u", STRANGER]).output().unwrap();
-    let stranger: u32 = text(&stranger.stdout).trim().parse().unwrap();
+    let stranger = uid_of(STRANGER);
     let images = cache.join("images");
     std::os::unix::fs::chown(&images, Some(stranger), None).unwrap();
     let o = ls();
@@ -544,4 +544,49 @@ fn a_reader_refuses_what_someone_else_could_have_changed() {
     fails(&ls(), 9, &["tmp", "is missing", "read-only"], "missing");
     GlobalCache::new(&cache).unwrap();
     ok(&ls(), "ls once the owner has put things right");
+}
+
+/// The owner need not be root: a service user in the group shares its cache (the same modes,
+/// under umask 077) with a reader; a user outside the group cannot share one with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_user_in_the_group_owns_a_shared_cache() {
+    if !users() {
+        return;
+    }
+    let s = shared().await;
+    let gzip = s.reference("fixtures/standard:gzip");
+    let pull_as = |user: &str, cache: &Path| {
+        let sh = ["-c", "umask 077; exec \"$@\"", "sh", BIN, "pull", &gzip];
+        as_user(user, Path::new("/bin/sh"), &sh)
+            .args(["--cache-group", GROUP, "--progress", "none", "--cache"])
+            .arg(cache)
+            .output()
+            .unwrap()
+    };
+
+    let service = uid_of(SERVICE);
+    std::os::unix::fs::chown(s.f.cache_dir.path(), Some(service), None).unwrap();
+    ok(&pull_as(SERVICE, &s.cache), "the service's pull");
+    assert_shared_modes(&s.cache, service, 30);
+    let o = s.as_user(READER, &["pull", &gzip, "--read-only", "--policy", "never"]);
+    ok(&o, "the reader's pull");
+    let o = s.as_user(READER, &["ls"]);
+    fails(
+        &o,
+        9,
+        &[&format!("belongs to uid {service}")],
+        "without --read-only",
+    );
+
+    let theirs = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(theirs.path(), Some(uid_of(STRANGER)), None).unwrap();
+    let o = pull_as(STRANGER, &theirs.path().join("cache"));
+    let not_in = format!("is not in group {}", group_gid());
+    fails(
+        &o,
+        9,
+        &[&not_in, "only root or a member"],
+        "outside the group",
+    );
+    assert!(!theirs.path().join("cache").exists(), "nothing was created");
 }

@@ -70,6 +70,9 @@ pub(super) fn open_writable(
     options: &CacheOptions,
 ) -> Result<(PathBuf, Perms), CacheError> {
     let asked = options.group.as_ref().map(CacheGroup::gid).transpose()?;
+    if let Some(gid) = asked {
+        trust::check_may_share(given, gid)?;
+    }
     trust::create_cache_dir(given, asked.map_or(Perms::PRIVATE, Perms::group))?;
     let root = std::fs::canonicalize(given).map_err(CacheError::io("resolve", given))?;
     trust::check_trusted(&root, true)?;

@@ -45,7 +45,7 @@ pub(crate) fn conform(dir: &Path, perms: Perms) -> Result<(), CacheError> {
     if meta.gid() != gid {
         let group = Some(rustix::fs::Gid::from_raw(gid));
         rustix::fs::chown(dir, None, group).map_err(|e| CacheError::Io {
-            op: "give its group to",
+            op: "share",
             path: dir.to_owned(),
             source: std::io::Error::new(
                 std::io::Error::from(e).kind(),
@@ -164,6 +164,26 @@ pub(crate) fn check_shared(
     let rx = rustix::fs::Access::READ_OK | rustix::fs::Access::EXEC_OK;
     rustix::fs::access(dir, rx).map_err(|e| no_access(dir, e.into()))?;
     Ok(meta.uid())
+}
+
+/// Refuse to share a cache with group `gid` (before creating anything) unless this process
+/// can give files that group: root, or a member of it.
+pub(crate) fn check_may_share(dir: &Path, gid: u32) -> Result<(), CacheError> {
+    let me = rustix::process::geteuid().as_raw();
+    if me == 0 || in_group(gid) {
+        return Ok(());
+    }
+    Err(CacheError::Io {
+        op: "share",
+        path: dir.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "this user (uid {me}) is not in group {gid}; only root or a member of the \
+                 group can share a cache with it"
+            ),
+        ),
+    })
 }
 
 /// Whether this process has group `gid` (effective or supplementary).
