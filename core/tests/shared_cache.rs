@@ -95,6 +95,18 @@ async fn shared() -> Shared {
     Shared { f, cache }
 }
 
+/// [`shared`], with the standard image pulled by the owner (root) into the cache shared with
+/// [`GROUP`]; `None` when not root (the tests are skipped).
+async fn shared_with_gzip() -> Option<(Shared, String)> {
+    if !users() {
+        return None;
+    }
+    let s = shared().await;
+    let gzip = s.reference("fixtures/standard:gzip");
+    s.owner(&["pull", &gzip, "--cache-group", GROUP, "--progress", "none"]);
+    Some((s, gzip))
+}
+
 impl Shared {
     fn reference(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.f.host())
@@ -124,6 +136,18 @@ impl Shared {
             .arg(&self.cache)
             .output()
             .unwrap()
+    }
+
+    /// The reader's process of [`reader_stack_child`] for `reference`.
+    fn reader_stack(&self, reference: &str) -> Command {
+        let me = std::env::current_exe().unwrap();
+        let mut cmd = as_user(
+            READER,
+            &me,
+            &["--exact", "reader_stack_child", "--nocapture"],
+        );
+        cmd.env(CHILD_ENV, format!("{reference} {}", self.cache.display()));
+        cmd
     }
 
     fn owner_cache(&self) -> GlobalCache {
@@ -224,12 +248,9 @@ fn assert_shared_modes(cache: &Path, owner: u32, min_layer_entries: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reader_in_the_group_reads_without_writing() {
-    if !users() {
+    let Some((s, gzip)) = shared_with_gzip().await else {
         return;
-    }
-    let s = shared().await;
-    let gzip = s.reference("fixtures/standard:gzip");
-    s.owner(&["pull", &gzip, "--cache-group", GROUP, "--progress", "none"]);
+    };
     assert_shared_modes(&s.cache, 0, 30);
     // The owner's next run without the flag keeps sharing (the root says so).
     s.owner(&["pull", &gzip, "--policy", "always", "--progress", "none"]);
@@ -254,16 +275,7 @@ async fn a_reader_in_the_group_reads_without_writing() {
 
     // The Rust API: a read-only cache, a `Never` pull and a layer stack, in a process of
     // the reader's.
-    let me = std::env::current_exe().unwrap();
-    let child = as_user(
-        READER,
-        &me,
-        &["--exact", "reader_stack_child", "--nocapture"],
-    )
-    .env(CHILD_ENV, format!("{gzip} {}", s.cache.display()))
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
+    let child = s.reader_stack(&gzip).stdin(Stdio::null()).output().unwrap();
     let out = ok(&child, "layer stack as the reader");
     assert!(out.contains("HOLDING") && out.contains("1 passed"), "{out}");
 
@@ -362,24 +374,16 @@ async fn reader_stack_child() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_spares_what_a_reader_holds() {
-    if !users() {
+    let Some((s, gzip)) = shared_with_gzip().await else {
         return;
-    }
-    let s = shared().await;
-    let gzip = s.reference("fixtures/standard:gzip");
-    s.owner(&["pull", &gzip, "--cache-group", GROUP, "--progress", "none"]);
-    let me = std::env::current_exe().unwrap();
-    let mut child = as_user(
-        READER,
-        &me,
-        &["--exact", "reader_stack_child", "--nocapture"],
-    )
-    .env(CHILD_ENV, format!("{gzip} {}", s.cache.display()))
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    };
+    let mut child = s
+        .reader_stack(&gzip)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let held = lines.any(|l| l.is_ok_and(|l| l.contains("HOLDING")));
     assert!(held, "the reader holds its stack");
