@@ -401,6 +401,54 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_cache_creates_with_the_group_modes_and_a_reader_writes_nothing() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        let gid = rustix::process::getegid().as_raw();
+        let shared = CacheOptions {
+            group: Some(CacheGroup::Gid(gid)),
+            ..CacheOptions::default()
+        };
+        let c = GlobalCache::with_options(&root, &shared).unwrap();
+        assert_eq!(c.group(), Some(gid));
+        let d = Digest::sha256_of(b"{}");
+        c.put_manifest(&d, b"{}").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&root), 0o2750);
+        assert_eq!(mode(&root.join("layers/sha256")), 0o2750);
+        assert_eq!(mode(&c.layout().manifest_file(&d)), 0o640);
+        assert_eq!(
+            std::fs::metadata(c.layout().manifest_file(&d))
+                .unwrap()
+                .gid(),
+            gid
+        );
+        // Opened again without a group, it stays shared.
+        assert_eq!(GlobalCache::new(&root).unwrap().group(), Some(gid));
+
+        let reader = CacheOptions {
+            read_only: true,
+            ..CacheOptions::default()
+        };
+        let r = GlobalCache::with_options(&root, &reader).unwrap();
+        assert!(r.is_read_only());
+        let other = Digest::sha256_of(b"other");
+        r.put_manifest(&other, b"other").unwrap();
+        assert!(
+            !r.layout().manifest_file(&other).exists(),
+            "a reader stores nothing"
+        );
+        let e = r.gc(&GcPolicy::default()).unwrap_err();
+        assert!(matches!(e, CacheError::ReadOnly { .. }), "{e}");
+        let e = r.hold_layer(&other).unwrap_err().to_string();
+        assert!(e.contains("has no lease file"), "{e}");
+        let e = GlobalCache::with_options(dir.path().join("none"), &reader).unwrap_err();
+        assert!(matches!(e, CacheError::ReadOnly { .. }), "{e}");
+        assert!(!dir.path().join("none").exists());
+    }
+
+    #[test]
     fn manifests_round_trip_and_are_verified_on_read() {
         let dir = tempfile::tempdir().unwrap();
         let c = GlobalCache::new(dir.path()).unwrap();

@@ -60,12 +60,13 @@ pub(crate) fn conform(dir: &Path, perms: Perms) -> Result<(), CacheError> {
     Ok(())
 }
 
-/// The group a cache root is shared with, if it is (setgid, group may read and enter): a
-/// writer that names no group keeps sharing it.
+/// The group a cache root is shared with, if it is: a writer that names no group keeps
+/// sharing it. Only the exact mode a shared cache's root gets (`2750`) counts, so a private
+/// root that merely inherited a setgid bit from its parent is never shared by accident.
 pub(crate) fn shared_group(root: &Path) -> Option<u32> {
     let meta = std::fs::metadata(root).ok()?;
-    let mode = meta.permissions().mode();
-    (mode & 0o2050 == 0o2050).then_some(meta.gid())
+    let shared = Perms::group(meta.gid()).dir_mode();
+    (meta.permissions().mode() & 0o7777 == shared).then_some(meta.gid())
 }
 
 fn untrusted(dir: &Path, reason: String, fix: String) -> CacheError {
@@ -281,5 +282,43 @@ mod tests {
         std::os::unix::fs::symlink(&d, &link).unwrap();
         let e = check_trusted(&link, false).unwrap_err().to_string();
         assert!(e.contains("is a symlink"), "{e}");
+    }
+
+    #[test]
+    fn only_a_2750_root_counts_as_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let gid = std::fs::metadata(dir.path()).unwrap().gid();
+        let mode = |m| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(m));
+        mode(0o700).unwrap();
+        assert_eq!(shared_group(dir.path()), None);
+        mode(0o2750).unwrap();
+        assert_eq!(shared_group(dir.path()), Some(gid));
+        mode(0o2755).unwrap();
+        assert_eq!(
+            shared_group(dir.path()),
+            None,
+            "a setgid root of other mode is private"
+        );
+    }
+
+    #[test]
+    fn a_reader_creates_nothing_and_refuses_what_others_may_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let e = check_shared(&missing, false, None).unwrap_err();
+        assert!(matches!(e, CacheError::ReadOnly { .. }), "{e}");
+        assert!(!missing.exists());
+        let d = dir.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o2770)).unwrap();
+        let e = check_shared(&d, false, None).unwrap_err().to_string();
+        assert!(e.contains("writable by group or others"), "{e}");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o2750)).unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        assert_eq!(check_shared(&d, false, Some(me)).unwrap(), me);
+        let e = check_shared(&d, false, Some(me + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not to the cache's owner"), "{e}");
     }
 }
