@@ -72,23 +72,32 @@ const GROUP_FILE: &str = "/etc/group";
 impl CacheGroup {
     /// The numeric gid: a number as is, a name (or digits) through `/etc/group`.
     pub fn gid(&self) -> Result<u32, CacheError> {
-        let name = match self {
-            CacheGroup::Gid(g) => return Ok(*g),
-            CacheGroup::Name(n) => n,
-        };
-        if let Ok(gid) = name.parse() {
-            return Ok(gid);
-        }
         let path = Path::new(GROUP_FILE);
-        let text = std::fs::read_to_string(path).map_err(CacheError::io("read", path))?;
-        gid_in(&text, name).ok_or_else(|| CacheError::Io {
+        let not_found = |why: String| CacheError::Io {
             op: "find group",
             path: path.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no group {name:?} (name it by its numeric gid if NSS knows it)"),
-            ),
-        })
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, why),
+        };
+        let gid = match self {
+            CacheGroup::Gid(g) => *g,
+            CacheGroup::Name(n) => match n.parse() {
+                Ok(gid) => gid,
+                Err(_) => {
+                    let text =
+                        std::fs::read_to_string(path).map_err(CacheError::io("read", path))?;
+                    gid_in(&text, n).ok_or_else(|| {
+                        not_found(format!(
+                            "no group {n:?} (name it by its numeric gid if NSS knows it)"
+                        ))
+                    })?
+                }
+            },
+        };
+        // `-1` means "no change" to chown(2): it is no group.
+        if gid == u32::MAX {
+            return Err(not_found(format!("{gid} is not a group id")));
+        }
+        Ok(gid)
     }
 }
 
@@ -129,6 +138,7 @@ mod tests {
     fn groups_by_number_or_name() {
         assert_eq!("42".parse::<CacheGroup>().unwrap(), CacheGroup::Gid(42));
         assert_eq!(CacheGroup::Name("7".into()).gid().unwrap(), 7);
+        assert!(CacheGroup::Gid(u32::MAX).gid().is_err());
         let text = "root:x:0:\nsandbox:x:1001:a,b\nbad:x:notanumber:\n";
         assert_eq!(gid_in(text, "sandbox"), Some(1001));
         assert_eq!(gid_in(text, "root"), Some(0));

@@ -11,6 +11,9 @@ use std::path::Path;
 
 use rustix::fs::Mode;
 
+/// The mode of a shared cache's directories: setgid, the group may read and enter.
+pub(crate) const SHARED_DIR_MODE: u32 = 0o2750;
+
 /// How this process creates entries in one cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Perms {
@@ -47,7 +50,11 @@ impl Perms {
 
     /// Mode of a new directory (with setgid in group mode).
     pub(crate) fn dir_mode(&self) -> u32 {
-        if self.gid.is_some() { 0o2750 } else { 0o700 }
+        if self.gid.is_some() {
+            SHARED_DIR_MODE
+        } else {
+            0o700
+        }
     }
 
     /// What to pass to `open`/`mkdir` (the kernel takes setgid from the parent directory).

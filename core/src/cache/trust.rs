@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::CacheError;
-use super::perms::Perms;
+use super::perms::{Perms, SHARED_DIR_MODE};
 
 /// Mode bits that would let someone else write.
 const FOREIGN_WRITE: u32 = 0o022;
@@ -65,8 +65,7 @@ pub(crate) fn conform(dir: &Path, perms: Perms) -> Result<(), CacheError> {
 /// root that merely inherited a setgid bit from its parent is never shared by accident.
 pub(crate) fn shared_group(root: &Path) -> Option<u32> {
     let meta = std::fs::metadata(root).ok()?;
-    let shared = Perms::group(meta.gid()).dir_mode();
-    (meta.permissions().mode() & 0o7777 == shared).then_some(meta.gid())
+    (meta.permissions().mode() & 0o7777 == SHARED_DIR_MODE).then_some(meta.gid())
 }
 
 fn untrusted(dir: &Path, reason: String, fix: String) -> CacheError {
