@@ -46,8 +46,9 @@ pub mod surface;
 
 pub use auth::RegistryAuth;
 pub use cache::{
-    CacheError, CachedImage, CachedImageMetadata, CachedLayer, CachedLayerMetadata, DiskUsage,
-    GcPolicy, GcReport, GlobalCache, ImageUsage, LayerLease, RemovedImage,
+    CacheError, CacheGroup, CacheOptions, CachedImage, CachedImageMetadata, CachedLayer,
+    CachedLayerMetadata, DiskUsage, GcPolicy, GcReport, GlobalCache, ImageUsage, LayerLease,
+    RemovedImage,
 };
 pub use cancel::CancelToken;
 pub use client::RegistryError;
