@@ -388,6 +388,15 @@ async fn gc_spares_what_a_reader_holds() {
     let held = lines.any(|l| l.is_ok_and(|l| l.contains("HOLDING")));
     assert!(held, "the reader holds its stack");
 
+    // A forced pull swaps new trees in; the ones the reader holds wait in tmp/.
+    s.owner(&["pull", &gzip, "--force", "--progress", "none"]);
+    let trash = || {
+        let tmp = common::tmp_entries(&s.cache);
+        tmp.iter().filter(|n| n.starts_with("trash-")).count()
+    };
+    assert_eq!(trash(), 3, "the replaced trees wait for the reader");
+    assert_shared_modes(&s.cache, 0, 30);
+
     let cache = s.owner_cache();
     let layers = std::thread::spawn({
         let cache = cache.clone();
@@ -414,6 +423,11 @@ async fn gc_spares_what_a_reader_holds() {
         .unwrap();
     assert_eq!(gc.removed_layers.len(), 3, "{gc:?}");
     assert!(common::layer_dirs(&s.cache).is_empty());
+    assert_eq!(
+        trash(),
+        0,
+        "gc swept the replaced trees once no one held them"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
