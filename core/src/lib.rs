@@ -47,9 +47,9 @@ pub mod unpack;
 
 pub use auth::RegistryAuth;
 pub use cache::{
-    CacheError, CachedImage, CachedImageMetadata, CachedLayer, CachedLayerMetadata, DiskUsage,
-    GcPolicy, GcReport, GlobalCache, ImageCheck, ImageUsage, LayerCheck, LayerLease, Problem,
-    ProblemKind, RemovedImage, VerifyReport,
+    CacheError, CacheGroup, CacheOptions, CachedImage, CachedImageMetadata, CachedLayer,
+    CachedLayerMetadata, DiskUsage, GcPolicy, GcReport, GlobalCache, ImageCheck, ImageUsage,
+    LayerCheck, LayerLease, Problem, ProblemKind, RemovedImage, VerifyReport,
 };
 pub use cancel::CancelToken;
 pub use client::RegistryError;

@@ -1,12 +1,13 @@
 //! The API surface as data: every error kind (with its code, C status, exit code and doc),
-//! every progress event type (with its fields), every registry setting and pull option, as
-//! one JSON document. It is committed as `core/api-surface.json` (a test fails when it
+//! every progress event type (with its fields), every registry setting, cache option and pull
+//! option, as one JSON document. It is committed as `core/api-surface.json` (a test fails when it
 //! drifts), and each front door has a parity test that fails when it lacks an item: the C
 //! header and Go (`ffi/tests/`, `bindings/go`), the CLI (`core/tests/cli.rs`), Python and
 //! Node (their own test folders).
 
 use serde_json::{Value, json};
 
+use crate::cache::CacheOptions;
 use crate::error::ErrorKind;
 use crate::progress::PullProgress;
 use crate::pull::PullOptions;
@@ -30,6 +31,9 @@ pub fn api_surface() -> Value {
     json!({
         "errorKinds": error_kinds(),
         "events": events(),
+        "cacheOptions": {
+            "defaults": serde_json::to_value(CacheOptions::default()).unwrap_or(Value::Null),
+        },
         "registryConfig": {
             "defaults": serde_json::to_value(RegistryConfig::default()).unwrap_or(Value::Null),
         },

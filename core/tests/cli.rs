@@ -98,6 +98,8 @@ fn pull_help_lists_every_option() {
         "--no-index",
         "--username",
         "--password-stdin",
+        "--cache-group",
+        "--read-only",
         "--json",
         "--progress",
         "plain",
@@ -328,8 +330,8 @@ fn refused_connection_exits_6() {
 }
 
 /// The CLI has every item of the core's API surface (`core/api-surface.json`): each error
-/// kind's exit code and description in `--help`, and every registry setting through
-/// `--config FILE` (a file naming every key is accepted; a misspelt key is refused by name).
+/// kind's exit code and description in `--help`, each cache option as a flag, and every
+/// registry setting through `--config FILE` (a file naming every key is accepted; a misspelt key is refused by name).
 #[test]
 fn parity_with_the_api_surface() {
     let surface: serde_json::Value = serde_json::from_str(
@@ -346,6 +348,23 @@ fn parity_with_the_api_surface() {
         );
         let doc = kind["doc"].as_str().unwrap();
         assert!(help.contains(doc), "--help lacks {doc:?}");
+    }
+
+    // Every cache option has its flag, on every command that opens a cache.
+    let flag_of = |key: &str| match key {
+        "group" => "--cache-group",
+        "readOnly" => "--read-only",
+        other => panic!("cache option {other} has no CLI flag"),
+    };
+    for key in surface["cacheOptions"]["defaults"]
+        .as_object()
+        .unwrap()
+        .keys()
+    {
+        for command in ["pull", "inspect", "ls", "du", "rm", "gc"] {
+            let help = stdout(&run(&[command, "--help"]));
+            assert!(help.contains(flag_of(key)), "{command} --help lacks {key}");
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();

@@ -118,9 +118,9 @@ async fn each_damage_to_a_tree_is_reported_at_its_path() {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap();
-    // A file replaced by a symlink.
+    // A file replaced by a directory.
     std::fs::remove_file(fs.join("data/random-100k")).unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", fs.join("data/random-100k")).unwrap();
+    std::fs::create_dir(fs.join("data/random-100k")).unwrap();
 
     let report = verify(&env.cache());
     let mut want = vec![
@@ -130,7 +130,7 @@ async fn each_damage_to_a_tree_is_reported_at_its_path() {
         (ProblemKind::SizeChanged, rel("usr/bin/tool")),
         (ProblemKind::TimeChanged, rel("data/empty")),
         (ProblemKind::Unexpected, rel("etc/planted")),
-        (ProblemKind::XattrsChanged, rel("home/user/owned")),
+        (ProblemKind::MetadataChanged, rel("home/user/owned")),
     ];
     // Writing into a directory moves its mtime too.
     want.extend(
@@ -150,6 +150,15 @@ async fn each_damage_to_a_tree_is_reported_at_its_path() {
     let image = &report.images[0];
     assert_eq!(image.damaged_layers, vec![result.layer_diff_ids[0].clone()]);
     assert!(report.layer(&result.layer_diff_ids[1]).unwrap().is_ok());
+
+    // A real symlink planted in the tree is named (and nothing is read through it).
+    std::fs::remove_file(fs.join("data/big-3m")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", fs.join("data/big-3m")).unwrap();
+    let report = verify(&env.cache());
+    let layer = report.layer(&result.layer_diff_ids[0]).unwrap();
+    assert_eq!(layer.problems.len(), 1, "{:?}", layer.problems);
+    assert_eq!(layer.problems[0].kind, ProblemKind::KindChanged);
+    assert_eq!(layer.problems[0].path.as_deref(), Some("data/big-3m"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -363,8 +372,19 @@ async fn cli_verify_exits_1_on_damage_and_0_after_repair() {
         .find(|l| l["diffId"] == result.layer_diff_ids[2].to_string())
         .unwrap()
         .clone();
-    assert_eq!(layer["problems"][0]["kind"], "contentChanged");
-    assert_eq!(layer["problems"][0]["path"], "app/hello.txt");
+    let kinds: Vec<(&str, &str)> = layer["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["kind"].as_str().unwrap(), p["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("timeChanged", "app/hello.txt"),
+            ("contentChanged", "app/hello.txt")
+        ]
+    );
     let out = run(&[&reference]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);

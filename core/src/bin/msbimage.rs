@@ -85,12 +85,12 @@ fn print_stdout(text: &str) -> Result<(), Failure> {
         })
 }
 
-fn open_cache(dir: Option<&Path>) -> Result<GlobalCache, Error> {
+fn open_cache(dir: Option<&Path>, access: &args::CacheAccess) -> Result<GlobalCache, Error> {
     let dir = match dir {
         Some(d) => d.to_owned(),
         None => default_cache_dir()?,
     };
-    Ok(GlobalCache::new(dir)?)
+    Ok(GlobalCache::with_options(dir, &access.options())?)
 }
 
 /// The password piped to `--password-stdin`, without its trailing newline.
@@ -192,7 +192,7 @@ async fn run_pull(args: &PullArgs) -> Result<PullResult, Error> {
         (Some(_), true) => Some(read_password()?),
         _ => None,
     };
-    let cache = open_cache(args.common.cache.as_deref())?;
+    let cache = open_cache(args.common.cache.as_deref(), &args.common.access)?;
     let platform = args
         .common
         .platform
@@ -263,11 +263,14 @@ async fn inspect(args: InspectArgs) -> Result<(), Failure> {
         }
         .into());
     }
-    let cache = GlobalCache::new(&dir).map_err(Error::from)?;
+    let cache = open_cache(Some(&dir), &args.common.access)?;
     let platform = args.common.platform.unwrap_or_else(Platform::host_linux);
+    // What it prints needs no index: a reader need not fail on a layer without one.
+    let build_index = !cache.is_read_only();
     let registry = Registry::builder(platform, cache).build()?;
     let options = PullOptions {
         pull_policy: PullPolicy::Never,
+        build_index,
         ..PullOptions::default()
     };
     let result = registry.pull(&reference, &options).await?;
@@ -281,15 +284,9 @@ async fn inspect_remote(args: InspectArgs) -> Result<(), Failure> {
     config
         .insecure_registries
         .extend(args.insecure_registry.iter().cloned());
-    // Nothing is written to it, but a registry needs one: the usual cache, or a throwaway.
-    let scratch;
-    let cache = match &args.common.cache {
-        Some(dir) => GlobalCache::new(dir).map_err(Error::from)?,
-        None => {
-            scratch = tempfile_dir()?;
-            GlobalCache::new(scratch.path()).map_err(Error::from)?
-        }
-    };
+    // Nothing is read from or written to a cache, but a registry needs one: a throwaway.
+    let scratch = tempfile_dir()?;
+    let cache = GlobalCache::new(scratch.path()).map_err(Error::from)?;
     let platform = args
         .common
         .platform

@@ -182,7 +182,8 @@ impl GlobalCache {
 
     fn gc_lock(&self) -> Result<FileLock, CacheError> {
         let p = self.layout().gc_lock();
-        FileLock::exclusive(&p).map_err(CacheError::io("lock", &p))
+        self.writable(&p, || "removing images and layers (gc, rm)".into())?;
+        FileLock::exclusive(&p, self.perms()).map_err(CacheError::io("lock", &p))
     }
 
     /// The indexes (into `images`) of the images `policy` evicts: unused for longer than
@@ -330,7 +331,9 @@ impl GlobalCache {
     /// Both locks that keep everyone off a layer, if no one is on it now.
     fn exclude_everyone(&self, d: &Digest) -> Result<Option<(FileLock, FileLock)>, CacheError> {
         let p = self.layout().layer_lock(d);
-        let Some(build) = FileLock::try_exclusive(&p).map_err(CacheError::io("lock", &p))? else {
+        let Some(build) =
+            FileLock::try_exclusive(&p, self.perms()).map_err(CacheError::io("lock", &p))?
+        else {
             return Ok(None);
         };
         Ok(self.try_exclude_holders(d)?.map(|lease| (build, lease)))

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::perms::Perms;
 use crate::digest::Digest;
 
 /// The extracted tree inside a layer directory.
@@ -223,9 +224,14 @@ pub(crate) fn unique_name(prefix: &str) -> String {
     format!("{prefix}.{}.{n}.{nanos}", std::process::id())
 }
 
-/// Write `bytes` to `path` atomically: a unique temp file in `tmp_dir`, fsync, rename. A
-/// reader sees either the old file or the whole new one.
-pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write `bytes` to `path` atomically: a unique temp file in `tmp_dir` (with `perms`' file
+/// mode), fsync, rename. A reader sees either the old file or the whole new one.
+pub(crate) fn write_atomic(
+    tmp_dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    perms: Perms,
+) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -237,9 +243,10 @@ pub(crate) fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(perms.file_mode())
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&tmp)?;
+        perms.fix_fd(&f, false)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

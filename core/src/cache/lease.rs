@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use super::perms::Perms;
 use super::{CacheError, FileLock, GlobalCache};
 use crate::digest::Digest;
 
@@ -32,6 +33,8 @@ pub struct LayerLease {
     lock: Option<FileLock>,
     /// The lease lock file, to see on drop whether anyone else still holds the layer.
     path: std::path::PathBuf,
+    /// How the cache creates lock files.
+    perms: Perms,
     /// Replaced trees of this layer that this process left in `tmp/` because it held the
     /// layer itself (a forced re-pull): deleted when the last holder here lets go, if no one
     /// else holds the layer then (otherwise the next sweep does it).
@@ -49,7 +52,7 @@ impl Drop for LayerLease {
         if pending.is_empty() {
             return;
         }
-        if let Ok(Some(_free)) = FileLock::try_exclusive(&self.path) {
+        if let Ok(Some(_free)) = FileLock::try_exclusive(&self.path, self.perms) {
             for trash in pending {
                 let _ = std::fs::remove_dir_all(trash);
             }
@@ -93,17 +96,33 @@ impl GlobalCache {
     /// (or a clone) is alive (blocking: waits while a `gc` is deleting that very layer, which
     /// takes milliseconds). Holding a layer that is not in the cache is allowed: it then keeps a
     /// layer published later from being collected.
+    ///
+    /// A [read-only](crate::cache::CacheOptions::read_only) cache takes the lease on the
+    /// existing lease file, opened read-only; when there is none (the owner creates one for
+    /// every layer it pulls) the error is [`CacheError::ReadOnly`] naming it.
     pub fn hold_layer(&self, diff_id: &Digest) -> Result<Arc<LayerLease>, CacheError> {
         let leases = &self.inner.leases;
         if let Some(lease) = leases.get(diff_id) {
             return Ok(lease);
         }
         let path = self.layout().layer_lease(diff_id);
-        let lock = FileLock::shared(&path).map_err(CacheError::io("lease", &path))?;
+        let lock = if self.is_read_only() {
+            FileLock::shared_existing(&path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => CacheError::ReadOnly {
+                    path: path.clone(),
+                    need: format!("layer {diff_id} has no lease file, and creating it is a write"),
+                    fix: "ask the cache's owner to pull the image again (that creates it)".into(),
+                },
+                _ => self.denied_or("lease", &path)(e),
+            })?
+        } else {
+            FileLock::shared(&path, self.perms()).map_err(CacheError::io("lease", &path))?
+        };
         Ok(leases.insert(&Arc::new(LayerLease {
             diff_id: diff_id.clone(),
             lock: Some(lock),
             path,
+            perms: self.perms(),
             pending_trash: Mutex::default(),
         })))
     }
@@ -142,7 +161,7 @@ impl GlobalCache {
         diff_id: &Digest,
     ) -> Result<Option<FileLock>, CacheError> {
         let path = self.layout().layer_lease(diff_id);
-        FileLock::try_exclusive(&path).map_err(CacheError::io("lock", &path))
+        FileLock::try_exclusive(&path, self.perms()).map_err(CacheError::io("lock", &path))
     }
 }
 

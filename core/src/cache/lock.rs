@@ -5,8 +5,10 @@
 //! All functions here block; call them from `spawn_blocking`.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use super::perms::Perms;
 
 /// A held lock; released when dropped (the file is closed).
 #[derive(Debug)]
@@ -14,30 +16,52 @@ pub(crate) struct FileLock {
     _file: File,
 }
 
-/// Open (creating) a lock file; a symlink planted at its name is not followed (`ELOOP`).
-fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+/// Open (creating, with `perms`' file mode) a lock file; a symlink planted at its name is not
+/// followed (`ELOOP`). In a shared cache a lock file of ours with another mode (made before
+/// the cache was shared, or under a strict umask) gets the shared mode, so readers can take
+/// leases on it.
+fn open(path: &Path, perms: Perms) -> std::io::Result<File> {
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
+        .mode(perms.file_mode())
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
+        .open(path)?;
+    if perms.gid().is_some() {
+        let meta = file.metadata()?;
+        let mine = meta.uid() == rustix::process::geteuid().as_raw();
+        if mine && meta.mode() & 0o7777 != perms.file_mode() {
+            rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(perms.file_mode()))?;
+        }
+    }
+    Ok(file)
 }
 
 impl FileLock {
     /// Wait for the exclusive lock on `path`.
-    pub(crate) fn exclusive(path: &Path) -> std::io::Result<FileLock> {
-        let file = open(path)?;
+    pub(crate) fn exclusive(path: &Path, perms: Perms) -> std::io::Result<FileLock> {
+        let file = open(path, perms)?;
         file.lock()?;
         Ok(FileLock { _file: file })
     }
 
     /// Wait for a shared lock on `path`.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn shared(path: &Path) -> std::io::Result<FileLock> {
-        let file = open(path)?;
+    pub(crate) fn shared(path: &Path, perms: Perms) -> std::io::Result<FileLock> {
+        let file = open(path, perms)?;
+        file.lock_shared()?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// Wait for a shared lock on the existing file `path`, opened read-only (a reader of a
+    /// cache it cannot write: `flock` works on a read-only descriptor). `NotFound` when the
+    /// file does not exist; it is never created.
+    pub(crate) fn shared_existing(path: &Path) -> std::io::Result<FileLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)?;
         file.lock_shared()?;
         Ok(FileLock { _file: file })
     }
@@ -65,8 +89,8 @@ impl FileLock {
     }
 
     /// Take the exclusive lock if nobody holds the lock now.
-    pub(crate) fn try_exclusive(path: &Path) -> std::io::Result<Option<FileLock>> {
-        let file = open(path)?;
+    pub(crate) fn try_exclusive(path: &Path, perms: Perms) -> std::io::Result<Option<FileLock>> {
+        let file = open(path, perms)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(FileLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -79,19 +103,29 @@ impl FileLock {
 mod tests {
     use super::*;
 
+    const P: Perms = Perms::PRIVATE;
+
     #[test]
     fn exclusive_excludes_and_releases_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.lock");
-        let held = FileLock::exclusive(&p).unwrap();
-        assert!(FileLock::try_exclusive(&p).unwrap().is_none());
+        let held = FileLock::exclusive(&p, P).unwrap();
+        assert!(FileLock::try_exclusive(&p, P).unwrap().is_none());
         drop(held);
-        assert!(FileLock::try_exclusive(&p).unwrap().is_some());
-        let s1 = FileLock::shared(&p).unwrap();
-        let s2 = FileLock::shared(&p).unwrap();
-        assert!(FileLock::try_exclusive(&p).unwrap().is_none());
+        assert!(FileLock::try_exclusive(&p, P).unwrap().is_some());
+        let s1 = FileLock::shared(&p, P).unwrap();
+        let s2 = FileLock::shared(&p, P).unwrap();
+        assert!(FileLock::try_exclusive(&p, P).unwrap().is_none());
         drop((s1, s2));
         assert!(p.exists(), "lock files are never unlinked");
+        // A reader's lease: read-only, never creating.
+        let r = FileLock::shared_existing(&p).unwrap();
+        assert!(FileLock::try_exclusive(&p, P).unwrap().is_none());
+        drop(r);
+        let missing = dir.path().join("missing.lock");
+        let e = FileLock::shared_existing(&missing).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(!missing.exists());
     }
 
     #[test]
@@ -99,8 +133,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (p, target) = (dir.path().join("x.lock"), dir.path().join("elsewhere"));
         std::os::unix::fs::symlink(&target, &p).unwrap();
-        assert!(FileLock::exclusive(&p).is_err());
-        assert!(FileLock::shared(&p).is_err());
+        assert!(FileLock::exclusive(&p, P).is_err());
+        assert!(FileLock::shared(&p, P).is_err());
         assert!(!target.exists(), "nothing was created through the link");
     }
 }

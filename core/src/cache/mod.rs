@@ -2,6 +2,7 @@
 //! images (layout in `LAYOUT.md` beside this file). It owns paths, locks, atomic publishing
 //! and image records; what goes *into* a layer directory is the `layer` module's business.
 
+mod access;
 pub(crate) mod contents;
 mod gc;
 mod inventory;
@@ -9,7 +10,9 @@ mod layout;
 mod lease;
 mod lock;
 mod metadata;
+mod options;
 mod partial;
+mod perms;
 mod record;
 mod staging;
 mod sweep;
@@ -27,7 +30,9 @@ pub(crate) use layout::{Layout, write_atomic};
 pub use lease::LayerLease;
 pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
+pub use options::{CacheGroup, CacheOptions, GROUP_ENV, READ_ONLY_ENV};
 pub(crate) use partial::{PartialBlob, PartialWriter};
+pub(crate) use perms::Perms;
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 pub use verify::{ImageCheck, LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
@@ -60,6 +65,27 @@ pub enum CacheError {
         /// What to do about it.
         fix: String,
     },
+    /// The cache was opened [read-only](CacheOptions::read_only) and what was asked needs a
+    /// write (an image that is not completely cached, a missing index or lease file, `gc`).
+    #[error("cache: {need}, but this process opened the cache read-only ({}); fix: {fix}", path.display())]
+    ReadOnly {
+        /// The file or directory that would have been written.
+        path: PathBuf,
+        /// What needs the write.
+        need: String,
+        /// What to do about it.
+        fix: String,
+    },
+    /// This user may not read the cache (it is shared with a group the user is not in).
+    #[error("cache: cannot read {}: {reason}; fix: {fix}", path.display())]
+    NoAccess {
+        /// The path that could not be read.
+        path: PathBuf,
+        /// Why (who owns the cache, its mode).
+        reason: String,
+        /// What to do about it.
+        fix: String,
+    },
     /// `remove_image` was asked for an image the cache has no record of.
     #[error("{reference}: no such image in the cache{}", platform.as_ref().map(|p| format!(" for {p}")).unwrap_or_default())]
     NoSuchImage {
@@ -74,7 +100,10 @@ impl CacheError {
     /// The stable kind of this error.
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            CacheError::Io { .. } | CacheError::Untrusted { .. } => crate::ErrorKind::Io,
+            CacheError::Io { .. }
+            | CacheError::Untrusted { .. }
+            | CacheError::ReadOnly { .. }
+            | CacheError::NoAccess { .. } => crate::ErrorKind::Io,
             CacheError::NoSuchImage { .. } => crate::ErrorKind::NotFound,
         }
     }
@@ -114,6 +143,10 @@ pub struct GlobalCache {
 
 struct CacheInner {
     layout: Layout,
+    /// How new files and directories are created (private, or shared with a group).
+    perms: Perms,
+    /// Opened read-only: nothing is ever written.
+    read_only: bool,
     /// One async mutex per layer being worked on in this process.
     inflight: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
     /// The layer leases this process holds.
@@ -124,6 +157,8 @@ impl std::fmt::Debug for GlobalCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GlobalCache")
             .field("root", &self.root())
+            .field("group", &self.inner.perms.gid())
+            .field("read_only", &self.inner.read_only)
             .finish()
     }
 }
@@ -132,19 +167,45 @@ impl GlobalCache {
     /// Open (creating if needed, mode 0700) a cache at `path`. The root and its directories
     /// must belong to this user and be writable by no one else, and (below the root) must
     /// not be symlinks: anything else is [`CacheError::Untrusted`], naming the path and the
-    /// fix (see `cache/trust.rs`).
+    /// fix (see `cache/trust.rs`). The same as [`GlobalCache::with_options`] with the default
+    /// options (a cache already shared with a group stays shared).
     pub fn new(path: impl AsRef<Path>) -> Result<GlobalCache, CacheError> {
+        GlobalCache::with_options(path, &CacheOptions::default())
+    }
+
+    /// Open a cache at `path` as `options` say: shared read-only with a group
+    /// ([`CacheOptions::group`]: the owner creates directories `2750` and files `0640` with
+    /// that group), or as a reader that never writes ([`CacheOptions::read_only`]: the root
+    /// may belong to another user, provided every cache directory has the root's owner and
+    /// nothing is writable by group or others; nothing is created). See `cache/LAYOUT.md`.
+    ///
+    /// ```no_run
+    /// use microsandbox_image::cache::{CacheGroup, CacheOptions};
+    /// use microsandbox_image::GlobalCache;
+    /// // The service that pulls:
+    /// let shared = CacheOptions { group: Some(CacheGroup::Name("sandboxes".into())), ..Default::default() };
+    /// let cache = GlobalCache::with_options("/var/cache/msbimage", &shared)?;
+    /// // A sandbox user in group `sandboxes`:
+    /// let reader = CacheOptions { read_only: true, ..Default::default() };
+    /// let cache = GlobalCache::with_options("/var/cache/msbimage", &reader)?;
+    /// assert!(cache.is_read_only());
+    /// # Ok::<(), microsandbox_image::CacheError>(())
+    /// ```
+    pub fn with_options(
+        path: impl AsRef<Path>,
+        options: &CacheOptions,
+    ) -> Result<GlobalCache, CacheError> {
         let given = path.as_ref();
-        trust::create_private_dir(given)?;
-        let root = std::fs::canonicalize(given).map_err(CacheError::io("resolve", given))?;
-        let layout = Layout::new(root.clone());
-        for (dir, is_root) in trust::checked_dirs(&root, &layout.dirs()) {
-            trust::create_private_dir(&dir)?;
-            trust::check_trusted(&dir, is_root)?;
-        }
+        let (root, perms) = if options.read_only {
+            (access::open_read_only(given)?, Perms::PRIVATE)
+        } else {
+            access::open_writable(given, options)?
+        };
         Ok(GlobalCache {
             inner: Arc::new(CacheInner {
                 layout: Layout::new(root),
+                perms,
+                read_only: options.read_only,
                 inflight: Mutex::default(),
                 leases: lease::Leases::default(),
             }),
@@ -235,7 +296,8 @@ impl GlobalCache {
     /// this process as its holder.
     pub(crate) fn try_lock_layer(&self, diff_id: &Digest) -> Result<Option<FileLock>, CacheError> {
         let p = self.inner.layout.layer_lock(diff_id);
-        let lock = FileLock::try_exclusive(&p).map_err(CacheError::io("lock", &p))?;
+        self.writable(&p, || format!("building layer {diff_id}"))?;
+        let lock = FileLock::try_exclusive(&p, self.perms()).map_err(CacheError::io("lock", &p))?;
         if let Some(lock) = &lock {
             lock.record_holder();
         }
@@ -250,17 +312,20 @@ impl GlobalCache {
     /// Take the cross-process lock of a layer (blocking).
     pub(crate) fn lock_layer(&self, diff_id: &Digest) -> Result<FileLock, CacheError> {
         let p = self.inner.layout.layer_lock(diff_id);
-        FileLock::exclusive(&p).map_err(CacheError::io("lock", &p))
+        self.writable(&p, || format!("building layer {diff_id}"))?;
+        FileLock::exclusive(&p, self.perms()).map_err(CacheError::io("lock", &p))
     }
 
-    /// Store verified manifest or config bytes under their digest (blocking).
+    /// Store verified manifest or config bytes under their digest (blocking). A read-only
+    /// cache stores nothing (its pulls then answer only for manifests the owner recorded).
     pub(crate) fn put_manifest(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
         let p = self.inner.layout.manifest_file(digest);
         // One found damaged (`verify` reports it) is replaced by the verified bytes.
-        if self.get_manifest(digest).is_some() {
+        if self.inner.read_only || self.get_manifest(digest).is_some() {
             return Ok(());
         }
-        write_atomic(&self.inner.layout.tmp(), &p, bytes).map_err(CacheError::io("write", &p))
+        write_atomic(&self.inner.layout.tmp(), &p, bytes, self.perms())
+            .map_err(CacheError::io("write", &p))
     }
 
     /// Read stored manifest or config bytes, verifying them again (blocking).
@@ -278,6 +343,9 @@ impl GlobalCache {
 
     /// Move the record's last use forward if it is stale (blocking; see `record.rs`).
     pub(crate) fn touch_record(&self, key: &str, stored: &StoredRecord) {
+        if self.inner.read_only {
+            return;
+        }
         record::touch_record(&self.inner.layout.image_record(key), stored.last_used);
     }
 
@@ -302,6 +370,7 @@ impl GlobalCache {
     /// Remove the record stored under `key` (blocking); a record already gone is fine.
     pub(crate) fn remove_record(&self, key: &str) -> Result<(), CacheError> {
         let p = self.inner.layout.image_record(key);
+        self.writable(&p, || "removing an image record".into())?;
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(CacheError::io("remove", &p)(e))
@@ -313,12 +382,14 @@ impl GlobalCache {
     /// Write an image record atomically (blocking).
     pub(crate) fn write_record(&self, key: &str, rec: &ImageRecord) -> Result<(), CacheError> {
         let p = self.inner.layout.image_record(key);
+        self.writable(&p, || format!("recording {}", rec.reference))?;
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| CacheError::Io {
             op: "serialise",
             path: p.clone(),
             source: std::io::Error::other(e),
         })?;
-        write_atomic(&self.inner.layout.tmp(), &p, &bytes).map_err(CacheError::io("write", &p))
+        write_atomic(&self.inner.layout.tmp(), &p, &bytes, self.perms())
+            .map_err(CacheError::io("write", &p))
     }
 }
 
@@ -341,6 +412,54 @@ mod tests {
             assert!(c.root().join(d).is_dir(), "{d}");
         }
         GlobalCache::new(dir.path().join("c")).unwrap();
+    }
+
+    #[test]
+    fn a_shared_cache_creates_with_the_group_modes_and_a_reader_writes_nothing() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        let gid = rustix::process::getegid().as_raw();
+        let shared = CacheOptions {
+            group: Some(CacheGroup::Gid(gid)),
+            ..CacheOptions::default()
+        };
+        let c = GlobalCache::with_options(&root, &shared).unwrap();
+        assert_eq!(c.group(), Some(gid));
+        let d = Digest::sha256_of(b"{}");
+        c.put_manifest(&d, b"{}").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&root), 0o2750);
+        assert_eq!(mode(&root.join("layers/sha256")), 0o2750);
+        assert_eq!(mode(&c.layout().manifest_file(&d)), 0o640);
+        assert_eq!(
+            std::fs::metadata(c.layout().manifest_file(&d))
+                .unwrap()
+                .gid(),
+            gid
+        );
+        // Opened again without a group, it stays shared.
+        assert_eq!(GlobalCache::new(&root).unwrap().group(), Some(gid));
+
+        let reader = CacheOptions {
+            read_only: true,
+            ..CacheOptions::default()
+        };
+        let r = GlobalCache::with_options(&root, &reader).unwrap();
+        assert!(r.is_read_only());
+        let other = Digest::sha256_of(b"other");
+        r.put_manifest(&other, b"other").unwrap();
+        assert!(
+            !r.layout().manifest_file(&other).exists(),
+            "a reader stores nothing"
+        );
+        let e = r.gc(&GcPolicy::default()).unwrap_err();
+        assert!(matches!(e, CacheError::ReadOnly { .. }), "{e}");
+        let e = r.hold_layer(&other).unwrap_err().to_string();
+        assert!(e.contains("has no lease file"), "{e}");
+        let e = GlobalCache::with_options(dir.path().join("none"), &reader).unwrap_err();
+        assert!(matches!(e, CacheError::ReadOnly { .. }), "{e}");
+        assert!(!dir.path().join("none").exists());
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -77,9 +78,11 @@ impl PartialBlob {
         if !self.keep_new {
             return Ok(None);
         }
+        // Private even in a shared cache: only the owner ever resumes from it.
         let f = OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(CacheError::io("open", &self.path))?;
         // We hold the blob lock, so the file is as long as we measured: appends continue
@@ -127,8 +130,8 @@ impl GlobalCache {
             return Ok(None);
         }
         let lock_path = self.layout().blob_lock(blob);
-        let Some(lock) =
-            FileLock::try_exclusive(&lock_path).map_err(CacheError::io("lock", &lock_path))?
+        let Some(lock) = FileLock::try_exclusive(&lock_path, self.perms())
+            .map_err(CacheError::io("lock", &lock_path))?
         else {
             return Ok(None);
         };
@@ -157,7 +160,9 @@ impl GlobalCache {
             return Ok(());
         }
         let lock_path = self.layout().blob_lock(blob);
-        match FileLock::try_exclusive(&lock_path).map_err(CacheError::io("lock", &lock_path))? {
+        match FileLock::try_exclusive(&lock_path, self.perms())
+            .map_err(CacheError::io("lock", &lock_path))?
+        {
             Some(_lock) => remove_if_present(&path),
             None => Ok(()),
         }
@@ -181,8 +186,8 @@ impl GlobalCache {
                 continue;
             }
             let lock_path = self.layout().blob_lock(&blob);
-            let Some(_lock) =
-                FileLock::try_exclusive(&lock_path).map_err(CacheError::io("lock", &lock_path))?
+            let Some(_lock) = FileLock::try_exclusive(&lock_path, self.perms())
+                .map_err(CacheError::io("lock", &lock_path))?
             else {
                 continue;
             };

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::CacheError;
 use super::layout::{Layout, unique_name, write_atomic};
+use super::perms::Perms;
 use crate::digest::Digest;
 
 /// `meta.json` of a layer directory.
@@ -80,6 +81,8 @@ pub(crate) struct Staging {
     dir: PathBuf,
     target: PathBuf,
     published: bool,
+    /// The modes of what it creates (the tree's own entries get theirs from the extractor).
+    perms: Perms,
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
@@ -93,7 +96,11 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ca
 impl Staging {
     /// Sweep stale staging directories of this layer (we hold its lock), then make a new one
     /// with an empty `fs/`.
-    pub(crate) fn create(layout: &Layout, diff_id: &Digest) -> Result<Staging, CacheError> {
+    pub(crate) fn create(
+        layout: &Layout,
+        perms: Perms,
+        diff_id: &Digest,
+    ) -> Result<Staging, CacheError> {
         let prefix = format!("{}.", Layout::staging_prefix(diff_id));
         let tmp = layout.tmp();
         if let Ok(entries) = std::fs::read_dir(&tmp) {
@@ -104,14 +111,15 @@ impl Staging {
             }
         }
         let dir = tmp.join(unique_name(&Layout::staging_prefix(diff_id)));
-        std::fs::create_dir(&dir).map_err(io("create", &dir))?;
+        perms.create_dir(&dir).map_err(io("create", &dir))?;
         let staging = Staging {
             target: layout.layer_dir(diff_id),
             dir,
             published: false,
+            perms,
         };
         let fs = staging.fs();
-        std::fs::create_dir(&fs).map_err(io("create", &fs))?;
+        perms.create_dir(&fs).map_err(io("create", &fs))?;
         Ok(staging)
     }
 
@@ -122,14 +130,28 @@ impl Staging {
 
     /// Write the layer's sidecar index next to `fs/`.
     pub(crate) fn write_index(&self, bytes: &[u8]) -> Result<(), CacheError> {
-        let p = Layout::index_in(&self.dir);
-        std::fs::write(&p, bytes).map_err(io("write", &p))
+        self.write_sidecar(&Layout::index_in(&self.dir), bytes)
     }
 
     /// Write the record of the finished tree (`cache/contents/mod.rs`) next to `fs/`.
     pub(crate) fn write_contents(&self, bytes: &[u8]) -> Result<(), CacheError> {
-        let p = Layout::contents_in(&self.dir);
-        std::fs::write(&p, bytes).map_err(io("write", &p))
+        self.write_sidecar(&Layout::contents_in(&self.dir), bytes)
+    }
+
+    /// A new file of the staging directory, with the cache's file mode.
+    fn write_sidecar(&self, p: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(self.perms.file_mode())
+            .open(p)
+            .map_err(io("write", p))?;
+        self.perms
+            .fix_fd(&f, false)
+            .map_err(|e| io("chmod", p)(e.into()))?;
+        f.write_all(bytes).map_err(io("write", p))
     }
 
     /// Write `meta.json`, optionally make everything durable, and rename into place. A layer
@@ -147,7 +169,7 @@ impl Staging {
         let bytes = serde_json::to_vec_pretty(meta)
             .map_err(|e| io("serialise", &self.dir)(std::io::Error::other(e)))?;
         let meta_path = Layout::meta_in(&self.dir);
-        write_atomic(&self.dir, &meta_path, &bytes).map_err(io("write", &meta_path))?;
+        write_atomic(&self.dir, &meta_path, &bytes, self.perms).map_err(io("write", &meta_path))?;
         if durable {
             // One syncfs for the whole tree instead of an fsync per file.
             let fd = std::fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
@@ -186,20 +208,25 @@ impl Staging {
                 std::fs::rename(&self.target, &aside).map_err(io("move aside", &self.target))?;
                 std::fs::rename(&self.dir, &self.target).map_err(io("publish", &self.target))?;
                 self.published = true;
-                return Ok(delete_if_unheld(layout, diff_id, aside));
+                return Ok(delete_if_unheld(layout, self.perms, diff_id, aside));
             }
             Err(e) => return Err(io("publish", &self.target)(e.into())),
         }
         self.published = true;
         let trash = layout.trash(diff_id);
         std::fs::rename(&self.dir, &trash).map_err(io("move aside", &self.dir))?;
-        Ok(delete_if_unheld(layout, diff_id, trash))
+        Ok(delete_if_unheld(layout, self.perms, diff_id, trash))
     }
 }
 
 /// Delete a replaced tree now if nobody holds its layer (`None`); otherwise return it.
-fn delete_if_unheld(layout: &Layout, diff_id: &Digest, trash: PathBuf) -> Option<PathBuf> {
-    match super::FileLock::try_exclusive(&layout.layer_lease(diff_id)) {
+fn delete_if_unheld(
+    layout: &Layout,
+    perms: Perms,
+    diff_id: &Digest,
+    trash: PathBuf,
+) -> Option<PathBuf> {
+    match super::FileLock::try_exclusive(&layout.layer_lease(diff_id), perms) {
         Ok(Some(_free)) => {
             let _ = std::fs::remove_dir_all(&trash);
             None

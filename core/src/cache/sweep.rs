@@ -66,7 +66,7 @@ impl GlobalCache {
         Ok(match TmpEntry::parse(name) {
             TmpEntry::Staging(diff_id) => {
                 let p = self.layout().layer_lock(&diff_id);
-                FileLock::try_exclusive(&p)
+                FileLock::try_exclusive(&p, self.perms())
                     .map_err(CacheError::io("lock", &p))?
                     .map(Some)
             }

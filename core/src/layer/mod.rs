@@ -10,6 +10,7 @@ mod flush;
 mod pipe;
 mod reader;
 mod reindex;
+pub(crate) use reindex::index_from_tree;
 mod resume;
 mod tar_guard;
 mod wait;
@@ -382,7 +383,8 @@ async fn cached(ctx: &Arc<LayerContext>, job: &LayerJob) -> Result<LayerOutcome,
     Ok(LayerOutcome::Cached)
 }
 
-/// Give cached layers that lack an index one (no network involved).
+/// Give cached layers that lack an index one (no network involved). A read-only cache
+/// cannot: a missing index is [`CacheError::ReadOnly`] there.
 pub(crate) async fn index_cached_layers(
     cache: &GlobalCache,
     layers: &[(usize, Digest)],
@@ -391,8 +393,26 @@ pub(crate) async fn index_cached_layers(
     for (layer_index, diff_id) in layers {
         let (c, d) = (cache.clone(), diff_id.clone());
         let index = cache.layer_index(diff_id);
-        if blocking(move || index.exists()).await? {
+        if blocking({
+            let index = index.clone();
+            move || index.exists()
+        })
+        .await?
+        {
             continue;
+        }
+        if cache.is_read_only() {
+            return Err(CacheError::ReadOnly {
+                path: index,
+                need: format!(
+                    "layer {diff_id} has no index (pulled with --no-index) and building one \
+                     writes it"
+                ),
+                fix: "pull with --no-index (buildIndex: false), or ask the cache's owner to \
+                      pull the image with its index"
+                    .into(),
+            }
+            .into());
         }
         progress.emit(PullProgress::LayerIndexStarted {
             layer_index: *layer_index,
@@ -478,14 +498,15 @@ fn extract_tar(
     let mut flush = FlushTicker::new(ctx.flusher.as_ref());
     let extracted =
         extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
-            x.run(&mut archive, &mut |entries, offset| {
-                flush.at(offset);
-                progress.emit(PullProgress::LayerExtractProgress {
-                    layer_index: job.index,
-                    bytes_extracted: offset,
-                    entries,
+            x.with_perms(ctx.cache.perms())
+                .run(&mut archive, &mut |entries, offset| {
+                    flush.at(offset);
+                    progress.emit(PullProgress::LayerExtractProgress {
+                        layer_index: job.index,
+                        bytes_extracted: offset,
+                        entries,
+                    })
                 })
-            })
         });
     // Only a broken stream is worth reading to its end (to tell corruption from a bad tar);
     // anything else (unsafe path, limit) stops the download now.
@@ -519,7 +540,7 @@ fn extract_and_publish(
     partial: &mut Option<PartialBlob>,
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
-    let staging = Staging::create(layout, &job.diff_id)?;
+    let staging = Staging::create(layout, ctx.cache.perms(), &job.diff_id)?;
     let (extracted, diff_id, uncompressed_size, pumped) =
         inflate_and_extract(ctx, job, &staging, source)?;
     let blob_size = pumped.blob_size;
@@ -552,9 +573,15 @@ fn extract_and_publish(
         Some(index) => Some(write_index(ctx, job, &staging, index)?),
         None => None,
     };
-    let contents = crate::cache::contents::record_tree(&staging.fs(), &stats.content_digests)
-        .map_err(|e| LayerError::Internal(format!("recording the extracted tree: {e}")))?;
-    staging.write_contents(&contents)?;
+    // With the index, the files' content digests let `verify` check the whole tree later.
+    let contents_digest = match index_digest {
+        Some(_) => {
+            let contents = crate::cache::contents::encode(&stats.content_digests);
+            staging.write_contents(&contents)?;
+            Some(Digest::sha256_of(&contents))
+        }
+        None => None,
+    };
     let meta = LayerMeta {
         diff_id: job.diff_id.clone(),
         compressed_digests: vec![job.descriptor.digest.clone()],
@@ -566,7 +593,7 @@ fn extract_and_publish(
         implicit_dirs: stats.implicit_dirs,
         tree_format: crate::cache::TREE_FORMAT,
         index_digest,
-        contents_digest: Some(Digest::sha256_of(&contents)),
+        contents_digest,
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).

@@ -207,6 +207,29 @@ pub(crate) fn ensure_index(
     let (bytes, entries) = index_from_tree(&cache.layer_fs(diff_id), legacy)?;
     // Adding a file by rename is the one write a published layer may see: readers find either
     // no index or the whole one.
-    write_atomic(&cache.layout().tmp(), &index, &bytes).map_err(io("write", &index))?;
+    write_atomic(&cache.layout().tmp(), &index, &bytes, cache.perms())
+        .map_err(io("write", &index))?;
     Ok(Some(entries))
+}
+
+#[cfg(test)]
+mod tests {
+    /// `verify` relies on this: an index rebuilt from an untouched tree is byte for byte the
+    /// one the extraction wrote (whiteouts, opaque directories, hardlinks, symlinks, devices,
+    /// xattrs, owners and times included).
+    #[test]
+    fn index_from_tree_reproduces_the_extraction_index() {
+        for (i, layer) in msbimage_testkit::fixtures::standard_layers()
+            .iter()
+            .enumerate()
+        {
+            let tmp = tempfile::tempdir().unwrap();
+            let fs = tmp.path().join("fs");
+            std::fs::create_dir(&fs).unwrap();
+            let tar = layer.tar_bytes();
+            let a = crate::layer::extract_layer_tar(&tar, &fs, Default::default()).unwrap();
+            let (b, _) = super::index_from_tree(&fs, false).unwrap();
+            assert!(a == b, "layer {i}: the rebuilt index differs");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! record, checks that every layer is published, builds a missing index if asked, and emits
 //! the events of a cached pull, without touching the network.
 
-use crate::cache::GlobalCache;
+use crate::cache::{CacheError, GlobalCache};
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::Result;
@@ -23,10 +23,24 @@ impl Puller {
     ) -> Result<Option<PullResult>> {
         let (cache, key) = (self.cache.clone(), cx.record_key());
         let (reference, platform) = (cx.reference.clone(), cx.platform.clone());
-        let Some(result) = blocking(move || read_cached(&cache, &key, reference, platform)).await?
+        let Some(result) =
+            blocking(move || read_cached(&cache, &key, reference, platform)).await??
         else {
             return Ok(None);
         };
+        self.index_if_asked(cx, &result, build_index).await?;
+        emit_cached_events(cx, &result);
+        Ok(Some(result))
+    }
+
+    /// Give the result's layers their index if asked and one lacks it (a read-only cache
+    /// cannot: [`CacheError::ReadOnly`], naming the layer).
+    pub(super) async fn index_if_asked(
+        &self,
+        cx: &PullContext<'_>,
+        result: &PullResult,
+        build_index: bool,
+    ) -> Result<()> {
         if build_index {
             for (i, diff_id) in result.layer_diff_ids.iter().enumerate() {
                 index_cached_layers(&self.cache, &[(i, diff_id.clone())], cx.progress)
@@ -34,12 +48,12 @@ impl Puller {
                     .map_err(|source| cx.layer(diff_id, None, source))?;
             }
         }
-        emit_cached_events(cx, &result);
-        Ok(Some(result))
+        Ok(())
     }
 }
 
-fn emit_cached_events(cx: &PullContext<'_>, result: &PullResult) {
+/// The events of a pull whose layers were all in the cache.
+pub(super) fn emit_cached_events(cx: &PullContext<'_>, result: &PullResult) {
     cx.progress.emit(PullProgress::Resolved {
         reference: cx.image.clone(),
         manifest_digest: result.manifest_digest.clone(),
@@ -56,18 +70,22 @@ fn emit_cached_events(cx: &PullContext<'_>, result: &PullResult) {
         reference: cx.image.clone(),
         manifest_digest: result.manifest_digest.clone(),
         layer_count: result.layers.len(),
-        cached: true,
+        cached: result.cached,
     });
 }
 
 /// The cached image under `key` if its record, config and every layer are there (blocking).
-fn read_cached(
+/// `Err` only on a read-only cache whose layers are all there but cannot be held (a lease
+/// file missing or unreadable): a writer pulls again instead.
+pub(super) fn read_cached(
     cache: &GlobalCache,
     key: &str,
     reference: Reference,
     platform: Platform,
-) -> Option<PullResult> {
-    let stored = cache.read_record(key)?;
+) -> std::result::Result<Option<PullResult>, CacheError> {
+    let Some(stored) = cache.read_record(key) else {
+        return Ok(None);
+    };
     let diff_ids: Vec<Digest> = stored
         .record
         .layers
@@ -75,15 +93,25 @@ fn read_cached(
         .map(|l| l.diff_id.clone())
         .collect();
     // Held before they are checked, so a `gc` cannot remove one after the check.
-    let leases = cache.hold_layers(&diff_ids).ok()?;
+    let leases = match cache.hold_layers(&diff_ids) {
+        Ok(leases) => leases,
+        Err(e) if cache.is_read_only() && diff_ids.iter().all(|d| cache.has_layer(d)) => {
+            return Err(e);
+        }
+        Err(_) => return Ok(None),
+    };
     if !diff_ids.iter().all(|d| cache.has_layer(d)) {
-        return None;
+        return Ok(None);
     }
     cache.touch_record(key, &stored);
     let rec = stored.record;
-    let config_bytes = cache.get_manifest(&rec.config_digest)?;
-    let config = ImageConfig::from_json(&config_bytes).ok()?;
-    Some(
+    let Some(config_bytes) = cache.get_manifest(&rec.config_digest) else {
+        return Ok(None);
+    };
+    let Ok(config) = ImageConfig::from_json(&config_bytes) else {
+        return Ok(None);
+    };
+    Ok(Some(
         PullResult::new(
             cache,
             reference,
@@ -96,5 +124,5 @@ fn read_cached(
             true,
         )
         .holding(leases),
-    )
+    ))
 }

@@ -6,6 +6,7 @@ mod cached;
 mod context;
 mod inspect;
 mod layers;
+mod read_only;
 mod repair;
 mod resolve;
 
@@ -280,6 +281,9 @@ impl Puller {
             if opts.pull_policy == PullPolicy::Never {
                 return Err(cx.not_cached());
             }
+        }
+        if self.cache.is_read_only() {
+            return self.pull_read_only(&cx, opts).await;
         }
         let image = cx.until_cancelled(self.resolve_image(&cx)).await?;
         let leases = self.prepare_cache(&image).await?;

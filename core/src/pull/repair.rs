@@ -50,6 +50,8 @@ pub struct RepairFailure {
 
 impl Puller {
     pub(crate) async fn repair(&self, report: &VerifyReport) -> Result<RepairReport> {
+        self.cache
+            .writable(self.cache.root(), || "repair the cache".into())?;
         let mut out = RepairReport {
             removed_records: self.remove_invalid_records(report).await?,
             ..RepairReport::default()

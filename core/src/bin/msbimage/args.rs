@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use microsandbox_image::cache::{CacheGroup, CacheOptions};
 use microsandbox_image::{
     DockerConfigSource, Error, ErrorKind, Platform, PullPolicy, Reference, RegistryAuth,
     RegistryConfig,
@@ -34,6 +35,8 @@ pub fn exit_codes_help() -> String {
           stdout).\n\n\
           Environment:\n    \
           MSBIMAGE_CACHE    default cache directory (else $XDG_CACHE_HOME/msbimage, else ~/.cache/msbimage)\n    \
+          MSBIMAGE_CACHE_GROUP    default of --cache-group\n    \
+          MSBIMAGE_CACHE_READ_ONLY    1 = --read-only\n    \
           DOCKER_CONFIG     directory of the Docker config.json used for credentials (default ~/.docker)";
     s
 }
@@ -101,11 +104,42 @@ pub struct UnpackArgs {
     pub rootless: bool,
 }
 
+/// How to open the cache: shared with a group (its owner), or read-only (another user).
+#[derive(Debug, Args)]
+pub struct CacheAccess {
+    /// Share the cache read-only with GROUP (name or gid): directories 2750 and files 0640
+    /// with that group; nothing is group-writable [default: $MSBIMAGE_CACHE_GROUP; a cache
+    /// already shared stays shared]
+    #[arg(long = "cache-group", value_name = "GROUP")]
+    pub cache_group: Option<CacheGroup>,
+
+    /// Open a cache another user owns and shares with you, never writing to it (warm pulls,
+    /// inspect, ls, du work; anything that needs a write fails) [default:
+    /// $MSBIMAGE_CACHE_READ_ONLY]
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+}
+
+impl CacheAccess {
+    /// The cache options: the environment's, then these flags.
+    pub fn options(&self) -> CacheOptions {
+        let mut options = CacheOptions::from_env();
+        if let Some(group) = &self.cache_group {
+            options.group = Some(group.clone());
+        }
+        options.read_only |= self.read_only;
+        options
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CacheArgs {
     /// Cache directory [default: $MSBIMAGE_CACHE, $XDG_CACHE_HOME/msbimage or ~/.cache/msbimage]
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub access: CacheAccess,
 
     /// Print the result as one JSON object on stdout
     #[arg(long)]
@@ -257,6 +291,9 @@ pub struct CommonArgs {
     /// Cache directory [default: $MSBIMAGE_CACHE, $XDG_CACHE_HOME/msbimage or ~/.cache/msbimage]
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub access: CacheAccess,
 }
 
 #[derive(Debug, Args)]

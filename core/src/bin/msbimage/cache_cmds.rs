@@ -23,7 +23,7 @@ fn open(args: &CacheArgs) -> Result<GlobalCache, Failure> {
             message: format!("no cache at {}", dir.display()),
         });
     }
-    Ok(GlobalCache::new(&dir).map_err(Error::from)?)
+    Ok(GlobalCache::with_options(&dir, &args.access.options()).map_err(Error::from)?)
 }
 
 async fn run<T: Send + 'static>(

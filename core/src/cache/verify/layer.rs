@@ -1,15 +1,18 @@
-//! Checking one layer directory: its shape and `meta.json`, its index, and its tree against
-//! the `contents` record taken when it was extracted.
+//! Checking one layer directory: its shape and `meta.json`; its index (the bytes published,
+//! then valid throughout); its tree's metadata, by rebuilding the index from the tree
+//! (`layer/reindex.rs`, which gives the published bytes for an untouched tree) and comparing
+//! the two entry by entry; and its files' contents against the `contents` digests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::{LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind};
-use crate::cache::contents::{self, Contents, Node};
+use crate::cache::contents::{self, Contents};
 use crate::cache::{GlobalCache, LayerMeta, Layout};
 use crate::digest::Digest;
-use crate::index::LayerIndex;
+use crate::index::{Entry, EntryKind, LayerIndex};
+use crate::layer::LayerError;
 
 /// Collects a layer's problems, listing the first [`MAX_LISTED_PROBLEMS`].
 struct Findings<'a> {
@@ -47,11 +50,25 @@ impl GlobalCache {
         };
         let dir = self.layer_dir(diff_id);
         let mut found = Findings { check: &mut check };
-        if let Some(meta) = layer_meta(&dir, diff_id, &mut found) {
-            check_index(&dir, &meta, &mut found);
-            if let Some(recorded) = recorded_contents(&dir, &meta, &mut found) {
-                found.check.recorded = true;
-                check_tree(&Layout::fs_in(&dir), recorded, &mut found);
+        let Some(meta) = layer_meta(&dir, diff_id, &mut found) else {
+            return check;
+        };
+        let Some(index) = published_index(&dir, &meta, &mut found) else {
+            return check;
+        };
+        let fs = Layout::fs_in(&dir);
+        let published = match entries(&index) {
+            Ok(e) => e,
+            Err(e) => {
+                found.add(ProblemKind::IndexCorrupt, shown(&Layout::index_in(&dir)), e);
+                return check;
+            }
+        };
+        let now = check_metadata(&fs, &index, &published, meta.tree_format < 2, &mut found);
+        if let Some(contents) = recorded_contents(&dir, &meta, &mut found) {
+            found.check.recorded = true;
+            if let Some(now) = now {
+                check_contents(&fs, &published, &now, &contents, &mut found);
             }
         }
         check
@@ -80,11 +97,8 @@ fn layer_meta(dir: &Path, diff_id: &Digest, found: &mut Findings<'_>) -> Option<
     }
     let fs = Layout::fs_in(dir);
     if !is_dir(&fs).unwrap_or(false) {
-        found.add(
-            ProblemKind::LayerMissing,
-            shown(&fs),
-            "the tree is gone or not a directory",
-        );
+        let why = "the tree is gone or not a directory";
+        found.add(ProblemKind::LayerMissing, shown(&fs), why);
         return None;
     }
     let meta = match LayerMeta::read(dir) {
@@ -103,9 +117,10 @@ fn layer_meta(dir: &Path, diff_id: &Digest, found: &mut Findings<'_>) -> Option<
 }
 
 /// The index: the bytes published (when their digest was recorded), and valid throughout.
-fn check_index(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) {
+/// `None` when there is none (or it is damaged): the tree has nothing to be compared with.
+fn published_index(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> Option<LayerIndex> {
     let path = Layout::index_in(dir);
-    let bytes = match std::fs::OpenOptions::new()
+    let read = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
@@ -113,7 +128,8 @@ fn check_index(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) {
             use std::io::Read;
             let mut bytes = Vec::new();
             (&f).read_to_end(&mut bytes).map(|_| bytes)
-        }) {
+        });
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if meta.index_digest.is_some() {
@@ -123,22 +139,30 @@ fn check_index(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) {
                     "published, now gone",
                 );
             }
-            return;
+            return None;
         }
-        Err(e) => return found.add(ProblemKind::Unreadable, shown(&path), e.to_string()),
+        Err(e) => {
+            found.add(ProblemKind::Unreadable, shown(&path), e.to_string());
+            return None;
+        }
     };
     if let Some(want) = &meta.index_digest
         && !want.matches(&bytes)
     {
         let why = format!("differs from the index published ({want})");
-        return found.add(ProblemKind::IndexCorrupt, shown(&path), why);
+        found.add(ProblemKind::IndexCorrupt, shown(&path), why);
+        return None;
     }
-    if let Err(e) = LayerIndex::from_bytes(bytes).and_then(|index| index.verify()) {
-        found.add(ProblemKind::IndexCorrupt, shown(&path), e.to_string());
+    match LayerIndex::from_bytes(bytes).and_then(|index| index.verify().map(|()| index)) {
+        Ok(index) => Some(index),
+        Err(e) => {
+            found.add(ProblemKind::IndexCorrupt, shown(&path), e.to_string());
+            None
+        }
     }
 }
 
-/// The `contents` record, when the layer was published with one and it is intact.
+/// The `contents` digests, when the layer was published with them and they are intact.
 fn recorded_contents(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> Option<Contents> {
     let want = meta.contents_digest.as_ref()?;
     let path = Layout::contents_in(dir);
@@ -171,89 +195,211 @@ fn recorded_contents(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> 
     }
 }
 
-/// Walk the tree and compare every entry with the record; what the record has that the
-/// tree lacks is missing.
-fn check_tree(fs: &Path, mut recorded: Contents, found: &mut Findings<'_>) {
-    let mut by_inode: HashMap<u64, [u8; 32]> = HashMap::new();
-    let walked = contents::walk(fs, &mut |node: Node| {
-        found.check.entries += 1;
-        match recorded.remove(&node.path) {
-            None => {
-                let why = format!("a {} that was not published", node.kind.name());
-                found.add(ProblemKind::Unexpected, tree_path(&node.path), why);
-            }
-            Some(want) => compare(&node, &want, &mut by_inode, found),
+/// What the index says about one path, inode aside (a file rewritten with the same content
+/// and metadata is not damage).
+#[derive(Debug, PartialEq, Eq)]
+struct Summary {
+    kind: Option<EntryKind>,
+    size: u64,
+    mtime: (i64, u32),
+    /// Everything else of the image's metadata.
+    rest: Metadata,
+}
+
+/// Mode, owner, device, link target, xattrs, and the whiteout, opaque and implicit markers.
+#[derive(Debug, PartialEq, Eq)]
+struct Metadata {
+    mode: u32,
+    owner: (u32, u32),
+    rdev: u32,
+    link_target: Option<Vec<u8>>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    markers: [bool; 3],
+}
+
+impl Summary {
+    fn of(e: &Entry<'_>) -> Summary {
+        Summary {
+            kind: (!e.is_whiteout()).then(|| e.kind()),
+            size: e.size(),
+            mtime: (e.mtime_sec(), e.mtime_nsec()),
+            rest: Metadata {
+                mode: e.mode(),
+                owner: (e.uid(), e.gid()),
+                rdev: e.rdev(),
+                link_target: e.link_target().map(<[u8]>::to_vec),
+                xattrs: e.xattrs().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+                markers: [e.is_whiteout(), e.is_opaque(), e.is_implicit()],
+            },
         }
-        Ok(())
-    });
-    if let Err(e) = walked {
-        // The walk stopped: what it did not reach is not known to be missing.
-        return found.add(ProblemKind::Unreadable, None, e.0);
     }
-    for path in recorded.into_keys() {
-        found.add(
-            ProblemKind::Missing,
-            tree_path(&path),
-            "published, now gone",
-        );
+
+    fn kind_name(&self) -> String {
+        match self.kind {
+            None => "whiteout".into(),
+            Some(k) => format!("{k:?}").to_lowercase(),
+        }
     }
 }
 
-fn compare(
-    node: &Node,
-    want: &contents::Recorded,
-    by_inode: &mut HashMap<u64, [u8; 32]>,
-    found: &mut Findings<'_>,
-) {
-    let at = || tree_path(&node.path);
-    if node.kind != want.kind {
-        let why = format!("was a {}, is a {}", want.kind.name(), node.kind.name());
-        return found.add(ProblemKind::KindChanged, at(), why);
-    }
-    if node.size != want.size {
-        let why = format!("was {} bytes, is {}", want.size, node.size);
-        found.add(ProblemKind::SizeChanged, at(), why);
-    } else if let Some(content) = want.content {
-        match file_digest(node, by_inode, found) {
-            Ok(d) if d != content => {
-                found.add(
-                    ProblemKind::ContentChanged,
-                    at(),
-                    "content differs (same size)",
-                );
+/// Every entry of `index` by path (whiteouts included), with the inode of regular files.
+fn entries(index: &LayerIndex) -> Result<BTreeMap<Vec<u8>, (Summary, u64)>, String> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![Vec::new()];
+    while let Some(dir) = dirs.pop() {
+        let Some(children) = index.read_dir(&dir).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        for e in children {
+            let path = e.path();
+            if e.is_dir() && !e.is_whiteout() {
+                dirs.push(path.clone());
             }
-            Ok(_) => {}
-            Err(e) => found.add(ProblemKind::Unreadable, at(), e.to_string()),
+            out.insert(path, (Summary::of(&e), e.inode()));
         }
     }
-    if node.mtime != want.mtime {
+    Ok(out)
+}
+
+/// Entries by path, with the inode of each.
+type Entries = BTreeMap<Vec<u8>, (Summary, u64)>;
+
+/// Rebuild the index from the tree and compare with the published one; reports each path
+/// that differs and returns the tree's entries (`None` when the tree could not be read).
+fn check_metadata(
+    fs: &Path,
+    index: &LayerIndex,
+    published: &Entries,
+    legacy: bool,
+    found: &mut Findings<'_>,
+) -> Option<Entries> {
+    let rebuilt = match crate::layer::index_from_tree(fs, legacy) {
+        Ok((bytes, _)) => bytes,
+        Err(LayerError::UnsafePath { path, reason }) => {
+            // A real symlink planted in the tree: the tree is not compared further (nothing
+            // under it is read through it).
+            let prefix = format!("{}/", fs.display());
+            let rel = path.strip_prefix(&prefix).unwrap_or(&path).to_owned();
+            found.add(ProblemKind::KindChanged, Some(rel), reason);
+            return None;
+        }
+        Err(e) => {
+            found.add(ProblemKind::Unreadable, shown(fs), e.to_string());
+            return None;
+        }
+    };
+    found.check.entries = index.len() as u64;
+    if rebuilt == index.bytes() {
+        return entries(index).ok();
+    }
+    let now = match LayerIndex::from_bytes(rebuilt)
+        .map_err(|e| e.to_string())
+        .and_then(|i| entries(&i))
+    {
+        Ok(now) => now,
+        Err(e) => {
+            found.add(ProblemKind::Unreadable, shown(fs), e);
+            return None;
+        }
+    };
+    for (path, (want, _)) in published {
+        let Some((got, _)) = now.get(path) else {
+            found.add(ProblemKind::Missing, tree_path(path), "published, now gone");
+            continue;
+        };
+        if want != got {
+            report_difference(path, want, got, found);
+        }
+    }
+    for (path, (got, _)) in &now {
+        if !published.contains_key(path) {
+            let why = format!("a {} that was not published", got.kind_name());
+            found.add(ProblemKind::Unexpected, tree_path(path), why);
+        }
+    }
+    Some(now)
+}
+
+fn report_difference(path: &[u8], want: &Summary, got: &Summary, found: &mut Findings<'_>) {
+    let at = tree_path(path);
+    if want.kind != got.kind {
+        let why = format!("was a {}, is a {}", want.kind_name(), got.kind_name());
+        return found.add(ProblemKind::KindChanged, at, why);
+    }
+    if want.size != got.size {
+        let why = format!("was {} bytes, is {}", want.size, got.size);
+        found.add(ProblemKind::SizeChanged, at.clone(), why);
+    }
+    if want.mtime != got.mtime {
         let why = format!(
             "modified at {}.{:09}, published with {}.{:09}",
-            node.mtime.0, node.mtime.1, want.mtime.0, want.mtime.1
+            got.mtime.0, got.mtime.1, want.mtime.0, want.mtime.1
         );
-        found.add(ProblemKind::TimeChanged, at(), why);
+        found.add(ProblemKind::TimeChanged, at.clone(), why);
     }
-    if node.xattrs != want.xattrs {
-        let why = "user.* xattrs (the image's owner, mode or markers) differ";
-        found.add(ProblemKind::XattrsChanged, at(), why);
+    if want.rest != got.rest {
+        let why = "the image's metadata (mode, owner, xattrs, markers or link target) differs";
+        found.add(ProblemKind::MetadataChanged, at, why);
     }
 }
 
-/// BLAKE3 of a file's content, read once per inode (hardlinks share one).
-fn file_digest(
-    node: &Node,
-    by_inode: &mut HashMap<u64, [u8; 32]>,
+/// Hash every regular file the index lists that is still a file of the same size (other
+/// differences are reported already) and compare with the digests taken when it was
+/// extracted.
+fn check_contents(
+    fs: &Path,
+    published: &Entries,
+    now: &Entries,
+    contents: &Contents,
     found: &mut Findings<'_>,
-) -> std::io::Result<[u8; 32]> {
-    if let Some(d) = by_inode.get(&node.ino) {
-        return Ok(*d);
+) {
+    let mut by_inode: HashMap<u64, [u8; 32]> = HashMap::new();
+    for (path, (want, inode)) in published {
+        let comparable = now
+            .get(path)
+            .is_some_and(|(got, _)| got.kind == want.kind && got.size == want.size);
+        if want.kind != Some(EntryKind::File) || !comparable {
+            continue;
+        }
+        let Some(recorded) = contents.get(inode) else {
+            found.add(
+                ProblemKind::ContentsCorrupt,
+                tree_path(path),
+                "no digest recorded",
+            );
+            continue;
+        };
+        let digest = match by_inode.get(inode) {
+            Some(d) => *d,
+            None => match digest_at(fs, path) {
+                Ok(d) => {
+                    found.check.bytes += want.size;
+                    by_inode.insert(*inode, d);
+                    d
+                }
+                Err(e) => {
+                    found.add(ProblemKind::Unreadable, tree_path(path), e.to_string());
+                    continue;
+                }
+            },
+        };
+        if &digest != recorded {
+            found.add(
+                ProblemKind::ContentChanged,
+                tree_path(path),
+                "content differs (same size)",
+            );
+        }
     }
-    let file = std::fs::OpenOptions::new()
+}
+
+/// BLAKE3 of the file at `path` under `fs`, not following a symlink.
+fn digest_at(fs: &Path, path: &[u8]) -> std::io::Result<[u8; 32]> {
+    use std::os::unix::ffi::OsStrExt;
+    let full = fs.join(std::ffi::OsStr::from_bytes(path));
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&node.full)?;
-    let d = contents::digest_file(file)?;
-    found.check.bytes += node.size;
-    by_inode.insert(node.ino, d);
-    Ok(d)
+        .open(&full)
+        .and_then(contents::digest_file)
 }

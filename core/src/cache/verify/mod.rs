@@ -2,8 +2,9 @@
 //! is wrong: each image record (strictly parsed), each manifest, index and config (their
 //! bytes against their digests), and each layer (`layer.rs`): its directory and
 //! `meta.json`, its index (whole-file digest from publish time, then every block and
-//! directory validated), and its tree against the `contents` record taken when it was
-//! extracted (every path, kind, size, mtime, `user.*` xattr and file content).
+//! directory validated), its tree's metadata (an index rebuilt from the tree must equal the
+//! published one: every path, kind, size, time, owner, mode, xattr and marker), and every
+//! file's content against the digests taken when it was extracted (`contents`).
 //!
 //! Nothing here writes; `Registry::repair` (`pull/repair.rs`) re-pulls what a report found
 //! damaged. Verification reads every byte of every layer it checks, so it is never part of a
@@ -59,9 +60,9 @@ pub enum ProblemKind {
     ContentChanged,
     /// An entry whose modification time changed.
     TimeChanged,
-    /// An entry whose `user.*` xattrs (the image's ownership, mode, whiteout markers, …)
-    /// changed.
-    XattrsChanged,
+    /// An entry whose image metadata changed: mode, owner, device number, xattrs, symlink
+    /// target, whiteout/opaque markers (what the index says about it).
+    MetadataChanged,
     /// A path that could not be read or listed.
     Unreadable,
 }
@@ -114,9 +115,9 @@ pub struct LayerCheck {
     pub entries: u64,
     /// File bytes read and hashed.
     pub bytes: u64,
-    /// Whether the layer has a `contents` record to check its tree against (layers
-    /// published before `verify` existed have none: only their index and metadata are
-    /// checked).
+    /// Whether the layer has content digests to check its files against (layers published
+    /// before `verify` existed, or without an index, have none: their metadata is checked
+    /// against their index only).
     pub recorded: bool,
     /// What is wrong (at most [`MAX_LISTED_PROBLEMS`]).
     pub problems: Vec<Problem>,

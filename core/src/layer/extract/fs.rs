@@ -66,8 +66,13 @@ impl Extractor {
         let mut parents_made = false;
         let mut replaced = false;
         loop {
-            match rustix::fs::openat(&self.root, rel, flags, Mode::from_raw_mode(0o600)) {
-                Ok(fd) => return Ok(fd),
+            match rustix::fs::openat(&self.root, rel, flags, self.perms.create_mode(false)) {
+                Ok(fd) => {
+                    self.perms
+                        .fix_fd(&fd, false)
+                        .map_err(io_err(rel, "chmod"))?;
+                    return Ok(fd);
+                }
                 Err(Errno::EXIST) if !replaced => {
                     replaced = true;
                     self.remove(rel)?;
@@ -84,6 +89,12 @@ impl Extractor {
                 Err(e) => return Err(io_err(rel, "create")(e)),
             }
         }
+    }
+
+    /// Give a directory this layer created its exact mode if the umask took bits (shared
+    /// caches only; `cache/perms.rs`).
+    pub(super) fn fix_dir_mode(&self, fd: &OwnedFd, rel: &Path) -> Result<(), LayerError> {
+        self.perms.fix_fd(fd, true).map_err(io_err(rel, "chmod"))
     }
 
     pub(super) fn open_dir(&self, rel: &Path) -> Result<OwnedFd, LayerError> {
@@ -144,11 +155,11 @@ impl Extractor {
         let mut prefix = PathBuf::new();
         for comp in parent.components() {
             prefix.push(comp);
-            match rustix::fs::mkdirat(&self.root, &prefix, Mode::from_raw_mode(0o700)) {
+            match rustix::fs::mkdirat(&self.root, &prefix, self.perms.create_mode(true)) {
                 Ok(()) => self.implicit_dir(&prefix)?,
                 Err(Errno::EXIST) if self.is_marker(&prefix) => {
                     self.remove(&prefix)?;
-                    rustix::fs::mkdirat(&self.root, &prefix, Mode::from_raw_mode(0o700))
+                    rustix::fs::mkdirat(&self.root, &prefix, self.perms.create_mode(true))
                         .map_err(io_err(&prefix, "mkdir"))?;
                     self.implicit_dir(&prefix)?;
                 }
@@ -167,6 +178,7 @@ impl Extractor {
     /// layer deleted that name below.
     fn implicit_dir(&mut self, prefix: &Path) -> Result<(), LayerError> {
         let fd = self.open_dir(prefix)?;
+        self.fix_dir_mode(&fd, prefix)?;
         OverrideStat {
             uid: 0,
             gid: 0,

@@ -38,6 +38,7 @@ pub use whiteout::{OPAQUE_XATTR, WHITEOUT_XATTR};
 use super::LayerError;
 use super::tar_guard::stream_err;
 pub(crate) use super::tar_guard::{check_guard_transparent, open_archive};
+use crate::cache::Perms;
 use crate::index::{EntryMeta, IndexBuilder};
 use crate::stat::{OverrideStat, encode_dev, mode};
 
@@ -115,6 +116,8 @@ pub(crate) struct Extractor {
     dir_times: Vec<(PathBuf, Timespec)>,
     stats: ExtractStats,
     buf: Vec<u8>,
+    /// The modes of created files and directories (private unless the cache is shared).
+    perms: Perms,
 }
 
 fn inode_of(fd: impl AsFd, rel: &Path) -> Result<u64, LayerError> {
@@ -223,7 +226,14 @@ impl Extractor {
                 ..ExtractStats::default()
             },
             buf: vec![0u8; COPY_BUF],
+            perms: Perms::PRIVATE,
         })
+    }
+
+    /// Create files and directories with `perms`' modes (a shared cache's `0640`/`2750`).
+    pub(crate) fn with_perms(mut self, perms: Perms) -> Self {
+        self.perms = perms;
+        self
     }
 
     /// Apply every entry of `archive`, calling `progress(entries, tar_offset)` now and then.
@@ -592,7 +602,7 @@ impl Extractor {
         let mut replaced = false;
         let mut existed = false;
         loop {
-            match rustix::fs::mkdirat(&self.root, rel, Mode::from_raw_mode(0o700)) {
+            match rustix::fs::mkdirat(&self.root, rel, self.perms.create_mode(true)) {
                 Ok(()) => break,
                 Err(Errno::EXIST) => {
                     if self.is_dir(rel)? {
@@ -618,6 +628,9 @@ impl Extractor {
             }
         }
         let fd = self.open_dir(rel)?;
+        if !existed {
+            self.fix_dir_mode(&fd, rel)?;
+        }
         if !existed && self.was_deleted(rel) {
             self.make_opaque(&fd, rel)?;
         }
