@@ -351,19 +351,26 @@ impl GlobalCache {
 
     /// Every valid record with its key (blocking). Invalid files are skipped.
     pub(crate) fn stored_records(&self) -> Result<Vec<(String, StoredRecord)>, CacheError> {
+        let mut out: Vec<(String, StoredRecord)> = self
+            .record_files()?
+            .into_iter()
+            .filter_map(|(key, path)| record::read_record_file(&path, &key).map(|r| (key, r)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The files of `images/` named like records (`<key>.json`), with their keys (blocking).
+    pub(crate) fn record_files(&self) -> Result<Vec<(String, PathBuf)>, CacheError> {
         let dir = self.inner.layout.records_dir();
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
             let entry = entry.map_err(CacheError::io("list", &dir))?;
             let name = entry.file_name();
-            let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                continue;
-            };
-            if let Some(stored) = record::read_record_file(&entry.path(), key) {
-                out.push((key.to_owned(), stored));
+            if let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
+                out.push((key.to_owned(), entry.path()));
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 

@@ -21,7 +21,6 @@
 //! large, truncated, unsorted, or whose trailing digest does not match is refused.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"MSBCONT1";
 /// Largest `contents` file read (4 M files, as the `maxEntries` limit allows).
@@ -94,23 +93,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Contents, ContentsError> {
         out.insert(inode, digest);
     }
     Ok(out)
-}
-
-/// Read the bytes of the `contents` file at `path` (bounded by [`MAX_CONTENTS_BYTES`], not
-/// following a symlink); [`decode`] parses them.
-pub(crate) fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CONTENTS_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_CONTENTS_BYTES {
-        return Err(std::io::Error::other("larger than any layer's could be"));
-    }
-    Ok(bytes)
 }
 
 /// BLAKE3 of a file's bytes, read through `file`.

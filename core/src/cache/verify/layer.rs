@@ -120,15 +120,7 @@ fn layer_meta(dir: &Path, diff_id: &Digest, found: &mut Findings<'_>) -> Option<
 /// `None` when there is none (or it is damaged): the tree has nothing to be compared with.
 fn published_index(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> Option<LayerIndex> {
     let path = Layout::index_in(dir);
-    let read = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&path)
-        .and_then(|f| {
-            use std::io::Read;
-            let mut bytes = Vec::new();
-            (&f).read_to_end(&mut bytes).map(|_| bytes)
-        });
+    let read = read_bounded(&path, MAX_INDEX_BYTES);
     let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -162,11 +154,29 @@ fn published_index(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> Op
     }
 }
 
+/// Largest index read (the format's offsets are 32-bit).
+const MAX_INDEX_BYTES: u64 = 4 << 30;
+
+/// The bytes of the sidecar file at `path`: not through a symlink, at most `limit`.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
 /// The `contents` digests, when the layer was published with them and they are intact.
 fn recorded_contents(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> Option<Contents> {
     let want = meta.contents_digest.as_ref()?;
     let path = Layout::contents_in(dir);
-    let bytes = match contents::read_bytes(&path) {
+    let bytes = match read_bounded(&path, contents::MAX_CONTENTS_BYTES) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             found.add(

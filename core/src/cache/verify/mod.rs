@@ -230,7 +230,7 @@ impl GlobalCache {
             .collect();
         let mut report = VerifyReport::default();
         if names.is_empty() {
-            wanted.extend(self.layer_digests()?);
+            wanted.extend(self.layer_ids()?);
             report.records = self.invalid_records()?;
         }
         let checks: BTreeMap<Digest, LayerCheck> = wanted
@@ -285,23 +285,6 @@ impl GlobalCache {
         })
     }
 
-    /// Every layer directory's digest under `layers/sha256/`.
-    fn layer_digests(&self) -> Result<Vec<Digest>, CacheError> {
-        let dir = self.inner.layout.layers_dir();
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
-            let entry = entry.map_err(CacheError::io("list", &dir))?;
-            if let Some(d) = entry
-                .file_name()
-                .to_str()
-                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
-            {
-                out.push(d);
-            }
-        }
-        Ok(out)
-    }
-
     /// Remove the image records at `paths` (as a report names them) that are still not
     /// valid (blocking); returns how many were removed. Only files of `images/` are touched,
     /// whatever the paths say.
@@ -327,22 +310,17 @@ impl GlobalCache {
 
     /// Image records that are not whole, valid records under their own key.
     fn invalid_records(&self) -> Result<Vec<Problem>, CacheError> {
-        let dir = self.inner.layout.records_dir();
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
-            let entry = entry.map_err(CacheError::io("list", &dir))?;
-            let name = entry.file_name();
-            let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                continue;
-            };
-            if record::read_record_file(&entry.path(), key).is_none() {
-                out.push(Problem::new(
+        Ok(self
+            .record_files()?
+            .into_iter()
+            .filter(|(key, path)| record::read_record_file(path, key).is_none())
+            .map(|(_, path)| {
+                Problem::new(
                     ProblemKind::RecordInvalid,
-                    Some(entry.path().display().to_string()),
+                    Some(path.display().to_string()),
                     "not a whole, valid image record of this version under its own key",
-                ));
-            }
-        }
-        Ok(out)
+                )
+            })
+            .collect())
     }
 }
