@@ -225,8 +225,31 @@ async fn inspect(args: InspectArgs) -> Result<(), Failure> {
     print_stdout(&(result_json(&result) + "\n"))
 }
 
+/// Prints the library's warnings (its `log` records at `Warn` and above: a failed collection
+/// after a pull) on stderr as `msbimage: warning: …`; drops everything else.
+struct WarningLogger;
+
+impl log::Log for WarningLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn && metadata.target().starts_with("microsandbox_image")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("msbimage: warning: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: WarningLogger = WarningLogger;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,10 +34,18 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 
-    /// Wait for a shared lock on `path`.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Wait for a shared lock on `path`. A lock file that exists is opened read-only
+    /// (`flock` needs no more), so shared locks work on a cache the process cannot write (a
+    /// read-only mount): that is what lets such a cache serve warm pulls.
     pub(crate) fn shared(path: &Path) -> std::io::Result<FileLock> {
-        let file = open(path)?;
+        let existing = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path);
+        let file = match existing {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => open(path)?,
+            other => other?,
+        };
         file.lock_shared()?;
         Ok(FileLock { _file: file })
     }
@@ -92,6 +100,20 @@ mod tests {
         assert!(FileLock::try_exclusive(&p).unwrap().is_none());
         drop((s1, s2));
         assert!(p.exists(), "lock files are never unlinked");
+    }
+
+    #[test]
+    fn a_shared_lock_needs_no_write_access_to_an_existing_lock_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        drop(FileLock::exclusive(&p).unwrap());
+        // Root may write anyway; read-only mode bits stand in for a read-only mount.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let shared = FileLock::shared(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(FileLock::try_exclusive(&p).unwrap().is_none(), "it is held");
+        drop(shared);
     }
 
     #[test]

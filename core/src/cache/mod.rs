@@ -246,7 +246,7 @@ impl GlobalCache {
         if p.exists() {
             return Ok(());
         }
-        write_atomic(&self.inner.layout.tmp(), &p, bytes).map_err(CacheError::io("write", &p))
+        write_atomic(&self.inner.layout.tmp(), &p, bytes)
     }
 
     /// Read stored manifest or config bytes, verifying them again (blocking).
@@ -304,7 +304,7 @@ impl GlobalCache {
             path: p.clone(),
             source: std::io::Error::other(e),
         })?;
-        write_atomic(&self.inner.layout.tmp(), &p, &bytes).map_err(CacheError::io("write", &p))
+        write_atomic(&self.inner.layout.tmp(), &p, &bytes)
     }
 }
 

@@ -2,7 +2,7 @@
 //! record, checks that every layer is published, builds a missing index if asked, and emits
 //! the events of a cached pull, without touching the network.
 
-use crate::cache::GlobalCache;
+use crate::cache::{CacheError, GlobalCache};
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::Result;
@@ -23,7 +23,9 @@ impl Puller {
     ) -> Result<Option<PullResult>> {
         let (cache, key) = (self.cache.clone(), cx.record_key());
         let (reference, platform) = (cx.reference.clone(), cx.platform.clone());
-        let Some(result) = blocking(move || read_cached(&cache, &key, reference, platform)).await?
+        let Some(result) = blocking(move || read_cached(&cache, &key, reference, platform))
+            .await?
+            .map_err(|e| cx.cache(e))?
         else {
             return Ok(None);
         };
@@ -61,13 +63,17 @@ fn emit_cached_events(cx: &PullContext<'_>, result: &PullResult) {
 }
 
 /// The cached image under `key` if its record, config and every layer are there (blocking).
+/// A layer that cannot be held is an error, not an absent image: its cause (an unreadable
+/// `locks/`, say) would otherwise hide behind `NOT_CACHED` or a pull from the network.
 fn read_cached(
     cache: &GlobalCache,
     key: &str,
     reference: Reference,
     platform: Platform,
-) -> Option<PullResult> {
-    let stored = cache.read_record(key)?;
+) -> Result<Option<PullResult>, CacheError> {
+    let Some(stored) = cache.read_record(key) else {
+        return Ok(None);
+    };
     let diff_ids: Vec<Digest> = stored
         .record
         .layers
@@ -75,15 +81,19 @@ fn read_cached(
         .map(|l| l.diff_id.clone())
         .collect();
     // Held before they are checked, so a `gc` cannot remove one after the check.
-    let leases = cache.hold_layers(&diff_ids).ok()?;
+    let leases = cache.hold_layers(&diff_ids)?;
     if !diff_ids.iter().all(|d| cache.has_layer(d)) {
-        return None;
+        return Ok(None);
     }
     cache.touch_record(key, &stored);
     let rec = stored.record;
-    let config_bytes = cache.get_manifest(&rec.config_digest)?;
-    let config = ImageConfig::from_json(&config_bytes).ok()?;
-    Some(
+    let Some(config) = cache
+        .get_manifest(&rec.config_digest)
+        .and_then(|bytes| ImageConfig::from_json(&bytes).ok())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
         PullResult::new(
             cache,
             reference,
@@ -96,5 +106,5 @@ fn read_cached(
             true,
         )
         .holding(leases),
-    )
+    ))
 }

@@ -76,7 +76,9 @@ impl Puller {
             }));
         }
         let (cache, d) = (self.cache.clone(), manifest.config_digest.clone());
-        blocking(move || cache.put_manifest(&d, &config_bytes)).await??;
+        blocking(move || cache.put_manifest(&d, &config_bytes))
+            .await?
+            .map_err(|e| cx.cache(e))?;
         let jobs = manifest
             .layers
             .iter()
@@ -142,7 +144,8 @@ impl Puller {
                 None => Ok(()),
             }
         })
-        .await??;
+        .await?
+        .map_err(|e| cx.cache(e))?;
         Ok((manifest, digest, index))
     }
 }
