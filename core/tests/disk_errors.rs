@@ -166,13 +166,44 @@ fn image(f: &Fixture, tag: &str) -> String {
     format!("{}/fixtures/standard:{tag}", f.host())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_full_disk_fails_the_pull_cleanly_and_the_next_pull_succeeds() {
+/// A scenario on a file system its script mounts at `$MNT`, with the cache at `$C` (`cache`
+/// below the mount), `$REF` the standard image (gzip) and `$OTHER` the same layers under
+/// another manifest (zstd).
+struct Mounted {
+    s: Scenario,
+    cache: std::path::PathBuf,
+    reference: String,
+    other: String,
+    _registry: Fixture,
+    _scratch: tempfile::TempDir,
+}
+
+async fn on_a_mount(cache: &str, script: &str) -> Option<Mounted> {
     let f = Fixture::start().await;
     let t = scratch();
     let mnt = t.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let c = mnt.join("c");
+    let c = mnt.join(cache);
+    let (reference, other) = (image(&f, "gzip"), image(&f, "zstd"));
+    let env = [
+        ("MNT", mnt.to_str().unwrap()),
+        ("C", c.to_str().unwrap()),
+        ("REF", reference.as_str()),
+        ("OTHER", other.as_str()),
+    ];
+    let s = Scenario::run(t.path(), script, &env)?;
+    Some(Mounted {
+        s,
+        cache: c,
+        reference,
+        other,
+        _registry: f,
+        _scratch: t,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_the_pull_cleanly_and_the_next_pull_succeeds() {
     // A 1.5 MiB tmpfs as the cache's file system, too small for the standard image's 3 MiB
     // file; then more room.
     let script = r#"
@@ -181,18 +212,19 @@ async fn a_full_disk_fails_the_pull_cleanly_and_the_next_pull_succeeds() {
         mount -o remount,size=64m "$MNT" || exit 91
         pull fixed "$REF"
     "#;
-    let reference = image(&f, "gzip");
-    let env = [
-        ("MNT", mnt.to_str().unwrap()),
-        ("C", c.to_str().unwrap()),
-        ("REF", reference.as_str()),
-    ];
-    let Some(s) = Scenario::run(t.path(), script, &env) else {
+    let Some(m) = on_a_mount("c", script).await else {
         return;
     };
     // Whichever layer's file the disk was full for first (the 3 MiB one, or a small one of
     // a layer extracted beside it).
-    s.assert_failed_cleanly("full", &reference, "No space left on device", "cannot ", "");
+    let s = &m.s;
+    s.assert_failed_cleanly(
+        "full",
+        &m.reference,
+        "No space left on device",
+        "cannot ",
+        "",
+    );
     s.assert_succeeded("fixed");
 }
 
@@ -202,11 +234,6 @@ async fn over_quota_fails_the_pull_cleanly_and_a_raised_quota_lets_it_succeed() 
     // (CONFIG_QFMT_V2, CONFIG_XFS_QUOTA): a btrfs qgroup limit on the subvolume holding the
     // cache is the quota that answers EDQUOT here (it applies to root too). The file system
     // is a sparse 256 MiB image on a loop device (detached with the namespace's mount).
-    let f = Fixture::start().await;
-    let t = scratch();
-    let mnt = t.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let c = mnt.join("quota/c");
     let script = r#"
         truncate -s 256M "$T/btrfs.img" || exit 90
         mkfs.btrfs -q -f "$T/btrfs.img" >/dev/null || exit 91
@@ -219,26 +246,16 @@ async fn over_quota_fails_the_pull_cleanly_and_a_raised_quota_lets_it_succeed() 
         pull raised "$REF"
         umount "$MNT"
     "#;
-    let reference = image(&f, "gzip");
-    let env = [
-        ("MNT", mnt.to_str().unwrap()),
-        ("C", c.to_str().unwrap()),
-        ("REF", reference.as_str()),
-    ];
-    let Some(s) = Scenario::run(t.path(), script, &env) else {
+    let Some(m) = on_a_mount("quota/c", script).await else {
         return;
     };
-    s.assert_failed_cleanly("over", &reference, "Disk quota exceeded", "cannot ", "");
+    let s = &m.s;
+    s.assert_failed_cleanly("over", &m.reference, "Disk quota exceeded", "cannot ", "");
     s.assert_succeeded("raised");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_cache_serves_warm_pulls_and_fails_a_pull_that_must_write() {
-    let f = Fixture::start().await;
-    let t = scratch();
-    let mnt = t.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let c = mnt.join("c");
     // The whole file system read-only: the gzip image, pulled before, is still served (leases
     // are taken on read-only descriptors); the zstd one (same layers, another manifest) must
     // store its manifest, and fails.
@@ -252,35 +269,24 @@ async fn a_read_only_cache_serves_warm_pulls_and_fails_a_pull_that_must_write() 
         mount -o remount,rw "$MNT" || exit 92
         pull rw "$OTHER"
     "#;
-    let (reference, other) = (image(&f, "gzip"), image(&f, "zstd"));
-    let env = [
-        ("MNT", mnt.to_str().unwrap()),
-        ("C", c.to_str().unwrap()),
-        ("REF", reference.as_str()),
-        ("OTHER", other.as_str()),
-    ];
-    let Some(s) = Scenario::run(t.path(), script, &env) else {
+    let Some(m) = on_a_mount("c", script).await else {
         return;
     };
+    let s = &m.s;
     s.assert_succeeded("before");
     for warm in ["warm", "warm_never"] {
         s.assert_succeeded(warm);
         assert_eq!(s.json(&format!("{warm}.json"))["cached"], true, "{warm}");
     }
-    let tmp = format!("{}/tmp/", c.display());
+    let tmp = format!("{}/tmp/", m.cache.display());
     let records = s.get("before.records").to_owned();
-    s.assert_failed_cleanly("ro", &other, "Read-only file system", &tmp, &records);
+    s.assert_failed_cleanly("ro", &m.other, "Read-only file system", &tmp, &records);
     s.assert_succeeded("rw");
     assert_ne!(s.get("rw.records"), records, "a record for the zstd image");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_tmp_fails_the_layer_that_must_be_staged_and_nothing_else() {
-    let f = Fixture::start().await;
-    let t = scratch();
-    let mnt = t.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let c = mnt.join("c");
     // The image was pulled and removed (its manifests stay): the next pull writes nothing
     // before it stages a layer in tmp/, which is a read-only bind mount, then unmounted.
     let script = r#"
@@ -293,18 +299,13 @@ async fn a_read_only_tmp_fails_the_layer_that_must_be_staged_and_nothing_else() 
         umount "$C/tmp" || exit 94
         pull rw "$REF"
     "#;
-    let reference = image(&f, "gzip");
-    let env = [
-        ("MNT", mnt.to_str().unwrap()),
-        ("C", c.to_str().unwrap()),
-        ("REF", reference.as_str()),
-    ];
-    let Some(s) = Scenario::run(t.path(), script, &env) else {
+    let Some(m) = on_a_mount("c", script).await else {
         return;
     };
+    let s = &m.s;
     s.assert_succeeded("before");
-    let staging = format!("cannot create {}/tmp/layer-", c.display());
-    s.assert_failed_cleanly("ro", &reference, "Read-only file system", &staging, "");
+    let staging = format!("cannot create {}/tmp/layer-", m.cache.display());
+    s.assert_failed_cleanly("ro", &m.reference, "Read-only file system", &staging, "");
     assert!(
         s.json("ro.json")["error"]["layer"].is_string(),
         "a layer's error: {}",
