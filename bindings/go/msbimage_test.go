@@ -289,6 +289,40 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// Every core setting reaches Go as data: with cacheMaxSize 0 each pull that downloads a layer
+// evicts the images before it (never itself), so of two images only the last one's record
+// stays; without it both do. An unknown key is refused by name.
+func TestSettingsAsJSON(t *testing.T) {
+	cache, err := msbimage.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	_, err = msbimage.NewRegistry(cache, msbimage.WithConfigJSON(`{"cacheMaxSze": 0}`))
+	if e := requireCode(t, err, msbimage.CodeInvalidArgument); !strings.Contains(e.Message, "cacheMaxSze") {
+		t.Fatalf("the unknown key is not named: %v", e)
+	}
+	for _, capped := range []bool{true, false} {
+		opts := []msbimage.Option{msbimage.WithDurable(false)}
+		if capped {
+			opts = append(opts, msbimage.WithConfigJSON(`{"cacheMaxSize": 0}`))
+		}
+		reg, dir := newRegistry(t, opts...)
+		for _, ref := range []string{"fixtures/standard:gzip", "fixtures/multi:latest"} {
+			if _, err := reg.Pull(context.Background(), plain.Host+"/"+ref, msbimage.PullOptions{}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		records, err := os.ReadDir(filepath.Join(dir, "images"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 2}[capped]; len(records) != want {
+			t.Fatalf("capped %v: %d image records, want %d", capped, len(records), want)
+		}
+	}
+}
+
 // A listener that never accepts: a pull from it hangs until cancelled.
 func blackHole(t *testing.T) string {
 	t.Helper()

@@ -149,6 +149,21 @@ func WithMaxRetries(retries int) Option {
 	}
 }
 
+// WithConfigJSON applies registry settings given as a JSON object with the core's
+// RegistryConfig keys (camelCase, listed in core/api-surface.json), e.g.
+// `{"cacheMaxSize": 21474836480, "lockTimeout": 30}`: every setting, including those without
+// an option of their own. Keys it does not name keep their value; an unknown key or a value
+// of the wrong type is a CodeInvalidArgument error naming it.
+func WithConfigJSON(settings string) Option {
+	return func(c *registryConfig) {
+		c.step(func(b *C.msb_registry_builder) error {
+			return withStrings([]string{settings}, func(s []*C.char) C.msb_status {
+				return C.msb_registry_builder_set_config_json(b, s[0])
+			})
+		})
+	}
+}
+
 // Registry pulls images into a cache. Safe for concurrent use: any number of goroutines may
 // pull through one Registry at once.
 type Registry struct {

@@ -207,6 +207,10 @@ export interface RegistryOptions {
   authFor?: Record<string, RegistryAuth>
   /** Default: `[]`. */
   caFiles?: string[]
+  /** Default: `null`. */
+  cacheKeepRecent?: number | null
+  /** Default: `null`. */
+  cacheMaxSize?: number | null
   /** Default: `4`. */
   concurrency?: number
   /** Default: `15`. */

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AuthStore, RegistryAuth};
-use crate::cache::{GlobalCache, VerifyReport};
+use crate::cache::{GcPolicy, GlobalCache, VerifyReport};
 use crate::cancel::CancelToken;
 use crate::client::{ClientOptions, RegistryClient};
 use crate::error::{Error, Result};
@@ -282,6 +282,21 @@ impl RegistryBuilder {
         self
     }
 
+    /// Keep the cache's layers under `bytes` (`None`, the default: no cap) by collecting
+    /// after every pull that downloaded a layer, least recently used images first, never the
+    /// image just pulled (see [`RegistryConfig::cache_max_size`]).
+    pub fn cache_max_size(mut self, bytes: Option<u64>) -> Self {
+        self.config.cache_max_size = bytes;
+        self
+    }
+
+    /// With [`cache_max_size`](Self::cache_max_size): never evict images used within
+    /// `recent` (see [`RegistryConfig::cache_keep_recent`]).
+    pub fn cache_keep_recent(mut self, recent: Option<std::time::Duration>) -> Self {
+        self.config.cache_keep_recent = recent;
+        self
+    }
+
     /// Retries of a request after a transient failure (default 4).
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.config.max_retries = retries;
@@ -376,6 +391,11 @@ impl Registry {
                 durable: config.durable,
                 lock_timeout: config.lock_timeout,
                 partial_min_size: config.partial_min_size,
+                collect_after: config.cache_max_size.map(|max| GcPolicy {
+                    max_size: Some(max),
+                    keep_recent: config.cache_keep_recent,
+                    dry_run: false,
+                }),
             }),
         })
     }

@@ -83,6 +83,18 @@ pub struct RegistryConfig {
     /// long as it takes. The wait is shown by a `layerWaiting` progress event either way.
     #[serde(with = "opt_seconds")]
     pub lock_timeout: Option<Duration>,
+    /// A cap on the cache's layers, in bytes: after a pull that downloaded a layer, the
+    /// cache is collected as `msbimage gc --max-size` would, evicting the least recently used
+    /// images until the layers fit (never the image just pulled, nor a layer anyone holds). A
+    /// collection that fails is logged and does not fail the pull. `null` (the default): no
+    /// automatic collection.
+    pub cache_max_size: Option<u64>,
+    /// With `cacheMaxSize`: images used within this many seconds are never evicted by the
+    /// collection after a pull (as `gc --keep-recent`), even if the cap is not met. `null`
+    /// (the default): any image but the one just pulled may be evicted. No effect without
+    /// `cacheMaxSize`.
+    #[serde(with = "opt_seconds")]
+    pub cache_keep_recent: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -106,6 +118,8 @@ impl Default for RegistryConfig {
             user_agent: default_user_agent(),
             limits: ExtractLimits::default(),
             lock_timeout: None,
+            cache_max_size: None,
+            cache_keep_recent: None,
         }
     }
 }
@@ -311,6 +325,18 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_cap_is_bytes_and_its_keep_recent_seconds() {
+        let c = RegistryConfig::from_json(r#"{"cacheMaxSize": 1048576, "cacheKeepRecent": 3600}"#)
+            .unwrap();
+        assert_eq!(c.cache_max_size, Some(1 << 20));
+        assert_eq!(c.cache_keep_recent, Some(Duration::from_secs(3600)));
+        let off = RegistryConfig::default();
+        assert_eq!((off.cache_max_size, off.cache_keep_recent), (None, None));
+        assert!(RegistryConfig::from_json(r#"{"cacheMaxSize": -1}"#).is_err());
+        assert!(RegistryConfig::from_json(r#"{"cacheMaxSize": "1G"}"#).is_err());
+    }
+
+    #[test]
     fn keys_are_camel_case_and_complete() {
         let keys = RegistryConfig::keys();
         assert!(keys.contains(&"insecureRegistries".to_string()));
@@ -320,6 +346,8 @@ mod tests {
         assert!(keys.contains(&"lockTimeout".to_string()));
         assert!(keys.contains(&"lowSpeedLimit".to_string()));
         assert!(keys.contains(&"lowSpeedTime".to_string()));
-        assert_eq!(keys.len(), 18);
+        assert!(keys.contains(&"cacheMaxSize".to_string()));
+        assert!(keys.contains(&"cacheKeepRecent".to_string()));
+        assert_eq!(keys.len(), 20);
     }
 }

@@ -96,6 +96,8 @@ fn pull_help_lists_every_option() {
         "--mirror",
         "--concurrency",
         "--no-index",
+        "--cache-max-size",
+        "--cache-keep-recent",
         "--username",
         "--password-stdin",
         "--cache-group",

@@ -29,6 +29,8 @@ const SETTING_TYPES = {
   mirrors: 'Record<string, string[]>',
   lockTimeout: 'number | null',
   partialMinSize: 'number | null',
+  cacheMaxSize: 'number | null',
+  cacheKeepRecent: 'number | null',
 }
 const OPTION_TYPES = {
   pullPolicy: 'PullPolicy',

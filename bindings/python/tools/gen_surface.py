@@ -49,6 +49,8 @@ SETTING_TYPES = {
     "limits": "Mapping[str, int]",
     "userAgent": "str",
     "lockTimeout": "Optional[float]",
+    "cacheMaxSize": "Optional[int]",
+    "cacheKeepRecent": "Optional[float]",
 }
 OPTION_TYPES = {
     "pullPolicy": "Union[PullPolicy, str]",

@@ -347,8 +347,47 @@ impl Drop for TempDir {
     }
 }
 
+/// Keeps the library's warnings (its `log` records at `Warn` and above: a failed collection
+/// after a pull) until the command's own output is done ([`WarningLogger::print`]), so they
+/// never land in the middle of progress bars; drops everything else.
+struct WarningLogger {
+    held: std::sync::Mutex<Vec<String>>,
+}
+
+impl WarningLogger {
+    /// Print the warnings held so far on stderr as `msbimage: warning: …`.
+    fn print(&self) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for warning in held {
+            eprintln!("msbimage: warning: {warning}");
+        }
+    }
+}
+
+impl log::Log for WarningLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn && metadata.target().starts_with("microsandbox_image")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            held.push(record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: WarningLogger = WarningLogger {
+    held: std::sync::Mutex::new(Vec::new()),
+};
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -374,6 +413,7 @@ fn main() -> ExitCode {
     // Blocking work of an aborted pull (an extraction mid-layer) may still be finishing; it
     // cleans up after itself, but do not wait long for it.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    LOGGER.print();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Pull(e)) => {

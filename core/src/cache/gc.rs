@@ -99,6 +99,17 @@ impl GlobalCache {
     /// # Ok::<(), microsandbox_image::CacheError>(())
     /// ```
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport, CacheError> {
+        self.collect(policy, None)
+    }
+
+    /// [`gc`](Self::gc), never evicting the image whose record is stored under `keep` (the
+    /// one a pull has just written; `cacheMaxSize`). Its layers are not protected here: the
+    /// pull holds their leases.
+    pub(crate) fn gc_keeping(&self, policy: &GcPolicy, keep: &str) -> Result<GcReport, CacheError> {
+        self.collect(policy, Some(keep))
+    }
+
+    fn collect(&self, policy: &GcPolicy, keep: Option<&str>) -> Result<GcReport, CacheError> {
         let _one_at_a_time = self.gc_lock()?;
         let mut report = GcReport {
             dry_run: policy.dry_run,
@@ -110,7 +121,7 @@ impl GlobalCache {
         report.freed_bytes += swept.bytes + partials.bytes;
 
         let images = group_images(self.stored_records()?);
-        let evicted = self.choose_evictions(&images, policy)?;
+        let evicted = self.choose_evictions(&images, policy, keep)?;
         let (mut kept_layers, mut gone) = (BTreeSet::new(), BTreeSet::new());
         for (i, image) in images.iter().enumerate() {
             if evicted.contains(&i) {
@@ -187,11 +198,13 @@ impl GlobalCache {
     }
 
     /// The indexes (into `images`) of the images `policy` evicts: unused for longer than
-    /// `keep_recent`, least recently used first, until the layers fit in `max_size`.
+    /// `keep_recent`, least recently used first, until the layers fit in `max_size`; never
+    /// the image with the record `keep`.
     fn choose_evictions(
         &self,
         images: &[CachedImage],
         policy: &GcPolicy,
+        keep: Option<&str>,
     ) -> Result<BTreeSet<usize>, CacheError> {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -201,7 +214,8 @@ impl GlobalCache {
             .filter(|&i| {
                 policy
                     .keep_recent
-                    .is_none_or(|keep| now.saturating_sub(images[i].last_used) > keep.as_secs())
+                    .is_none_or(|recent| now.saturating_sub(images[i].last_used) > recent.as_secs())
+                    && keep.is_none_or(|k| !images[i].keys.iter().any(|key| key == k))
             })
             .collect();
         let Some(cap) = policy.max_size else {

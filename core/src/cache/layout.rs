@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::CacheError;
 use super::perms::Perms;
 use crate::digest::Digest;
 
@@ -225,13 +226,16 @@ pub(crate) fn unique_name(prefix: &str) -> String {
 }
 
 /// Write `bytes` to `path` atomically: a unique temp file in `tmp_dir` (with `perms`' file
-/// mode), fsync, rename. A reader sees either the old file or the whole new one.
+/// mode), fsync, rename. A reader sees either the old file or the whole new one. The error
+/// names the file the failing call was about: the temp file when it could not be created or
+/// written (a read-only, full or unwritable `tmp_dir`), `path` when it could not be renamed
+/// there.
 pub(crate) fn write_atomic(
     tmp_dir: &Path,
     path: &Path,
     bytes: &[u8],
     perms: Perms,
-) -> std::io::Result<()> {
+) -> Result<(), CacheError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -245,11 +249,15 @@ pub(crate) fn write_atomic(
             .create_new(true)
             .mode(perms.file_mode())
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&tmp)?;
-        perms.fix_fd(&f, false)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+            .open(&tmp)
+            .map_err(CacheError::io("create temp file", &tmp))?;
+        perms
+            .fix_fd(&f, false)
+            .map_err(|e| CacheError::io("chmod temp file", &tmp)(e.into()))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(CacheError::io("write temp file", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(CacheError::io("rename a temp file to", path))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

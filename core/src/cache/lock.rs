@@ -47,9 +47,15 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 
-    /// Wait for a shared lock on `path`.
+    /// Wait for a shared lock on `path`, creating the file (with `perms`) if it does not
+    /// exist. A lock file that exists is opened read-only (`flock` needs no more), so shared
+    /// locks work on a cache the process cannot write (a read-only mount): that is what lets
+    /// such a cache serve warm pulls.
     pub(crate) fn shared(path: &Path, perms: Perms) -> std::io::Result<FileLock> {
-        let file = open(path, perms)?;
+        let file = match Self::open_existing(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => open(path, perms)?,
+            other => other?,
+        };
         file.lock_shared()?;
         Ok(FileLock { _file: file })
     }
@@ -58,12 +64,17 @@ impl FileLock {
     /// cache it cannot write: `flock` works on a read-only descriptor). `NotFound` when the
     /// file does not exist; it is never created.
     pub(crate) fn shared_existing(path: &Path) -> std::io::Result<FileLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)?;
+        let file = Self::open_existing(path)?;
         file.lock_shared()?;
         Ok(FileLock { _file: file })
+    }
+
+    /// `path` opened read-only, not through a symlink.
+    fn open_existing(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
     }
 
     /// Write this process's pid into the lock file (best effort), for [`FileLock::holder`].
@@ -126,6 +137,23 @@ mod tests {
         let e = FileLock::shared_existing(&missing).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
         assert!(!missing.exists());
+    }
+
+    #[test]
+    fn a_shared_lock_needs_no_write_access_to_an_existing_lock_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        drop(FileLock::exclusive(&p, P).unwrap());
+        // Root may write anyway; read-only mode bits stand in for a read-only mount.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let shared = FileLock::shared(&p, P).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            FileLock::try_exclusive(&p, P).unwrap().is_none(),
+            "it is held"
+        );
+        drop(shared);
     }
 
     #[test]

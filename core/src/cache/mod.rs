@@ -325,7 +325,6 @@ impl GlobalCache {
             return Ok(());
         }
         write_atomic(&self.inner.layout.tmp(), &p, bytes, self.perms())
-            .map_err(CacheError::io("write", &p))
     }
 
     /// Read stored manifest or config bytes, verifying them again (blocking).
@@ -396,7 +395,6 @@ impl GlobalCache {
             source: std::io::Error::other(e),
         })?;
         write_atomic(&self.inner.layout.tmp(), &p, &bytes, self.perms())
-            .map_err(CacheError::io("write", &p))
     }
 }
 

@@ -169,7 +169,7 @@ impl Staging {
         let bytes = serde_json::to_vec_pretty(meta)
             .map_err(|e| io("serialise", &self.dir)(std::io::Error::other(e)))?;
         let meta_path = Layout::meta_in(&self.dir);
-        write_atomic(&self.dir, &meta_path, &bytes, self.perms).map_err(io("write", &meta_path))?;
+        write_atomic(&self.dir, &meta_path, &bytes, self.perms)?;
         if durable {
             // One syncfs for the whole tree instead of an fsync per file.
             let fd = std::fs::File::open(&self.dir).map_err(io("open", &self.dir))?;

@@ -100,6 +100,19 @@ pub enum Error {
     #[error(transparent)]
     Cache(#[from] CacheError),
 
+    /// The cache could not be read or written while pulling an image, outside any one
+    /// layer's work (storing its manifests, holding its layers, writing its record). The
+    /// message names the image, the path and the OS error (`Read-only file system`, `Disk
+    /// quota exceeded`, …).
+    #[error("{reference}: {source}")]
+    ImageCache {
+        /// The image.
+        reference: String,
+        /// What went wrong, and where.
+        #[source]
+        source: CacheError,
+    },
+
     /// The pull was cancelled.
     #[error("{reference}: pull cancelled")]
     Cancelled {
@@ -123,7 +136,7 @@ impl Error {
             Error::Registry { source, .. } => source.kind(),
             Error::Manifest { .. } => ErrorKind::Unsupported,
             Error::Layer { source, .. } => source.kind(),
-            Error::Cache(e) => e.kind(),
+            Error::Cache(e) | Error::ImageCache { source: e, .. } => e.kind(),
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::Internal(_) => ErrorKind::Internal,
         }

@@ -42,6 +42,7 @@ impl Error {
             | Error::Registry { reference, .. }
             | Error::Manifest { reference, .. }
             | Error::Layer { reference, .. }
+            | Error::ImageCache { reference, .. }
             | Error::Cancelled { reference } => Some(reference),
             _ => None,
         }

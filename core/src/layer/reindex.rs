@@ -207,8 +207,7 @@ pub(crate) fn ensure_index(
     let (bytes, entries) = index_from_tree(&cache.layer_fs(diff_id), legacy)?;
     // Adding a file by rename is the one write a published layer may see: readers find either
     // no index or the whole one.
-    write_atomic(&cache.layout().tmp(), &index, &bytes, cache.perms())
-        .map_err(io("write", &index))?;
+    write_atomic(&cache.layout().tmp(), &index, &bytes, cache.perms())?;
     Ok(Some(entries))
 }
 

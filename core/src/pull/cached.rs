@@ -23,8 +23,9 @@ impl Puller {
     ) -> Result<Option<PullResult>> {
         let (cache, key) = (self.cache.clone(), cx.record_key());
         let (reference, platform) = (cx.reference.clone(), cx.platform.clone());
-        let Some(result) =
-            blocking(move || read_cached(&cache, &key, reference, platform)).await??
+        let Some(result) = blocking(move || read_cached(&cache, &key, reference, platform))
+            .await?
+            .map_err(|e| cx.cache(e))?
         else {
             return Ok(None);
         };
@@ -75,8 +76,10 @@ pub(super) fn emit_cached_events(cx: &PullContext<'_>, result: &PullResult) {
 }
 
 /// The cached image under `key` if its record, config and every layer are there (blocking).
-/// `Err` only on a read-only cache whose layers are all there but cannot be held (a lease
-/// file missing or unreadable): a writer pulls again instead.
+/// A layer that cannot be held is an error, not an absent image: its cause (an unreadable
+/// `locks/`, say) would otherwise hide behind `NOT_CACHED` or a pull from the network. On a
+/// read-only cache that is so only when every layer is there (a lease file missing or
+/// unreadable); with a layer missing the image is simply not cached.
 pub(super) fn read_cached(
     cache: &GlobalCache,
     key: &str,
@@ -95,20 +98,20 @@ pub(super) fn read_cached(
     // Held before they are checked, so a `gc` cannot remove one after the check.
     let leases = match cache.hold_layers(&diff_ids) {
         Ok(leases) => leases,
-        Err(e) if cache.is_read_only() && diff_ids.iter().all(|d| cache.has_layer(d)) => {
-            return Err(e);
+        Err(_) if cache.is_read_only() && !diff_ids.iter().all(|d| cache.has_layer(d)) => {
+            return Ok(None);
         }
-        Err(_) => return Ok(None),
+        Err(e) => return Err(e),
     };
     if !diff_ids.iter().all(|d| cache.has_layer(d)) {
         return Ok(None);
     }
     cache.touch_record(key, &stored);
     let rec = stored.record;
-    let Some(config_bytes) = cache.get_manifest(&rec.config_digest) else {
-        return Ok(None);
-    };
-    let Ok(config) = ImageConfig::from_json(&config_bytes) else {
+    let Some(config) = cache
+        .get_manifest(&rec.config_digest)
+        .and_then(|bytes| ImageConfig::from_json(&bytes).ok())
+    else {
         return Ok(None);
     };
     Ok(Some(

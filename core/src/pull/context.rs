@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::cache::record_key;
+use crate::cache::{CacheError, record_key};
 use crate::cancel::CancelToken;
 use crate::client::RegistryError;
 use crate::digest::Digest;
@@ -87,6 +87,14 @@ impl<'a> PullContext<'a> {
             diff_id: diff_id.clone(),
             digest: blob.cloned(),
             source: Box::new(source),
+        }
+    }
+
+    /// The cache failed at a step of this image's pull that is not one layer's.
+    pub fn cache(&self, source: CacheError) -> Error {
+        Error::ImageCache {
+            reference: self.image.to_string(),
+            source,
         }
     }
 

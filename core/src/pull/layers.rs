@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::cancel::CancelToken;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{LayerContext, LayerError, LayerJob, Rebuild, ensure_layer};
+use crate::layer::{LayerContext, LayerError, LayerJob, LayerOutcome, Rebuild, ensure_layer};
 use crate::progress::PullProgress;
 
 use super::context::PullContext;
@@ -18,14 +18,15 @@ use super::resolve::ResolvedImage;
 use super::{PullOptions, Puller, blocking};
 
 impl Puller {
-    /// Makes every layer of `image` present in the cache, emitting `Resolved` first.
+    /// Makes every layer of `image` present in the cache, emitting `Resolved` first. `true`
+    /// when at least one layer was downloaded (rather than found in the cache).
     pub(super) async fn run_layers(
         &self,
         cx: &PullContext<'_>,
         image: &ResolvedImage,
         opts: &PullOptions,
         rebuild: Rebuild,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         // The same content may be listed twice; fetch each diff_id once.
         let mut seen = HashSet::new();
         let unique: Vec<LayerJob> = image
@@ -100,7 +101,7 @@ impl Puller {
         cx: &PullContext<'_>,
         ctx: &Arc<LayerContext>,
         jobs: Vec<LayerJob>,
-    ) -> Vec<Result<()>> {
+    ) -> Vec<Result<LayerOutcome>> {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let forward = {
             let (user, layers) = (cx.cancel.clone(), ctx.cancel.clone());
@@ -127,7 +128,7 @@ impl Puller {
                 if result.is_err() {
                     ctx.cancel.cancel();
                 }
-                result.map(drop).map_err(layer_err)
+                result.map_err(layer_err)
             }
         }))
         .await;
@@ -136,14 +137,18 @@ impl Puller {
     }
 }
 
-/// The first error that is not a layer stopped because a sibling failed.
-fn first_real_error(results: Vec<Result<()>>) -> Result<()> {
+/// The first error that is not a layer stopped because a sibling failed; without one,
+/// whether any layer was downloaded.
+fn first_real_error(results: Vec<Result<LayerOutcome>>) -> Result<bool> {
     let is_sibling_cancel = |e: &Error| matches!(e, Error::Layer { source, .. } if matches!(**source, LayerError::Cancelled));
     let mut first: Option<Error> = None;
-    for e in results.into_iter().filter_map(Result::err) {
-        if first.as_ref().is_none_or(is_sibling_cancel) {
-            first = Some(e);
+    let mut pulled = false;
+    for result in results {
+        match result {
+            Ok(outcome) => pulled |= outcome == LayerOutcome::Pulled,
+            Err(e) if first.as_ref().is_none_or(is_sibling_cancel) => first = Some(e),
+            Err(_) => {}
         }
     }
-    first.map_or(Ok(()), Err)
+    first.map_or(Ok(pulled), Err)
 }

@@ -16,7 +16,7 @@ pub use repair::{RepairFailure, RepairReport};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cache::{GlobalCache, ImageRecord, LayerLease, RECORD_VERSION, RecordLayer};
+use crate::cache::{GcPolicy, GlobalCache, ImageRecord, LayerLease, RECORD_VERSION, RecordLayer};
 use crate::cancel::CancelToken;
 use crate::client::RegistryClient;
 use crate::config::ImageConfig;
@@ -232,6 +232,8 @@ pub(crate) struct Puller {
     pub durable: bool,
     pub lock_timeout: Option<std::time::Duration>,
     pub partial_min_size: Option<u64>,
+    /// What to collect after a pull that downloaded a layer (`cacheMaxSize`), if anything.
+    pub collect_after: Option<GcPolicy>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -286,10 +288,15 @@ impl Puller {
             return self.pull_read_only(&cx, opts).await;
         }
         let image = cx.until_cancelled(self.resolve_image(&cx)).await?;
-        let leases = self.prepare_cache(&image).await?;
-        self.run_layers(&cx, &image, opts, Rebuild::forced(opts.force))
+        let leases = self.prepare_cache(&cx, &image).await?;
+        let downloaded = self
+            .run_layers(&cx, &image, opts, Rebuild::forced(opts.force))
             .await?;
         self.write_record(&cx, &image).await?;
+        if downloaded {
+            // Still holding `leases`: the collection cannot take this image's layers.
+            self.collect_after_pull(&cx).await;
+        }
         progress.emit(PullProgress::Complete {
             reference: cx.image.clone(),
             manifest_digest: image.manifest_digest.clone(),
@@ -304,15 +311,51 @@ impl Puller {
     /// Before a network pull touches layers: sweep `tmp/` of what dead pulls left, then hold
     /// every layer of the image (kept past the record's write, so no `gc` can collect a layer
     /// between its publication and the record that names it; `cache/gc.rs`).
-    async fn prepare_cache(&self, image: &ResolvedImage) -> Result<Vec<Arc<LayerLease>>> {
+    async fn prepare_cache(
+        &self,
+        cx: &PullContext<'_>,
+        image: &ResolvedImage,
+    ) -> Result<Vec<Arc<LayerLease>>> {
         let cache = self.cache.clone();
         let diff_ids: Vec<Digest> = image.jobs.iter().map(|j| j.diff_id.clone()).collect();
-        Ok(blocking(move || {
+        blocking(move || {
             // Best effort: a sweep that cannot list `tmp/` leaves debris, not a failed pull.
             let _ = cache.sweep_debris(false);
             cache.hold_layers(&diff_ids)
         })
-        .await??)
+        .await?
+        .map_err(|e| cx.cache(e))
+    }
+
+    /// With a cap on the cache (`cacheMaxSize`), after a pull that downloaded a layer: evict
+    /// the least recently used images until the layers fit, as `gc --max-size` does. Never
+    /// this image: its record is spared by key and its layers are held by this pull's leases.
+    /// Best effort: the pull has succeeded, so a failure is logged, not returned.
+    async fn collect_after_pull(&self, cx: &PullContext<'_>) {
+        let Some(policy) = self.collect_after.clone() else {
+            return;
+        };
+        let (cache, key) = (self.cache.clone(), cx.record_key());
+        let cap = policy.max_size.unwrap_or_default();
+        match blocking(move || cache.gc_keeping(&policy, &key)).await {
+            Ok(Ok(report)) => log::info!(
+                "{}: cache over {cap} bytes: evicted {} images, removed {} layers ({} bytes); \
+                 {} unreferenced layers in use kept",
+                cx.image,
+                report.removed_images.len(),
+                report.removed_layers.len(),
+                report.freed_bytes,
+                report.in_use_layers.len(),
+            ),
+            Ok(Err(e)) => log::warn!(
+                "{}: pulled, but collecting the cache down to cacheMaxSize ({cap} bytes) failed: {e}",
+                cx.image
+            ),
+            Err(e) => log::warn!(
+                "{}: pulled, but collecting the cache down to cacheMaxSize failed: {e}",
+                cx.image
+            ),
+        }
     }
 
     /// Records the pulled image in the cache, so the next `IfMissing` pull answers offline.
@@ -339,7 +382,8 @@ impl Puller {
                 .unwrap_or(0),
         };
         let (cache, key) = (self.cache.clone(), cx.record_key());
-        blocking(move || cache.write_record(&key, &record)).await??;
-        Ok(())
+        blocking(move || cache.write_record(&key, &record))
+            .await?
+            .map_err(|e| cx.cache(e))
     }
 }

@@ -128,9 +128,10 @@ impl Puller {
         let (progress, cancel) = (ProgressSink::none(), CancelToken::new());
         let cx = PullContext::new(&reference, platform, &progress, &cancel);
         let image = self.resolve_image(&cx).await?;
-        let _leases = self.prepare_cache(&image).await?;
+        let _leases = self.prepare_cache(&cx, &image).await?;
         let opts = PullOptions::default();
         self.run_layers(&cx, &image, &opts, Rebuild::Only(damaged.clone()))
             .await
+            .map(drop)
     }
 }

@@ -80,7 +80,9 @@ impl Puller {
             }));
         }
         let (cache, d) = (self.cache.clone(), manifest.config_digest.clone());
-        blocking(move || cache.put_manifest(&d, &config_bytes)).await??;
+        blocking(move || cache.put_manifest(&d, &config_bytes))
+            .await?
+            .map_err(|e| cx.cache(e))?;
         let jobs = manifest
             .layers
             .iter()
@@ -115,7 +117,8 @@ impl Puller {
                 None => Ok(()),
             }
         })
-        .await??;
+        .await?
+        .map_err(|e| cx.cache(e))?;
         Ok((fetched.manifest, fetched.manifest_digest, index_digest))
     }
 

@@ -24,6 +24,12 @@ class RegistrySettings(TypedDict, total=False):
     ca_files: Iterable[Union[str, os.PathLike[str]]]
     #: default: []
 
+    cache_keep_recent: Optional[float]
+    #: default: null
+
+    cache_max_size: Optional[int]
+    #: default: null
+
     concurrency: int
     #: default: 4
 

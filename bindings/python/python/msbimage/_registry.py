@@ -141,9 +141,11 @@ class Registry:
     ``auth``, ``auth_for={host: auth}``, ``docker_config`` (False, True or a path),
     ``insecure_registries``, ``ca_files``, ``mirrors={registry: [mirror, …]}``,
     ``concurrency``, ``durable``, ``partial_min_size`` (bytes, or None), ``max_retries``,
-    ``connect_timeout``, ``read_timeout``, ``max_retry_after`` (seconds) and ``limits``
-    (``max_entries``, …). An unknown name is a TypeError; a bad value an
-    ``InvalidArgumentError``.
+    ``connect_timeout``, ``read_timeout``, ``max_retry_after`` (seconds), ``lock_timeout``
+    (seconds, or None), ``cache_max_size`` (bytes, or None: collect after each pull that
+    downloaded a layer, never evicting the image just pulled), ``cache_keep_recent``
+    (seconds, or None) and ``limits`` (``max_entries``, …). An unknown name is a TypeError;
+    a bad value an ``InvalidArgumentError``.
     """
 
     def __init__(

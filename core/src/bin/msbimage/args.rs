@@ -332,6 +332,17 @@ pub struct PullArgs {
     #[arg(long, value_name = "FILE.json")]
     pub config: Option<PathBuf>,
 
+    /// Keep the cache's layers under SIZE (e.g. 20G, 500M; powers of 1024): after a pull
+    /// that downloaded a layer, evict least-recently-used images as `gc --max-size` does,
+    /// never the image just pulled (setting `cacheMaxSize`)
+    #[arg(long = "cache-max-size", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_max_size: Option<u64>,
+
+    /// With a cap (--cache-max-size): never evict images used within DURATION (e.g. 7d, 12h,
+    /// 30m) (setting `cacheKeepRecent`)
+    #[arg(long = "cache-keep-recent", value_name = "DURATION", value_parser = parse_duration)]
+    pub cache_keep_recent: Option<std::time::Duration>,
+
     /// Do not build the per-layer lookup index
     #[arg(long = "no-index")]
     pub no_index: bool,
@@ -447,6 +458,12 @@ impl PullArgs {
         }
         if let Some(n) = self.concurrency {
             config.concurrency = n.into();
+        }
+        if let Some(cap) = self.cache_max_size {
+            config.cache_max_size = Some(cap);
+        }
+        if let Some(recent) = self.cache_keep_recent {
+            config.cache_keep_recent = Some(recent);
         }
         Ok(config)
     }
