@@ -1,12 +1,15 @@
 //! The API surface as data: every error kind (with its code, C status, exit code and doc),
-//! every progress event type (with its fields), every registry setting and pull option, as
-//! one JSON document. It is committed as `core/api-surface.json` (a test fails when it
+//! every progress event type (with its fields), every registry setting and pull option, the
+//! gc policy and the shapes of the cache's reports, as one JSON document. It is committed as `core/api-surface.json` (a test fails when it
 //! drifts), and each front door has a parity test that fails when it lacks an item: the C
 //! header and Go (`ffi/tests/`, `bindings/go`), the CLI (`core/tests/cli.rs`), Python and
 //! Node (their own test folders).
 
 use serde_json::{Value, json};
 
+use crate::cache::{
+    CachedImage, CachedLayer, DiskUsage, GcPolicy, GcReport, ImageUsage, RemovedImage, ReportSchema,
+};
 use crate::error::ErrorKind;
 use crate::progress::PullProgress;
 use crate::pull::PullOptions;
@@ -40,7 +43,40 @@ pub fn api_surface() -> Value {
                 .map(|(alias, key)| ((*alias).to_owned(), Value::from(*key)))
                 .collect::<serde_json::Map<String, Value>>(),
         },
+        "gcPolicy": {
+            "defaults": serde_json::to_value(GcPolicy::default()).unwrap_or(Value::Null),
+        },
+        "cacheReports": cache_reports(),
     })
+}
+
+/// The report types of the cache's life-cycle calls, each after the reports it refers to.
+pub const CACHE_REPORTS: &[ReportSchema] = &[
+    CachedImage::SCHEMA,
+    CachedLayer::SCHEMA,
+    ImageUsage::SCHEMA,
+    DiskUsage::SCHEMA,
+    RemovedImage::SCHEMA,
+    GcReport::SCHEMA,
+];
+
+fn cache_reports() -> Vec<Value> {
+    CACHE_REPORTS
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "doc": r.doc,
+                "extends": r.extends,
+                "fields": r.fields.iter().map(|f| json!({
+                    "name": f.json_name(),
+                    "rustName": f.name,
+                    "type": f.ty,
+                    "doc": f.doc,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }
 
 fn error_kinds() -> Vec<Value> {

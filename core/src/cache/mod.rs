@@ -2,6 +2,8 @@
 //! images (layout in `LAYOUT.md` beside this file). It owns paths, locks, atomic publishing
 //! and image records; what goes *into* a layer directory is the `layer` module's business.
 
+#[macro_use]
+mod report;
 mod gc;
 mod inventory;
 mod layout;
@@ -23,6 +25,7 @@ pub use gc::{GcPolicy, GcReport, RemovedImage};
 pub use inventory::{CachedImage, CachedLayer, DiskUsage, ImageUsage};
 pub(crate) use layout::{Layout, write_atomic};
 pub use lease::LayerLease;
+pub use report::{ReportField, ReportSchema};
 pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
 pub(crate) use partial::{PartialBlob, PartialWriter};
