@@ -50,7 +50,7 @@ where
 /// `work`'s report as JS data.
 fn report<'env, T: serde::Serialize + Send + 'static>(
     env: &'env Env,
-    work: impl FnOnce() -> Result<T, core::CacheError> + Send + 'static,
+    work: impl FnOnce() -> std::result::Result<T, core::CacheError> + Send + 'static,
 ) -> Result<PromiseRaw<'env, Value>> {
     blocking(
         env,

@@ -46,7 +46,7 @@ pub fn report<'py, T: serde::Serialize>(
 pub fn reference(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<core::Reference> {
     value
         .str()?
-        .to_str()?
+        .to_cow()?
         .parse::<core::Reference>()
         .map_err(|e| core_error(py, &core::Error::from(e)))
 }
@@ -61,7 +61,7 @@ pub fn platform(
     };
     value
         .str()?
-        .to_str()?
+        .to_cow()?
         .parse::<core::Platform>()
         .map(Some)
         .map_err(|e| raise_msg(py, ErrorKind::InvalidArgument, format!("platform: {e}")))

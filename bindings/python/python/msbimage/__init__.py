@@ -88,5 +88,12 @@ __all__ = [
     "LayerIndexComplete",
     "LayerWaiting",
     "Complete",
+    "Report",
+    "CachedImage",
+    "CachedLayer",
+    "ImageUsage",
+    "DiskUsage",
+    "RemovedImage",
+    "GcReport",
     # </generated>
 ]

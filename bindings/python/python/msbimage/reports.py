@@ -10,7 +10,7 @@ step."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Tuple, Type
+from typing import Any, ClassVar, Dict, List, Tuple, Type
 
 from . import _native
 from ._surface import CACHE_REPORTS
@@ -20,7 +20,7 @@ class Report:
     """Base class of every cache report."""
 
     #: (JSON field name, Python attribute name, schema type) of each field, base fields first.
-    _fields: Tuple[Tuple[str, str, str], ...] = ()
+    _fields: ClassVar[Tuple[Tuple[str, str, str], ...]] = ()
 
 
 _SCALARS: Dict[str, Any] = {"string": str, "digest": str, "u64": int, "bool": bool}
