@@ -54,7 +54,10 @@ fn give_report<T: serde::Serialize>(
     };
     match serde_json::to_string(&report) {
         Ok(json) => string::give(out, &json),
-        Err(e) => fail(msb_status::Internal, format!("cannot serialise a report: {e}")),
+        Err(e) => fail(
+            msb_status::Internal,
+            format!("cannot serialise a report: {e}"),
+        ),
     }
 }
 

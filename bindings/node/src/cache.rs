@@ -57,7 +57,11 @@ fn report<'env, T: serde::Serialize + Send + 'static>(
         move || work().map_err(core::Error::from),
         |env, report| {
             serde_json::to_value(report).map_err(|e| {
-                kind_error(env, ErrorKind::Internal, &format!("cannot convert a report: {e}"))
+                kind_error(
+                    env,
+                    ErrorKind::Internal,
+                    &format!("cannot convert a report: {e}"),
+                )
             })
         },
     )
@@ -80,13 +84,27 @@ fn platform(env: &Env, value: Option<Unknown<'_>>) -> Result<Option<core::Platfo
         ValueType::Undefined | ValueType::Null => Ok(None),
         ValueType::Object => ClassInstance::<crate::Platform>::from_unknown(value)
             .map(|p| Some(p.inner.clone()))
-            .map_err(|_| kind_error(env, ErrorKind::InvalidArgument, "platform must be a Platform or a string")),
+            .map_err(|_| {
+                kind_error(
+                    env,
+                    ErrorKind::InvalidArgument,
+                    "platform must be a Platform or a string",
+                )
+            }),
         _ => {
             let text = String::from_unknown(value).map_err(|_| {
-                kind_error(env, ErrorKind::InvalidArgument, "platform must be a Platform or a string")
+                kind_error(
+                    env,
+                    ErrorKind::InvalidArgument,
+                    "platform must be a Platform or a string",
+                )
             })?;
             text.parse().map(Some).map_err(|e| {
-                kind_error(env, ErrorKind::InvalidArgument, &format!("invalid platform {text:?}: {e}"))
+                kind_error(
+                    env,
+                    ErrorKind::InvalidArgument,
+                    &format!("invalid platform {text:?}: {e}"),
+                )
             })
         }
     }
@@ -160,7 +178,9 @@ impl GlobalCache {
         match parsed {
             Ok((reference, platform)) => {
                 let cache = self.inner.clone();
-                report(env, move || cache.remove_image(&reference, platform.as_ref()))
+                report(env, move || {
+                    cache.remove_image(&reference, platform.as_ref())
+                })
             }
             Err(e) => rejected(env, e),
         }

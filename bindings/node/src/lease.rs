@@ -34,7 +34,10 @@ impl LayerLease {
     /// Whether `release()` was called.
     #[napi(getter)]
     pub fn released(&self) -> bool {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// Lets go of the layer (idempotent). It stays held while anything else holds it (a pull

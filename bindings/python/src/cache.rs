@@ -76,10 +76,13 @@ pub fn gc_policy(
     max_size: Option<i128>,
     keep_recent: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<GcPolicy> {
-    let invalid = |e: serde_json::Error| raise_msg(py, ErrorKind::InvalidArgument, format!("gc: {e}"));
+    let invalid =
+        |e: serde_json::Error| raise_msg(py, ErrorKind::InvalidArgument, format!("gc: {e}"));
     let keep_recent = match keep_recent.filter(|v| !v.is_none()) {
         None => None,
-        Some(v) if v.hasattr("total_seconds")? => Some(v.call_method0("total_seconds")?.extract::<f64>()?),
+        Some(v) if v.hasattr("total_seconds")? => {
+            Some(v.call_method0("total_seconds")?.extract::<f64>()?)
+        }
         Some(v) => Some(v.extract::<f64>()?),
     };
     let json = serde_json::json!({
@@ -123,7 +126,10 @@ impl LayerLease {
     /// Whether `release()` was called (or the `with` block ended).
     #[getter]
     fn released(&self) -> bool {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// Lets go of the layer (idempotent). It stays held while anything else holds it.

@@ -25,11 +25,11 @@ pub use gc::{GcPolicy, GcReport, RemovedImage};
 pub use inventory::{CachedImage, CachedLayer, DiskUsage, ImageUsage};
 pub(crate) use layout::{Layout, write_atomic};
 pub use lease::LayerLease;
-pub use report::{ReportField, ReportSchema};
 pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
 pub(crate) use partial::{PartialBlob, PartialWriter};
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
+pub use report::{ReportField, ReportSchema};
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 
 use crate::digest::Digest;

@@ -89,7 +89,6 @@ macro_rules! cache_report {
     };
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
