@@ -11,7 +11,7 @@ use crate::cache::{
     CachedImage, CachedLayer, DiskUsage, GcPolicy, GcReport, ImageUsage, RemovedImage, ReportSchema,
 };
 use crate::error::ErrorKind;
-use crate::progress::PullProgress;
+use crate::progress::{FieldSchema, PullProgress};
 use crate::pull::PullOptions;
 use crate::settings::RegistryConfig;
 
@@ -68,12 +68,7 @@ fn cache_reports() -> Vec<Value> {
                 "name": r.name,
                 "doc": r.doc,
                 "extends": r.extends,
-                "fields": r.fields.iter().map(|f| json!({
-                    "name": f.json_name(),
-                    "rustName": f.name,
-                    "type": f.ty,
-                    "doc": f.doc,
-                })).collect::<Vec<_>>(),
+                "fields": fields(r.fields),
             })
         })
         .collect()
@@ -103,12 +98,22 @@ fn events() -> Vec<Value> {
                 "name": e.variant,
                 "milestone": e.milestone,
                 "doc": e.doc,
-                "fields": e.fields.iter().map(|f| json!({
-                    "name": f.json_name(),
-                    "rustName": f.name,
-                    "type": f.ty,
-                    "doc": f.doc,
-                })).collect::<Vec<_>>(),
+                "fields": fields(e.fields),
+            })
+        })
+        .collect()
+}
+
+/// Fields of an event or a report: JSON name, Rust name, schema type, doc.
+fn fields(fields: &[FieldSchema]) -> Vec<Value> {
+    fields
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.json_name(),
+                "rustName": f.name,
+                "type": f.ty,
+                "doc": f.doc,
             })
         })
         .collect()

@@ -126,8 +126,7 @@ pub extern "C" fn msb_cache_remove_image_json(
         let out = try_arg!(arg::out_ptr(out_json, "out_json"));
         let cache = try_arg!(arg::obj(cache, "cache"));
         let reference = try_arg!(arg::string(reference, "reference"));
-        // SAFETY: C passes NULL (every platform) or a handle from `msb_platform_*`.
-        let platform = unsafe { platform.as_ref() }.map(|p| &p.inner);
+        let platform = arg::opt_obj(platform).map(|p| &p.inner);
         let reference: Reference = match reference.parse() {
             Ok(r) => r,
             Err(e) => return status::from_error(&Error::from(e)),

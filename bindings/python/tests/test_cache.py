@@ -10,7 +10,7 @@ import gc
 import inspect
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -25,13 +25,28 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
+@dataclasses.dataclass
+class Pulled:
+    """What a test needs of a pull, without the result (which holds its layers)."""
+
+    ref: str
+    manifest_digest: str
+    layer_diff_ids: List[str]
+    layers: List[Path]
+
+
 @pytest.fixture
-def pulled(client: msbimage.Registry, registry: Served) -> msbimage.PullResult:
-    return client.pull(registry.ref("fixtures/standard:gzip"))
+def pulled(client: msbimage.Registry, registry: Served) -> Pulled:
+    ref = registry.ref("fixtures/standard:gzip")
+    result = client.pull(ref)
+    out = Pulled(ref, result.manifest_digest, result.layer_diff_ids, result.layers)
+    del result
+    gc.collect()  # no result of this process holds the layers now
+    return out
 
 
 def test_ls_shows_the_image_and_du_adds_up(
-    client: msbimage.Registry, registry: Served, pulled: msbimage.PullResult
+    client: msbimage.Registry, registry: Served, pulled: Pulled
 ) -> None:
     cache = client.cache
     ref = registry.ref("fixtures/standard:gzip")
@@ -62,12 +77,10 @@ def test_ls_shows_the_image_and_du_adds_up(
 
 
 def test_rm_removes_the_image_and_a_never_pull_then_fails(
-    client: msbimage.Registry, registry: Served, pulled: msbimage.PullResult
+    client: msbimage.Registry, registry: Served, pulled: Pulled
 ) -> None:
     ref = registry.ref("fixtures/standard:gzip")
     layers = pulled.layer_diff_ids
-    del pulled
-    gc.collect()  # the result held its layers
     report = client.cache.remove_image(msbimage.Reference(ref), "linux/amd64")
     assert isinstance(report, msbimage.GcReport) and not report.dry_run
     [removed] = report.removed_images
@@ -86,11 +99,9 @@ def test_rm_removes_the_image_and_a_never_pull_then_fails(
 
 
 def test_gc_dry_run_removes_nothing_then_policies_evict(
-    client: msbimage.Registry, registry: Served, pulled: msbimage.PullResult
+    client: msbimage.Registry, registry: Served, pulled: Pulled
 ) -> None:
     cache = client.cache
-    del pulled
-    gc.collect()
     plain = cache.gc()
     assert plain.removed_layers == [] and plain.removed_images == []
     dry = cache.gc(dry_run=True, max_size=0)
@@ -115,7 +126,7 @@ def test_a_bad_policy_is_an_invalid_argument(client: msbimage.Registry) -> None:
 
 
 def test_a_held_layer_survives_rm_and_gc_until_released(
-    client: msbimage.Registry, registry: Served, pulled: msbimage.PullResult
+    client: msbimage.Registry, registry: Served, pulled: Pulled
 ) -> None:
     cache = client.cache
     diff_id = pulled.layer_diff_ids[0]
@@ -123,8 +134,6 @@ def test_a_held_layer_survives_rm_and_gc_until_released(
     with cache.hold_layer(diff_id) as lease:
         assert isinstance(lease, msbimage.LayerLease)
         assert lease.diff_id == diff_id and not lease.released
-        del pulled
-        gc.collect()
         rm = cache.remove_image(registry.ref("fixtures/standard:gzip"))
         assert rm.in_use_layers == [diff_id] and len(rm.removed_layers) == 2
         again = cache.gc()
@@ -136,15 +145,18 @@ def test_a_held_layer_survives_rm_and_gc_until_released(
     assert after.removed_layers == [diff_id] and after.in_use_layers == []
     assert not tree.exists()
 
-    # release() without a with block, and a lease dropped by garbage collection.
+    # A lease taken before the layer is pulled again; release() without a with block; a
+    # lease dropped by garbage collection.
     late = cache.hold_layer(diff_id)
-    assert cache.gc().in_use_layers == [diff_id]
+    client.pull(pulled.ref)
+    gc.collect()
+    assert cache.remove_image(pulled.ref).in_use_layers == [diff_id]
     late.release()
     forgotten = cache.hold_layer(diff_id)
     assert cache.gc().in_use_layers == [diff_id]
     del forgotten
     gc.collect()
-    assert cache.gc().in_use_layers == []
+    assert cache.gc().removed_layers == [diff_id]
     with pytest.raises(msbimage.InvalidArgumentError):
         cache.hold_layer("sha256:nothex")
 
@@ -170,6 +182,18 @@ def test_gc_keywords_are_the_core_policy() -> None:
     params = inspect.signature(msbimage.GlobalCache.gc).parameters
     keywords = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
     assert keywords == {_snake(k) for k in SURFACE["gcPolicy"]["defaults"]}
+
+
+def test_a_pull_result_holds_its_layers_like_a_lease(
+    client: msbimage.Registry, registry: Served
+) -> None:
+    ref = registry.ref("fixtures/standard:zstd")
+    result = client.pull(ref)
+    rm = client.cache.remove_image(ref)
+    assert rm.removed_layers == [] and sorted(rm.in_use_layers) == sorted(result.layer_diff_ids)
+    del result
+    gc.collect()
+    assert len(client.cache.gc().removed_layers) == 3
 
 
 def test_a_lease_says_what_it_holds(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent / "python" / "msbimage"
@@ -67,6 +67,23 @@ def snake(name: str) -> str:
 def doc_block(doc: str, indent: str) -> str:
     doc = doc.replace('"""', "'''")
     return f'{indent}"""{doc}"""\n'
+
+
+def dataclass_stub(
+    name: str, base: str, doc: str, fields: List[Dict[str, Any]], typer: Callable[[str], str]
+) -> str:
+    """A frozen dataclass's stub: each field (Python name) typed by ``typer``, with its doc."""
+    out = ["\n@dataclass(frozen=True)\n", f"class {name}({base}):\n", doc_block(doc, "    ")]
+    for f in fields:
+        out.append(f"    {f['rustName']}: {typer(f['type'])}\n")
+        out.append(doc_block(f["doc"], "    "))
+    return "".join(out)
+
+
+def event_type(ty: str) -> str:
+    """The Python annotation of an event field's schema type."""
+    base = FIELD_TYPES[ty.rstrip("?")]
+    return base + " | None" if ty.endswith("?") else base
 
 
 def errors_pyi(surface: Dict[str, Any]) -> str:
@@ -119,17 +136,7 @@ def events_pyi(surface: Dict[str, Any]) -> str:
     names: List[str] = []
     for event in surface["events"]:
         names.append(event["name"])
-        out += [
-            "\n@dataclass(frozen=True)\n",
-            f"class {event['name']}(PullEvent):\n",
-            doc_block(event["doc"], "    "),
-        ]
-        for f in event["fields"]:
-            ty = FIELD_TYPES[f["type"].rstrip("?")]
-            if f["type"].endswith("?"):
-                ty += " | None"
-            out.append(f"    {f['rustName']}: {ty}\n")
-            out.append(doc_block(f["doc"], "    "))
+        out.append(dataclass_stub(event["name"], "PullEvent", event["doc"], event["fields"], event_type))
     out += [
         f"\nAnyPullEvent = Union[{', '.join(names)}]\n",
         "\nBY_TYPE: dict[str, type[PullEvent]]\n",
@@ -159,14 +166,8 @@ def reports_pyi(surface: Dict[str, Any]) -> str:
     names: List[str] = ["Report"]
     for report in surface["cacheReports"]:
         names.append(report["name"])
-        out += [
-            "\n@dataclass(frozen=True)\n",
-            f"class {report['name']}({report['extends'] or 'Report'}):\n",
-            doc_block(report["doc"], "    "),
-        ]
-        for f in report["fields"]:
-            out.append(f"    {f['rustName']}: {report_type(f['type'])}\n")
-            out.append(doc_block(f["doc"], "    "))
+        base = report["extends"] or "Report"
+        out.append(dataclass_stub(report["name"], base, report["doc"], report["fields"], report_type))
     out += [
         "\nBY_NAME: dict[str, type[Report]]\n",
         "\ndef from_data(schema_type: str, data: Any) -> Any: ...\n",

@@ -29,7 +29,7 @@ pub(crate) use lock::FileLock;
 pub use metadata::{CachedImageMetadata, CachedLayerMetadata};
 pub(crate) use partial::{PartialBlob, PartialWriter};
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
-pub use report::{ReportField, ReportSchema};
+pub use report::ReportSchema;
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 
 use crate::digest::Digest;

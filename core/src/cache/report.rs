@@ -3,7 +3,7 @@
 //! which the API surface document describes the shapes the front doors return (Python's
 //! classes, Node's interfaces, Go's structs are generated from or checked against it).
 
-use crate::progress::schema::{SchemaType, snake_to_camel};
+use crate::progress::{FieldSchema, SchemaType};
 
 /// One report type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,27 +15,9 @@ pub struct ReportSchema {
     /// The report whose fields it includes first (serde `flatten`), if any.
     pub extends: Option<&'static str>,
     /// Its own fields, in declaration order (the JSON form has the `extends` type's fields
-    /// too).
-    pub fields: &'static [ReportField],
-}
-
-/// One field of a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReportField {
-    /// The Rust field name (`"manifest_digest"`).
-    pub name: &'static str,
-    /// The field's type: `"string"`, `"digest"`, `"u64"`, `"bool"`, another report's name,
-    /// or any of those followed by `[]` for a list.
-    pub ty: &'static str,
-    /// The field's one-line description.
-    pub doc: &'static str,
-}
-
-impl ReportField {
-    /// The field's JSON name (`"manifestDigest"`).
-    pub fn json_name(&self) -> String {
-        snake_to_camel(self.name)
-    }
+    /// too). A field's type is a [`SchemaType`] name (`"string"`, `"digest"`, `"u64"`,
+    /// `"bool"`), another report's name, or either followed by `[]` for a list.
+    pub fields: &'static [FieldSchema],
 }
 
 impl SchemaType for Vec<String> {
@@ -72,7 +54,7 @@ macro_rules! cache_report {
                 name: stringify!($name),
                 doc: concat!($($doc),+).trim_ascii(),
                 extends: cache_report!(@extends $($base)?),
-                fields: &[$($crate::cache::ReportField {
+                fields: &[$($crate::progress::FieldSchema {
                     name: stringify!($field),
                     ty: <$ty as $crate::progress::SchemaType>::NAME,
                     doc: concat!($($fdoc),+).trim_ascii(),
