@@ -59,7 +59,7 @@ test('images and layers show the pulled image under its name; diskUsage adds up'
 
   // Another image with the same layers: its bytes become shared.
   const zstd = `${reg.host}/fixtures/standard:zstd`
-  assert.equal(h.runCli(['pull', zstd, '--platform', 'linux/amd64', '--cache', dir, '--progress', 'none']).status, 0)
+  assert.equal(h.runCli(['pull', zstd, '--platform', 'linux/amd64', '--cache', dir, '--progress', 'none', '--json']).status, 0)
   usage = await cache.diskUsage()
   assert.equal(usage.images.length, 2)
   for (const each of usage.images) assert.ok(each.sharedBytes > 0, JSON.stringify(each))
