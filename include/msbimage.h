@@ -443,22 +443,6 @@ msb_status msb_dir_list_stat(const struct msb_dir_list *list, size_t index, stru
 // Frees a list (and the names borrowed from it). NULL is a no-op.
 void msb_dir_list_free(struct msb_dir_list *list);
 
-// Holds the layer `diff_id` (`"sha256:<64 hex>"`, the uncompressed digest a pull result or
-// `msb_cache_layers_json` names) and stores the lease in `*out`. Holding a layer that is not
-// in the cache is allowed: it then keeps one published later from being collected. Blocks
-// for the few milliseconds a gc may be deleting that very layer. A `diff_id` that is not a
-// digest is `MSB_STATUS_INVALID_ARGUMENT`.
-msb_status msb_cache_hold_layer(const struct msb_cache *cache,
-                                const char *diff_id,
-                                struct msb_layer_lease **out);
-
-// The held layer's diff_id (`"sha256:…"`), stored in `*out`; free it with `msb_string_free`.
-msb_status msb_layer_lease_diff_id(const struct msb_layer_lease *lease, char **out);
-
-// Releases a lease. NULL is a no-op. The layer stays held while other leases, pull results
-// or layer stacks of this process, or anyone in another process, hold it.
-void msb_layer_lease_free(struct msb_layer_lease *lease);
-
 // Opens the index of every layer of a pull (`<layer>/../index`, bottom to top) as a stack,
 // stored in `*out`; free it with `msb_layer_stack_free`. The result may be freed right after:
 // the stack holds the layers' leases itself, so no `gc` removes them while it is open.
@@ -539,6 +523,22 @@ msb_status msb_layer_stack_host_path(const struct msb_layer_stack *stack,
 
 // Frees a stack and unmaps its indexes. NULL is a no-op. Lists made from it stay valid.
 void msb_layer_stack_free(struct msb_layer_stack *stack);
+
+// Holds the layer `diff_id` (`"sha256:<64 hex>"`, the uncompressed digest a pull result or
+// `msb_cache_layers_json` names) and stores the lease in `*out`. Holding a layer that is not
+// in the cache is allowed: it then keeps one published later from being collected. Blocks
+// for the few milliseconds a gc may be deleting that very layer. A `diff_id` that is not a
+// digest is `MSB_STATUS_INVALID_ARGUMENT`.
+msb_status msb_cache_hold_layer(const struct msb_cache *cache,
+                                const char *diff_id,
+                                struct msb_layer_lease **out);
+
+// The held layer's diff_id (`"sha256:…"`), stored in `*out`; free it with `msb_string_free`.
+msb_status msb_layer_lease_diff_id(const struct msb_layer_lease *lease, char **out);
+
+// Releases a lease. NULL is a no-op. The layer stays held while other leases, pull results
+// or layer stacks of this process, or anyone in another process, hold it.
+void msb_layer_lease_free(struct msb_layer_lease *lease);
 
 // Linux on the architecture this library was built for (`linux/amd64` on x86-64).
 msb_status msb_platform_host(struct msb_platform **out);
