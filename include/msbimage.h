@@ -221,6 +221,10 @@ typedef struct msb_cache msb_cache;
 // Immutable; may be read from several threads at once and outlives the stack it came from.
 typedef struct msb_dir_list msb_dir_list;
 
+// A lease on one layer of a cache. Thread-safe. Free it with `msb_layer_lease_free` to let
+// gc collect the layer once nothing else holds it or refers to it.
+typedef struct msb_layer_lease msb_layer_lease;
+
 // The layers of an image, bottom to top, seen as one tree. Immutable; may be used from any
 // number of threads at once. It keeps its index files mapped until it is freed.
 //
@@ -384,6 +388,47 @@ msb_status msb_cache_open(const char *path, struct msb_cache **out);
 // Frees a cache handle. NULL is a no-op. Registries built from it stay usable.
 void msb_cache_free(struct msb_cache *cache);
 
+// The images in the cache as a JSON array of `CachedImage` objects (`names`, `platform`,
+// `manifestDigest`, `configDigest`, `layers`, `complete`, `lastUsed`, `pulledAt`), stored in
+// `*out_json`; free it with `msb_string_free`. Blocks while it reads the records.
+msb_status msb_cache_images_json(const struct msb_cache *cache, char **out_json);
+
+// The layers in the cache as a JSON array of `CachedLayer` objects (`diffId`, `bytes`,
+// `images`: the names of the images that hold it, empty when none does), stored in
+// `*out_json`; free it with `msb_string_free`. Blocks while it walks every layer tree.
+msb_status msb_cache_layers_json(const struct msb_cache *cache, char **out_json);
+
+// Where the cache's bytes are, as one JSON `DiskUsage` object: `images` (each a
+// `CachedImage` with `exclusiveBytes` and `sharedBytes`), `layers`, `layerBytes`,
+// `unreferencedBytes`, `tmpBytes`; stored in `*out_json`, free it with `msb_string_free`.
+// Blocks while it walks every layer tree.
+msb_status msb_cache_disk_usage_json(const struct msb_cache *cache, char **out_json);
+
+// Removes the image `reference` (for `platform`, or for every platform it was pulled for
+// when `platform` is NULL) and the layers only it held, unless someone holds them (a pull
+// result, a layer stack, a `msb_layer_lease`, in any process: those are listed in
+// `inUseLayers` and left for a later gc). Stores the JSON `GcReport` (`dryRun`,
+// `removedImages`, `removedLayers`, `inUseLayers`, `removedManifests`, `removedDebris`,
+// `freedBytes`) in `*out_json`; free it with `msb_string_free`. A malformed reference is
+// `MSB_STATUS_INVALID_REFERENCE`; an image the cache does not hold, `MSB_STATUS_NOT_FOUND`.
+// Blocks while another gc or rm runs.
+msb_status msb_cache_remove_image_json(const struct msb_cache *cache,
+                                       const char *reference,
+                                       const struct msb_platform *platform,
+                                       char **out_json);
+
+// Collects garbage: debris of dead pulls, layers, manifests and configs no image refers to,
+// and the images `policy_json` evicts. `policy_json` is the core's `GcPolicy` as JSON, every
+// key optional: `{"dryRun": true}` (report, remove nothing), `"maxSize": BYTES` (evict least
+// recently used images until the layers fit), `"keepRecent": SECONDS` (never evict images
+// used more recently; alone, evict every other image); NULL or `"{}"` collects only what
+// nothing refers to. An unknown key or a bad value is `MSB_STATUS_INVALID_ARGUMENT`. Layers
+// someone holds are left and listed in `inUseLayers`. Stores the JSON `GcReport` in
+// `*out_json`; free it with `msb_string_free`. Safe while other threads and processes pull.
+msb_status msb_cache_gc_json(const struct msb_cache *cache,
+                             const char *policy_json,
+                             char **out_json);
+
 // The number of entries.
 msb_status msb_dir_list_len(const struct msb_dir_list *list, size_t *out);
 
@@ -478,6 +523,22 @@ msb_status msb_layer_stack_host_path(const struct msb_layer_stack *stack,
 
 // Frees a stack and unmaps its indexes. NULL is a no-op. Lists made from it stay valid.
 void msb_layer_stack_free(struct msb_layer_stack *stack);
+
+// Holds the layer `diff_id` (`"sha256:<64 hex>"`, the uncompressed digest a pull result or
+// `msb_cache_layers_json` names) and stores the lease in `*out`. Holding a layer that is not
+// in the cache is allowed: it then keeps one published later from being collected. Blocks
+// for the few milliseconds a gc may be deleting that very layer. A `diff_id` that is not a
+// digest is `MSB_STATUS_INVALID_ARGUMENT`.
+msb_status msb_cache_hold_layer(const struct msb_cache *cache,
+                                const char *diff_id,
+                                struct msb_layer_lease **out);
+
+// The held layer's diff_id (`"sha256:…"`), stored in `*out`; free it with `msb_string_free`.
+msb_status msb_layer_lease_diff_id(const struct msb_layer_lease *lease, char **out);
+
+// Releases a lease. NULL is a no-op. The layer stays held while other leases, pull results
+// or layer stacks of this process, or anyone in another process, hold it.
+void msb_layer_lease_free(struct msb_layer_lease *lease);
 
 // Linux on the architecture this library was built for (`linux/amd64` on x86-64).
 msb_status msb_platform_host(struct msb_platform **out);

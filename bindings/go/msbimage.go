@@ -16,6 +16,10 @@
 //	defer stack.Close()
 //	st, err := stack.Stat("/etc/hosts") // also ReadDir, Readlink, Xattr, HostPath
 //
+// The cache's life cycle: cache.Images(), Layers(), DiskUsage(), RemoveImage(ref, platform),
+// GC(GCPolicy{DryRun, MaxSize, KeepRecent}) and HoldLayer(diffID) (a *LayerLease that keeps
+// gc and rm off the layer until Close).
+//
 // Cancelling ctx cancels the pull. Errors are *Error values carrying the library's status
 // code. All types are safe for concurrent use; progress callbacks run on library threads.
 //

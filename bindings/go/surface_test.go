@@ -3,8 +3,10 @@ package msbimage_test
 import (
 	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	msbimage "github.com/zerocore-ai/msbimage/bindings/go"
 )
@@ -77,4 +79,112 @@ func snake(camel string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// cacheReports is the cacheReports part of core/api-surface.json.
+type cacheReports struct {
+	CacheReports []struct {
+		Name    string  `json:"name"`
+		Extends *string `json:"extends"`
+		Fields  []struct {
+			Name string `json:"name"`
+			Type string `json:"type"`
+		} `json:"fields"`
+	} `json:"cacheReports"`
+	GCPolicy struct {
+		Defaults map[string]any `json:"defaults"`
+	} `json:"gcPolicy"`
+}
+
+// jsonFields are the JSON names of t's fields; an embedded struct's come under "extends".
+func jsonFields(t reflect.Type) (fields map[string]reflect.Type, extends string) {
+	fields = map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Anonymous {
+			extends = f.Type.Name()
+			continue
+		}
+		fields[strings.Split(f.Tag.Get("json"), ",")[0]] = f.Type
+	}
+	return fields, extends
+}
+
+// Every report type of the core has a Go struct with exactly its fields (same JSON names,
+// lists as slices, numbers as unsigned integers), and the same base type.
+func TestParityCacheReports(t *testing.T) {
+	raw, err := os.ReadFile("../../core/api-surface.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s cacheReports
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	goTypes := map[string]reflect.Type{
+		"CachedImage":  reflect.TypeOf(msbimage.CachedImage{}),
+		"CachedLayer":  reflect.TypeOf(msbimage.CachedLayer{}),
+		"ImageUsage":   reflect.TypeOf(msbimage.ImageUsage{}),
+		"DiskUsage":    reflect.TypeOf(msbimage.DiskUsage{}),
+		"RemovedImage": reflect.TypeOf(msbimage.RemovedImage{}),
+		"GcReport":     reflect.TypeOf(msbimage.GCReport{}),
+	}
+	if len(s.CacheReports) != len(goTypes) {
+		t.Errorf("the core has %d report types, Go %d", len(s.CacheReports), len(goTypes))
+	}
+	kinds := map[string]reflect.Kind{"string": reflect.String, "digest": reflect.String, "u64": reflect.Uint64, "bool": reflect.Bool}
+	for _, r := range s.CacheReports {
+		gt, ok := goTypes[r.Name]
+		if !ok {
+			t.Errorf("no Go type for the core's %s", r.Name)
+			continue
+		}
+		fields, extends := jsonFields(gt)
+		if want := ""; r.Extends != nil {
+			want = *r.Extends
+			if extends != want {
+				t.Errorf("%s: Go embeds %q, the core extends %q", r.Name, extends, want)
+			}
+		} else if extends != want {
+			t.Errorf("%s: Go embeds %q, the core extends nothing", r.Name, extends)
+		}
+		if len(fields) != len(r.Fields) {
+			t.Errorf("%s: Go has %d fields, the core %d", r.Name, len(fields), len(r.Fields))
+		}
+		for _, f := range r.Fields {
+			ft, ok := fields[f.Name]
+			if !ok {
+				t.Errorf("%s: no Go field for %q", r.Name, f.Name)
+				continue
+			}
+			ty, list := strings.CutSuffix(f.Type, "[]")
+			if list != (ft.Kind() == reflect.Slice) {
+				t.Errorf("%s.%s: Go %v for %s", r.Name, f.Name, ft, f.Type)
+				continue
+			}
+			if list {
+				ft = ft.Elem()
+			}
+			if k, scalar := kinds[ty]; scalar && ft.Kind() != k || !scalar && goTypes[ty] != ft {
+				t.Errorf("%s.%s: Go %v for %s", r.Name, f.Name, ft, f.Type)
+			}
+		}
+	}
+	// GCPolicy sends exactly the core's GcPolicy keys when everything is set.
+	full, err := json.Marshal(msbimage.GCPolicy{DryRun: true, MaxSize: msbimage.Bytes(1), KeepRecent: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent map[string]any
+	if err := json.Unmarshal(full, &sent); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != len(s.GCPolicy.Defaults) {
+		t.Errorf("GCPolicy sends %v, the core's policy has %v", sent, s.GCPolicy.Defaults)
+	}
+	for k := range s.GCPolicy.Defaults {
+		if _, ok := sent[k]; !ok {
+			t.Errorf("GCPolicy cannot set the core's %q", k)
+		}
+	}
 }

@@ -277,6 +277,99 @@ export interface PullOptions {
   signal?: AbortSignal
 }
 
+/**
+ * What `cache.gc(policy)` may remove besides what nothing refers to (the core's `GcPolicy`);
+ * `keepRecent` in seconds. An unknown key rejects with `INVALID_ARGUMENT`.
+ */
+export interface GcPolicy {
+  /** Default: `false`. */
+  dryRun?: boolean
+  /** Default: `null`. */
+  keepRecent?: number | null
+  /** Default: `null`. */
+  maxSize?: number | null
+}
+
+/** An image in the cache: one platform manifest pulled for one platform, under every reference that resolved to it (tags that resolve to one digest are one image). */
+export interface CachedImage {
+  /** The normalised references it was pulled as, sorted. */
+  names: string[]
+  /** The platform it was pulled for (`linux/amd64`). */
+  platform: string
+  /** The platform manifest's digest. */
+  manifestDigest: string
+  /** The config blob's digest (the image ID). */
+  configDigest: string
+  /** Layers bottom to top (diff_ids). */
+  layers: string[]
+  /** Whether every layer is in the cache (an image whose layer was collected or damaged is re-pulled by the next pull). */
+  complete: boolean
+  /** Last use (pull, warm pull) in seconds since the Unix epoch; a warm pull updates it when it is more than five minutes old. */
+  lastUsed: number
+  /** When it was last pulled from a registry, in seconds since the Unix epoch. */
+  pulledAt: number
+}
+
+/** A layer in the cache. */
+export interface CachedLayer {
+  /** Its uncompressed digest (the cache key). */
+  diffId: string
+  /** Bytes it occupies on disk (tree, index and metadata). */
+  bytes: number
+  /** The names of the images that hold it; empty when nothing refers to it (`gc` removes it). */
+  images: string[]
+}
+
+/** One image's share of the disk. */
+export interface ImageUsage extends CachedImage {
+  /** Bytes of the layers no other image holds (what removing it frees). */
+  exclusiveBytes: number
+  /** Bytes of the layers it shares with other images. */
+  sharedBytes: number
+}
+
+/** Where the cache's bytes are. */
+export interface DiskUsage {
+  /** Per image. */
+  images: ImageUsage[]
+  /** Per layer. */
+  layers: CachedLayer[]
+  /** Bytes of all layers. */
+  layerBytes: number
+  /** Bytes of layers no image refers to. */
+  unreferencedBytes: number
+  /** Bytes in `tmp/` (pulls in progress, debris, trees waiting for their holders). */
+  tmpBytes: number
+}
+
+/** An image that `gc` evicted or `rm` removed. */
+export interface RemovedImage {
+  /** The names removed. */
+  names: string[]
+  /** Its platform. */
+  platform: string
+  /** Its platform manifest's digest. */
+  manifestDigest: string
+}
+
+/** What a `gc` or `rm` did (or, with `dry_run`, would do). */
+export interface GcReport {
+  /** Nothing was removed; this is what would have been. */
+  dryRun: boolean
+  /** Images whose records were removed. */
+  removedImages: RemovedImage[]
+  /** Layer trees deleted. */
+  removedLayers: string[]
+  /** Layers no image refers to any more that someone still holds (a running sandbox, a pull): left for a later `gc`. */
+  inUseLayers: string[]
+  /** Manifests and configs deleted. */
+  removedManifests: number
+  /** Staging directories, replaced trees and temp files of dead processes deleted, and stale partial downloads (`blobs/sha256/<hex>.partial`). */
+  removedDebris: number
+  /** Bytes freed. */
+  freedBytes: number
+}
+
 /** `registry.pullEvents(ref)` is read with `for await (const event of events)`. */
 export interface PullEvents extends AsyncIterable<PullProgress> {}
 
@@ -308,6 +401,52 @@ export declare class GlobalCache {
   constructor(path: string)
   /** The cache's root directory. */
   get path(): string
+  /** The images in the cache, sorted by name. */
+  images(): Promise<CachedImage[]>
+  /**
+   * The layers in the cache, with their size and the names of the images that hold them
+   * (walks every layer tree).
+   */
+  layers(): Promise<CachedLayer[]>
+  /** Bytes per image (exclusive and shared), per layer, unreferenced and in `tmp/`. */
+  diskUsage(): Promise<DiskUsage>
+  /**
+   * Removes the image `reference` (for `platform`, or every platform it was pulled for)
+   * and the layers only it held, unless someone holds them (`inUseLayers`). Rejects with
+   * `INVALID_REFERENCE` for a malformed reference, `NOT_FOUND` when the cache does not
+   * hold the image.
+   */
+  removeImage(reference: string, platform?: string | Platform | null): Promise<GcReport>
+  /**
+   * Collects garbage: debris, layers and manifests no image refers to, and the images the
+   * policy evicts (`maxSize`: least recently used first until the layers fit;
+   * `keepRecent`: seconds within which an image is never evicted, alone it evicts every
+   * other; `dryRun`: report, remove nothing). An unknown key or a bad value rejects with
+   * `INVALID_ARGUMENT`. Layers someone holds are left and listed in `inUseLayers`.
+   */
+  gc(policy?: GcPolicy | null): Promise<GcReport>
+  /**
+   * Holds the layer `diffId` (`sha256:…`) until the lease is released: `gc`, `removeImage`
+   * and forced pulls, in any process, leave its tree alone. Rejects with
+   * `INVALID_ARGUMENT` when `diffId` is not a digest.
+   */
+  holdLayer(diffId: string): Promise<LayerLease>
+}
+
+/**
+ * A held layer (from `cache.holdLayer(diffId)`). Call `release()` when done; a lease that is
+ * garbage-collected is released then.
+ */
+export declare class LayerLease {
+  /** The held layer's diff_id (`sha256:…`). */
+  get diffId(): string
+  /** Whether `release()` was called. */
+  get released(): boolean
+  /**
+   * Lets go of the layer (idempotent). It stays held while anything else holds it (a pull
+   * result, a layer stack, another lease, another process).
+   */
+  release(): void
 }
 
 /**

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.GlobalCache = nativeBinding.GlobalCache
+module.exports.LayerLease = nativeBinding.LayerLease
 module.exports.LayerStack = nativeBinding.LayerStack
 module.exports.Platform = nativeBinding.Platform
 module.exports.PullEvents = nativeBinding.PullEvents

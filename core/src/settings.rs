@@ -222,7 +222,7 @@ impl<'de> serde::Deserialize<'de> for DockerConfigSource {
 }
 
 /// Optional durations as (fractional) seconds, `null` for none.
-mod opt_seconds {
+pub(crate) mod opt_seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -242,7 +242,7 @@ mod opt_seconds {
 }
 
 /// Durations as (fractional) seconds.
-mod seconds {
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

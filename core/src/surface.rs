@@ -1,15 +1,19 @@
 //! The API surface as data: every error kind (with its code, C status, exit code and doc),
 //! every progress event type (with its fields), every registry setting, cache option and pull
-//! option, as one JSON document. It is committed as `core/api-surface.json` (a test fails when it
+//! option, the gc policy and the shapes of the cache's reports, as one JSON document. It is
+//! committed as `core/api-surface.json` (a test fails when it
 //! drifts), and each front door has a parity test that fails when it lacks an item: the C
 //! header and Go (`ffi/tests/`, `bindings/go`), the CLI (`core/tests/cli.rs`), Python and
 //! Node (their own test folders).
 
 use serde_json::{Value, json};
 
-use crate::cache::CacheOptions;
+use crate::cache::{
+    CacheOptions, CachedImage, CachedLayer, DiskUsage, GcPolicy, GcReport, ImageUsage,
+    RemovedImage, ReportSchema,
+};
 use crate::error::ErrorKind;
-use crate::progress::PullProgress;
+use crate::progress::{FieldSchema, PullProgress};
 use crate::pull::PullOptions;
 use crate::settings::RegistryConfig;
 
@@ -44,7 +48,35 @@ pub fn api_surface() -> Value {
                 .map(|(alias, key)| ((*alias).to_owned(), Value::from(*key)))
                 .collect::<serde_json::Map<String, Value>>(),
         },
+        "gcPolicy": {
+            "defaults": serde_json::to_value(GcPolicy::default()).unwrap_or(Value::Null),
+        },
+        "cacheReports": cache_reports(),
     })
+}
+
+/// The report types of the cache's life-cycle calls, each after the reports it refers to.
+pub const CACHE_REPORTS: &[ReportSchema] = &[
+    CachedImage::SCHEMA,
+    CachedLayer::SCHEMA,
+    ImageUsage::SCHEMA,
+    DiskUsage::SCHEMA,
+    RemovedImage::SCHEMA,
+    GcReport::SCHEMA,
+];
+
+fn cache_reports() -> Vec<Value> {
+    CACHE_REPORTS
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "doc": r.doc,
+                "extends": r.extends,
+                "fields": fields(r.fields),
+            })
+        })
+        .collect()
 }
 
 fn error_kinds() -> Vec<Value> {
@@ -71,12 +103,22 @@ fn events() -> Vec<Value> {
                 "name": e.variant,
                 "milestone": e.milestone,
                 "doc": e.doc,
-                "fields": e.fields.iter().map(|f| json!({
-                    "name": f.json_name(),
-                    "rustName": f.name,
-                    "type": f.ty,
-                    "doc": f.doc,
-                })).collect::<Vec<_>>(),
+                "fields": fields(e.fields),
+            })
+        })
+        .collect()
+}
+
+/// Fields of an event or a report: JSON name, Rust name, schema type, doc.
+fn fields(fields: &[FieldSchema]) -> Vec<Value> {
+    fields
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.json_name(),
+                "rustName": f.name,
+                "type": f.ty,
+                "doc": f.doc,
             })
         })
         .collect()

@@ -231,7 +231,7 @@ async fn ls_du_rm_gc_from_the_command_line() {
     assert!(
         images
             .iter()
-            .all(|i| i["shared_bytes"].as_u64().unwrap() > 0),
+            .all(|i| i["sharedBytes"].as_u64().unwrap() > 0),
         "same diff_ids: {v}"
     );
     let text = String::from_utf8_lossy(&cli(dir, &["ls"]).stdout).into_owned();
@@ -267,8 +267,8 @@ async fn ls_du_rm_gc_from_the_command_line() {
 
     let dry = cli(dir, &["gc", "--max-size", "0", "--dry-run", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
-    assert_eq!(v["dry_run"], true);
-    assert_eq!(v["removed_layers"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["dryRun"], true);
+    assert_eq!(v["removedLayers"].as_array().unwrap().len(), 3, "{v}");
     assert_eq!(layer_dirs(dir).len(), 3);
     let gc = cli(dir, &["gc", "--max-size", "0"]);
     assert!(

@@ -31,6 +31,12 @@ pub(crate) fn obj<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, msb_status>
     unsafe { ptr.as_ref() }.ok_or_else(|| null(name))
 }
 
+/// A shared reference to an optional handle or value: NULL is `None`.
+pub(crate) fn opt_obj<'a, T>(ptr: *const T) -> Option<&'a T> {
+    // SAFETY: C passes NULL or a valid pointer obtained from this library.
+    unsafe { ptr.as_ref() }
+}
+
 /// An exclusive reference to a handle the caller owns (builders, options).
 pub(crate) fn obj_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, msb_status> {
     // SAFETY: as for `obj`; C must not use one builder from two threads at once (documented).

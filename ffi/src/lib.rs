@@ -16,7 +16,8 @@
 //! | [`string`] | strings handed to the caller, `msb_string_free` |
 //! | [`bytes`] | `msb_bytes`, byte buffers handed to the caller, `msb_bytes_free` |
 //! | [`runtime`] | the internal tokio runtime that drives every pull |
-//! | [`cache`] | `msb_cache` |
+//! | [`cache`] | `msb_cache`, its reports (images, layers, disk usage, rm, gc) as JSON |
+//! | [`lease`] | `msb_layer_lease`: a held layer that gc and rm leave alone |
 //! | [`platform`] | `msb_platform` |
 //! | [`registry`] | `msb_registry_builder`, `msb_registry` |
 //! | [`pull_options`] | `msb_pull_options` |
@@ -37,6 +38,7 @@ pub mod bytes;
 pub mod cache;
 pub mod dir_list;
 pub mod layer_stack;
+pub mod lease;
 pub mod platform;
 pub mod progress;
 pub mod pull;

@@ -4,6 +4,8 @@ import {
   Platform,
   Registry,
   parseReference,
+  type DiskUsage,
+  type GcReport,
   type MsbimageError,
   type PullProgress,
   type RegistryOptions,
@@ -46,6 +48,13 @@ export async function main(cacheDir: string, reference: string): Promise<number>
     const caps: Buffer | undefined = stack.xattrs('/usr/bin/ping')['security.capability']
     console.log(hosts.mode.toString(8), caps?.length)
     for await (const event of registry.pullEvents(reference, { policy: 'never' })) console.log(describe(event))
+    const cache = new GlobalCache(cacheDir)
+    const lease = await cache.holdLayer(result.layerDiffIds[0])
+    const usage: DiskUsage = await cache.diskUsage()
+    for (const image of usage.images) console.log(image.names.join(','), image.exclusiveBytes, image.sharedBytes)
+    const report: GcReport = await cache.gc({ dryRun: true, maxSize: 10e9, keepRecent: 86_400 })
+    console.log(report.removedImages.map((i) => i.names), report.inUseLayers, lease.diffId)
+    lease.release()
     return 0
   } catch (e) {
     const error = e as MsbimageError

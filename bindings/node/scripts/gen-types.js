@@ -3,7 +3,8 @@
 // (core/api-surface.json, itself generated from the core and checked for drift there):
 // the ErrorCode union, one interface per progress event and the PullProgress discriminated
 // union, RegistryOptions (the core's RegistryConfig keys) and PullOptions (the core's
-// PullOptions keys plus the JS-only `policy`, `onProgress`, `signal`).
+// PullOptions keys plus the JS-only `policy`, `onProgress`, `signal`), GcPolicy (the core's
+// gc policy keys) and one interface per cache report type (CachedImage, GcReport, …).
 //
 // The output becomes the head of index.d.ts: scripts/build.js passes it to `napi build
 // --dts-header`, and napi appends the declarations of the Rust classes and functions.
@@ -36,7 +37,19 @@ const OPTION_TYPES = {
   pullPolicy: 'PullPolicy',
   platform: 'string | Platform | null',
 }
+const GC_TYPES = {
+  maxSize: 'number | null',
+  keepRecent: 'number | null',
+}
 const FIELD_TYPES = { string: 'string', digest: 'string', u64: 'number', bool: 'boolean' }
+
+/** The TypeScript type of a report field (`string[]`, `ImageUsage[]`, `number`). */
+function reportType(ty, reports) {
+  if (ty.endsWith('[]')) return `${reportType(ty.slice(0, -2), reports)}[]`
+  if (FIELD_TYPES[ty]) return FIELD_TYPES[ty]
+  if (reports.has(ty)) return ty
+  throw new Error(`gen-types: unknown report field type ${ty}`)
+}
 
 function doc(text, indent = '') {
   const lines = String(text).split('\n')
@@ -146,6 +159,20 @@ function generate(surface) {
       doc("Aborting it cancels the pull, which then rejects with an `AbortError`.", '  ') +
       '  signal?: AbortSignal\n',
   )
+  out += '\n'
+  out += optionsInterface(
+    'GcPolicy',
+    "What `cache.gc(policy)` may remove besides what nothing refers to (the core's `GcPolicy`);\n`keepRecent` in seconds. An unknown key rejects with `INVALID_ARGUMENT`.",
+    surface.gcPolicy.defaults,
+    GC_TYPES,
+  )
+  const reports = new Set(surface.cacheReports.map((r) => r.name))
+  for (const r of surface.cacheReports) {
+    out += '\n' + doc(r.doc)
+    out += `export interface ${r.name}${r.extends ? ` extends ${r.extends}` : ''} {\n`
+    for (const f of r.fields) out += doc(f.doc, '  ') + `  ${f.name}: ${reportType(f.type, reports)}\n`
+    out += '}\n'
+  }
   out += '\n' + doc('`registry.pullEvents(ref)` is read with `for await (const event of events)`.')
   out += 'export interface PullEvents extends AsyncIterable<PullProgress> {}\n'
   return out + '\n'

@@ -1,7 +1,8 @@
 //! Node.js bindings of `microsandbox-image` (napi-rs): the npm package `msbimage`.
 //!
 //! Each module converts one concept between JavaScript and the core and holds no logic of its
-//! own: `cache` (GlobalCache), `platform` (Platform), `reference` (parseReference), `registry`
+//! own: `cache` (GlobalCache and its life cycle: images, layers, disk usage, rm, gc),
+//! `lease` (LayerLease, a held layer), `platform` (Platform), `reference` (parseReference), `registry`
 //! (Registry and its pulls), `pull_options` (the JS options object → the core's
 //! `PullOptions`), `progress` (events to a JS callback), `abort` (AbortSignal → the core's
 //! `CancelToken`), `events` (the `pullEvents` async iterator), `result` (PullResult,
@@ -19,6 +20,7 @@ mod error;
 mod events;
 mod json;
 mod layer_stack;
+mod lease;
 mod platform;
 mod progress;
 mod pull_options;
@@ -30,6 +32,7 @@ mod surface;
 pub use cache::GlobalCache;
 pub use events::PullEvents;
 pub use layer_stack::{DirEntry, EntryKind, LayerStack, Stat, WalkEntry};
+pub use lease::LayerLease;
 pub use platform::Platform;
 pub use reference::{ReferenceParts, parse_reference};
 pub use registry::Registry;

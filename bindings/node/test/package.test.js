@@ -121,6 +121,24 @@ test('parity: every pull option is accepted by pull and typed in PullOptions', a
   for (const key of ['policy', 'onProgress', 'signal']) assert.match(body, new RegExp(`\\n  ${key}\\?: `), key)
 })
 
+test('parity: every cache report type and field is in index.d.ts, every gc policy key typed and accepted', async (t) => {
+  for (const report of surface.cacheReports) {
+    const head = new RegExp(`export interface ${report.name}( extends (\\w+))? \\{`).exec(dts)
+    assert.ok(head, `index.d.ts declares ${report.name}`)
+    assert.equal(head[2] ?? null, report.extends, `${report.name} extends`)
+    const body = declaration(report.name)
+    for (const field of report.fields) assert.match(body, new RegExp(`\\n  ${field.name}: `), `${report.name}.${field.name}`)
+  }
+  const body = declaration('GcPolicy')
+  const cache = new GlobalCache(h.tempCache(t))
+  for (const [key, value] of Object.entries(surface.gcPolicy.defaults)) {
+    assert.match(body, new RegExp(`\\n  ${key}\\?: `), `GcPolicy.${key}`)
+    const report = await cache.gc({ [key]: value })
+    assert.deepEqual(report.removedLayers, [], key)
+  }
+  await cache.gc(surface.gcPolicy.defaults)
+})
+
 test('npm pack gives a tarball that installs into a fresh project and works there', (t) => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'msbimage-pack-'))
   t.after(() => fs.rmSync(out, { recursive: true, force: true }))

@@ -7,6 +7,7 @@
 //! the core's API surface document. The Python package (`python/msbimage/`) holds the
 //! dataclasses, enums, exceptions and the command line.
 
+mod cache;
 mod convert;
 mod errors;
 mod layer_stack;
@@ -21,6 +22,8 @@ use pyo3::prelude::*;
 mod native {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use super::cache::{LayerLease, set_report_decoder};
     #[pymodule_export]
     use super::errors::set_error_classes;
     #[pymodule_export]

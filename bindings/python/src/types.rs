@@ -9,6 +9,7 @@ use microsandbox_image as core;
 use microsandbox_image::ErrorKind;
 use pyo3::prelude::*;
 
+use crate::cache;
 use crate::convert;
 use crate::errors::{core_error, raise_msg};
 
@@ -169,6 +170,68 @@ impl GlobalCache {
 
     fn __repr__(&self) -> String {
         format!("GlobalCache({:?})", self.inner.root().display().to_string())
+    }
+
+    /// The images in the cache (``list[CachedImage]``), sorted by name.
+    fn images<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let cache = self.inner.clone();
+        let images = py.detach(move || cache.images());
+        cache::report(py, "CachedImage[]", images)
+    }
+
+    /// The layers in the cache (``list[CachedLayer]``) with their size and holders.
+    fn layers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let cache = self.inner.clone();
+        let layers = py.detach(move || cache.layers());
+        cache::report(py, "CachedLayer[]", layers)
+    }
+
+    /// Where the cache's bytes are (``DiskUsage``).
+    fn disk_usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let cache = self.inner.clone();
+        let usage = py.detach(move || cache.disk_usage());
+        cache::report(py, "DiskUsage", usage)
+    }
+
+    /// Removes an image and the layers only it held (``GcReport``).
+    #[pyo3(signature = (reference, platform = None))]
+    fn remove_image<'py>(
+        &self,
+        py: Python<'py>,
+        reference: &Bound<'py, PyAny>,
+        platform: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reference = cache::reference(py, reference)?;
+        let platform = cache::platform(py, platform)?;
+        let cache = self.inner.clone();
+        let report = py.detach(move || cache.remove_image(&reference, platform.as_ref()));
+        cache::report(py, "GcReport", report)
+    }
+
+    /// Collects garbage under a policy (``GcReport``).
+    #[pyo3(signature = (*, dry_run = false, max_size = None, keep_recent = None))]
+    fn gc<'py>(
+        &self,
+        py: Python<'py>,
+        dry_run: bool,
+        max_size: Option<i128>,
+        keep_recent: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let policy = cache::gc_policy(py, dry_run, max_size, keep_recent)?;
+        let cache = self.inner.clone();
+        let report = py.detach(move || cache.gc(&policy));
+        cache::report(py, "GcReport", report)
+    }
+
+    /// Holds a layer (``LayerLease``) so that no process deletes it until it is released.
+    fn hold_layer(&self, py: Python<'_>, diff_id: &str) -> PyResult<cache::LayerLease> {
+        let diff_id: core::Digest = diff_id
+            .parse()
+            .map_err(|e| raise_msg(py, ErrorKind::InvalidArgument, format!("diff_id: {e}")))?;
+        let cache = self.inner.clone();
+        py.detach(move || cache.hold_layer(&diff_id))
+            .map(cache::LayerLease::new)
+            .map_err(|e| core_error(py, &core::Error::from(e)))
     }
 }
 

@@ -193,12 +193,12 @@ def test_a_stack_keeps_its_layers_from_gc_after_the_result_is_gone(
     forget = rust_cli("rm", registry.ref("fixtures/standard:gzip"), "--cache", str(cache_dir), "--json")
     assert forget.returncode == 0, forget.stderr
     removed = json.loads(forget.stdout)["removed"][0]
-    assert removed["removed_layers"] == [] and len(removed["in_use_layers"]) == 3
+    assert removed["removedLayers"] == [] and len(removed["inUseLayers"]) == 3
     assert all(t.is_dir() for t in trees)
     assert stack.stat("etc/overwritten").size > 0
     del stack
     gc.collect()
     collect = rust_cli("gc", "--cache", str(cache_dir), "--json")
     assert collect.returncode == 0, collect.stderr
-    assert len(json.loads(collect.stdout)["removed_layers"]) == 3
+    assert len(json.loads(collect.stdout)["removedLayers"]) == 3
     assert not any(t.exists() for t in trees)

@@ -41,20 +41,41 @@ const BATCH: usize = 256;
 /// };
 /// # let _ = policy;
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its serde form, which the C, Go, Python and Node front doors hand over, uses camelCase keys
+/// and seconds for `keepRecent`, and refuses unknown keys by name:
+///
+/// ```
+/// let policy = microsandbox_image::GcPolicy::from_json(r#"{"maxSize": 1000, "keepRecent": 60}"#)?;
+/// assert_eq!(policy.keep_recent, Some(std::time::Duration::from_secs(60)));
+/// assert!(microsandbox_image::GcPolicy::from_json(r#"{"max_size": 1}"#).is_err());
+/// # Ok::<(), microsandbox_image::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct GcPolicy {
     /// Report what would be removed, remove nothing.
     pub dry_run: bool,
     /// Evict least-recently-used images until the layers take at most this many bytes.
     pub max_size: Option<u64>,
     /// Images used within this long are never evicted. Without `max_size`, every image
-    /// unused for longer is evicted (prune by age).
+    /// unused for longer is evicted (prune by age). In seconds in the serde form.
+    #[serde(with = "crate::settings::opt_seconds")]
     pub keep_recent: Option<Duration>,
 }
 
+impl GcPolicy {
+    /// A policy from its JSON form (`{"dryRun": true, "maxSize": 1e9, "keepRecent": 86400}`;
+    /// every key optional). A malformed document, an unknown key or a bad value is an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming it.
+    pub fn from_json(json: &str) -> Result<GcPolicy, crate::Error> {
+        serde_json::from_str(json)
+            .map_err(|e| crate::Error::InvalidArgument(format!("gc policy: {e}")))
+    }
+}
+
+cache_report! {
 /// An image that `gc` evicted or `rm` removed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct RemovedImage {
     /// The names removed.
     pub names: Vec<String>,
@@ -63,10 +84,11 @@ pub struct RemovedImage {
     /// Its platform manifest's digest.
     pub manifest_digest: Digest,
 }
+}
 
+cache_report! {
 /// What a `gc` or `rm` did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
+#[derive(Default)]
 pub struct GcReport {
     /// Nothing was removed; this is what would have been.
     pub dry_run: bool,
@@ -84,6 +106,7 @@ pub struct GcReport {
     pub removed_debris: usize,
     /// Bytes freed.
     pub freed_bytes: u64,
+}
 }
 
 impl GlobalCache {

@@ -9,10 +9,9 @@ use super::usage::disk_bytes;
 use super::{CacheError, GlobalCache, StoredRecord};
 use crate::digest::Digest;
 
+cache_report! {
 /// An image in the cache: one platform manifest pulled for one platform, under every
 /// reference that resolved to it (tags that resolve to one digest are one image).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct CachedImage {
     /// The normalised references it was pulled as, sorted.
     pub names: Vec<String>,
@@ -32,14 +31,14 @@ pub struct CachedImage {
     pub last_used: u64,
     /// When it was last pulled from a registry, in seconds since the Unix epoch.
     pub pulled_at: u64,
+    #[skip]
     /// The record files behind it (`images/<key>.json`), one per name.
-    #[serde(skip)]
     pub(crate) keys: Vec<String>,
 }
+}
 
+cache_report! {
 /// A layer in the cache.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct CachedLayer {
     /// Its uncompressed digest (the cache key).
     pub diff_id: Digest,
@@ -49,23 +48,23 @@ pub struct CachedLayer {
     /// removes it).
     pub images: Vec<String>,
 }
+}
 
+cache_report! {
 /// One image's share of the disk.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct ImageUsage {
+    #[flatten]
     /// The image.
-    #[serde(flatten)]
     pub image: CachedImage,
     /// Bytes of the layers no other image holds (what removing it frees).
     pub exclusive_bytes: u64,
     /// Bytes of the layers it shares with other images.
     pub shared_bytes: u64,
 }
+}
 
+cache_report! {
 /// Where the cache's bytes are.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
 pub struct DiskUsage {
     /// Per image.
     pub images: Vec<ImageUsage>,
@@ -77,6 +76,7 @@ pub struct DiskUsage {
     pub unreferenced_bytes: u64,
     /// Bytes in `tmp/` (pulls in progress, debris, trees waiting for their holders).
     pub tmp_bytes: u64,
+}
 }
 
 fn unix_secs(t: SystemTime) -> u64 {

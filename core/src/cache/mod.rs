@@ -2,6 +2,8 @@
 //! images (layout in `LAYOUT.md` beside this file). It owns paths, locks, atomic publishing
 //! and image records; what goes *into* a layer directory is the `layer` module's business.
 
+#[macro_use]
+mod report;
 mod access;
 pub(crate) mod contents;
 mod gc;
@@ -34,6 +36,7 @@ pub use options::{CacheGroup, CacheOptions, GROUP_ENV, READ_ONLY_ENV};
 pub(crate) use partial::{PartialBlob, PartialWriter};
 pub(crate) use perms::Perms;
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
+pub use report::ReportSchema;
 pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
 pub use verify::{ImageCheck, LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
 

@@ -14,7 +14,7 @@ use crate::cancel::CancelToken;
 
 mod compat;
 mod events;
-mod schema;
+pub(crate) mod schema;
 
 pub use compat::{PullProgressSender, progress_channel};
 

@@ -19,13 +19,13 @@ pub struct EventSchema {
     pub fields: &'static [FieldSchema],
 }
 
-/// One field of an event.
+/// One field of an event or of a cache report ([`ReportSchema`](crate::cache::ReportSchema)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldSchema {
     /// The Rust field name (`"layer_index"`).
     pub name: &'static str,
     /// The field's type: `"string"`, `"digest"`, `"u64"`, `"bool"`, or `"<type>?"` when it
-    /// may be null.
+    /// may be null; in a report also another report's name, and `"<type>[]"` for a list.
     pub ty: &'static str,
     /// The field's one-line description.
     pub doc: &'static str,

@@ -1,15 +1,20 @@
 """The native half of msbimage (Rust, pyo3). Use the ``msbimage`` package instead."""
 
+import datetime
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any, final
+
+from .reports import CachedImage, CachedLayer, DiskUsage, GcReport
 
 __version__: str
 
 __all__ = [
     "CancelToken",
     "GlobalCache",
+    "LayerLease",
     "LayerStack",
     "Platform",
     "PullIter",
@@ -21,6 +26,7 @@ __all__ = [
     "api_surface",
     "default_cache_path",
     "set_error_classes",
+    "set_report_decoder",
 ]
 
 def api_surface() -> str:
@@ -31,6 +37,10 @@ def default_cache_path() -> Path | None:
 
 def set_error_classes(classes: Mapping[str, type[BaseException]]) -> None:
     """Registers the exception class of each error kind code (done by the package)."""
+
+def set_report_decoder(decode: Callable[[str, Any], Any]) -> None:
+    """Registers the function that turns report data into report objects (done by the
+    package)."""
 
 @final
 class Platform:
@@ -87,6 +97,55 @@ class GlobalCache:
     @property
     def path(self) -> Path:
         """The cache's root directory (absolute)."""
+    def images(self) -> list[CachedImage]:
+        """The images in the cache, sorted by name (blocking; the GIL is released)."""
+    def layers(self) -> list[CachedLayer]:
+        """The layers in the cache, with their size and the names of the images that hold
+        them (walks every layer tree)."""
+    def disk_usage(self) -> DiskUsage:
+        """Bytes per image (exclusive and shared), per layer, unreferenced and in ``tmp/``."""
+    def remove_image(self, reference: str | Reference, platform: str | Platform | None = None) -> GcReport:
+        """Removes the image (for ``platform``, or every platform it was pulled for) and the
+        layers only it held, unless someone holds them (``in_use_layers``). Raises
+        InvalidReferenceError for a malformed reference, NotFoundError when the cache does
+        not hold the image."""
+    def gc(
+        self,
+        *,
+        dry_run: bool = False,
+        max_size: int | None = None,
+        keep_recent: float | datetime.timedelta | None = None,
+    ) -> GcReport:
+        """Collects garbage: debris, layers and manifests no image refers to, and the images
+        the policy evicts (least recently used first until the layers take at most
+        ``max_size`` bytes; never one used within ``keep_recent`` seconds; ``keep_recent``
+        alone evicts every other image). ``dry_run`` reports and removes nothing. A bad value
+        raises InvalidArgumentError."""
+    def hold_layer(self, diff_id: str) -> LayerLease:
+        """Holds the layer ``diff_id`` (``sha256:…``) until the lease is released: ``gc``,
+        ``remove_image`` and forced pulls, in any process, leave its tree alone."""
+
+@final
+class LayerLease:
+    """A held layer: no process deletes its tree while the lease is held. Use it as a context
+    manager, or call ``release()``; garbage collection releases a forgotten one."""
+
+    @property
+    def diff_id(self) -> str:
+        """The held layer's diff_id (``sha256:…``)."""
+    @property
+    def released(self) -> bool:
+        """Whether ``release()`` was called (or the ``with`` block ended)."""
+    def release(self) -> None:
+        """Lets go of the layer (idempotent); it stays held while anything else holds it."""
+    def __enter__(self) -> LayerLease: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> None: ...
 
 @final
 class RegistryAuth:

@@ -25,3 +25,10 @@ PULL_DEFAULTS: Dict[str, Any] = SURFACE["pullOptions"]["defaults"]
 
 #: Other names the core takes for pull options (alias → option), e.g. ``policy``.
 PULL_ALIASES: Dict[str, str] = SURFACE["pullOptions"].get("aliases", {})
+
+#: Every report type of the cache's life cycle with its fields (``name`` in JSON, ``rustName``
+#: in Python) and the report it extends, each after the ones it refers to.
+CACHE_REPORTS: List[Dict[str, Any]] = SURFACE["cacheReports"]
+
+#: Every gc policy key (camelCase) with its default.
+GC_DEFAULTS: Dict[str, Any] = SURFACE["gcPolicy"]["defaults"]
