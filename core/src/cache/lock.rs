@@ -47,14 +47,23 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 
-    /// Wait for a shared lock on `path`, creating the file (with `perms`) if it does not
-    /// exist. A lock file that exists is opened read-only (`flock` needs no more), so shared
-    /// locks work on a cache the process cannot write (a read-only mount): that is what lets
-    /// such a cache serve warm pulls.
+    /// Wait for a shared lock on `path`, creating the file (with `perms`, which an owner's
+    /// open also restores on an existing file) if it does not exist. Where the file cannot
+    /// be opened for writing (a read-only mount, no write permission) an existing lock file
+    /// is opened read-only: `flock` needs no more, and that lets such a cache serve warm
+    /// pulls.
     pub(crate) fn shared(path: &Path, perms: Perms) -> std::io::Result<FileLock> {
-        let file = match Self::open_existing(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => open(path, perms)?,
-            other => other?,
+        use rustix::io::Errno;
+        let file = match open(path, perms) {
+            Ok(file) => file,
+            Err(e)
+                if [Errno::ROFS, Errno::ACCESS, Errno::PERM]
+                    .iter()
+                    .any(|x| e.raw_os_error() == Some(x.raw_os_error())) =>
+            {
+                Self::open_existing(path).map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
         };
         file.lock_shared()?;
         Ok(FileLock { _file: file })
