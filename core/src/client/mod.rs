@@ -300,19 +300,27 @@ impl RegistryClient {
         self.with_endpoints(r, |ep| {
             let headers = headers.clone();
             async move {
-                let (resp, url) = self
-                    .get(
-                        &ep,
-                        r.repository(),
-                        &format!("manifests/{reference}"),
-                        &headers,
+                let (bytes, (content_type, claimed)) = self
+                    .read_retrying(
+                        || async {
+                            let (resp, url) = self
+                                .get(
+                                    &ep,
+                                    r.repository(),
+                                    &format!("manifests/{reference}"),
+                                    &headers,
+                                )
+                                .await?;
+                            let resp = expect_success(resp, &url, "manifest").await?;
+                            let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
+                            let claimed = header_str(resp.headers(), "docker-content-digest")
+                                .and_then(|d| d.parse::<Digest>().ok());
+                            Ok((resp, url, (content_type, claimed)))
+                        },
+                        "manifest",
+                        MAX_MANIFEST_BYTES,
                     )
                     .await?;
-                let resp = expect_success(resp, &url, "manifest").await?;
-                let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
-                let claimed = header_str(resp.headers(), "docker-content-digest")
-                    .and_then(|d| d.parse::<Digest>().ok());
-                let bytes = read_limited(resp, &url, "manifest", MAX_MANIFEST_BYTES).await?;
                 let expected = pinned.cloned().or(claimed);
                 let digest = match &expected {
                     Some(e) => {
@@ -349,9 +357,18 @@ impl RegistryClient {
         limit: u64,
     ) -> Result<Vec<u8>, RegistryError> {
         self.with_endpoints(r, |ep| async move {
-            let BlobResponse { response, .. } = self.open_blob_at(&ep, r, digest, 0).await?;
-            let url = response.url().clone();
-            let bytes = read_limited(response, &url, what, limit).await?;
+            let (bytes, ()) = self
+                .read_retrying(
+                    || async {
+                        let BlobResponse { response, .. } =
+                            self.open_blob_at(&ep, r, digest, 0).await?;
+                        let url = response.url().clone();
+                        Ok((response, url, ()))
+                    },
+                    what,
+                    limit,
+                )
+                .await?;
             let mut h = digest.hasher();
             h.update(&bytes);
             let actual = h.finish();
@@ -436,6 +453,35 @@ impl RegistryClient {
             response: resp,
             partial,
         })
+    }
+
+    /// Send a request with `send` (which retries what fails before the headers arrive) and
+    /// read its whole body, at most `limit` bytes; when the body breaks off (a reset
+    /// connection), send it again, up to `max_retries` times with backoff. Small documents
+    /// (manifests, configs) are not resumed with `Range` like layer blobs: they are fetched
+    /// again whole. Returns the body and what `send` took from the response's headers.
+    async fn read_retrying<T, F, Fut>(
+        &self,
+        send: F,
+        what: &'static str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, T), RegistryError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(Response, Url, T), RegistryError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let (resp, url, extra) = send().await?;
+            match read_limited(resp, &url, what, limit).await {
+                Ok(bytes) => return Ok((bytes, extra)),
+                Err(RegistryError::Network { .. }) if attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Run `f` against each endpoint in turn until one succeeds; the last error otherwise.

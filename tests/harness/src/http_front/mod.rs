@@ -11,7 +11,7 @@ mod redirect;
 
 use std::path::{Path, PathBuf};
 
-pub use fault::{Fault, FaultProxy};
+pub use fault::{BlobServed, Fault, FaultProxy};
 pub use redirect::RedirectFront;
 
 /// Settings shared by the fronts.
@@ -24,6 +24,9 @@ pub struct FrontOptions {
     pub credentials: Option<(String, String)>,
     /// Apply a [`FaultProxy`]'s fault only to this blob digest.
     pub only_digest: Option<String>,
+    /// A [`FaultProxy`] appends one JSON line ([`BlobServed`]) per blob GET it faults or
+    /// could fault to this file (created if missing) as the GET ends.
+    pub log: Option<PathBuf>,
 }
 
 impl FrontOptions {
@@ -36,6 +39,12 @@ impl FrontOptions {
     /// Credentials for the blob host's upstream requests.
     pub fn credentials(mut self, user: &str, pass: &str) -> Self {
         self.credentials = Some((user.to_string(), pass.to_string()));
+        self
+    }
+
+    /// Log every blob GET to `path` (see [`FrontOptions::log`]).
+    pub fn log(mut self, path: &Path) -> Self {
+        self.log = Some(path.to_path_buf());
         self
     }
 
