@@ -108,7 +108,11 @@ async fn a_reset_while_reading_the_config_is_retried() {
     assert_eq!(res.config_digest.to_string(), image.config_digest);
     assert_eq!(proxy.faults_injected(), 2);
     let gets = proxy.blob_requests();
-    assert_eq!(gets.len(), 3, "two cut GETs of the config, then a whole one");
+    assert_eq!(
+        gets.len(),
+        3,
+        "two cut GETs of the config, then a whole one"
+    );
     assert!(gets.iter().all(|g| g.header("range").is_none()));
 }
 

@@ -19,8 +19,7 @@ use std::process::ExitCode;
 
 use msbimage_testkit::fixtures::{multiplatform, standard_image};
 use msbimage_testkit::{
-    Compression, Fault, FaultProxy, FrontOptions, ManifestFormat, Pusher, Registry,
-    RegistryOptions,
+    Compression, Fault, FaultProxy, FrontOptions, ManifestFormat, Pusher, Registry, RegistryOptions,
 };
 use serde_json::json;
 use tokio::io::AsyncReadExt as _;
@@ -64,7 +63,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--reset-every" => {
                 let v = it.next().ok_or("--reset-every needs N")?;
-                let n = v.parse().map_err(|_| format!("--reset-every: bad number {v:?}"))?;
+                let n = v
+                    .parse()
+                    .map_err(|_| format!("--reset-every: bad number {v:?}"))?;
                 args.reset_every = Some(n);
             }
             "--seed" => {

@@ -210,7 +210,14 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// Record a finished blob GET in memory and in the log file, if any.
-fn log_served(state: &State, req: &Request, status: u16, bytes: u64, reset: bool, error: Option<String>) {
+fn log_served(
+    state: &State,
+    req: &Request,
+    status: u16,
+    bytes: u64,
+    reset: bool,
+    error: Option<String>,
+) {
     let at_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
