@@ -143,6 +143,11 @@ for r in gc_rows:
 checks.append(("every gc round succeeded", not gc_failed,
                "; ".join(read(P("gc", r[0] + ".err")).strip()[:200] for r in gc_failed[:3])))
 
+tmp_rows = [r for r in tsv(P("run", "tmp.tsv")) if len(r) == 4 and all(x.strip() for x in r)]
+peak_trash = max((int(r[1]) for r in tmp_rows), default=0)
+peak_tmp = max((int(r[2]) for r in tmp_rows), default=0)
+peak_used = max((int(r[3]) for r in tmp_rows), default=0)
+
 # --- proxy log -------------------------------------------------------------------------
 log = jsonl(P("blobs.jsonl"))
 soak_log = [r for r in log if not (r.get("user_agent") or "").endswith("/final")]
@@ -226,6 +231,7 @@ summary = dict(
                median_completed_secs=round(sorted(p["secs"] for p in completed)[len(completed) // 2], 2) if completed else None),
     sigkills=dict(done=len(kills), phase=dict(kill_phase)),
     gc=dict(rounds=len(gc_rows), failed=len(gc_failed), **gc_tot),
+    tmp_peaks=dict(trash_trees=peak_trash, tmp_bytes=peak_tmp, cache_fs_used_bytes=peak_used),
     proxy=dict(blob_gets=len(soak_log), resets_injected=resets,
                reset_share=round(resets / len(soak_log), 3) if soak_log else None,
                gets_ended_by_client=client_gone),
@@ -253,6 +259,7 @@ lines = [
     f'| failed pulls | {len(failed)}: {len(failed) - len(unexpected)} from injected resets, {len(unexpected)} other |',
     f'| SIGKILLs | {len(kills)} (' + ", ".join(f"{n} during {t}" for t, n in kill_phase.most_common()) + ") |",
     f'| gc rounds | {len(gc_rows)} ({len(gc_failed)} failed): removed {gc_tot["removed_images"]} images, {gc_tot["removed_layers"]} layers, {gc_tot["removed_debris"]} debris; {gc_tot["in_use_layers_skipped"]} in-use layers skipped |',
+    f'| tmp/ at its fullest (sampled after each gc round) | {peak_trash} replaced trees waiting, {MB(peak_tmp)} in tmp/; {MB(peak_used)} used on the cache filesystem |',
     f'| blob GETs (proxy) | {len(soak_log)}: {resets} reset by the proxy ({s["proxy"]["reset_share"]}), {client_gone} ended by the client going away |',
     f'| bytes served for blobs | {MB(served)} (to completed pulls {MB(served_by["completed"])}, killed {MB(served_by["killed"])}, failed {MB(served_by["failed"])}) |',
     f'| ideal: each blob once per completed layer download | {MB(ideal)} ({s["bytes"]["completed_layer_downloads"]} downloads); served/ideal = {s["bytes"]["served_over_ideal"]} |',

@@ -6,7 +6,7 @@
 # problem, and a final `gc` must leave no debris. Prints a report and writes it to --out.
 #
 #   bash tests/soak/run.sh [--pulls 200] [--procs 4] [--kill-every 10] [--reset-every 5]
-#        [--gc-every 2] [--seed N] [--hang-secs 300] [--out tests/soak/RESULTS.md]
+#        [--gc-every 2] [--seed N] [--hang-secs 300] [--tmpfs-size 12g] [--out FILE.md]
 #
 # Run as root to put the cache on a tmpfs (otherwise it goes under /var/tmp). The image is
 # made from this machine's /usr with msbimage-push-tree (as tests/bench/ab.sh does): one
@@ -24,6 +24,7 @@ GC_EVERY=2
 SEED=$RANDOM
 HANG_SECS=300
 OUT=$root/tests/soak/RESULTS.md
+TMPFS_SIZE=12g
 while (($#)); do
   case "$1" in
     --pulls) PULLS=$2; shift 2 ;;
@@ -34,7 +35,8 @@ while (($#)); do
     --seed) SEED=$2; shift 2 ;;
     --hang-secs) HANG_SECS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+    --tmpfs-size) TMPFS_SIZE=$2; shift 2 ;;
+    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
   esac
 done
 
@@ -61,7 +63,7 @@ bin=$root/target/release
 
 mkdir -p "$work/mnt" "$work/run" "$work/pulls" "$work/gc" "$work/cfg"
 if [ "$(id -u)" -eq 0 ]; then
-  mount -t tmpfs -o size=6g,mode=0700 tmpfs "$work/mnt"
+  mount -t tmpfs -o "size=$TMPFS_SIZE,mode=0700" tmpfs "$work/mnt"
   fs=tmpfs
 else
   echo "not root: the cache goes under /var/tmp instead of a tmpfs" >&2
@@ -111,16 +113,19 @@ tickets() { # claim | done | back
 }
 
 # Each worker's pulls cycle through three ways of needing the network: `--force` (every layer
-# downloaded and swapped in again), `rm` then pull (layers no other pull holds are gone), and a
-# plain pull (cold when gc evicted the image, else warm). Each pull names itself in its
-# User-Agent, so the proxy's log tells its blob GETs apart.
+# downloaded and swapped in again; one pull in six), `rm` then pull (layers no other pull
+# holds are gone; two in six), and a plain pull (cold when gc evicted the image, else warm;
+# three in six). Forced pulls are kept to one in six because a replaced tree stays in tmp/
+# while anyone holds its layer, and four overlapping workers almost always do (see
+# RESULTS.md): with one in three, the trash filled a 6 GB tmpfs. Each pull names itself in
+# its User-Agent, so the proxy's log tells its blob GETs apart.
 worker() {
   local k=$1 n=0 id mode rc t0 t1 flags
-  local modes=(force rm plain)
+  local modes=(rm plain force rm plain plain)
   while [ ! -e "$work/stop" ] && tickets claim; do
     n=$((n + 1))
     id=w$k-$n
-    mode=${modes[$(((n + k) % 3))]}
+    mode=${modes[$(((n + 2 * k) % ${#modes[@]}))]}
     flags=()
     case $mode in
       force) flags=(--force) ;;
@@ -128,8 +133,10 @@ worker() {
     esac
     printf '{"userAgent": "msbimage-soak/%s"}\n' "$id" >"$work/cfg/$id.json"
     t0=$(date +%s.%N)
-    msb pull "$ref" --cache "$cache" --insecure-registry "$proxy" --config "$work/cfg/$id.json" \
-      --progress json "${flags[@]}" >"$work/pulls/$id.out" 2>"$work/pulls/$id.events" &
+    # The binary itself in the background (not a function: $! must be the msbimage process).
+    "$bin/msbimage" pull "$ref" --cache "$cache" --insecure-registry "$proxy" \
+      --config "$work/cfg/$id.json" --progress json "${flags[@]}" \
+      >"$work/pulls/$id.out" 2>"$work/pulls/$id.events" &
     local pid=$!
     echo "$pid $id $t0" >"$work/run/w$k.running"
     rc=0
@@ -194,6 +201,12 @@ gc_loop() {
       msb gc --cache "$cache" --max-size 0 --json >"$work/gc/$n.json" 2>"$work/gc/$n.err" || rc=$?
     fi
     printf '%s\t%s\t%s\n' "$n" "$rc" "$(date +%s.%N)" >>"$work/run/gc.tsv"
+    # What tmp/ holds now (replaced trees waiting for their layer to be free, staging) and
+    # how full the cache's filesystem is.
+    printf '%s\t%s\t%s\t%s\n' "$(date +%s.%N)" \
+      "$(find "$cache/tmp" -mindepth 1 -maxdepth 1 -name 'trash-*' 2>/dev/null | wc -l)" \
+      "$(du -sb "$cache/tmp" 2>/dev/null | cut -f1)" \
+      "$(df -B1 --output=used "$cache" | tail -n 1 | tr -d ' ')" >>"$work/run/tmp.tsv"
     sleep "$GC_EVERY"
   done
 }
@@ -219,7 +232,7 @@ while :; do
   c=$(<"$work/run/completed")
   if ((c / 20 != last)); then
     last=$((c / 20))
-    echo "  $(date -u +%T) $c/$PULLS pulls completed, $(wc -l <"$work/run/kills.tsv" 2>/dev/null || echo 0) SIGKILLs, $(wc -l <"$work/run/gc.tsv" 2>/dev/null || echo 0) gc rounds" >&2
+    echo "  $(date -u +%T) $c/$PULLS pulls completed, $(cat "$work/run/kills.tsv" 2>/dev/null | wc -l) SIGKILLs, $(cat "$work/run/gc.tsv" 2>/dev/null | wc -l) gc rounds" >&2
   fi
   sleep 1
 done
@@ -253,7 +266,7 @@ cat >"$work/params.json" <<JSON
 {"pulls": $PULLS, "procs": $PROCS, "kill_every": $KILL_EVERY, "reset_every": $RESET_EVERY,
  "gc_every": $GC_EVERY, "seed": $SEED, "hang_secs": $HANG_SECS, "fs": "$fs",
  "start": $start, "end": $end, "reference": "$ref",
- "command": "bash tests/soak/run.sh --pulls $PULLS --procs $PROCS --kill-every $KILL_EVERY --reset-every $RESET_EVERY --gc-every $GC_EVERY --seed $SEED",
+ "command": "bash tests/soak/run.sh --pulls $PULLS --procs $PROCS --kill-every $KILL_EVERY --reset-every $RESET_EVERY --gc-every $GC_EVERY --seed $SEED --tmpfs-size $TMPFS_SIZE",
  "commit": "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core tests/harness || echo +dirty)",
  "machine": "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"}
 JSON
