@@ -43,7 +43,8 @@ done
 work=$(mktemp -d /tmp/msb-soak.XXXXXX)
 bg=()
 cleanup() {
-  touch "$work/stop" 2>/dev/null || true
+  set +e
+  touch "$work/stop" 2>/dev/null
   # Our own processes only: the loops, the pulls they started, the registry.
   for f in "$work"/run/w*.running; do
     [ -e "$f" ] && kill -9 "$(cut -d' ' -f1 "$f")" 2>/dev/null
@@ -112,16 +113,13 @@ tickets() { # claim | done | back
   ) 9>"$work/run/tickets.lock"
 }
 
-# Each worker's pulls cycle through three ways of needing the network: `--force` (every layer
-# downloaded and swapped in again; one pull in six), `rm` then pull (layers no other pull
-# holds are gone; two in six), and a plain pull (cold when gc evicted the image, else warm;
-# three in six). Forced pulls are kept to one in six because a replaced tree stays in tmp/
-# while anyone holds its layer, and four overlapping workers almost always do (see
-# RESULTS.md): with one in three, the trash filled a 6 GB tmpfs. Each pull names itself in
-# its User-Agent, so the proxy's log tells its blob GETs apart.
+# Each worker's pulls cycle through three ways of needing the network, a third each:
+# `--force` (every layer downloaded and swapped in again), `rm` then pull (layers no other
+# pull holds are gone), and a plain pull (cold when gc evicted the image, else warm). Each
+# pull names itself in its User-Agent, so the proxy's log tells its blob GETs apart.
 worker() {
   local k=$1 n=0 id mode rc t0 t1 flags
-  local modes=(rm plain force rm plain plain)
+  local modes=(rm plain force rm force plain)
   while [ ! -e "$work/stop" ] && tickets claim; do
     n=$((n + 1))
     id=w$k-$n
@@ -140,7 +138,7 @@ worker() {
     local pid=$!
     echo "$pid $id $t0" >"$work/run/w$k.running"
     rc=0
-    wait "$pid" || rc=$?
+    wait "$pid" 2>/dev/null || rc=$?
     rm -f "$work/run/w$k.running"
     t1=$(date +%s.%N)
     printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$mode" "$rc" "$t0" "$t1" >>"$work/run/pulls.tsv"
@@ -153,25 +151,24 @@ worker() {
 }
 
 # Every KILL_EVERY s: SIGKILL the running pull of the next worker (round robin) that has one.
+# Meanwhile, every 0.2 s: a pull running for more than HANG_SECS is recorded as hung and killed.
 killer() {
-  local next=1 k f pid id t0 now
+  local next=1 k f pid id t0 due
+  due=$(($(date +%s%N) + KILL_EVERY * 1000000000))
   while [ ! -e "$work/stop" ]; do
-    for _ in $(seq $((KILL_EVERY * 10))); do
-      [ -e "$work/stop" ] && return 0
-      sleep 0.1
-      # Hang watch: a pull running for more than HANG_SECS is recorded and killed.
-      for f in "$work"/run/w*.running; do
-        [ -e "$f" ] || continue
-        read -r pid id t0 <"$f" || continue
-        now=$(date +%s)
-        if ((now - ${t0%.*} > HANG_SECS)) && [ ! -e "$work/run/hang-$id" ]; then
-          touch "$work/run/hang-$id"
-          cat "/proc/$pid/stack" >"$work/run/hang-$id.stack" 2>/dev/null || true
-          printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$id" "$pid" >>"$work/run/hangs.tsv"
-          kill -9 "$pid" 2>/dev/null || true
-        fi
-      done
+    sleep 0.2
+    for f in "$work"/run/w*.running; do
+      [ -e "$f" ] || continue
+      read -r pid id t0 <"$f" || continue
+      if (($(date +%s) - ${t0%.*} > HANG_SECS)) && [ ! -e "$work/run/hang-$id" ]; then
+        touch "$work/run/hang-$id"
+        cat "/proc/$pid/stack" >"$work/run/hang-$id.stack" 2>/dev/null || true
+        printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$id" "$pid" >>"$work/run/hangs.tsv"
+        kill -9 "$pid" 2>/dev/null || true
+      fi
     done
+    (($(date +%s%N) >= due)) || continue
+    due=$((due + KILL_EVERY * 1000000000))
     for k in $(seq 0 $((PROCS - 1))); do
       k=$(((next - 1 + k) % PROCS + 1))
       f=$work/run/w$k.running
@@ -230,6 +227,7 @@ while :; do
   for w in "${workers[@]}"; do kill -0 "$w" 2>/dev/null && alive=1; done
   ((alive)) || break
   c=$(<"$work/run/completed")
+  [ -n "$c" ] || continue # read while a worker rewrote it
   if ((c / 20 != last)); then
     last=$((c / 20))
     echo "  $(date -u +%T) $c/$PULLS pulls completed, $(cat "$work/run/kills.tsv" 2>/dev/null | wc -l) SIGKILLs, $(cat "$work/run/gc.tsv" 2>/dev/null | wc -l) gc rounds" >&2
