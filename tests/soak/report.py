@@ -277,6 +277,10 @@ checks_md = "\n".join(f'- [{"x" if c[1] else " "}] {c[0]}{": " + c[2] if c[2] an
 print(table)
 print(checks_md)
 print(json.dumps(summary, indent=1))
+# Notes written by hand below NOTES_MARK in OUT are kept across runs.
+NOTES_MARK = "<!-- notes: kept by report.py -->"
+notes = read(out)
+notes = notes[notes.index(NOTES_MARK):] if NOTES_MARK in notes else NOTES_MARK + "\n"
 with open(out, "w") as f:
     f.write(f"""# Soak test results
 
@@ -294,5 +298,6 @@ Definitions are in `tests/soak/report.py`. The run's figures as JSON:
 ```json
 {json.dumps(summary, indent=1)}
 ```
-""")
+
+{notes}""")
 sys.exit(0 if ok else 1)
