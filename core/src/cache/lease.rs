@@ -62,13 +62,14 @@ impl Drop for LayerLease {
         drop(self.generation_lock.take());
         drop(self.lock.take());
         for trash in pending {
-            let generation = trash
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| match TmpEntry::parse(n) {
-                    TmpEntry::Trash(_, generation) => generation,
-                    _ => None,
-                });
+            let generation =
+                trash
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| match TmpEntry::parse(n) {
+                        TmpEntry::Trash(_, generation) => generation,
+                        _ => None,
+                    });
             if let Ok(Some(_free)) = trash_unheld(&self.layout, &self.diff_id, generation) {
                 let _ = std::fs::remove_dir_all(trash);
             }
@@ -193,7 +194,11 @@ pub(crate) fn read_generation(layout: &Layout, diff_id: &Digest) -> u64 {
 /// tree longer.
 pub(crate) fn bump_generation(layout: &Layout, diff_id: &Digest, replaced: u64) {
     let next = format!("{}\n", replaced.saturating_add(1));
-    let _ = write_atomic(&layout.tmp(), &layout.lease_generation(diff_id), next.as_bytes());
+    let _ = write_atomic(
+        &layout.tmp(),
+        &layout.lease_generation(diff_id),
+        next.as_bytes(),
+    );
 }
 
 /// Whether a tree of `diff_id` in the trash can be deleted: nobody holds the layer at all,
@@ -284,11 +289,20 @@ mod tests {
         assert!(first.exists());
 
         drop(old);
-        assert!(unheld(Some(0)), "only `new` is left, and it never saw that tree");
-        assert!(!unheld(None), "the layer itself is held: gc may not delete it");
+        assert!(
+            unheld(Some(0)),
+            "only `new` is left, and it never saw that tree"
+        );
+        assert!(
+            !unheld(None),
+            "the layer itself is held: gc may not delete it"
+        );
         let second = tree(1);
         bump_generation(&layout, &d, 1);
-        assert!(!unheld(Some(1)), "`new` may be using the tree replaced at 1");
+        assert!(
+            !unheld(Some(1)),
+            "`new` may be using the tree replaced at 1"
+        );
         a.sweep_debris(false).unwrap();
         assert!(!first.exists(), "swept");
         assert!(second.exists(), "kept for `new`");
