@@ -88,6 +88,34 @@ async fn resets_mid_blob_are_resumed_with_range() {
     );
 }
 
+/// Found by the soak test (`tests/soak/`): a reset while reading a config's body failed the
+/// pull at once; small documents are now fetched again whole, within `maxRetries`.
+#[tokio::test]
+async fn a_reset_while_reading_the_config_is_retried() {
+    let (reg, image) = setup().await;
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::ResetAfter {
+            bytes: 10,
+            times: 2,
+        },
+        FrontOptions::default().only_digest(&image.config_digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let res = pull_through(&proxy, &cache).await.unwrap();
+    assert_eq!(res.config_digest.to_string(), image.config_digest);
+    assert_eq!(proxy.faults_injected(), 2);
+    let gets = proxy.blob_requests();
+    assert_eq!(
+        gets.len(),
+        3,
+        "two cut GETs of the config, then a whole one"
+    );
+    assert!(gets.iter().all(|g| g.header("range").is_none()));
+}
+
 #[tokio::test]
 async fn throttling_is_retried_after_retry_after() {
     let (reg, _) = setup().await;

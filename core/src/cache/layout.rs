@@ -141,6 +141,37 @@ impl Layout {
             .join(format!("lease-{}.lock", diff_id.hex()))
     }
 
+    /// `locks/lease-<hex>.gen`: how many times the layer's tree was replaced (absent: 0).
+    pub(crate) fn lease_generation(&self, diff_id: &Digest) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(format!("lease-{}.gen", diff_id.hex()))
+    }
+
+    /// `locks/lease-<hex>.<gen>.lock`: shared by the holders that took their lease while
+    /// the layer's generation was `gen` (`cache/lease.rs`).
+    pub(crate) fn lease_generation_lock(&self, diff_id: &Digest, generation: u64) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(format!("lease-{}.{generation}.lock", diff_id.hex()))
+    }
+
+    /// The generations of `diff_id` that have a lock file (`lease-<hex>.<gen>.lock`).
+    pub(crate) fn lease_generations(&self, diff_id: &Digest) -> std::io::Result<Vec<u64>> {
+        let prefix = format!("lease-{}.", diff_id.hex());
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.root.join("locks"))? {
+            let name = entry?.file_name();
+            let generation: Option<u64> = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|n| n.strip_suffix(".lock"))
+                .and_then(|n| n.parse().ok());
+            out.extend(generation);
+        }
+        Ok(out)
+    }
+
     /// The lock one `gc` (or `rm`) holds at a time.
     pub(crate) fn gc_lock(&self) -> PathBuf {
         self.root.join("locks").join("gc.lock")
@@ -161,10 +192,17 @@ impl Layout {
         self.root.join("manifests").join("sha256")
     }
 
-    /// A fresh name under `tmp/` for a layer tree that was replaced or removed and waits to
-    /// be deleted once no one holds the layer.
+    /// A fresh name under `tmp/` for a layer tree that was removed (by `gc`, which deletes it
+    /// at once) and waits to be deleted once no one holds the layer.
     pub(crate) fn trash(&self, diff_id: &Digest) -> PathBuf {
         self.staging(&format!("{TRASH_PREFIX}{}", diff_id.hex()))
+    }
+
+    /// A fresh name under `tmp/` for a layer tree replaced at generation `generation`
+    /// (`trash-<hex>.g<gen>.<unique>`): deleted once no holder of a generation up to
+    /// `generation` is left (`cache/lease.rs`).
+    pub(crate) fn replaced_trash(&self, diff_id: &Digest, generation: u64) -> PathBuf {
+        self.staging(&format!("{TRASH_PREFIX}{}.g{generation}", diff_id.hex()))
     }
 
     pub(crate) fn tmp(&self) -> PathBuf {
@@ -185,9 +223,10 @@ const TRASH_PREFIX: &str = "trash-";
 pub(crate) enum TmpEntry {
     /// A layer being built (`layer-<hex>.<unique>`): debris unless its layer lock is held.
     Staging(Digest),
-    /// A replaced or removed layer tree (`trash-<hex>.<unique>`): deleted once no one holds
-    /// the layer.
-    Trash(Digest),
+    /// A replaced or removed layer tree: `trash-<hex>.<unique>`, deleted once no one holds
+    /// the layer; or `trash-<hex>.g<gen>.<unique>`, replaced at generation `gen`, deleted
+    /// once no one holds a lease taken at that generation or an earlier one.
+    Trash(Digest, Option<u64>),
     /// Anything else written by process `pid` (atomic-write temp files, trees of older
     /// versions): debris once that process is gone.
     Other { pid: Option<u32> },
@@ -205,7 +244,12 @@ impl TmpEntry {
             return TmpEntry::Staging(d);
         }
         if let Some(d) = digest_after(TRASH_PREFIX) {
-            return TmpEntry::Trash(d);
+            let generation = name
+                .split('.')
+                .nth(1)
+                .and_then(|g| g.strip_prefix('g'))
+                .and_then(|g| g.parse().ok());
+            return TmpEntry::Trash(d, generation);
         }
         // `<prefix>.<pid>.<counter>.<nanos>`: the pid is third from the end.
         let parts: Vec<&str> = name.rsplitn(4, '.').collect();

@@ -3,14 +3,25 @@
 //! from being deleted by `gc`, `rm` or `pull --force` in any process.
 //!
 //! A lease is a shared `flock` on `locks/lease-<hex>.lock`. Whoever deletes a layer tree takes
-//! the exclusive lock first, without waiting; when it cannot, the tree stays (a forced
-//! re-pull leaves the old tree in `tmp/trash-<hex>.*`, `gc` skips the layer) and the next
-//! sweep deletes it once no one holds it. Within one process every holder of a layer shares one
-//! open file (one descriptor per layer, however many results hold it).
+//! the exclusive lock first, without waiting; when it cannot, the tree stays (`gc` skips the
+//! layer). Within one process every holder of a layer shares one open file (one descriptor
+//! per layer, however many results hold it).
+//!
+//! A tree replaced by a forced re-pull or a repair (`tmp/trash-<hex>.g<gen>.*`) needs less:
+//! only the holders that took their lease before it was replaced can be using it (whoever
+//! takes a lease later finds the new tree at the layer's path). So a lease also holds a
+//! shared lock on `locks/lease-<hex>.<gen>.lock`, `gen` being the layer's generation when the
+//! lease was taken (`locks/lease-<hex>.gen`, how many times its tree was replaced; bumped
+//! after each replacement, under the layer's build lock). The tree replaced at generation
+//! `g` is deleted once nobody holds the generation lock of `g` or of an earlier generation,
+//! even while newer holders keep the layer busy; before, a layer that was never free for a
+//! moment (four processes pulling one image in turn) kept every replaced tree (the soak test,
+//! `tests/soak/`, filled 6 GB that way). Generation lock files are never unlinked either.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use super::layout::{Layout, TmpEntry, write_atomic};
 use super::perms::Perms;
 use super::{CacheError, FileLock, GlobalCache};
 use crate::digest::Digest;
@@ -31,8 +42,12 @@ pub struct LayerLease {
     diff_id: Digest,
     /// The shared lock; `None` only while dropping.
     lock: Option<FileLock>,
-    /// The lease lock file, to see on drop whether anyone else still holds the layer.
-    path: std::path::PathBuf,
+    /// The shared lock on the generation current when the lease was taken (for a read-only
+    /// cache: the newest generation whose lock file exists, which is as careful or more);
+    /// `None` only while dropping.
+    generation_lock: Option<FileLock>,
+    /// Where the lock files are, to see on drop whether the trees below can go.
+    layout: Layout,
     /// How the cache creates lock files.
     perms: Perms,
     /// Replaced trees of this layer that this process left in `tmp/` because it held the
@@ -48,12 +63,19 @@ impl Drop for LayerLease {
                 .get_mut()
                 .unwrap_or_else(|p| p.into_inner()),
         );
+        drop(self.generation_lock.take());
         drop(self.lock.take());
-        if pending.is_empty() {
-            return;
-        }
-        if let Ok(Some(_free)) = FileLock::try_exclusive(&self.path, self.perms) {
-            for trash in pending {
+        for trash in pending {
+            let generation =
+                trash
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| match TmpEntry::parse(n) {
+                        TmpEntry::Trash(_, generation) => generation,
+                        _ => None,
+                    });
+            let unheld = trash_unheld(&self.layout, self.perms, &self.diff_id, generation);
+            if let Ok(Some(_free)) = unheld {
                 let _ = std::fs::remove_dir_all(trash);
             }
         }
@@ -105,26 +127,73 @@ impl GlobalCache {
         if let Some(lease) = leases.get(diff_id) {
             return Ok(lease);
         }
-        let path = self.layout().layer_lease(diff_id);
-        let lock = if self.is_read_only() {
-            FileLock::shared_existing(&path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => CacheError::ReadOnly {
-                    path: path.clone(),
-                    need: format!("layer {diff_id} has no lease file, and creating it is a write"),
-                    fix: "ask the cache's owner to pull the image again (that creates it)".into(),
-                },
-                _ => self.denied_or("lease", &path)(e),
-            })?
-        } else {
-            FileLock::shared(&path, self.perms()).map_err(CacheError::io("lease", &path))?
+        let layout = self.layout();
+        let path = layout.layer_lease(diff_id);
+        if self.is_read_only() {
+            let lock = self.reader_lock(&path, diff_id)?;
+            let generation_lock = self.reader_generation_lock(diff_id)?;
+            return Ok(self.new_lease(diff_id, lock, generation_lock));
+        }
+        let lock = FileLock::shared(&path, self.perms()).map_err(CacheError::io("lease", &path))?;
+        // The generation's lock, taken before the caller looks at the tree. If the tree was
+        // replaced meanwhile (the generation moved on), take the new one's instead: a lease
+        // counts as taken at the generation it was still current at after locking.
+        let generation_lock = loop {
+            let generation = read_generation(layout, diff_id);
+            let p = layout.lease_generation_lock(diff_id, generation);
+            let held = FileLock::shared(&p, self.perms()).map_err(CacheError::io("lease", &p))?;
+            if read_generation(layout, diff_id) == generation {
+                break held;
+            }
         };
-        Ok(leases.insert(&Arc::new(LayerLease {
+        Ok(self.new_lease(diff_id, lock, generation_lock))
+    }
+
+    fn new_lease(
+        &self,
+        diff_id: &Digest,
+        lock: FileLock,
+        generation_lock: FileLock,
+    ) -> Arc<LayerLease> {
+        self.inner.leases.insert(&Arc::new(LayerLease {
             diff_id: diff_id.clone(),
             lock: Some(lock),
-            path,
+            generation_lock: Some(generation_lock),
+            layout: self.layout().clone(),
             perms: self.perms(),
             pending_trash: Mutex::default(),
-        })))
+        }))
+    }
+
+    /// A reader's lock on an existing lock file (it cannot create one).
+    fn reader_lock(
+        &self,
+        path: &std::path::Path,
+        diff_id: &Digest,
+    ) -> Result<FileLock, CacheError> {
+        FileLock::shared_existing(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => CacheError::ReadOnly {
+                path: path.to_owned(),
+                need: format!("layer {diff_id} has no lease file, and creating it is a write"),
+                fix: "ask the cache's owner to pull the image again (that creates it)".into(),
+            },
+            _ => self.denied_or("lease", path)(e),
+        })
+    }
+
+    /// A reader's generation lock: the newest existing one not past the current generation
+    /// (holding an older generation keeps every tree replaced since then too).
+    fn reader_generation_lock(&self, diff_id: &Digest) -> Result<FileLock, CacheError> {
+        let layout = self.layout();
+        let current = read_generation(layout, diff_id);
+        let newest = layout
+            .lease_generations(diff_id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| *g <= current)
+            .max()
+            .unwrap_or(current);
+        self.reader_lock(&layout.lease_generation_lock(diff_id, newest), diff_id)
     }
 
     /// A replaced tree of `diff_id` left at `trash` because the layer is held: if this
@@ -165,6 +234,61 @@ impl GlobalCache {
     }
 }
 
+/// The layer's generation: how many times its tree was replaced (0 when never, or when the
+/// file cannot be read: an older generation only makes holders more careful).
+pub(crate) fn read_generation(layout: &Layout, diff_id: &Digest) -> u64 {
+    std::fs::read_to_string(layout.lease_generation(diff_id))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Record that the layer's tree was replaced at `replaced` (best effort, by whoever holds the
+/// layer's build lock, after the old tree went to the trash): later leases take generation
+/// `replaced + 1`. If this fails they take `replaced` again, which only keeps the replaced
+/// tree longer.
+pub(crate) fn bump_generation(layout: &Layout, perms: Perms, diff_id: &Digest, replaced: u64) {
+    let next = format!("{}\n", replaced.saturating_add(1));
+    let _ = write_atomic(
+        &layout.tmp(),
+        &layout.lease_generation(diff_id),
+        next.as_bytes(),
+        perms,
+    );
+}
+
+/// Whether a tree of `diff_id` in the trash can be deleted: nobody holds the layer at all,
+/// or (for a tree replaced at `generation`) nobody holds a lease taken at that generation
+/// or an earlier one. `Some` carries the exclusive locks that keep it so; hold them while
+/// deleting. Never waits.
+pub(crate) fn trash_unheld(
+    layout: &Layout,
+    perms: Perms,
+    diff_id: &Digest,
+    generation: Option<u64>,
+) -> std::io::Result<Option<Vec<FileLock>>> {
+    if let Some(free) = FileLock::try_exclusive(&layout.layer_lease(diff_id), perms)? {
+        return Ok(Some(vec![free]));
+    }
+    let Some(generation) = generation else {
+        return Ok(None);
+    };
+    let mut guards = Vec::new();
+    // A lease taken before the tree was replaced locked an existing file (it is created
+    // before the lease is counted), so listing now sees every one that matters; one taken
+    // later sees the new tree.
+    for older in layout.lease_generations(diff_id)? {
+        if older > generation {
+            continue;
+        }
+        match FileLock::try_exclusive(&layout.lease_generation_lock(diff_id, older), perms)? {
+            Some(free) => guards.push(free),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(guards))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +312,65 @@ mod tests {
         assert!(excluded.is_some());
         let other = Digest::sha256_of(b"other");
         assert_eq!(cache.hold_layers(&[other.clone(), other]).unwrap().len(), 1);
+    }
+
+    /// Found by the soak test: four processes pulling one image in turn (some with
+    /// `--force`) never left the layer free for a moment, so every replaced tree stayed in
+    /// `tmp/` until the disk was full. A replaced tree now goes once the holders from before
+    /// the replacement are gone, whoever holds the layer since.
+    #[test]
+    fn a_replaced_tree_goes_once_the_holders_from_before_it_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two caches on one root: two processes, as far as flock is concerned.
+        let (a, b) = (
+            GlobalCache::new(dir.path()).unwrap(),
+            GlobalCache::new(dir.path()).unwrap(),
+        );
+        let d = Digest::sha256_of(b"layer");
+        let layout = a.layout().clone();
+        let tree = |generation: u64| {
+            let p = layout.replaced_trash(&d, generation);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::write(p.join("f"), b"x").unwrap();
+            p
+        };
+        let p = Perms::PRIVATE;
+        let unheld = |generation| trash_unheld(&layout, p, &d, generation).unwrap().is_some();
+
+        let old = a.hold_layer(&d).unwrap(); // generation 0
+        let first = tree(0);
+        bump_generation(&layout, p, &d, 0); // the tree was replaced
+        assert_eq!(read_generation(&layout, &d), 1);
+        let new = b.hold_layer(&d).unwrap(); // generation 1
+        assert!(!unheld(Some(0)), "`old` may be using the replaced tree");
+        a.sweep_debris(false).unwrap();
+        assert!(first.exists());
+
+        drop(old);
+        assert!(
+            unheld(Some(0)),
+            "only `new` is left, and it never saw that tree"
+        );
+        assert!(
+            !unheld(None),
+            "the layer itself is held: gc may not delete it"
+        );
+        let second = tree(1);
+        bump_generation(&layout, p, &d, 1);
+        assert!(
+            !unheld(Some(1)),
+            "`new` may be using the tree replaced at 1"
+        );
+        a.sweep_debris(false).unwrap();
+        assert!(!first.exists(), "swept");
+        assert!(second.exists(), "kept for `new`");
+
+        drop(new);
+        a.sweep_debris(false).unwrap();
+        assert!(!second.exists());
+        // Taken after both replacements: generation 2, whatever older lock files exist.
+        let _late = a.hold_layer(&d).unwrap();
+        assert!(unheld(Some(1)));
+        assert_eq!(layout.lease_generations(&d).unwrap().len(), 3);
     }
 }

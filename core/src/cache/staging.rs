@@ -191,42 +191,48 @@ impl Staging {
     }
 
     /// Exchange the staging directory with the published one, then move the old tree (now at
-    /// the staging path) to the trash and delete it if no one holds the layer; returns the
-    /// trash path if it stays.
+    /// the staging path) to the trash, count the layer's generation up and delete the old
+    /// tree if no one can be using it (`cache/lease.rs`); returns the trash path if it stays.
     fn swap_in(
         &mut self,
         layout: &Layout,
         diff_id: &Digest,
     ) -> Result<Option<PathBuf>, CacheError> {
         use rustix::fs::{CWD, RenameFlags, renameat_with};
+        // Stable: only a holder of the layer's build lock (us) changes it.
+        let generation = super::lease::read_generation(layout, diff_id);
+        let trash = layout.replaced_trash(diff_id, generation);
         match renameat_with(CWD, &self.dir, CWD, &self.target, RenameFlags::EXCHANGE) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.published = true;
+                std::fs::rename(&self.dir, &trash).map_err(io("move aside", &self.dir))?;
+            }
             // File systems without RENAME_EXCHANGE: move the old tree aside first (a reader
             // may see no layer for a moment).
             Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
-                let aside = layout.trash(diff_id);
-                std::fs::rename(&self.target, &aside).map_err(io("move aside", &self.target))?;
+                std::fs::rename(&self.target, &trash).map_err(io("move aside", &self.target))?;
                 std::fs::rename(&self.dir, &self.target).map_err(io("publish", &self.target))?;
                 self.published = true;
-                return Ok(delete_if_unheld(layout, self.perms, diff_id, aside));
             }
             Err(e) => return Err(io("publish", &self.target)(e.into())),
         }
-        self.published = true;
-        let trash = layout.trash(diff_id);
-        std::fs::rename(&self.dir, &trash).map_err(io("move aside", &self.dir))?;
-        Ok(delete_if_unheld(layout, self.perms, diff_id, trash))
+        super::lease::bump_generation(layout, self.perms, diff_id, generation);
+        Ok(delete_if_unheld(
+            layout, self.perms, diff_id, trash, generation,
+        ))
     }
 }
 
-/// Delete a replaced tree now if nobody holds its layer (`None`); otherwise return it.
+/// Delete a tree replaced at `generation` now if nobody can be using it (`None`); otherwise
+/// return it.
 fn delete_if_unheld(
     layout: &Layout,
     perms: Perms,
     diff_id: &Digest,
     trash: PathBuf,
+    generation: u64,
 ) -> Option<PathBuf> {
-    match super::FileLock::try_exclusive(&layout.layer_lease(diff_id), perms) {
+    match super::lease::trash_unheld(layout, perms, diff_id, Some(generation)) {
         Ok(Some(_free)) => {
             let _ = std::fs::remove_dir_all(&trash);
             None

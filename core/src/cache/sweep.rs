@@ -56,26 +56,30 @@ impl GlobalCache {
         Ok(swept)
     }
 
-    /// `Some` (with the lock that keeps it so, if any) when the `tmp/` entry `name` belongs to
+    /// `Some` (with the locks that keep it so, if any) when the `tmp/` entry `name` belongs to
     /// no one.
     fn abandoned(
         &self,
         name: &str,
         entry: &std::fs::DirEntry,
-    ) -> Result<Option<Option<FileLock>>, CacheError> {
+    ) -> Result<Option<Vec<FileLock>>, CacheError> {
         Ok(match TmpEntry::parse(name) {
             TmpEntry::Staging(diff_id) => {
                 let p = self.layout().layer_lock(&diff_id);
                 FileLock::try_exclusive(&p, self.perms())
                     .map_err(CacheError::io("lock", &p))?
-                    .map(Some)
+                    .map(|lock| vec![lock])
             }
-            TmpEntry::Trash(diff_id) => self.try_exclude_holders(&diff_id)?.map(Some),
+            TmpEntry::Trash(diff_id, generation) => {
+                let lease = self.layout().layer_lease(&diff_id);
+                super::lease::trash_unheld(self.layout(), self.perms(), &diff_id, generation)
+                    .map_err(CacheError::io("lock", &lease))?
+            }
             TmpEntry::Other { pid: Some(pid) } => {
                 let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
                     SystemTime::now().duration_since(t).unwrap_or_default() > MIN_AGE_BY_PID
                 });
-                (old && pid != std::process::id() && process_gone(pid)).then_some(None)
+                (old && pid != std::process::id() && process_gone(pid)).then_some(Vec::new())
             }
             TmpEntry::Other { pid: None } => None,
         })

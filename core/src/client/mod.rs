@@ -309,7 +309,7 @@ impl RegistryClient {
             let headers = headers.clone();
             async move {
                 let path = format!("manifests/{reference}");
-                let (bytes, content_type, claimed) = self
+                let (bytes, (content_type, claimed)) = self
                     .read_retrying(
                         || async {
                             let (resp, url) = self.get_following(&ep, r, &path, &headers).await?;
@@ -322,8 +322,7 @@ impl RegistryClient {
                         "manifest",
                         MAX_MANIFEST_BYTES,
                     )
-                    .await
-                    .map(|(bytes, (ct, claimed))| (bytes, ct, claimed))?;
+                    .await?;
                 let expected = pinned.cloned().or(claimed);
                 let digest = match &expected {
                     Some(e) => {

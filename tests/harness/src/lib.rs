@@ -29,7 +29,7 @@ pub mod tree;
 pub use auth::AuthError;
 pub use breakouts::{BreakoutCase, GoTar, breakout_cases};
 pub use fixtures::{MultiPlatform, multiplatform, standard_image};
-pub use http_front::{Fault, FaultProxy, FrontOptions, RedirectFront};
+pub use http_front::{BlobServed, Fault, FaultProxy, FrontOptions, RedirectFront};
 pub use http1::RecordedRequest;
 pub use image::{Image, ImageBuilder, ImageIndex, ManifestFormat, build_index};
 pub use layer::{Compression, Layer, LayerBuilder, raw_header, sha256_digest};

@@ -110,6 +110,87 @@ async fn redirect_front_sends_blobs_to_another_host_without_credentials() {
     assert!(front.requests().iter().any(|r| r.path.contains("/blobs/")));
 }
 
+/// Reads `url` to the end, resuming with `Range` after each cut; returns the body and how
+/// many GETs it took.
+async fn get_resuming(c: &reqwest::Client, url: &str, agent: &str) -> (Vec<u8>, u32) {
+    let mut got = Vec::new();
+    for gets in 1..=10 {
+        let mut req = c.get(url).header("user-agent", agent);
+        if gets > 1 {
+            req = req.header("range", format!("bytes={}-", got.len()));
+        }
+        let mut resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+                Ok(None) => return (got, gets),
+                Err(_) => break,
+            }
+        }
+    }
+    panic!("not done after 10 GETs");
+}
+
+#[tokio::test]
+async fn reset_every_cuts_one_get_in_n_at_varying_points_and_logs_each() {
+    let (reg, image) = registry_with_image(RegistryOptions::plain(), None).await;
+    let layer = big_layer(&image);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("blobs.jsonl");
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::ResetEvery { every: 2, seed: 7 },
+        FrontOptions::default().log(&log),
+    )
+    .await
+    .unwrap();
+    let c = client(None);
+    let url = format!("{}/v2/{REPO}/blobs/{}", proxy.base_url(), layer.digest);
+
+    // GETs 2, 4, … are cut (below the body's length, at points that differ); each cut one
+    // is resumed by the next GET.
+    let (first, gets) = get_resuming(&c, &url, "pull-1").await;
+    assert_eq!((sha256_digest(&first), gets), (layer.digest.clone(), 1));
+    for agent in ["pull-2", "pull-3"] {
+        let (body, gets) = get_resuming(&c, &url, agent).await;
+        assert_eq!((sha256_digest(&body), gets), (layer.digest.clone(), 2));
+    }
+
+    let served = proxy.blob_log();
+    let agents: Vec<_> = served.iter().map(|s| s.user_agent.as_deref()).collect();
+    let pulls = ["pull-1", "pull-2", "pull-2", "pull-3", "pull-3"];
+    assert_eq!(agents, pulls.map(Some));
+    let resets: Vec<_> = served.iter().map(|s| s.reset).collect();
+    assert_eq!(resets, [false, true, false, true, false]);
+    for cut in [1, 3] {
+        assert!(served[cut].bytes < layer.size());
+        assert_eq!(served[cut].range, None);
+        // The resume asks for what the client kept, at most what was sent before the cut.
+        let from: u64 = served[cut + 1].range.as_deref().unwrap()["bytes=".len()..]
+            .trim_end_matches('-')
+            .parse()
+            .unwrap();
+        assert!(from <= served[cut].bytes);
+        assert_eq!(served[cut + 1].bytes, layer.size() - from);
+    }
+    assert_ne!(served[1].bytes, served[3].bytes, "cut points vary");
+    assert_eq!(
+        proxy.blob_bytes_served(),
+        served.iter().map(|s| s.bytes).sum::<u64>()
+    );
+    assert_eq!(proxy.faults_injected(), 2);
+
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let logged: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logged.len(), 5);
+    assert_eq!(logged[1]["reset"], true);
+    assert_eq!(logged[1]["user_agent"], "pull-2");
+}
+
 #[tokio::test]
 async fn reset_after_cuts_the_body_and_a_range_resumes() {
     let (reg, image) = registry_with_image(RegistryOptions::plain(), None).await;

@@ -1,14 +1,17 @@
 //! [`FaultProxy`]: a forwarding front that injects one kind of [`Fault`] into blob GETs
 //! (`/v2/<name>/blobs/<digest>`, optionally only one digest) — connection resets after N
-//! bytes, a corrupted byte, error statuses with `Retry-After`, or a stall — and records
-//! every blob GET with its headers (e.g. `Range`) and the body bytes it served, so tests can
-//! assert on retries and resumes.
+//! bytes or in one GET out of N at a varying point, a corrupted byte, error statuses with
+//! `Retry-After`, or a stall — and records every blob GET with its headers (e.g. `Range`)
+//! and the body bytes it served ([`BlobServed`], also appended as JSON lines to
+//! [`FrontOptions::log`]), so tests and the soak test can count retries and resumes.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpStream;
 
@@ -52,6 +55,17 @@ pub enum Fault {
         /// How many GETs are redirected.
         times: u32,
     },
+    /// Reset one blob GET in `every`: the `every`-th, the 2·`every`-th, … (counted over the
+    /// GETs the fault applies to, successful responses or not) is cut after a number of
+    /// body bytes that varies from one cut to the next, drawn from `seed` and the GET's
+    /// number, always below the response's length, so every such GET is really cut (an
+    /// empty body cannot be). `Range` requests are forwarded, so resuming works.
+    ResetEvery {
+        /// One GET in this many is cut (0 or 1: every one).
+        every: u32,
+        /// Seed of the cut points.
+        seed: u64,
+    },
     /// In every blob GET, pause for `millis` after `after_bytes` body bytes.
     Stall {
         /// Body bytes sent before the pause.
@@ -59,6 +73,28 @@ pub enum Fault {
         /// Pause length in milliseconds.
         millis: u64,
     },
+}
+
+/// One blob GET the fault applied to, as it ended: what [`FaultProxy::blob_log`] returns and
+/// [`FrontOptions::log`] receives (one JSON object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlobServed {
+    /// Milliseconds since the Unix epoch when the response ended.
+    pub at_ms: u64,
+    /// The blob's digest, as in the path.
+    pub digest: String,
+    /// The request's `Range` header, if any.
+    pub range: Option<String>,
+    /// The request's `User-Agent` header, if any (the soak test makes it name the pull).
+    pub user_agent: Option<String>,
+    /// The status relayed (0 when the upstream could not be reached).
+    pub status: u16,
+    /// Body bytes written to the client.
+    pub bytes: u64,
+    /// The body was cut by the fault (a reset).
+    pub reset: bool,
+    /// Why relaying stopped early other than by the fault (e.g. the client went away).
+    pub error: Option<String>,
 }
 
 struct State {
@@ -71,6 +107,8 @@ struct State {
     served: Arc<AtomicU64>,
     blob_requests: Mutex<Vec<RecordedRequest>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    served_log: Mutex<Vec<BlobServed>>,
+    log_file: Option<Mutex<File>>,
 }
 
 /// A fault-injecting front on `127.0.0.1`; stops when dropped.
@@ -91,6 +129,12 @@ impl FaultProxy {
         fault: Fault,
         opts: FrontOptions,
     ) -> io::Result<FaultProxy> {
+        let log_file = match &opts.log {
+            Some(path) => Some(Mutex::new(
+                File::options().create(true).append(true).open(path)?,
+            )),
+            None => None,
+        };
         let state = Arc::new(State {
             upstream: Upstream::new(upstream_base_url, opts.ca_pem.as_deref())?,
             fault,
@@ -101,6 +145,8 @@ impl FaultProxy {
             served: Arc::new(AtomicU64::new(0)),
             blob_requests: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
+            served_log: Mutex::new(Vec::new()),
+            log_file,
         });
         let s = Arc::clone(&state);
         let server = http1::serve(move |req, stream| {
@@ -138,6 +184,12 @@ impl FaultProxy {
         self.state.served.load(Ordering::SeqCst)
     }
 
+    /// Every blob GET the fault applies to that has ended, in the order they ended, with the
+    /// bytes it served and whether it was cut.
+    pub fn blob_log(&self) -> Vec<BlobServed> {
+        self.state.served_log.lock().unwrap().clone()
+    }
+
     /// How many responses were actually faulted so far.
     pub fn faults_injected(&self) -> u32 {
         self.state.injected.load(Ordering::SeqCst)
@@ -156,6 +208,47 @@ fn body_start(resp: &reqwest::Response) -> u64 {
         .and_then(|v| v.split('-').next())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// SplitMix64: a well-mixed 64-bit value from `x` (for cut points that vary).
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Record a finished blob GET in memory and in the log file, if any.
+fn log_served(
+    state: &State,
+    req: &Request,
+    status: u16,
+    bytes: u64,
+    reset: bool,
+    error: Option<String>,
+) {
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let entry = BlobServed {
+        at_ms,
+        digest: blob_get(req).map(|(_, d)| d).unwrap_or_default(),
+        range: req.header("range").map(str::to_string),
+        user_agent: req.header("user-agent").map(str::to_string),
+        status,
+        bytes,
+        reset,
+        error,
+    };
+    if let Some(file) = &state.log_file
+        && let Ok(mut line) = serde_json::to_vec(&entry)
+    {
+        line.push(b'\n');
+        // One write per line, in append mode: lines never interleave. A failed write loses
+        // a line of the log, not the response.
+        let _ = file.lock().unwrap().write_all(&line);
+    }
+    state.served_log.lock().unwrap().push(entry);
 }
 
 async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result<()> {
@@ -182,6 +275,7 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
         && n < *times
     {
         state.injected.fetch_add(1, Ordering::SeqCst);
+        log_served(state, &req, *code, 0, false, None);
         let mut headers = Vec::new();
         if let Some(secs) = retry_after {
             headers.push(("Retry-After".to_string(), secs.to_string()));
@@ -206,16 +300,29 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
     }
     let resp = match state.upstream.forward(&req).await {
         Ok(resp) => resp,
-        Err(e) => return bad_gateway(&mut stream, &e).await,
+        Err(e) => {
+            if targeted {
+                log_served(state, &req, 0, 0, false, Some(e.to_string()));
+            }
+            return bad_gateway(&mut stream, &e).await;
+        }
     };
+    let status = resp.status().as_u16();
     let mut plan = BodyPlan::default();
+    let this_request = Arc::new(AtomicU64::new(0));
     if targeted {
-        plan.served = Some(Arc::clone(&state.served));
+        plan.served = vec![Arc::clone(&state.served), Arc::clone(&this_request)];
     }
     if targeted && resp.status().is_success() {
         match &state.fault {
             Fault::ResetAfter { bytes, times } if n < *times => {
                 plan.cut_after = Some(*bytes);
+            }
+            Fault::ResetEvery { every, seed } if (n + 1) % (*every).max(1) == 0 => {
+                let len = resp.content_length().unwrap_or(1 << 20);
+                if len > 0 {
+                    plan.cut_after = Some(mix(seed ^ u64::from(n)) % len);
+                }
             }
             Fault::CorruptByte { offset } => {
                 let start = body_start(&resp);
@@ -235,7 +342,14 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
             state.injected.fetch_add(1, Ordering::SeqCst);
         }
     }
-    relay(&mut stream, resp, state.upstream.base(), &front_base, plan).await
+    let cut = plan.cut_after.is_some();
+    let relayed = relay(&mut stream, resp, state.upstream.base(), &front_base, plan).await;
+    if targeted {
+        let error = relayed.as_ref().err().map(ToString::to_string);
+        let bytes = this_request.load(Ordering::SeqCst);
+        log_served(state, &req, status, bytes, cut && error.is_none(), error);
+    }
+    relayed
 }
 
 /// Whether `req` is `GET /v2/<name>/manifests/<reference>`.

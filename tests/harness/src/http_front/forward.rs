@@ -72,8 +72,8 @@ impl Upstream {
 /// Faults applied to a relayed body; offsets count bytes of this response's body.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BodyPlan {
-    /// Add every body byte written to the client to this counter.
-    pub served: Option<Arc<AtomicU64>>,
+    /// Add every body byte written to the client to these counters.
+    pub served: Vec<Arc<AtomicU64>>,
     /// Send this many body bytes, then drop the connection (with RST).
     pub cut_after: Option<u64>,
     /// Flip every bit of the byte at this offset.
@@ -128,7 +128,7 @@ pub(crate) async fn relay(
     let mut sent: u64 = 0;
     let mut stalled = false;
     let count = |n: usize| {
-        if let Some(served) = &plan.served {
+        for served in &plan.served {
             served.fetch_add(n as u64, Ordering::SeqCst);
         }
     };

@@ -11,7 +11,7 @@ mod redirect;
 
 use std::path::{Path, PathBuf};
 
-pub use fault::{Fault, FaultProxy};
+pub use fault::{BlobServed, Fault, FaultProxy};
 pub use redirect::RedirectFront;
 
 /// Settings shared by the fronts.
@@ -27,6 +27,9 @@ pub struct FrontOptions {
     /// Apply a [`FaultProxy`]'s fault to manifest GETs too (`only_digest` still limits
     /// which blobs).
     pub manifests: bool,
+    /// A [`FaultProxy`] appends one JSON line ([`BlobServed`]) per blob GET it faults or
+    /// could fault to this file (created if missing) as the GET ends.
+    pub log: Option<PathBuf>,
 }
 
 impl FrontOptions {
@@ -39,6 +42,12 @@ impl FrontOptions {
     /// Credentials for the blob host's upstream requests.
     pub fn credentials(mut self, user: &str, pass: &str) -> Self {
         self.credentials = Some((user.to_string(), pass.to_string()));
+        self
+    }
+
+    /// Log every blob GET to `path` (see [`FrontOptions::log`]).
+    pub fn log(mut self, path: &Path) -> Self {
+        self.log = Some(path.to_path_buf());
         self
     }
 
