@@ -42,17 +42,7 @@ async fn fixtures_match_umoci() {
 /// deletes files and makes a directory opaque), pulled and compared with umoci.
 #[tokio::test]
 async fn debootstrap_image_matches_umoci() {
-    let rootfs =
-        tokio::task::spawn_blocking(|| msbimage_testkit::tree::debootstrap_rootfs("bookworm"))
-            .await
-            .unwrap()
-            .expect("debootstrap (run .ci/setup as root; needs the Debian archive)");
-    let tars = msbimage_testkit::tree::debian_layers(&rootfs).unwrap();
-    let mut builder = msbimage_testkit::ImageBuilder::new("linux", "amd64").cmd(&["/bin/bash"]);
-    for tar in tars {
-        builder = builder.layer(msbimage_testkit::Layer::from_tar(tar, Compression::Gzip));
-    }
-    let image = builder.build();
+    let image = oracle_support::debian_image().await;
     let f = Fixture::start().await;
     let compared = compare(&f, "oracle/debian", "bookworm", &image).await;
     assert!(compared > 3000, "{compared}");

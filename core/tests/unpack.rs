@@ -53,17 +53,7 @@ async fn rootless_unpack_matches_umoci_entry_for_entry() {
 /// making a directory opaque), unpacked rootless and compared with umoci.
 #[tokio::test]
 async fn rootless_unpack_of_debian_matches_umoci() {
-    let rootfs =
-        tokio::task::spawn_blocking(|| msbimage_testkit::tree::debootstrap_rootfs("bookworm"))
-            .await
-            .unwrap()
-            .expect("debootstrap (run .ci/setup as root; needs the Debian archive)");
-    let tars = msbimage_testkit::tree::debian_layers(&rootfs).unwrap();
-    let mut builder = msbimage_testkit::ImageBuilder::new("linux", "amd64");
-    for tar in tars {
-        builder = builder.layer(msbimage_testkit::Layer::from_tar(tar, Compression::Gzip));
-    }
-    let image = builder.build();
+    let image = common::oracle_support::debian_image().await;
     let f = Fixture::start().await;
     let res = push_and_pull(
         &f.registry,

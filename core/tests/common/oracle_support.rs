@@ -135,3 +135,22 @@ pub async fn compare(
     assert!(!ours.is_empty());
     (res, ours.len())
 }
+
+/// Debian bookworm minbase from debootstrap as a three-layer gzip image (the third layer
+/// deletes files and makes a directory opaque): the real distro the oracle tests use.
+pub async fn debian_image() -> Image {
+    let rootfs =
+        tokio::task::spawn_blocking(|| msbimage_testkit::tree::debootstrap_rootfs("bookworm"))
+            .await
+            .expect("debootstrap task")
+            .expect("debootstrap (run .ci/setup as root; needs the Debian archive)");
+    let tars = msbimage_testkit::tree::debian_layers(&rootfs).expect("debian layers");
+    let mut builder = msbimage_testkit::ImageBuilder::new("linux", "amd64").cmd(&["/bin/bash"]);
+    for tar in tars {
+        builder = builder.layer(msbimage_testkit::Layer::from_tar(
+            tar,
+            msbimage_testkit::Compression::Gzip,
+        ));
+    }
+    builder.build()
+}
