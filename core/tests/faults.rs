@@ -309,33 +309,41 @@ async fn manifest_redirects_are_followed_and_loops_are_named() {
     assert!(err.to_string().contains("too many redirects"), "{err}");
 }
 
-/// A body that stops for good names the real URL it came from.
-#[tokio::test]
-async fn a_stalled_body_error_names_the_real_url() {
+/// A registry, a proxy in front of it that stalls the big layer's GETs for 10 s after
+/// `after_bytes`, and a client with the settings `config` (JSON) pulling through it into
+/// `cache` (keep the registry alive for as long as the proxy is used).
+async fn stalled_setup(
+    after_bytes: u64,
+    config: &str,
+    cache: &tempfile::TempDir,
+) -> (TestRegistry, FaultProxy, Registry, String) {
     let (reg, image) = setup().await;
     let big = big_layer(&image).digest.clone();
     let proxy = FaultProxy::start_with(
         &reg.base_url(),
         Fault::Stall {
-            after_bytes: 0,
+            after_bytes,
             millis: 10_000,
         },
         FrontOptions::default().only_digest(&big),
     )
     .await
     .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let config = microsandbox_image::RegistryConfig {
-        read_timeout: std::time::Duration::from_millis(300),
-        durable: false,
-        ..Default::default()
-    };
     let registry = Registry::from_config(
         Platform::new("linux", "amd64"),
         GlobalCache::new(cache.path()).unwrap(),
-        config,
+        microsandbox_image::RegistryConfig::from_json(config).unwrap(),
     )
     .unwrap();
+    (reg, proxy, registry, big)
+}
+
+/// A body that stops for good names the real URL it came from.
+#[tokio::test]
+async fn a_stalled_body_error_names_the_real_url() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_reg, proxy, registry, big) =
+        stalled_setup(0, r#"{"readTimeout": 0.3, "durable": false}"#, &cache).await;
     let r = format!("{}/flaky/app:v1", proxy.host()).parse().unwrap();
     let started = std::time::Instant::now();
     let err = registry
@@ -355,29 +363,13 @@ async fn a_stalled_body_error_names_the_real_url() {
 /// low-speed rule ends it, naming the rule.
 #[tokio::test]
 async fn a_trickling_download_fails_under_the_low_speed_rule() {
-    let (reg, image) = setup().await;
-    let big = big_layer(&image).digest.clone();
-    let proxy = FaultProxy::start_with(
-        &reg.base_url(),
-        Fault::Stall {
-            after_bytes: 1000,
-            millis: 10_000,
-        },
-        FrontOptions::default().only_digest(&big),
-    )
-    .await
-    .unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let config = microsandbox_image::RegistryConfig::from_json(
+    let (_reg, proxy, registry, _) = stalled_setup(
+        1000,
         r#"{"readTimeout": 0.3, "lowSpeedLimit": 100000, "lowSpeedTime": 2, "durable": false}"#,
+        &cache,
     )
-    .unwrap();
-    let registry = Registry::from_config(
-        Platform::new("linux", "amd64"),
-        GlobalCache::new(cache.path()).unwrap(),
-        config,
-    )
-    .unwrap();
+    .await;
     let r = format!("{}/flaky/app:v1", proxy.host()).parse().unwrap();
     let err = registry
         .pull(&r, &PullOptions::default())
