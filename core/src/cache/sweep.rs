@@ -2,7 +2,8 @@
 //! or removed and are no longer held, and temp files of processes that are gone. A network
 //! pull sweeps when it starts and `gc` sweeps every time, so debris never outlives the next
 //! pull. Nothing in use is touched: a staging directory is removed only when its layer's
-//! build lock is free, a trashed tree only when no one holds a lease on its layer, and any
+//! build lock is free (and, if it holds a whole published tree, as a trashed one), a trashed
+//! tree only when no one holds a lease on its layer, and any
 //! other temp file only when the process named in it is gone and it is over a minute old
 //! (atomic writes last milliseconds; the age guards against pids of another pid namespace).
 
@@ -66,9 +67,26 @@ impl GlobalCache {
         Ok(match TmpEntry::parse(name) {
             TmpEntry::Staging(diff_id) => {
                 let p = self.layout().layer_lock(&diff_id);
-                FileLock::try_exclusive(&p, self.perms())
+                let Some(lock) = FileLock::try_exclusive(&p, self.perms())
                     .map_err(CacheError::io("lock", &p))?
-                    .map(|lock| vec![lock])
+                else {
+                    return Ok(None);
+                };
+                // With its `meta.json` it may be a published tree a crash caught between the
+                // exchange with its replacement and its move to the trash (the generation
+                // was not counted up yet): someone may still be using it, so it goes only as
+                // a tree replaced at the current generation would.
+                if !super::Layout::meta_in(&entry.path()).exists() {
+                    return Ok(Some(vec![lock]));
+                }
+                let generation = super::lease::read_generation(self.layout(), &diff_id);
+                let lease = self.layout().layer_lease(&diff_id);
+                super::lease::trash_unheld(self.layout(), self.perms(), &diff_id, Some(generation))
+                    .map_err(CacheError::io("lock", &lease))?
+                    .map(|mut locks| {
+                        locks.push(lock);
+                        locks
+                    })
             }
             TmpEntry::Trash(diff_id, generation) => {
                 let lease = self.layout().layer_lease(&diff_id);
@@ -154,5 +172,35 @@ mod tests {
         ] {
             assert_eq!(p.exists(), kept, "{}", p.display());
         }
+    }
+
+    /// Found by reading the soak's notes: a crash between the exchange that swaps a new tree
+    /// in and the old tree's move to the trash leaves the old tree under a staging name.
+    /// It may be in use, so it is swept only once the holders from before are gone.
+    #[test]
+    fn a_swapped_out_tree_under_a_staging_name_waits_for_its_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = GlobalCache::new(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"swapped");
+        let tmp = cache.layout().tmp();
+        let prefix = super::super::Layout::staging_prefix(&d);
+        let (old_tree, unfinished) = (
+            tmp.join(format!("{prefix}.1.1.1")),
+            tmp.join(format!("{prefix}.2.2.2")),
+        );
+        for p in [&old_tree, &unfinished] {
+            std::fs::create_dir_all(p.join("fs")).unwrap();
+        }
+        std::fs::write(super::super::Layout::meta_in(&old_tree), b"{}").unwrap();
+        let held = cache.hold_layer(&d).unwrap();
+        cache.sweep_debris(false).unwrap();
+        assert!(
+            !unfinished.exists(),
+            "an unfinished staging directory goes as before"
+        );
+        assert!(old_tree.exists(), "a published tree someone may use stays");
+        drop(held);
+        cache.sweep_debris(false).unwrap();
+        assert!(!old_tree.exists(), "and goes once no one holds the layer");
     }
 }
