@@ -102,6 +102,11 @@ enum msb_status
     // Waiting for a layer that another pull holds took longer than the `lockTimeout`
     // setting.
     MSB_STATUS_LOCK_TIMEOUT = 16,
+    // A registry configuration file (`registries.conf`, `blocked = true`) forbids pulling
+    // from this registry or namespace.
+    MSB_STATUS_REGISTRY_BLOCKED = 17,
+    // The pull did not finish within the `deadline` setting.
+    MSB_STATUS_DEADLINE_EXCEEDED = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -180,6 +185,10 @@ enum msb_progress_kind
     // Another pull is building this layer; this one waits for it. Fields: `layer_index`,
     // `diff_id`, `holder_pid` (valid when `has_holder_pid`).
     MSB_PROGRESS_KIND_LAYER_WAITING = 12,
+    // A request failed in a way that may pass and is tried again after a wait. Fields:
+    // `url` (no query), `layer_index` and `digest` (valid when `has_layer_index`: a layer's
+    // blob), `attempt`, `max_attempts`, `wait_ms`, `reason`.
+    MSB_PROGRESS_KIND_REQUEST_RETRYING = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -355,6 +364,19 @@ typedef struct msb_progress_event {
     uint32_t holder_pid;
     // Whether `holder_pid` is known.
     bool has_holder_pid;
+    // The URL of a request about to be retried, without its query (`RequestRetrying`).
+    struct msb_str url;
+    // Whether `layer_index` and `digest` name the layer a retried request is for
+    // (`RequestRetrying`; the other layer events always have a layer).
+    bool has_layer_index;
+    // The attempt about to start, 2 for the first retry (`RequestRetrying`).
+    uint32_t attempt;
+    // Attempts allowed in all (`RequestRetrying`).
+    uint32_t max_attempts;
+    // The wait before the retry, in milliseconds (`RequestRetrying`).
+    uint64_t wait_ms;
+    // Why the attempt before failed (`RequestRetrying`).
+    struct msb_str reason;
 } msb_progress_event;
 
 // Receives the progress events of a pull.
@@ -573,7 +595,9 @@ msb_status msb_platform_to_string(const struct msb_platform *platform, char **ou
 // Frees a platform. NULL is a no-op.
 void msb_platform_free(struct msb_platform *platform);
 
-// Pulls `reference` (e.g. `"docker.io/library/alpine:3.20"`) and waits for the outcome. On
+// Pulls `reference` (e.g. `"docker.io/library/alpine:3.20"`), or an offline image:
+// `"oci-layout:DIR[:TAG|@DIGEST]"` (or `oci:`) or `"docker-archive:FILE[:NAME:TAG]"`, read
+// into the cache under its name through the same verification, and waits for the outcome. On
 // success stores a new result in `*out` (free it with `msb_pull_result_free`); on failure
 // `*out` is NULL and `msb_last_error_message()` says why.
 //
@@ -587,9 +611,10 @@ msb_status msb_registry_pull(const struct msb_registry *registry,
                              void *user_data,
                              struct msb_pull_result **out);
 
-// Starts pulling `reference` in the background and stores the task in `*out` (free it with
-// `msb_pull_task_free`). Errors found before the pull starts (NULL, bad UTF-8, a reference
-// that does not parse) are returned here; all others by `msb_pull_task_wait`.
+// Starts pulling `reference` (as `msb_registry_pull` takes it) in the background and stores the
+// task in `*out` (free it with `msb_pull_task_free`). Errors found before the pull starts
+// (NULL, bad UTF-8, a reference or source that does not parse) are returned here; all others
+// by `msb_pull_task_wait`.
 //
 // `progress` (may be NULL) is called with every event on library threads, until the task
 // ends or is freed; `user_data` must stay valid until then.
@@ -840,6 +865,76 @@ const char *msb_status_name(uint32_t status);
 // Frees a string returned by this library. NULL is a no-op. Never pass a string from
 // elsewhere, nor the one from `msb_last_error_message`, `msb_version` or `msb_status_name`.
 void msb_string_free(char *s);
+
+// Opens (creating it if needed) the cache directory `path` with `options_json`, the core's
+// `CacheOptions` as JSON, every key optional: `{"group": "sandboxes"}` or `{"group": 1001}`
+// (share it read-only with a group), `{"readOnly": true}` (a reader that never writes: warm
+// pulls, inspect, listings and layer stacks work; anything that writes fails, naming what is
+// missing). NULL or `"{}"`: as
+// `msb_cache_open`. An unknown key or a bad value is `MSB_STATUS_INVALID_ARGUMENT`. Stores a
+// new handle in `*out`; free it with `msb_cache_free`.
+msb_status msb_cache_open_with_options(const char *path,
+                                       const char *options_json,
+                                       struct msb_cache **out);
+
+// Checks the cache against what was published and stores the JSON `VerifyReport` (`images`:
+// `ImageCheck`s, `layers`: `LayerCheck`s with their `problems`, each `{kind, path, detail}`,
+// `records`) in `*out_json`; free it with `msb_string_free`. `references` is NULL (check
+// every image record, image and layer in the cache) or a NULL-terminated array of references
+// (the images pulled under those names and their layers; a name the cache holds no image for
+// is `MSB_STATUS_NOT_FOUND`). Blocks while it reads every byte of every layer it checks.
+msb_status msb_cache_verify_json(const struct msb_cache *cache,
+                                 const char *const *references,
+                                 char **out_json);
+
+// Repairs what a verify found: `report_json` is the JSON `VerifyReport` that
+// `msb_cache_verify_json` produced (for this registry's cache). Invalid image records are
+// removed and each damaged image is fetched again by its manifest digest, rebuilding only its
+// damaged layers. Stores the JSON `RepairReport` (`repairedImages`, `rebuiltLayers`,
+// `removedRecords`, `orphanedLayers`, `failed`: `{image, error}`) in `*out_json`; free it
+// with `msb_string_free`. JSON that is not a verify report is `MSB_STATUS_INVALID_ARGUMENT`.
+// Blocks until done; must not be called from a progress callback.
+msb_status msb_registry_repair_json(const struct msb_registry *registry,
+                                    const char *report_json,
+                                    char **out_json);
+
+// What `reference` resolves to on its registry, without downloading a layer or writing to the
+// cache: stores the JSON `RemoteImage` (`reference`, `digest`, `indexDigest`, `platforms`,
+// `platform`, `manifestDigest`, `configDigest`, `config`, `layers`: `{digest, size,
+// mediaType, diffId}`, `downloadSize`) in `*out_json`; free it with `msb_string_free`.
+// `platform` NULL: the registry's platform. Blocks; must not be called from a progress
+// callback.
+msb_status msb_registry_inspect_json(const struct msb_registry *registry,
+                                     const char *reference,
+                                     const struct msb_platform *platform,
+                                     char **out_json);
+
+// Writes the image `source` names (as `msb_registry_pull` takes it: a reference, an
+// `oci-layout:` or a `docker-archive:`) to `target`, `"oci-layout:DIR[:TAG]"` or
+// `"docker-archive:FILE[:NAME:TAG]"`, for `platform` (NULL: the registry's), to carry it where
+// no registry is; a registry image is fetched again (the cache keeps extracted layers, not
+// blobs). Stores the JSON `SaveReport` (`reference`, `target`, `manifestDigest`,
+// `configDigest`, `blobsWritten`, `bytesWritten`) in `*out_json`; free it with
+// `msb_string_free`. A target that is not a layout or an archive is
+// `MSB_STATUS_INVALID_ARGUMENT`. Blocks; must not be called from a progress callback.
+msb_status msb_registry_save_json(const struct msb_registry *registry,
+                                  const char *source,
+                                  const char *target,
+                                  const struct msb_platform *platform,
+                                  char **out_json);
+
+// Writes the pulled image's merged root filesystem under `dest` (missing or an empty
+// directory) as an ordinary tree. `rootless`: 1 writes owners as `user.rootlesscontainers`
+// xattrs and devices as empty files (as `umoci unpack --rootless`), 0 sets owners and makes
+// devices (root only), -1 is rootless unless running as root; any other value is
+// `MSB_STATUS_INVALID_ARGUMENT`. Stores the JSON `UnpackReport` (`entries`, `bytes`,
+// `rootless`, `skippedXattrs`) in `*out_json`; free it with `msb_string_free`. A destination
+// that is not empty is `MSB_STATUS_INVALID_ARGUMENT`, a file-system failure `MSB_STATUS_IO`.
+// Blocks.
+msb_status msb_pull_result_unpack_json(const struct msb_pull_result *result,
+                                       const char *dest,
+                                       int32_t rootless,
+                                       char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

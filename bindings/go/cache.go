@@ -145,18 +145,15 @@ func (c *Cache) DiskUsage() (*DiskUsage, error) {
 // ""), and the layers only it held unless someone holds them (listed in InUseLayers). An
 // image not in the cache is CodeNotFound; a malformed reference, CodeInvalidReference.
 func (c *Cache) RemoveImage(ref, platform string) (*GCReport, error) {
-	var p *C.msb_platform
-	if platform != "" {
-		var err error
-		if p, err = parsePlatform(platform); err != nil {
-			return nil, err
-		}
-		defer C.msb_platform_free(p)
+	p, err := optionalPlatform(platform)
+	if err != nil {
+		return nil, err
 	}
+	defer C.msb_platform_free(p)
 	cref := cString(ref)
 	defer freeString(cref)
 	var out GCReport
-	err := c.report(&out, func(ptr *C.msb_cache, s **C.char) C.msb_status {
+	err = c.report(&out, func(ptr *C.msb_cache, s **C.char) C.msb_status {
 		return C.msb_cache_remove_image_json(ptr, cref, p, s)
 	})
 	if err != nil {

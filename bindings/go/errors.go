@@ -31,6 +31,8 @@ const (
 	CodeTimeout          Code = C.MSB_STATUS_TIMEOUT
 	CodeNotFound         Code = C.MSB_STATUS_NOT_FOUND
 	CodeLockTimeout      Code = C.MSB_STATUS_LOCK_TIMEOUT
+	CodeRegistryBlocked  Code = C.MSB_STATUS_REGISTRY_BLOCKED
+	CodeDeadlineExceeded Code = C.MSB_STATUS_DEADLINE_EXCEEDED
 )
 
 // String returns the code's name in the C header, e.g. "MSB_STATUS_AUTH".
@@ -86,12 +88,15 @@ var (
 	ErrInternal         = &Error{Code: CodeInternal}
 	ErrNotFound         = &Error{Code: CodeNotFound}
 	ErrLockTimeout      = &Error{Code: CodeLockTimeout}
+	ErrRegistryBlocked  = &Error{Code: CodeRegistryBlocked}
+	ErrDeadlineExceeded = &Error{Code: CodeDeadlineExceeded}
 )
 
 var sentinels = []*Error{
 	ErrInvalidArgument, ErrInvalidReference, ErrNotCached, ErrPlatformNotFound, ErrAuth,
 	ErrRegistry, ErrDigestMismatch, ErrExtraction, ErrIO, ErrUnsupported, ErrCancelled,
-	ErrPanic, ErrInternal, ErrNotFound, ErrLockTimeout,
+	ErrPanic, ErrInternal, ErrNotFound, ErrLockTimeout, ErrRegistryBlocked,
+	ErrDeadlineExceeded,
 }
 
 // Sentinel returns the Err* value for code (for errors.Is), or nil for a code this package

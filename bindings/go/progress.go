@@ -27,6 +27,7 @@ const (
 	LayerIndexComplete    EventKind = C.MSB_PROGRESS_KIND_LAYER_INDEX_COMPLETE
 	Complete              EventKind = C.MSB_PROGRESS_KIND_COMPLETE
 	LayerWaiting          EventKind = C.MSB_PROGRESS_KIND_LAYER_WAITING
+	RequestRetrying       EventKind = C.MSB_PROGRESS_KIND_REQUEST_RETRYING
 )
 
 var kindNames = map[EventKind]string{
@@ -42,6 +43,7 @@ var kindNames = map[EventKind]string{
 	LayerIndexComplete:    "layer_index_complete",
 	Complete:              "complete",
 	LayerWaiting:          "layer_waiting",
+	RequestRetrying:       "request_retrying",
 }
 
 // EventKinds returns every event kind this package knows, in the library's order.
@@ -80,6 +82,12 @@ type Event struct {
 	Cached             bool
 	HolderPID          uint32 // the process holding the layer's lock (LayerWaiting)
 	HasHolderPID       bool
+	URL                string // a retried request's URL, without its query (RequestRetrying)
+	HasLayerIndex      bool   // LayerIndex and Digest name the retried request's layer
+	Attempt            uint32 // the attempt about to start, 2 for the first retry
+	MaxAttempts        uint32
+	WaitMS             uint64 // the wait before the retry, in milliseconds
+	Reason             string // why the attempt before failed
 	// JSON is the whole event in the library's JSON form, the same in every language:
 	// {"type":"layerDownloadProgress","layerIndex":0,…} (see PROGRESS.md).
 	JSON string
@@ -110,6 +118,12 @@ func eventFromC(e *C.msb_progress_event) Event {
 		Cached:             bool(e.cached),
 		HolderPID:          uint32(e.holder_pid),
 		HasHolderPID:       bool(e.has_holder_pid),
+		URL:                goStr(e.url),
+		HasLayerIndex:      bool(e.has_layer_index),
+		Attempt:            uint32(e.attempt),
+		MaxAttempts:        uint32(e.max_attempts),
+		WaitMS:             uint64(e.wait_ms),
+		Reason:             goStr(e.reason),
 		JSON:               goStr(e.json),
 	}
 }

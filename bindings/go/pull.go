@@ -89,7 +89,9 @@ func (o PullOptions) toC() (*C.msb_pull_options, error) {
 	return opts, nil
 }
 
-// Pull pulls ref ("docker.io/library/alpine:3.20") and returns what it produced.
+// Pull pulls ref ("docker.io/library/alpine:3.20"), or an offline image:
+// "oci-layout:DIR[:TAG|@DIGEST]" (or "oci:") or "docker-archive:FILE[:NAME:TAG]", read into the
+// cache under its name through the same verification, and returns what it produced.
 //
 // onProgress, if not nil, receives every progress event on a library thread (one call at a
 // time); it must return quickly. If it panics, the pull is cancelled and Pull panics with the

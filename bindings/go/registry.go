@@ -182,6 +182,15 @@ func parsePlatform(s string) (*C.msb_platform, error) {
 	return p, call(func() C.msb_status { return C.msb_platform_parse(cs, &p) })
 }
 
+// optionalPlatform parses s, or is nil for "" (which the C calls read as the default).
+// msb_platform_free accepts nil.
+func optionalPlatform(s string) (*C.msb_platform, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return parsePlatform(s)
+}
+
 // NewRegistry makes a registry client that pulls into cache.
 func NewRegistry(cache *Cache, opts ...Option) (*Registry, error) {
 	if cache == nil {

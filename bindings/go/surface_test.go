@@ -91,7 +91,8 @@ type cacheReports struct {
 			Type string `json:"type"`
 		} `json:"fields"`
 	} `json:"cacheReports"`
-	GCPolicy struct {
+	ProblemKinds []string `json:"problemKinds"`
+	GCPolicy     struct {
 		Defaults map[string]any `json:"defaults"`
 	} `json:"gcPolicy"`
 }
@@ -122,13 +123,25 @@ func TestParityCacheReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	goTypes := map[string]reflect.Type{
-		"CachedImage":  reflect.TypeOf(msbimage.CachedImage{}),
-		"CachedLayer":  reflect.TypeOf(msbimage.CachedLayer{}),
-		"ImageUsage":   reflect.TypeOf(msbimage.ImageUsage{}),
-		"DiskUsage":    reflect.TypeOf(msbimage.DiskUsage{}),
-		"RemovedImage": reflect.TypeOf(msbimage.RemovedImage{}),
-		"GcReport":     reflect.TypeOf(msbimage.GCReport{}),
+		"CachedImage":   reflect.TypeOf(msbimage.CachedImage{}),
+		"CachedLayer":   reflect.TypeOf(msbimage.CachedLayer{}),
+		"ImageUsage":    reflect.TypeOf(msbimage.ImageUsage{}),
+		"DiskUsage":     reflect.TypeOf(msbimage.DiskUsage{}),
+		"RemovedImage":  reflect.TypeOf(msbimage.RemovedImage{}),
+		"GcReport":      reflect.TypeOf(msbimage.GCReport{}),
+		"Problem":       reflect.TypeOf(msbimage.Problem{}),
+		"LayerCheck":    reflect.TypeOf(msbimage.LayerCheck{}),
+		"ImageCheck":    reflect.TypeOf(msbimage.ImageCheck{}),
+		"VerifyReport":  reflect.TypeOf(msbimage.VerifyReport{}),
+		"RepairFailure": reflect.TypeOf(msbimage.RepairFailure{}),
+		"RepairReport":  reflect.TypeOf(msbimage.RepairReport{}),
+		"RemoteLayer":   reflect.TypeOf(msbimage.RemoteLayer{}),
+		"RemoteImage":   reflect.TypeOf(msbimage.RemoteImage{}),
+		"UnpackReport":  reflect.TypeOf(msbimage.UnpackReport{}),
+		"SaveReport":    reflect.TypeOf(msbimage.SaveReport{}),
 	}
+	// Field types that are not reports.
+	others := map[string]reflect.Type{"ImageConfig": reflect.TypeOf(msbimage.ImageConfig{})}
 	if len(s.CacheReports) != len(goTypes) {
 		t.Errorf("the core has %d report types, Go %d", len(s.CacheReports), len(goTypes))
 	}
@@ -157,7 +170,15 @@ func TestParityCacheReports(t *testing.T) {
 				t.Errorf("%s: no Go field for %q", r.Name, f.Name)
 				continue
 			}
-			ty, list := strings.CutSuffix(f.Type, "[]")
+			ty, optional := strings.CutSuffix(f.Type, "?")
+			if optional {
+				if ft.Kind() != reflect.Pointer {
+					t.Errorf("%s.%s: Go %v for %s", r.Name, f.Name, ft, f.Type)
+					continue
+				}
+				ft = ft.Elem()
+			}
+			ty, list := strings.CutSuffix(ty, "[]")
 			if list != (ft.Kind() == reflect.Slice) {
 				t.Errorf("%s.%s: Go %v for %s", r.Name, f.Name, ft, f.Type)
 				continue
@@ -165,10 +186,17 @@ func TestParityCacheReports(t *testing.T) {
 			if list {
 				ft = ft.Elem()
 			}
-			if k, scalar := kinds[ty]; scalar && ft.Kind() != k || !scalar && goTypes[ty] != ft {
+			want, other := others[ty]
+			if !other {
+				want = goTypes[ty]
+			}
+			if k, scalar := kinds[ty]; scalar && ft.Kind() != k || !scalar && want != ft {
 				t.Errorf("%s.%s: Go %v for %s", r.Name, f.Name, ft, f.Type)
 			}
 		}
+	}
+	if !reflect.DeepEqual(s.ProblemKinds, msbimage.ProblemKinds) {
+		t.Errorf("ProblemKinds: Go %v, the core %v", msbimage.ProblemKinds, s.ProblemKinds)
 	}
 	// GCPolicy sends exactly the core's GcPolicy keys when everything is set.
 	full, err := json.Marshal(msbimage.GCPolicy{DryRun: true, MaxSize: msbimage.Bytes(1), KeepRecent: time.Second})

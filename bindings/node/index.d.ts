@@ -33,6 +33,10 @@ export type ErrorCode =
   | 'NOT_FOUND'
   /** Waiting for a layer that another pull holds took longer than `lockTimeout`. */
   | 'LOCK_TIMEOUT'
+  /** A registry configuration file (`registries.conf`, `blocked = true`) forbids pulling from this registry or namespace. */
+  | 'REGISTRY_BLOCKED'
+  /** The pull did not finish within the `deadline` setting. */
+  | 'DEADLINE_EXCEEDED'
 
 /**
  * An `Error` thrown or rejected by this package. A cancelled pull rejects with one whose
@@ -162,6 +166,25 @@ export interface LayerWaitingEvent {
   holderPid: number | null
 }
 
+/** A request failed in a way that may pass (a reset, a timeout, HTTP 429 or 5xx) and is tried again after a wait: a manifest, a config, a token, a blob, or the rest of a blob whose stream broke off. Sent before the wait. */
+export interface RequestRetryingEvent {
+  type: 'requestRetrying'
+  /** The request's URL, without its query (where signed storage URLs carry credentials). */
+  url: string
+  /** The layer whose blob the request is for; null for a manifest, config or token. */
+  layerIndex: number | null
+  /** That layer's compressed digest; null when `layerIndex` is. */
+  digest: string | null
+  /** The attempt about to start (2 for the first retry). */
+  attempt: number
+  /** Attempts allowed in all (`maxRetries` + 1 for a request). */
+  maxAttempts: number
+  /** The wait before it, in milliseconds (a `Retry-After` capped at `maxRetryAfter`, or the backoff). */
+  waitMs: number
+  /** Why the attempt before failed (`HTTP 503`, `connection reset`, …). */
+  reason: string
+}
+
 /** The pull finished successfully. */
 export interface CompleteEvent {
   type: 'complete'
@@ -188,6 +211,7 @@ export type PullProgress =
   | LayerIndexStartedEvent
   | LayerIndexCompleteEvent
   | LayerWaitingEvent
+  | RequestRetryingEvent
   | CompleteEvent
 
 /** Credentials for a registry. */
@@ -195,6 +219,7 @@ export type RegistryAuth =
   | { type: 'anonymous' }
   | { type: 'basic'; username: string; password: string }
   | { type: 'bearer'; token: string }
+  | { type: 'identityToken'; username?: string; token: string }
 
 /**
  * The core's registry settings (`RegistryConfig`), every key optional; durations in seconds.
@@ -206,19 +231,29 @@ export interface RegistryOptions {
   /** Default: `{}`. */
   authFor?: Record<string, RegistryAuth>
   /** Default: `[]`. */
+  caDirs?: string[]
+  /** Default: `[]`. */
   caFiles?: string[]
   /** Default: `null`. */
   cacheKeepRecent?: number | null
   /** Default: `null`. */
   cacheMaxSize?: number | null
+  /** Default: `[]`. */
+  certsDirs?: string[]
   /** Default: `4`. */
   concurrency?: number
   /** Default: `15`. */
   connectTimeout?: number
+  /** Default: `[]`. */
+  credentialSources?: string[]
+  /** Default: `null`. */
+  deadline?: number | null
   /** Default: `false`. */
   dockerConfig?: boolean | string
   /** Default: `true`. */
   durable?: boolean
+  /** Default: `[]`. */
+  hostsDirs?: string[]
   /** Default: `[]`. */
   insecureRegistries?: string[]
   /** Default: `{"maxDepth":512,"maxEntries":4000000,"maxFileSize":68719476736,"maxPathLen":4096,"maxTotalBytes":274877906944}`. */
@@ -243,8 +278,12 @@ export interface RegistryOptions {
   mirrors?: Record<string, string[]>
   /** Default: `33554432`. */
   partialMinSize?: number | null
+  /** Default: `"env"`. */
+  proxy?: 'env' | 'off' | { https?: string | null; http?: string | null; noProxy?: string[] }
   /** Default: `60`. */
   readTimeout?: number
+  /** Default: `[]`. */
+  registriesConf?: string[]
   /** Default: `"msbimage/0.1.0"`. */
   userAgent?: string
 }
@@ -288,6 +327,17 @@ export interface GcPolicy {
   keepRecent?: number | null
   /** Default: `null`. */
   maxSize?: number | null
+}
+
+/**
+ * How `new GlobalCache(path, options)` opens a cache (the core's `CacheOptions`): `group` shares it
+ * read-only with a group (name or gid), `readOnly` opens it as a reader that never writes.
+ */
+export interface CacheOptions {
+  /** Default: `null`. */
+  group?: string | number | null
+  /** Default: `false`. */
+  readOnly?: boolean
 }
 
 /** An image in the cache: one platform manifest pulled for one platform, under every reference that resolved to it (tags that resolve to one digest are one image). */
@@ -370,6 +420,142 @@ export interface GcReport {
   freedBytes: number
 }
 
+/** One thing found wrong. */
+export interface Problem {
+  /** What kind of damage (a `ProblemKind`: `contentChanged`, `missing`, …). */
+  kind: string
+  /** Where: a path in the layer's tree (relative to `fs/`), or a file of the cache (null when the problem has no one place). */
+  path: string | null
+  /** What was expected and found. */
+  detail: string
+}
+
+/** The check of one layer. */
+export interface LayerCheck {
+  /** The layer (its uncompressed digest). */
+  diffId: string
+  /** Entries of its tree checked. */
+  entries: number
+  /** File bytes read and hashed. */
+  bytes: number
+  /** Whether the layer has content digests to check its files against (layers published before `verify` existed, or without an index, have none: their metadata is checked against their index only). */
+  recorded: boolean
+  /** What is wrong (at most [`MAX_LISTED_PROBLEMS`]). */
+  problems: Problem[]
+  /** Problems found beyond those listed. */
+  moreProblems: number
+}
+
+/** The check of one image (its record, manifests and which of its layers are damaged). */
+export interface ImageCheck {
+  /** The references it was pulled as. */
+  names: string[]
+  /** The platform it was pulled for. */
+  platform: string
+  /** Its platform manifest's digest. */
+  manifestDigest: string
+  /** What is wrong with its manifests (layer damage is in the report's `layers`). */
+  problems: Problem[]
+  /** Its layers that are missing or have problems (diff_ids, bottom to top). */
+  damagedLayers: string[]
+}
+
+/** What [`GlobalCache::verify`] found. */
+export interface VerifyReport {
+  /** Every image checked. */
+  images: ImageCheck[]
+  /** Every layer checked. */
+  layers: LayerCheck[]
+  /** Image records that are not valid (a whole-cache check only). */
+  records: Problem[]
+}
+
+/** An image [`Registry::repair`](crate::Registry::repair) could not repair. */
+export interface RepairFailure {
+  /** The image (first name and platform). */
+  image: string
+  /** Why. */
+  error: string
+}
+
+/** What [`Registry::repair`](crate::Registry::repair) did. */
+export interface RepairReport {
+  /** Images fetched again (their first name and platform), with their damaged layers. */
+  repairedImages: string[]
+  /** Layers rebuilt from the registry. */
+  rebuiltLayers: string[]
+  /** Invalid image records removed (the next pull of their image writes a new one). */
+  removedRecords: number
+  /** Damaged layers no image names: nothing says where to fetch them from; `gc` removes them. */
+  orphanedLayers: string[]
+  /** Images that could not be repaired, and why. */
+  failed: RepairFailure[]
+}
+
+/** One layer of a [`RemoteImage`]. */
+export interface RemoteLayer {
+  /** The blob's digest. */
+  digest: string
+  /** Its size in bytes (compressed). */
+  size: number
+  /** Its media type. */
+  mediaType: string
+  /** Its uncompressed digest, from the config. */
+  diffId: string
+}
+
+/** An image as its registry describes it ([`Registry::inspect`](crate::Registry::inspect)). */
+export interface RemoteImage {
+  /** The normalised reference asked for. */
+  reference: string
+  /** What the reference resolves to (the index's digest when it names one). */
+  digest: string
+  /** The index's digest, when the reference names one. */
+  indexDigest: string | null
+  /** The platforms the index offers (`os/arch[/variant]`); for a single manifest, the one its config names. */
+  platforms: string[]
+  /** The platform chosen (as a pull would choose it). */
+  platform: string
+  /** The chosen platform manifest's digest. */
+  manifestDigest: string
+  /** The config blob's digest (the image ID). */
+  configDigest: string
+  /** The verified config. */
+  config: ImageConfig
+  /** The layers, bottom to top. */
+  layers: RemoteLayer[]
+  /** Compressed bytes a cold pull downloads (the layers' sizes summed). */
+  downloadSize: number
+}
+
+/** What [`PullResult::unpack`] wrote. */
+export interface UnpackReport {
+  /** Entries created (the root excluded). */
+  entries: number
+  /** Bytes of file content copied. */
+  bytes: number
+  /** Whether owners and devices were written the rootless way. */
+  rootless: boolean
+  /** Image xattrs the file system or the kernel refused (rootless: `security.*`, `trusted.*`), as `path: name`. */
+  skippedXattrs: string[]
+}
+
+/** What [`Registry::save`](crate::Registry::save) wrote. */
+export interface SaveReport {
+  /** The image saved, as named on its registry. */
+  reference: string
+  /** Where it went. */
+  target: string
+  /** The manifest written (the platform's manifest). */
+  manifestDigest: string
+  /** The config blob. */
+  configDigest: string
+  /** Blobs written, config included (blobs already in an OCI layout are not counted). */
+  blobsWritten: number
+  /** Bytes of those blobs as written. */
+  bytesWritten: number
+}
+
 /** `registry.pullEvents(ref)` is read with `for await (const event of events)`. */
 export interface PullEvents extends AsyncIterable<PullProgress> {}
 
@@ -397,8 +583,21 @@ export declare class GlobalCache {
   /**
    * Opens (and creates if needed) the cache at `path`. Throws `IO` when it cannot be
    * created.
+   * `options` (the core's `CacheOptions`): `group` shares the cache read-only with a group
+   * (name or gid: directories `2750`, files `0640`); `readOnly` opens it as a reader that
+   * never writes (the cache may belong to another user). An unknown key throws
+   * `INVALID_ARGUMENT`.
    */
-  constructor(path: string)
+  constructor(path: string, options?: CacheOptions | null)
+  /** Whether the cache was opened read-only (it never writes). */
+  get readOnly(): boolean
+  /**
+   * Checks every layer's tree against its index and content digests, and the images'
+   * records and manifests (only the images `references` name, and their layers, when
+   * given). Reports damage; changes nothing. A malformed reference rejects with
+   * `INVALID_REFERENCE`.
+   */
+  verify(references?: string[] | null): Promise<VerifyReport>
   /** The cache's root directory. */
   get path(): string
   /** The images in the cache, sorted by name. */
@@ -555,6 +754,14 @@ export declare class PullResult {
    * `IO` when an index is missing (pulled with `buildIndex: false`) or corrupt.
    */
   layerStack(): LayerStack
+  /**
+   * Writes the image's merged root filesystem under `dest` (missing or an empty directory)
+   * as an ordinary tree: real symlinks, hardlinks, modes, times, xattrs, and owners when
+   * run as root. `rootless` (default: unless running as root) writes owners as
+   * `user.rootlesscontainers` xattrs and devices as empty files, as `umoci unpack
+   * --rootless` does. A destination that is not empty rejects with `INVALID_ARGUMENT`.
+   */
+  unpack(dest: string, options?: { rootless?: boolean } | null): Promise<UnpackReport>
 }
 
 /**
@@ -571,20 +778,43 @@ export declare class Registry {
   /** The default target platform. */
   get platform(): Platform
   /**
-   * Pulls `reference`. Resolves with the result once the image is in the cache and every
+   * What `reference` resolves to on its registry for `platform` (default: the registry's):
+   * its digest, an index's platforms, the chosen manifest, the config and the layers with
+   * their sizes, verified like a pull's first steps. No layer is downloaded and nothing is
+   * written to the cache. Rejects as a pull would (`PLATFORM_NOT_FOUND`, `NOT_FOUND`, …).
+   */
+  inspect(reference: string, platform?: string | Platform | null): Promise<RemoteImage>
+  /**
+   * Writes the image `source` names (as `pull` takes it) to `target`, an OCI image layout
+   * (`oci-layout:DIR[:TAG]`) or a docker archive (`docker-archive:FILE[:NAME:TAG]`), for
+   * `options.platform` (default: the registry's), to carry it where no registry is. A
+   * registry image is fetched again (the cache keeps extracted layers, not blobs).
+   */
+  save(source: string, target: string, options?: { platform?: string | Platform | null } | null): Promise<SaveReport>
+  /**
+   * Repairs what `cache.verify()` found: removes invalid image records, fetches the
+   * damaged images' manifests again (pinned to their digests) and rebuilds only their
+   * damaged layers. Images that cannot be repaired are listed in `failed`. Verify again
+   * to confirm. A report that is not a `VerifyReport` rejects with `INVALID_ARGUMENT`.
+   */
+  repair(report: VerifyReport): Promise<RepairReport>
+  /**
+   * Pulls `source`: a reference (`docker://` optional) or an offline image,
+   * `oci-layout:DIR[:TAG|@DIGEST]` (or `oci:`) or `docker-archive:FILE[:NAME:TAG]`, pulled
+   * into the cache under its name through the same verification. Resolves with the result once the image is in the cache and every
    * progress event was delivered; rejects with an `Error` whose `code` is the core's kind
    * (`'NOT_CACHED'`, …), or, when `signal` aborted it, one named `'AbortError'` (after the
    * pull removed its staging directories). If `onProgress` throws, the pull is cancelled
    * and the promise rejects with what it threw.
    */
-  pull(reference: string, options?: PullOptions | null): Promise<PullResult>
+  pull(source: string, options?: PullOptions | null): Promise<PullResult>
   /**
-   * Starts pulling `reference` and returns its progress events as an async iterator
+   * Starts pulling `source` (as `pull` takes it) and returns its progress events as an async iterator
    * (`for await (const event of registry.pullEvents(ref))`); `await events.result()`
    * gives the `PullResult`. Breaking out of the loop cancels the pull. Options as `pull`,
    * without `onProgress`.
    */
-  pullEvents(reference: string, options?: Omit<PullOptions, 'onProgress'> | null): PullEvents
+  pullEvents(source: string, options?: Omit<PullOptions, 'onProgress'> | null): PullEvents
 }
 
 /**
@@ -729,6 +959,12 @@ export interface Stat {
   implicit: boolean
   /** The entry has extended attributes (`xattrs`). */
   hasXattrs: boolean
+}
+
+/** How `result.unpack` writes owners and devices. */
+export interface UnpackOptions {
+  /** Owners as xattrs and devices as empty files (default: unless running as root). */
+  rootless?: boolean
 }
 
 /** The version of the core library this addon was built from. */

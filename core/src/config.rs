@@ -53,6 +53,12 @@ pub struct ImageConfig {
     oci: Option<Box<ImageConfiguration>>,
 }
 
+/// In report schemas (`RemoteImage.config`) the config is its own type, which each front door
+/// maps to its image-config class.
+impl crate::progress::SchemaType for ImageConfig {
+    const NAME: &'static str = "ImageConfig";
+}
+
 impl PartialEq for ImageConfig {
     fn eq(&self, o: &Self) -> bool {
         (

@@ -35,6 +35,7 @@ pub mod error;
 pub mod index;
 pub mod layer;
 pub mod manifest;
+pub mod offline;
 pub mod platform;
 pub mod progress;
 pub mod pull;
@@ -43,6 +44,7 @@ pub mod registry;
 pub mod settings;
 pub mod stat;
 pub mod surface;
+mod sysconf;
 pub mod unpack;
 
 pub use auth::RegistryAuth;
@@ -58,6 +60,7 @@ pub use digest::Digest;
 pub use error::{Error, ErrorKind, ErrorReport, ImageError, ImageResult, Result};
 pub use layer::{ExtractLimits, LayerError};
 pub use manifest::ManifestError;
+pub use offline::{ImageSource, LayoutRef, SaveReport, SourceError};
 pub use platform::{Arch, Os, Platform};
 pub use progress::{
     ProgressCallback, PullProgress, PullProgressHandle, PullProgressSender, progress_channel,
@@ -67,4 +70,5 @@ pub use pull::{
 };
 pub use reference::{Reference, ReferenceError};
 pub use registry::{Registry, RegistryBuilder};
-pub use settings::{DockerConfigSource, RegistryConfig};
+pub use settings::{CredentialSource, DockerConfigSource, ProxyConfig, RegistryConfig};
+pub use sysconf::default_config_path;

@@ -29,9 +29,9 @@ use std::str::FromStr;
 use crate::digest::{Digest, DigestError};
 
 /// The registry name Docker Hub references print as.
-const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 /// The host Docker Hub's registry API is served from.
-const DOCKER_HUB_API: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_API: &str = "registry-1.docker.io";
 /// Registry names that all mean Docker Hub.
 const DOCKER_HUB_ALIASES: [&str; 3] = [DOCKER_HUB, "index.docker.io", DOCKER_HUB_API];
 /// The namespace single-component Docker Hub names live in.

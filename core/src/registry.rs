@@ -10,13 +10,17 @@ use tokio::task::JoinHandle;
 use crate::auth::{AuthStore, RegistryAuth};
 use crate::cache::{GcPolicy, GlobalCache, VerifyReport};
 use crate::cancel::CancelToken;
+use crate::client::proxy::ProxyRules;
 use crate::client::{ClientOptions, RegistryClient};
 use crate::error::{Error, Result};
 use crate::layer::ExtractLimits;
+use crate::offline::local::LocalImage;
+use crate::offline::{ImageSource, SaveReport};
 use crate::platform::Platform;
 use crate::progress::{ProgressCallback, ProgressSink, PullProgressHandle};
 use crate::pull::{PullOptions, PullResult, Puller, RemoteImage, RepairReport};
 use crate::reference::Reference;
+use crate::settings::ProxyConfig;
 use crate::settings::{DockerConfigSource, RegistryConfig};
 
 /// Pulls images into a [`GlobalCache`].
@@ -147,6 +151,117 @@ impl Registry {
         self.puller.pull(reference, options, sink, cancel).await
     }
 
+    /// Pull an image from `source`: a registry (as [`pull`](Self::pull)), an OCI image
+    /// layout directory or a `docker save` archive ([`ImageSource`], parsed from
+    /// `oci-layout:DIR[:TAG|@DIGEST]`, `docker-archive:FILE[:NAME:TAG]` or a reference).
+    /// An offline image goes through the same verification and layer pipeline into the same
+    /// cache, and is recorded under its name (its `RepoTags` entry, its layout's annotated
+    /// name, else `localhost/<dir or file name>:<tag>`), so a later `pull` of that name with
+    /// policy `IfMissing` or `Never` answers from the cache.
+    ///
+    /// ```no_run
+    /// # async fn f(registry: microsandbox_image::Registry) -> Result<(), Box<dyn std::error::Error>> {
+    /// let source = "oci-layout:/media/usb/images:alpine-3.20".parse()?;
+    /// let result = registry.pull_source(&source, &Default::default()).await?;
+    /// println!("{} as {}", result.manifest_digest, result.reference);
+    /// # Ok(()) }
+    /// ```
+    pub async fn pull_source(
+        &self,
+        source: &ImageSource,
+        options: &PullOptions,
+    ) -> Result<PullResult> {
+        self.pull_source_with(source, options, None, &CancelToken::new())
+            .await
+    }
+
+    /// [`pull_source`](Self::pull_source) with a progress callback and a [`CancelToken`], as
+    /// [`pull_with`](Self::pull_with).
+    pub async fn pull_source_with(
+        &self,
+        source: &ImageSource,
+        options: &PullOptions,
+        callback: Option<ProgressCallback>,
+        cancel: &CancelToken,
+    ) -> Result<PullResult> {
+        let sink = callback.map(ProgressSink::callback).unwrap_or_default();
+        self.pull_source_into(source, options, sink, cancel).await
+    }
+
+    /// [`pull_source`](Self::pull_source) started on the current tokio runtime, with its
+    /// progress stream, as [`pull_with_progress`](Self::pull_with_progress).
+    pub fn pull_source_with_progress(
+        &self,
+        source: &ImageSource,
+        options: &PullOptions,
+    ) -> (PullProgressHandle, JoinHandle<Result<PullResult>>) {
+        let cancel = CancelToken::new();
+        let (sink, handle) = ProgressSink::channel(cancel.clone());
+        let registry = self.clone();
+        let (source, options) = (source.clone(), options.clone());
+        let task = tokio::spawn(async move {
+            registry
+                .pull_source_into(&source, &options, sink, &cancel)
+                .await
+        });
+        (handle, task)
+    }
+
+    async fn pull_source_into(
+        &self,
+        source: &ImageSource,
+        options: &PullOptions,
+        sink: ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<PullResult> {
+        if let ImageSource::Registry(reference) = source {
+            return self.puller.pull(reference, options, sink, cancel).await;
+        }
+        match open_local(source).await {
+            Ok(local) => {
+                self.puller
+                    .pull_local(Arc::new(local), options, sink, cancel)
+                    .await
+            }
+            Err(e) => {
+                sink.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Write an image as an OCI image layout (`oci-layout:DIR[:TAG]`, the tag defaulting to
+    /// the image's) or a docker archive (`docker-archive:FILE[:NAME:TAG]`, `RepoTags` the
+    /// name or the image's), for `platform` (default: the registry's), to carry it where no
+    /// registry is. The image is read from `source`: its registry, or an offline image (so
+    /// one format converts to the other). The cache keeps extracted layers, not blobs, so a
+    /// registry image is fetched again (streamed and verified); an image only in the cache is
+    /// [`SourceError::BlobsNotCached`](crate::SourceError::BlobsNotCached).
+    ///
+    /// ```no_run
+    /// # async fn f(registry: microsandbox_image::Registry) -> Result<(), Box<dyn std::error::Error>> {
+    /// let saved = registry
+    ///     .save(&"alpine:3.20".parse()?, &"docker-archive:/media/usb/alpine.tar".parse()?, None)
+    ///     .await?;
+    /// println!("{} bytes", saved.bytes_written);
+    /// # Ok(()) }
+    /// ```
+    pub async fn save(
+        &self,
+        source: &ImageSource,
+        target: &ImageSource,
+        platform: Option<Platform>,
+    ) -> Result<SaveReport> {
+        let (reference, local) = match source {
+            ImageSource::Registry(r) => (r.clone(), None),
+            other => {
+                let local = open_local(other).await?;
+                (local.name.clone(), Some(Arc::new(local)))
+            }
+        };
+        self.puller.save(&reference, local, target, platform).await
+    }
+
     /// Pull an image, calling `callback` with every progress event on a library thread. The
     /// callback must return quickly.
     pub async fn pull_with_callback(
@@ -181,6 +296,18 @@ impl Registry {
             tokio::spawn(async move { puller.pull(&reference, &options, sink, &cancel).await });
         (handle, task)
     }
+}
+
+/// Opens an offline image (on a blocking thread).
+async fn open_local(source: &ImageSource) -> Result<LocalImage> {
+    let opening = source.clone();
+    tokio::task::spawn_blocking(move || LocalImage::open(&opening))
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
+        .map_err(|e| Error::Source {
+            reference: source.to_string(),
+            source: Box::new(e),
+        })
 }
 
 /// Settings of a [`Registry`] beyond platform and cache: fills a [`RegistryConfig`].
@@ -228,6 +355,19 @@ impl RegistryBuilder {
         self
     }
 
+    /// Read credentials from these files, in order (the first with an entry for the
+    /// repository wins), for registries without explicit credentials:
+    /// [`CredentialSource::PODMAN_ORDER`] for where Podman and Docker keep them, an empty list
+    /// for none (the Docker config set by [`docker_config`](Self::docker_config) still comes
+    /// after these).
+    pub fn credential_sources(
+        mut self,
+        sources: impl IntoIterator<Item = crate::settings::CredentialSource>,
+    ) -> Self {
+        self.config.credential_sources = sources.into_iter().collect();
+        self
+    }
+
     /// Allow plain HTTP and unverified TLS for `host[:port]`. Loopback hosts may always fall
     /// back to plain HTTP.
     pub fn insecure_registry(mut self, host: impl AsRef<str>) -> Self {
@@ -240,6 +380,34 @@ impl RegistryBuilder {
     /// Trust the CA certificates in this PEM file (besides the system's).
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.ca_files.push(path.into());
+        self
+    }
+
+    /// Trust the CA certificates in the PEM files (`*.crt`, `*.pem`, `*.cer`) of this
+    /// directory, for every host.
+    pub fn ca_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.ca_dirs.push(path.into());
+        self
+    }
+
+    /// Read per-host CAs and client certificates from this `certs.d` directory
+    /// (`<dir>/<host[:port]>/{*.crt, *.cert, *.key}`), after those added before.
+    pub fn certs_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.certs_dirs.push(path.into());
+        self
+    }
+
+    /// Read mirrors, locations, insecure and blocked registries from this `registries.conf`
+    /// (see [`RegistryConfig::registries_conf`]).
+    pub fn registries_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.registries_conf.push(path.into());
+        self
+    }
+
+    /// Read containerd `hosts.toml` files from this directory (see
+    /// [`RegistryConfig::hosts_dirs`]).
+    pub fn hosts_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.hosts_dirs.push(path.into());
         self
     }
 
@@ -303,6 +471,20 @@ impl RegistryBuilder {
         self
     }
 
+    /// The longest a whole pull may take, retries and waits included (default none; see
+    /// [`RegistryConfig::deadline`]).
+    pub fn deadline(mut self, deadline: Option<std::time::Duration>) -> Self {
+        self.config.deadline = deadline;
+        self
+    }
+
+    /// Which proxy requests go through (default: the environment's; see
+    /// [`RegistryConfig::proxy`]).
+    pub fn proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.config.proxy = proxy;
+        self
+    }
+
     /// Build the registry client.
     pub fn build(self) -> Result<Registry> {
         Registry::from_config(self.platform, self.cache, self.config)
@@ -318,8 +500,9 @@ fn host_of(url_or_host: &str) -> (String, bool) {
     (rest.trim_end_matches('/').to_owned(), http)
 }
 
-/// The HTTP client's options for `config`: hosts normalised, CA files read.
-fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
+/// The HTTP client's options for `config`: hosts normalised, CA files and directories read,
+/// `registries.conf` and `hosts.toml` files read.
+pub(crate) fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
     let mut options = ClientOptions {
         max_retries: config.max_retries,
         connect_timeout: config.connect_timeout,
@@ -328,6 +511,10 @@ fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
         low_speed: (config.low_speed_limit > 0 && !config.low_speed_time.is_zero())
             .then_some((config.low_speed_limit, config.low_speed_time)),
         user_agent: config.user_agent.clone(),
+        proxy: std::sync::Arc::new(
+            ProxyRules::resolve(&config.proxy, |name| std::env::var(name).ok())
+                .map_err(|e| Error::InvalidArgument(format!("proxy: {e}")))?,
+        ),
         ..ClientOptions::default()
     };
     for host in &config.insecure_registries {
@@ -346,8 +533,15 @@ fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
                 .push(host);
         }
     }
+    let mut ca_files = config.ca_files.clone();
+    for dir in &config.ca_dirs {
+        ca_files.extend(
+            crate::client::tls::ca_dir_files(dir)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+        );
+    }
     let mut pem = Vec::new();
-    for path in &config.ca_files {
+    for path in &ca_files {
         let bytes = std::fs::read(path).map_err(|e| {
             Error::InvalidArgument(format!("cannot read CA file {}: {e}", path.display()))
         })?;
@@ -355,6 +549,11 @@ fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
         pem.push(b'\n');
     }
     options.ca_pem = (!pem.is_empty()).then_some(pem);
+    let files = crate::sysconf::load(config)?;
+    options.insecure_hosts.extend(files.insecure_hosts);
+    options.routes = files.routes;
+    options.host_tls = files.host_tls;
+    options.certs_dirs = config.certs_dirs.clone();
     Ok(options)
 }
 
@@ -374,11 +573,8 @@ impl Registry {
         config: RegistryConfig,
     ) -> Result<Registry> {
         let options = client_options(&config)?;
-        let auth = AuthStore::new(
-            config.auth,
-            config.auth_for.into_iter().collect(),
-            config.docker_config.path(),
-        );
+        let files = config.credential_files();
+        let auth = AuthStore::new(config.auth, config.auth_for.into_iter().collect(), files);
         let client = RegistryClient::new(options, auth)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         Ok(Registry {
@@ -390,6 +586,7 @@ impl Registry {
                 limits: config.limits,
                 durable: config.durable,
                 lock_timeout: config.lock_timeout,
+                deadline: config.deadline,
                 partial_min_size: config.partial_min_size,
                 collect_after: config.cache_max_size.map(|max| GcPolicy {
                     max_size: Some(max),

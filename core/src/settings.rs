@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::RegistryAuth;
+pub use crate::client::proxy::ProxyConfig;
 use crate::layer::ExtractLimits;
 
 /// Every setting of a registry client.
@@ -35,11 +36,45 @@ pub struct RegistryConfig {
     /// for registries without explicit ones: off (`false`, the default), the default place
     /// (`true`: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`) or a path.
     pub docker_config: DockerConfigSource,
+    /// Credential files read, in order, for registries without explicit credentials; the
+    /// first with an entry for the repository wins (a missing file is skipped). Each is a
+    /// place by name (`"registryAuthFile"`: `$REGISTRY_AUTH_FILE`; `"xdgRuntime"`:
+    /// `$XDG_RUNTIME_DIR/containers/auth.json`; `"xdgConfig"`:
+    /// `$XDG_CONFIG_HOME/containers/auth.json`, default `~/.config/containers/auth.json`;
+    /// `"docker"`: `$DOCKER_CONFIG/config.json`, default `~/.docker/config.json`) or a path.
+    /// [`CredentialSource::PODMAN_ORDER`] is the order Podman documents (the CLI's default);
+    /// the library's default is none. `dockerConfig`'s file, if any, comes after these.
+    pub credential_sources: Vec<CredentialSource>,
     /// Hosts (`host[:port]`, or a URL) allowed plain HTTP and unverified TLS. Loopback hosts
     /// may always fall back to plain HTTP.
     pub insecure_registries: Vec<String>,
-    /// PEM files of CA certificates to trust besides the system's.
+    /// PEM files of CA certificates to trust besides the system's (whose store honours
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR`).
     pub ca_files: Vec<PathBuf>,
+    /// Directories whose PEM files (`*.crt`, `*.pem`, `*.cer`) are CA certificates to trust
+    /// besides the system's, for every host.
+    pub ca_dirs: Vec<PathBuf>,
+    /// Docker/containers `certs.d` directories: for a host `h[:port]`, `<dir>/h[:port]/`
+    /// holds `*.crt` CA certificates trusted for that host and a `*.cert` with its `*.key`,
+    /// the client certificate it is shown (mutual TLS). Read in order (CAs add up, the first
+    /// client certificate wins). The library's default is none;
+    /// [`SYSTEM_CERTS_DIRS`](Self::SYSTEM_CERTS_DIRS) is the CLI's.
+    pub certs_dirs: Vec<PathBuf>,
+    /// containers-registries.conf(5) files (version 2): the first that exists is read, with
+    /// the `registries.conf.d/*.conf` drop-ins beside it; its `[[registry]]` entries give
+    /// mirrors (`[[registry.mirror]]`, `pull-from-mirror`), a `location` that replaces the
+    /// `prefix`, `insecure` hosts and `blocked` prefixes (refused with `REGISTRY_BLOCKED`).
+    /// Short-name settings (`unqualified-search-registries`, aliases) are ignored. The
+    /// library's default is none; [`system_registries_conf`](Self::system_registries_conf)
+    /// is the CLI's.
+    pub registries_conf: Vec<PathBuf>,
+    /// containerd registry hosts directories: `<dir>/<registry>/hosts.toml` (or
+    /// `<dir>/_default/hosts.toml`) lists hosts tried in order (`[host."…"]` with
+    /// `capabilities`, `ca`, `client`, `skip_verify`), then `server`. The library's default is
+    /// none; [`SYSTEM_HOSTS_DIRS`](Self::SYSTEM_HOSTS_DIRS) is the CLI's. The `mirrors`
+    /// setting comes before these; a `registries.conf` entry wins over a `hosts.toml` for the
+    /// same registry.
+    pub hosts_dirs: Vec<PathBuf>,
     /// Registry (`"docker.io"`) → mirrors (`host[:port]` or `http(s)://host[:port]`) tried
     /// before it, in order; the registry comes last. A mirror given as `http://…` is allowed
     /// plain HTTP.
@@ -76,6 +111,15 @@ pub struct RegistryConfig {
     pub low_speed_time: Duration,
     /// The `User-Agent` header of every request (default `msbimage/<version>`).
     pub user_agent: String,
+    /// Which proxy requests go through: `"env"` (the default: `HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `NO_PROXY` and their lower-case forms, read when the client is built, as Podman and
+    /// containerd do; loopback registries always go direct), `"off"`, or
+    /// `{"https": URL, "http": URL, "noProxy": [HOST, …]}` (applied as written: a loopback
+    /// host is proxied unless `noProxy` lists it). `NO_PROXY` entries: `*`, a domain (and its
+    /// subdomains), `.domain` (subdomains only), an IP or CIDR block, each with an optional
+    /// `:port`. A proxy URL may hold credentials (`http://user:pass@proxy:3128`); they never
+    /// appear in errors, logs or events.
+    pub proxy: ProxyConfig,
     /// Limits applied to every layer (entries, bytes, file size, path depth and length).
     pub limits: ExtractLimits,
     /// Longest wait, in seconds, for a layer that another pull (this process or another)
@@ -83,6 +127,13 @@ pub struct RegistryConfig {
     /// long as it takes. The wait is shown by a `layerWaiting` progress event either way.
     #[serde(with = "opt_seconds")]
     pub lock_timeout: Option<Duration>,
+    /// Longest time, in seconds, a whole pull may take: every request, retry, wait and
+    /// extraction. On expiry the pull stops as a cancelled one does (nothing half-published; a
+    /// layer blob's bytes stay for the next pull to resume) and fails with
+    /// `DEADLINE_EXCEEDED`. `null` (the default): no deadline; each request is still bounded
+    /// by `connectTimeout`, `readTimeout`, `lowSpeedLimit` and its retries.
+    #[serde(with = "opt_seconds")]
+    pub deadline: Option<Duration>,
     /// A cap on the cache's layers, in bytes: after a pull that downloaded a layer, the
     /// cache is collected as `msbimage gc --max-size` would, evicting the least recently used
     /// images until the layers fit (never the image just pulled, nor a layer anyone holds). A
@@ -103,8 +154,13 @@ impl Default for RegistryConfig {
             auth: RegistryAuth::Anonymous,
             auth_for: BTreeMap::new(),
             docker_config: DockerConfigSource::Off,
+            credential_sources: Vec::new(),
             insecure_registries: Vec::new(),
             ca_files: Vec::new(),
+            ca_dirs: Vec::new(),
+            certs_dirs: Vec::new(),
+            registries_conf: Vec::new(),
+            hosts_dirs: Vec::new(),
             mirrors: BTreeMap::new(),
             concurrency: 4,
             durable: true,
@@ -116,8 +172,10 @@ impl Default for RegistryConfig {
             low_speed_limit: 1024,
             low_speed_time: Duration::from_secs(60),
             user_agent: default_user_agent(),
+            proxy: ProxyConfig::Env,
             limits: ExtractLimits::default(),
             lock_timeout: None,
+            deadline: None,
             cache_max_size: None,
             cache_keep_recent: None,
         }
@@ -136,6 +194,41 @@ pub fn default_user_agent() -> String {
 }
 
 impl RegistryConfig {
+    /// Where Podman and Docker keep per-host certificates: `/etc/containers/certs.d`, then
+    /// `/etc/docker/certs.d`.
+    pub const SYSTEM_CERTS_DIRS: [&'static str; 2] =
+        ["/etc/containers/certs.d", "/etc/docker/certs.d"];
+
+    /// Where containerd keeps registry hosts directories.
+    pub const SYSTEM_HOSTS_DIRS: [&'static str; 1] = ["/etc/containerd/certs.d"];
+
+    /// The `registries.conf` files Podman reads, from the environment now:
+    /// `$CONTAINERS_REGISTRIES_CONF` alone if set, else
+    /// `$XDG_CONFIG_HOME/containers/registries.conf` (default `~/.config/…`), then
+    /// `/etc/containers/registries.conf` (the first that exists is read).
+    pub fn system_registries_conf() -> Vec<PathBuf> {
+        if let Some(p) = std::env::var_os("CONTAINERS_REGISTRIES_CONF").filter(|v| !v.is_empty()) {
+            return vec![PathBuf::from(p)];
+        }
+        let mut files: Vec<PathBuf> = crate::sysconf::home_config_dir()
+            .map(|d| d.join("containers/registries.conf"))
+            .into_iter()
+            .collect();
+        files.push(PathBuf::from("/etc/containers/registries.conf"));
+        files
+    }
+
+    /// These settings with the system's configuration files turned on (what the CLI does):
+    /// [`SYSTEM_CERTS_DIRS`](Self::SYSTEM_CERTS_DIRS),
+    /// [`system_registries_conf`](Self::system_registries_conf) and
+    /// [`SYSTEM_HOSTS_DIRS`](Self::SYSTEM_HOSTS_DIRS).
+    pub fn with_system_files(mut self) -> Self {
+        self.certs_dirs = Self::SYSTEM_CERTS_DIRS.map(PathBuf::from).to_vec();
+        self.registries_conf = Self::system_registries_conf();
+        self.hosts_dirs = Self::SYSTEM_HOSTS_DIRS.map(PathBuf::from).to_vec();
+        self
+    }
+
     /// Reads settings from JSON, on top of the defaults. Unknown keys are an error naming
     /// them.
     pub fn from_json(json: &str) -> Result<RegistryConfig, serde_json::Error> {
@@ -166,6 +259,109 @@ impl RegistryConfig {
             Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// A credential file of [`RegistryConfig::credential_sources`]. As data: `"registryAuthFile"`,
+/// `"xdgRuntime"`, `"xdgConfig"`, `"docker"` or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `$REGISTRY_AUTH_FILE` (nothing if unset).
+    RegistryAuthFile,
+    /// `$XDG_RUNTIME_DIR/containers/auth.json` (nothing if unset), where `podman login`
+    /// writes.
+    XdgRuntime,
+    /// `$XDG_CONFIG_HOME/containers/auth.json`, else `~/.config/containers/auth.json`.
+    XdgConfig,
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    Docker,
+    /// This file (Podman `auth.json` or Docker `config.json`: the format is the same).
+    Path(PathBuf),
+}
+
+impl CredentialSource {
+    /// The order Podman documents (`containers-auth.json(5)`): `$REGISTRY_AUTH_FILE`, the
+    /// runtime directory's `auth.json`, the config directory's, then Docker's `config.json`.
+    pub const PODMAN_ORDER: [CredentialSource; 4] = [
+        CredentialSource::RegistryAuthFile,
+        CredentialSource::XdgRuntime,
+        CredentialSource::XdgConfig,
+        CredentialSource::Docker,
+    ];
+
+    /// The name of a named place, as data.
+    fn name(&self) -> Option<&'static str> {
+        Some(match self {
+            CredentialSource::RegistryAuthFile => "registryAuthFile",
+            CredentialSource::XdgRuntime => "xdgRuntime",
+            CredentialSource::XdgConfig => "xdgConfig",
+            CredentialSource::Docker => "docker",
+            CredentialSource::Path(_) => return None,
+        })
+    }
+
+    /// The file this source names, from the environment now (`None`: the variable it needs
+    /// is unset).
+    pub fn path(&self) -> Option<PathBuf> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        match self {
+            CredentialSource::RegistryAuthFile => var("REGISTRY_AUTH_FILE").map(PathBuf::from),
+            CredentialSource::XdgRuntime => {
+                var("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("containers/auth.json"))
+            }
+            CredentialSource::XdgConfig => var("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")))
+                .map(|d| d.join("containers/auth.json")),
+            CredentialSource::Docker => crate::auth::DockerConfig::default_path(),
+            CredentialSource::Path(p) => Some(p.clone()),
+        }
+    }
+}
+
+impl serde::Serialize for CredentialSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.name(), self) {
+            (Some(name), _) => s.serialize_str(name),
+            (None, CredentialSource::Path(p)) => p.serialize(s),
+            (None, _) => Err(serde::ser::Error::custom("unnamed credential source")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CredentialSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let named = CredentialSource::PODMAN_ORDER
+            .into_iter()
+            .find(|c| c.name() == Some(text.as_str()));
+        match named {
+            Some(c) => Ok(c),
+            None if text.contains('/') => Ok(CredentialSource::Path(text.into())),
+            None => Err(serde::de::Error::custom(format!(
+                "unknown credential source {text:?}: expected \"registryAuthFile\", \
+                 \"xdgRuntime\", \"xdgConfig\", \"docker\" or a path"
+            ))),
+        }
+    }
+}
+
+impl RegistryConfig {
+    /// The credential files to read, in order: [`credential_sources`](Self::credential_sources)
+    /// resolved from the environment now, then [`docker_config`](Self::docker_config)'s file
+    /// if it is not already among them.
+    pub fn credential_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = Vec::new();
+        let sources = self
+            .credential_sources
+            .iter()
+            .filter_map(CredentialSource::path);
+        for path in sources.chain(self.docker_config.path()) {
+            if !files.contains(&path) {
+                files.push(path);
+            }
+        }
+        files
     }
 }
 
@@ -310,6 +506,40 @@ mod tests {
     }
 
     #[test]
+    fn credential_sources_are_names_or_paths() {
+        let c = RegistryConfig::from_json(
+            r#"{"credentialSources": ["registryAuthFile", "xdgRuntime", "xdgConfig", "docker",
+                "/etc/auth.json"]}"#,
+        )
+        .unwrap();
+        let mut want = CredentialSource::PODMAN_ORDER.to_vec();
+        want.push(CredentialSource::Path("/etc/auth.json".into()));
+        assert_eq!(c.credential_sources, want);
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["credentialSources"][0], "registryAuthFile");
+        assert_eq!(back["credentialSources"][4], "/etc/auth.json");
+        let err = RegistryConfig::from_json(r#"{"credentialSources": ["podman"]}"#).unwrap_err();
+        assert!(err.to_string().contains("podman"), "{err}");
+    }
+
+    #[test]
+    fn docker_config_comes_after_the_sources_once() {
+        let c = RegistryConfig::from_json(
+            r#"{"credentialSources": ["/a/auth.json", "/b/config.json"],
+                "dockerConfig": "/b/config.json"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.credential_files(),
+            vec![
+                PathBuf::from("/a/auth.json"),
+                PathBuf::from("/b/config.json")
+            ]
+        );
+        assert!(RegistryConfig::default().credential_files().is_empty());
+    }
+
+    #[test]
     fn lock_timeout_is_seconds_or_null() {
         let c = RegistryConfig::from_json(r#"{"lockTimeout": 1.5}"#).unwrap();
         assert_eq!(c.lock_timeout, Some(Duration::from_millis(1500)));
@@ -348,6 +578,12 @@ mod tests {
         assert!(keys.contains(&"lowSpeedTime".to_string()));
         assert!(keys.contains(&"cacheMaxSize".to_string()));
         assert!(keys.contains(&"cacheKeepRecent".to_string()));
-        assert_eq!(keys.len(), 20);
+        assert!(keys.contains(&"credentialSources".to_string()));
+        for k in ["caDirs", "certsDirs", "registriesConf", "hostsDirs"] {
+            assert!(keys.contains(&k.to_string()), "{k}");
+        }
+        assert!(keys.contains(&"deadline".to_string()));
+        assert!(keys.contains(&"proxy".to_string()));
+        assert_eq!(keys.len(), 27);
     }
 }

@@ -9,13 +9,15 @@
 use serde_json::{Value, json};
 
 use crate::cache::{
-    CacheOptions, CachedImage, CachedLayer, DiskUsage, GcPolicy, GcReport, ImageUsage,
-    RemovedImage, ReportSchema,
+    CacheOptions, CachedImage, CachedLayer, DiskUsage, GcPolicy, GcReport, ImageCheck, ImageUsage,
+    LayerCheck, Problem, ProblemKind, RemovedImage, ReportSchema, VerifyReport,
 };
 use crate::error::ErrorKind;
+use crate::offline::SaveReport;
 use crate::progress::{FieldSchema, PullProgress};
-use crate::pull::PullOptions;
+use crate::pull::{PullOptions, RemoteImage, RemoteLayer, RepairFailure, RepairReport};
 use crate::settings::RegistryConfig;
+use crate::unpack::UnpackReport;
 
 /// The API surface document (see the module docs), pretty-printed with a trailing newline.
 ///
@@ -52,6 +54,7 @@ pub fn api_surface() -> Value {
             "defaults": serde_json::to_value(GcPolicy::default()).unwrap_or(Value::Null),
         },
         "cacheReports": cache_reports(),
+        "problemKinds": ProblemKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>(),
     })
 }
 
@@ -63,6 +66,16 @@ pub const CACHE_REPORTS: &[ReportSchema] = &[
     DiskUsage::SCHEMA,
     RemovedImage::SCHEMA,
     GcReport::SCHEMA,
+    Problem::SCHEMA,
+    LayerCheck::SCHEMA,
+    ImageCheck::SCHEMA,
+    VerifyReport::SCHEMA,
+    RepairFailure::SCHEMA,
+    RepairReport::SCHEMA,
+    RemoteLayer::SCHEMA,
+    RemoteImage::SCHEMA,
+    UnpackReport::SCHEMA,
+    SaveReport::SCHEMA,
 ];
 
 fn cache_reports() -> Vec<Value> {

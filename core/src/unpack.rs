@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::cache::cache_report;
 use crate::index::{Entry, EntryKind, IndexError};
 use crate::pull::PullResult;
 
@@ -32,10 +33,9 @@ pub struct UnpackOptions {
     pub rootless: Option<bool>,
 }
 
+cache_report! {
 /// What [`PullResult::unpack`] wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
+#[derive(Default)]
 pub struct UnpackReport {
     /// Entries created (the root excluded).
     pub entries: u64,
@@ -46,6 +46,7 @@ pub struct UnpackReport {
     /// Image xattrs the file system or the kernel refused (rootless: `security.*`,
     /// `trusted.*`), as `path: name`.
     pub skipped_xattrs: Vec<String>,
+}
 }
 
 /// Why an unpack failed.

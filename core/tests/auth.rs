@@ -100,6 +100,33 @@ async fn basic_auth_registry_needs_the_right_credentials() {
     per_host.pull(&r, &always()).await.unwrap();
 }
 
+/// htpasswd Basic auth over TLS (the registry's own certificate, from a CA made here): the
+/// credentials go only over the verified connection, and wrong ones are refused.
+#[tokio::test]
+async fn htpasswd_over_tls() {
+    let env = Env::start(RegistryOptions::plain().tls().basic("erin", "tls-pw")).await;
+    env.push("private/app", "v1", &small_image()).await;
+    let r = env.reference("private/app:v1");
+    let ca = env.registry.ca_pem_path().unwrap().to_owned();
+    let cache = env.cache_dir.path();
+
+    let err = pull_always(client(cache).ca_file(&ca), &r)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    let wrong = client(cache).ca_file(&ca).auth(basic("erin", "nope"));
+    let err = pull_always(wrong, &r).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(!format!("{err} {err:?}").contains("nope"), "{err:?}");
+
+    let right = client(cache).ca_file(&ca).auth(basic("erin", "tls-pw"));
+    let res = pull_always(right, &r).await.unwrap();
+    assert_eq!(
+        std::fs::read(res.layers[0].join("etc/motd")).unwrap(),
+        b"private image\n"
+    );
+}
+
 #[tokio::test]
 async fn docker_config_credentials_are_used() {
     let env = Env::start(RegistryOptions::plain().basic("bob", "pw")).await;

@@ -7,24 +7,15 @@ mod common;
 
 use common::{layer_dirs, tmp_entries};
 use microsandbox_image::{ErrorKind, GlobalCache, Platform, PullOptions, Registry};
-use msbimage_testkit::{
-    Compression, Fault, FaultProxy, FrontOptions, Pusher, Registry as TestRegistry,
-    RegistryOptions, standard_image,
-};
+use msbimage_testkit::{Fault, FaultProxy, FrontOptions, Registry as TestRegistry};
 
 async fn setup() -> (TestRegistry, msbimage_testkit::Image) {
-    let reg = TestRegistry::start(RegistryOptions::plain()).await.unwrap();
-    let image = standard_image(Compression::Gzip);
-    Pusher::new(&reg.base_url())
-        .push_image("flaky/app", "v1", &image)
-        .await
-        .unwrap();
-    (reg, image)
+    common::flaky_registry().await
 }
 
 /// The biggest layer (the 3 MiB file lives in layer 1).
 fn big_layer(image: &msbimage_testkit::Image) -> &msbimage_testkit::Layer {
-    image.layers.iter().max_by_key(|l| l.blob.len()).unwrap()
+    common::biggest_layer(image).1
 }
 
 async fn pull_through(

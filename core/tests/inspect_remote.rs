@@ -104,6 +104,16 @@ async fn a_single_manifest_names_its_own_platform_and_errors_are_the_pulls() {
         .await
         .expect_err("no such platform");
     assert_eq!(err.kind(), ErrorKind::PlatformNotFound);
+    // A platform asked for a single-platform image must be one it runs, as for a pull.
+    let err = registry
+        .inspect(
+            &f.reference("fixtures/standard:zstd"),
+            Some(Platform::new("linux", "arm64")),
+        )
+        .await
+        .expect_err("an amd64 image is not arm64");
+    assert_eq!(err.kind(), ErrorKind::PlatformNotFound);
+    assert!(err.to_string().contains("linux/amd64"), "{err}");
 }
 
 #[tokio::test]

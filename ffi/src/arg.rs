@@ -72,6 +72,26 @@ pub(crate) fn string<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, msb_
     })
 }
 
+/// A NULL-terminated array of strings (NULL itself: no array, `None`), borrowed for the call.
+pub(crate) fn opt_string_array<'a>(
+    ptr: *const *const c_char,
+    name: &str,
+) -> Result<Option<Vec<&'a str>>, msb_status> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    let mut items = Vec::new();
+    for i in 0.. {
+        // SAFETY: C passes an array of string pointers ended by NULL, valid for the call.
+        let item = unsafe { *ptr.add(i) };
+        if item.is_null() {
+            break;
+        }
+        items.push(string(item, &format!("{name}[{i}]"))?);
+    }
+    Ok(Some(items))
+}
+
 /// NUL-terminated bytes (not necessarily UTF-8), borrowed for the call.
 pub(crate) fn bytes<'a>(ptr: *const c_char, name: &str) -> Result<&'a [u8], msb_status> {
     if ptr.is_null() {

@@ -51,6 +51,7 @@ pub mod stat;
 pub mod status;
 pub mod string;
 pub mod userdata;
+pub mod verify;
 
 use std::ffi::c_char;
 

@@ -41,6 +41,10 @@ pub enum msb_progress_kind {
     /// Another pull is building this layer; this one waits for it. Fields: `layer_index`,
     /// `diff_id`, `holder_pid` (valid when `has_holder_pid`).
     LayerWaiting = 12,
+    /// A request failed in a way that may pass and is tried again after a wait. Fields:
+    /// `url` (no query), `layer_index` and `digest` (valid when `has_layer_index`: a layer's
+    /// blob), `attempt`, `max_attempts`, `wait_ms`, `reason`.
+    RequestRetrying = 13,
 }
 
 /// One progress event. Only the fields listed for its `kind` are meaningful; the others are
@@ -86,6 +90,19 @@ pub struct msb_progress_event<'a> {
     pub holder_pid: u32,
     /// Whether `holder_pid` is known.
     pub has_holder_pid: bool,
+    /// The URL of a request about to be retried, without its query (`RequestRetrying`).
+    pub url: msb_str<'a>,
+    /// Whether `layer_index` and `digest` name the layer a retried request is for
+    /// (`RequestRetrying`; the other layer events always have a layer).
+    pub has_layer_index: bool,
+    /// The attempt about to start, 2 for the first retry (`RequestRetrying`).
+    pub attempt: u32,
+    /// Attempts allowed in all (`RequestRetrying`).
+    pub max_attempts: u32,
+    /// The wait before the retry, in milliseconds (`RequestRetrying`).
+    pub wait_ms: u64,
+    /// Why the attempt before failed (`RequestRetrying`).
+    pub reason: msb_str<'a>,
 }
 
 /// The strings an event borrows; they live on the caller's stack during the callback.
@@ -96,6 +113,8 @@ struct Texts<'a> {
     digest: String,
     diff_id: String,
     json: String,
+    url: &'a str,
+    reason: &'a str,
 }
 
 /// Builds the C view of `event` and passes it to `f`. Events of a kind newer than this
@@ -121,6 +140,12 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
         json: msb_str::default(),
         holder_pid: 0,
         has_holder_pid: false,
+        url: msb_str::default(),
+        has_layer_index: false,
+        attempt: 0,
+        max_attempts: 0,
+        wait_ms: 0,
+        reason: msb_str::default(),
     };
     match event {
         PullProgress::Resolving { reference } => {
@@ -223,6 +248,25 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
             e.holder_pid = holder_pid.unwrap_or(0);
             e.has_holder_pid = holder_pid.is_some();
         }
+        PullProgress::RequestRetrying {
+            url,
+            layer_index,
+            digest,
+            attempt,
+            max_attempts,
+            wait_ms,
+            reason,
+        } => {
+            e.kind = K::RequestRetrying;
+            t.url = url;
+            e.layer_index = layer_index.unwrap_or(0);
+            e.has_layer_index = layer_index.is_some();
+            t.digest = digest.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            e.attempt = *attempt;
+            e.max_attempts = *max_attempts;
+            e.wait_ms = *wait_ms;
+            t.reason = reason;
+        }
         PullProgress::Complete {
             reference,
             manifest_digest,
@@ -241,6 +285,8 @@ pub(crate) fn with_c_event(event: &PullProgress, f: impl FnOnce(&msb_progress_ev
     e.manifest_digest = msb_str::borrow(&t.manifest_digest);
     e.digest = msb_str::borrow(&t.digest);
     e.diff_id = msb_str::borrow(&t.diff_id);
+    e.url = msb_str::borrow(t.url);
+    e.reason = msb_str::borrow(t.reason);
     t.json = serde_json::to_string(event).unwrap_or_default();
     e.json = msb_str::borrow(&t.json);
     f(&e);
@@ -274,5 +320,46 @@ mod tests {
             seen = true;
         });
         assert!(seen);
+    }
+
+    #[test]
+    fn a_retry_arrives_with_its_layer_or_without() {
+        let digest = Digest::sha256_of(b"layer");
+        let event = PullProgress::RequestRetrying {
+            url: "https://r/v2/a/blobs/x".into(),
+            layer_index: Some(1),
+            digest: Some(digest.clone()),
+            attempt: 2,
+            max_attempts: 5,
+            wait_ms: 400,
+            reason: "HTTP 503".into(),
+        };
+        let mut seen = 0;
+        with_c_event(&event, |e| {
+            assert_eq!(e.kind, msb_progress_kind::RequestRetrying);
+            assert_eq!((e.layer_index, e.has_layer_index), (1, true));
+            assert_eq!(e.digest.to_str(), digest.to_string());
+            assert_eq!((e.attempt, e.max_attempts, e.wait_ms), (2, 5, 400));
+            assert_eq!(
+                (e.url.to_str(), e.reason.to_str()),
+                ("https://r/v2/a/blobs/x", "HTTP 503")
+            );
+            seen += 1;
+        });
+        let manifest = PullProgress::RequestRetrying {
+            url: "https://r/v2/a/manifests/1".into(),
+            layer_index: None,
+            digest: None,
+            attempt: 2,
+            max_attempts: 5,
+            wait_ms: 400,
+            reason: "reset".into(),
+        };
+        with_c_event(&manifest, |e| {
+            assert!(!e.has_layer_index);
+            assert_eq!(e.digest.to_str(), "");
+            seen += 1;
+        });
+        assert_eq!(seen, 2);
     }
 }

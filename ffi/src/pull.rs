@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use microsandbox_image::{
-    CancelToken, Error, ProgressCallback, PullProgress, PullResult, Reference,
+    CancelToken, Error, ImageSource, ProgressCallback, PullProgress, PullResult,
 };
 
 use crate::arg;
@@ -92,16 +92,14 @@ fn start(
     progress: msb_progress_fn,
     user_data: *mut c_void,
 ) -> Result<msb_pull_task, msb_status> {
-    let reference: Reference = reference
-        .parse()
-        .map_err(|e| status::from_error(&Error::from(e)))?;
+    let source = ImageSource::parse_arg(reference).map_err(|e| status::from_error(&e))?;
     let runtime = runtime::get()?;
     let shared = Arc::new(Shared::default());
     let gate = Arc::new(ProgressGate::new(progress, user_data));
     let mut finish = Finish {
         shared: shared.clone(),
         gate: gate.clone(),
-        reference: reference.to_string(),
+        reference: source.to_string(),
         recorded: false,
     };
     let callback: ProgressCallback = {
@@ -113,7 +111,7 @@ fn start(
     let token = cancel.clone();
     runtime.spawn(async move {
         let result = registry
-            .pull_with(&reference, &options, Some(callback), &token)
+            .pull_source_with(&source, &options, Some(callback), &token)
             .await;
         finish.record(result.map_err(|e| (e.kind().into(), e.to_string())));
     });
@@ -201,7 +199,9 @@ fn give_result(
     }
 }
 
-/// Pulls `reference` (e.g. `"docker.io/library/alpine:3.20"`) and waits for the outcome. On
+/// Pulls `reference` (e.g. `"docker.io/library/alpine:3.20"`), or an offline image:
+/// `"oci-layout:DIR[:TAG|@DIGEST]"` (or `oci:`) or `"docker-archive:FILE[:NAME:TAG]"`, read
+/// into the cache under its name through the same verification, and waits for the outcome. On
 /// success stores a new result in `*out` (free it with `msb_pull_result_free`); on failure
 /// `*out` is NULL and `msb_last_error_message()` says why.
 ///
@@ -233,9 +233,10 @@ pub extern "C" fn msb_registry_pull(
     }
 }
 
-/// Starts pulling `reference` in the background and stores the task in `*out` (free it with
-/// `msb_pull_task_free`). Errors found before the pull starts (NULL, bad UTF-8, a reference
-/// that does not parse) are returned here; all others by `msb_pull_task_wait`.
+/// Starts pulling `reference` (as `msb_registry_pull` takes it) in the background and stores the
+/// task in `*out` (free it with `msb_pull_task_free`). Errors found before the pull starts
+/// (NULL, bad UTF-8, a reference or source that does not parse) are returned here; all others
+/// by `msb_pull_task_wait`.
 ///
 /// `progress` (may be NULL) is called with every event on library threads, until the task
 /// ends or is freed; `user_data` must stay valid until then.

@@ -55,6 +55,11 @@ pub enum msb_status {
     /// Waiting for a layer that another pull holds took longer than the `lockTimeout`
     /// setting.
     LockTimeout = 16,
+    /// A registry configuration file (`registries.conf`, `blocked = true`) forbids pulling
+    /// from this registry or namespace.
+    RegistryBlocked = 17,
+    /// The pull did not finish within the `deadline` setting.
+    DeadlineExceeded = 18,
 }
 
 impl From<ErrorKind> for msb_status {
@@ -86,11 +91,13 @@ impl msb_status {
             msb_status::Timeout => c"MSB_STATUS_TIMEOUT",
             msb_status::NotFound => c"MSB_STATUS_NOT_FOUND",
             msb_status::LockTimeout => c"MSB_STATUS_LOCK_TIMEOUT",
+            msb_status::RegistryBlocked => c"MSB_STATUS_REGISTRY_BLOCKED",
+            msb_status::DeadlineExceeded => c"MSB_STATUS_DEADLINE_EXCEEDED",
         }
     }
 
     fn from_code(code: u32) -> Option<msb_status> {
-        const ALL: [msb_status; 17] = [
+        const ALL: [msb_status; 19] = [
             msb_status::Ok,
             msb_status::InvalidArgument,
             msb_status::InvalidReference,
@@ -108,6 +115,8 @@ impl msb_status {
             msb_status::Timeout,
             msb_status::NotFound,
             msb_status::LockTimeout,
+            msb_status::RegistryBlocked,
+            msb_status::DeadlineExceeded,
         ];
         ALL.into_iter().find(|s| *s as u32 == code)
     }
@@ -182,10 +191,12 @@ mod tests {
         assert_eq!(msb_status::Timeout as u32, 14);
         assert_eq!(msb_status::NotFound as u32, 15);
         assert_eq!(msb_status::LockTimeout as u32, 16);
-        for code in 0..17 {
+        assert_eq!(msb_status::RegistryBlocked as u32, 17);
+        assert_eq!(msb_status::DeadlineExceeded as u32, 18);
+        for code in 0..19 {
             assert_eq!(msb_status::from_code(code).map(|s| s as u32), Some(code));
         }
-        assert_eq!(msb_status::from_code(17), None);
+        assert_eq!(msb_status::from_code(19), None);
     }
 
     /// Every error kind of the core has a status here with its number and the name
@@ -201,7 +212,7 @@ mod tests {
                 "{kind:?}"
             );
         }
-        for code in 0..17u32 {
+        for code in 0..19u32 {
             let status = msb_status::from_code(code).unwrap();
             let boundary_only = matches!(
                 status,

@@ -177,6 +177,12 @@ bool message_has(const char *needle) {
     return false;
 }
 
+bool contains(const char *json, const char *needle) {
+    if (json != NULL && strstr(json, needle) != NULL) return true;
+    fprintf(stderr, "  \"%s\" not in %s\n", needle, json ? json : "(null)");
+    return false;
+}
+
 /* ---- files ---- */
 
 bool tmpdir_new(char path[PATH_MAX]) {

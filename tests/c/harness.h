@@ -95,6 +95,9 @@ void env_close(env *v);
 
 /* Whether msb_last_error_message() contains `needle`; says what it holds when not. */
 bool message_has(const char *needle);
+/* Whether `json` (a report from the library; may be NULL) contains `needle`; says what it
+ * holds when not. */
+bool contains(const char *json, const char *needle);
 
 /* The call must fail with INVALID_ARGUMENT and a message that names the parameter. */
 #define NULL_ARG(call, name)                                                                   \

@@ -275,7 +275,6 @@ static void test_bad_references(void) {
         "alpine latest",
         "Alpine:UPPER/x",
         "http://example.com/x:1",
-        "docker://alpine",
         ":tag",
         "@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",

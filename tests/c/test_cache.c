@@ -59,12 +59,6 @@ static int digests_in(const char *json, const char *key) {
     return count;
 }
 
-static bool contains(const char *json, const char *needle) {
-    if (json != NULL && strstr(json, needle) != NULL) return true;
-    fprintf(stderr, "  \"%s\" not in %s\n", needle, json ? json : "(null)");
-    return false;
-}
-
 static void test_ls_and_du_show_a_pulled_image(void) {
     env v;
     char ref[512], *json = NULL;

@@ -25,13 +25,20 @@ const SETTING_TYPES = {
   auth: 'RegistryAuth',
   authFor: 'Record<string, RegistryAuth>',
   dockerConfig: 'boolean | string',
+  credentialSources: 'string[]',
   insecureRegistries: 'string[]',
   caFiles: 'string[]',
+  caDirs: 'string[]',
+  certsDirs: 'string[]',
+  registriesConf: 'string[]',
+  hostsDirs: 'string[]',
   mirrors: 'Record<string, string[]>',
   lockTimeout: 'number | null',
   partialMinSize: 'number | null',
   cacheMaxSize: 'number | null',
   cacheKeepRecent: 'number | null',
+  deadline: 'number | null',
+  proxy: "'env' | 'off' | { https?: string | null; http?: string | null; noProxy?: string[] }",
 }
 const OPTION_TYPES = {
   pullPolicy: 'PullPolicy',
@@ -41,13 +48,18 @@ const GC_TYPES = {
   maxSize: 'number | null',
   keepRecent: 'number | null',
 }
+const CACHE_OPTION_TYPES = {
+  group: 'string | number | null',
+  readOnly: 'boolean',
+}
 const FIELD_TYPES = { string: 'string', digest: 'string', u64: 'number', bool: 'boolean' }
 
 /** The TypeScript type of a report field (`string[]`, `ImageUsage[]`, `number`). */
 function reportType(ty, reports) {
   if (ty.endsWith('[]')) return `${reportType(ty.slice(0, -2), reports)}[]`
+  if (ty.endsWith('?')) return `${reportType(ty.slice(0, -1), reports)} | null`
   if (FIELD_TYPES[ty]) return FIELD_TYPES[ty]
-  if (reports.has(ty)) return ty
+  if (reports.has(ty) || ty === 'ImageConfig') return ty
   throw new Error(`gen-types: unknown report field type ${ty}`)
 }
 
@@ -131,7 +143,8 @@ function generate(surface) {
   out += 'export type RegistryAuth =\n'
   out += "  | { type: 'anonymous' }\n"
   out += "  | { type: 'basic'; username: string; password: string }\n"
-  out += "  | { type: 'bearer'; token: string }\n\n"
+  out += "  | { type: 'bearer'; token: string }\n"
+  out += "  | { type: 'identityToken'; username?: string; token: string }\n\n"
 
   out += optionsInterface(
     'RegistryOptions',
@@ -165,6 +178,13 @@ function generate(surface) {
     "What `cache.gc(policy)` may remove besides what nothing refers to (the core's `GcPolicy`);\n`keepRecent` in seconds. An unknown key rejects with `INVALID_ARGUMENT`.",
     surface.gcPolicy.defaults,
     GC_TYPES,
+  )
+  out += '\n'
+  out += optionsInterface(
+    'CacheOptions',
+    "How `new GlobalCache(path, options)` opens a cache (the core's `CacheOptions`): `group` shares it\nread-only with a group (name or gid), `readOnly` opens it as a reader that never writes.",
+    surface.cacheOptions.defaults,
+    CACHE_OPTION_TYPES,
   )
   const reports = new Set(surface.cacheReports.map((r) => r.name))
   for (const r of surface.cacheReports) {

@@ -47,28 +47,46 @@ where
     )
 }
 
-/// `work`'s report as JS data.
-fn report<'env, T: serde::Serialize + Send + 'static>(
+/// `work`'s report as JS data (run on a blocking thread).
+pub(crate) fn report<'env, T, E>(
     env: &'env Env,
-    work: impl FnOnce() -> std::result::Result<T, core::CacheError> + Send + 'static,
-) -> Result<PromiseRaw<'env, Value>> {
-    blocking(
-        env,
-        move || work().map_err(core::Error::from),
-        |env, report| {
-            serde_json::to_value(report).map_err(|e| {
-                kind_error(
-                    env,
-                    ErrorKind::Internal,
-                    &format!("cannot convert a report: {e}"),
-                )
-            })
-        },
-    )
+    work: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
+) -> Result<PromiseRaw<'env, Value>>
+where
+    T: serde::Serialize + Send + 'static,
+    core::Error: From<E>,
+{
+    blocking(env, move || work().map_err(core::Error::from), to_data)
+}
+
+/// The report of the core future `work` as JS data.
+pub(crate) fn async_report<'env, T>(
+    env: &'env Env,
+    work: impl Future<Output = core::Result<T>> + Send + 'static,
+) -> Result<PromiseRaw<'env, Value>>
+where
+    T: serde::Serialize + Send + 'static,
+{
+    env.spawn_future_with_callback(async move { Ok(work.await) }, |env, outcome| {
+        outcome
+            .map_err(|e| core_error(env, &e))
+            .and_then(|report| to_data(env, report))
+    })
+}
+
+/// A report as JS data (the core's camelCase serde form).
+fn to_data<T: serde::Serialize>(env: &Env, report: T) -> Result<Value> {
+    serde_json::to_value(report).map_err(|e| {
+        kind_error(
+            env,
+            ErrorKind::Internal,
+            &format!("cannot convert a report: {e}"),
+        )
+    })
 }
 
 /// A promise that rejects with `error` (bad arguments reject, as for a pull).
-fn rejected<'env, V: ToNapiValue + 'static>(
+pub(crate) fn rejected<'env, V: ToNapiValue + 'static>(
     env: &'env Env,
     error: napi::Error,
 ) -> Result<PromiseRaw<'env, V>> {
@@ -78,7 +96,7 @@ fn rejected<'env, V: ToNapiValue + 'static>(
 }
 
 /// A platform given as a `Platform` or its string form.
-fn platform(env: &Env, value: Option<Unknown<'_>>) -> Result<Option<core::Platform>> {
+pub(crate) fn platform(env: &Env, value: Option<Unknown<'_>>) -> Result<Option<core::Platform>> {
     let Some(value) = value else { return Ok(None) };
     match value.get_type()? {
         ValueType::Undefined | ValueType::Null => Ok(None),
@@ -123,11 +141,61 @@ fn gc_policy(env: &Env, policy: Option<Value>) -> Result<GcPolicy> {
 impl GlobalCache {
     /// Opens (and creates if needed) the cache at `path`. Throws `IO` when it cannot be
     /// created.
-    #[napi(constructor)]
-    pub fn new(env: Env, path: String) -> Result<Self> {
-        match core::GlobalCache::new(&path) {
+    /// `options` (the core's `CacheOptions`): `group` shares the cache read-only with a group
+    /// (name or gid: directories `2750`, files `0640`); `readOnly` opens it as a reader that
+    /// never writes (the cache may belong to another user). An unknown key throws
+    /// `INVALID_ARGUMENT`.
+    #[napi(
+        constructor,
+        ts_args_type = "path: string, options?: CacheOptions | null"
+    )]
+    pub fn new(env: Env, path: String, options: Option<Value>) -> Result<Self> {
+        let options = match options {
+            None | Some(Value::Null) => core::cache::CacheOptions::default(),
+            Some(value) => serde_json::from_value(crate::json::integral(value)).map_err(|e| {
+                kind_error(
+                    &env,
+                    ErrorKind::InvalidArgument,
+                    &format!("cache options: {e}"),
+                )
+            })?,
+        };
+        match core::GlobalCache::with_options(&path, &options) {
             Ok(inner) => Ok(GlobalCache { inner }),
             Err(e) => Err(core_error(&env, &core::Error::from(e))),
+        }
+    }
+
+    /// Whether the cache was opened read-only (it never writes).
+    #[napi(getter)]
+    pub fn read_only(&self) -> bool {
+        self.inner.is_read_only()
+    }
+
+    /// Checks every layer's tree against its index and content digests, and the images'
+    /// records and manifests (only the images `references` name, and their layers, when
+    /// given). Reports damage; changes nothing. A malformed reference rejects with
+    /// `INVALID_REFERENCE`.
+    #[napi(
+        ts_args_type = "references?: string[] | null",
+        ts_return_type = "Promise<VerifyReport>"
+    )]
+    pub fn verify<'env>(
+        &self,
+        env: &'env Env,
+        references: Option<Vec<String>>,
+    ) -> Result<PromiseRaw<'env, Value>> {
+        let only = references
+            .unwrap_or_default()
+            .iter()
+            .map(|r| crate::reference::parse(env, r))
+            .collect::<Result<Vec<_>>>();
+        match only {
+            Ok(only) => {
+                let cache = self.inner.clone();
+                report(env, move || cache.verify(&only))
+            }
+            Err(e) => rejected(env, e),
         }
     }
 

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use microsandbox_image as core;
-use microsandbox_image::{CancelToken, ErrorReport, PullOptions, PullProgressHandle, Reference};
+use microsandbox_image::{CancelToken, ErrorReport, ImageSource, PullOptions, PullProgressHandle};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tokio::sync::{Mutex, OnceCell};
@@ -78,12 +78,12 @@ impl PullEvents {
     pub(crate) fn start<'env>(
         env: &'env Env,
         registry: &core::Registry,
-        reference: Reference,
+        source: ImageSource,
         options: PullOptions,
         signal: Option<Object<'env>>,
     ) -> Result<ClassInstance<'env, PullEvents>> {
         let (events, task) = napi::bindgen_prelude::within_runtime_if_available(|| {
-            registry.pull_with_progress(&reference, &options)
+            registry.pull_source_with_progress(&source, &options)
         });
         let cancel = events.cancel_token();
         let link = match &signal {

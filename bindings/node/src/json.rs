@@ -31,6 +31,38 @@ pub(crate) fn integral(value: Value) -> Value {
     }
 }
 
+/// An object's own keys in camelCase (`working_dir` → `workingDir`), null members dropped (a
+/// JS optional is absent, not null); nested values as they are. The core serialises its
+/// `ImageConfig` with Rust's names, which `RemoteImage.config` shows as `PullResult.config`
+/// does.
+pub(crate) fn camel_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (camel(&k), v))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +77,12 @@ mod tests {
         );
         assert!(v["a"].is_u64());
         assert!(v["b"][1].is_i64());
+    }
+
+    #[test]
+    fn camel_keys_renames_own_keys_and_drops_nulls() {
+        let v =
+            camel_keys(json!({"working_dir": "/", "stop_signal": null, "labels": {"a_b": "c"}}));
+        assert_eq!(v, json!({"workingDir": "/", "labels": {"a_b": "c"}}));
     }
 }

@@ -1,6 +1,6 @@
 //! `parseReference`: an image reference, normalised, and its parts.
 
-use microsandbox_image::{Error, Reference};
+use microsandbox_image::{Error, ImageSource, Reference};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -44,4 +44,11 @@ pub(crate) fn parse(env: &Env, reference: &str) -> Result<Reference> {
     reference
         .parse::<Reference>()
         .map_err(|e| core_error(env, &Error::from(e)))
+}
+
+/// The core's image source for `source` (a reference, `oci-layout:…` or `docker-archive:…`),
+/// or the JS error (`INVALID_REFERENCE` for a bad reference, `INVALID_ARGUMENT` for a bad
+/// transport string).
+pub(crate) fn parse_source(env: &Env, source: &str) -> Result<ImageSource> {
+    ImageSource::parse_arg(source).map_err(|e| core_error(env, &e))
 }

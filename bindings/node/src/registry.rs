@@ -4,7 +4,7 @@
 //! the runtime's threads, never on the JS thread or libuv's pool.
 
 use microsandbox_image as core;
-use microsandbox_image::{CancelToken, ErrorKind, PullOptions, Reference, RegistryConfig};
+use microsandbox_image::{CancelToken, ErrorKind, ImageSource, PullOptions, RegistryConfig};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -79,24 +79,122 @@ impl Registry {
         }
     }
 
-    /// Pulls `reference`. Resolves with the result once the image is in the cache and every
+    /// What `reference` resolves to on its registry for `platform` (default: the registry's):
+    /// its digest, an index's platforms, the chosen manifest, the config and the layers with
+    /// their sizes, verified like a pull's first steps. No layer is downloaded and nothing is
+    /// written to the cache. Rejects as a pull would (`PLATFORM_NOT_FOUND`, `NOT_FOUND`, …).
+    #[napi(
+        ts_args_type = "reference: string, platform?: string | Platform | null",
+        ts_return_type = "Promise<RemoteImage>"
+    )]
+    pub fn inspect<'env>(
+        &self,
+        env: &'env Env,
+        reference: String,
+        platform: Option<Unknown<'_>>,
+    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
+        let parsed = reference::parse(env, &reference)
+            .and_then(|r| Ok((r, crate::cache::platform(env, platform)?)));
+        let (reference, platform) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return crate::cache::rejected(env, e),
+        };
+        let registry = self.inner.clone();
+        crate::cache::async_report(env, async move {
+            let mut image = serde_json::to_value(registry.inspect(&reference, platform).await?)
+                .map_err(|e| core::Error::Internal(format!("cannot convert a report: {e}")))?;
+            if let Some(config) = image.get_mut("config") {
+                *config = crate::json::camel_keys(config.take());
+            }
+            Ok(image)
+        })
+    }
+
+    /// Writes the image `source` names (as `pull` takes it) to `target`, an OCI image layout
+    /// (`oci-layout:DIR[:TAG]`) or a docker archive (`docker-archive:FILE[:NAME:TAG]`), for
+    /// `options.platform` (default: the registry's), to carry it where no registry is. A
+    /// registry image is fetched again (the cache keeps extracted layers, not blobs).
+    #[napi(
+        ts_args_type = "source: string, target: string, options?: { platform?: string | Platform | null } | null",
+        ts_return_type = "Promise<SaveReport>"
+    )]
+    pub fn save<'env>(
+        &self,
+        env: &'env Env,
+        source: String,
+        target: String,
+        options: Option<Object<'env>>,
+    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
+        let parsed = (|| {
+            let source = reference::parse_source(env, &source)?;
+            let target = reference::parse_source(env, &target)?;
+            let platform = match options {
+                Some(o) => {
+                    crate::cache::platform(env, Some(o.get_named_property::<Unknown>("platform")?))?
+                }
+                None => None,
+            };
+            Ok::<_, napi::Error>((source, target, platform))
+        })();
+        let (source, target, platform) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return crate::cache::rejected(env, e),
+        };
+        let registry = self.inner.clone();
+        crate::cache::async_report(env, async move {
+            registry.save(&source, &target, platform).await
+        })
+    }
+
+    /// Repairs what `cache.verify()` found: removes invalid image records, fetches the
+    /// damaged images' manifests again (pinned to their digests) and rebuilds only their
+    /// damaged layers. Images that cannot be repaired are listed in `failed`. Verify again
+    /// to confirm. A report that is not a `VerifyReport` rejects with `INVALID_ARGUMENT`.
+    #[napi(
+        ts_args_type = "report: VerifyReport",
+        ts_return_type = "Promise<RepairReport>"
+    )]
+    pub fn repair<'env>(
+        &self,
+        env: &'env Env,
+        report: serde_json::Value,
+    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
+        let report: core::cache::VerifyReport =
+            match serde_json::from_value(crate::json::integral(report)) {
+                Ok(report) => report,
+                Err(e) => {
+                    let e = kind_error(
+                        env,
+                        ErrorKind::InvalidArgument,
+                        &format!("verify report: {e}"),
+                    );
+                    return crate::cache::rejected(env, e);
+                }
+            };
+        let registry = self.inner.clone();
+        crate::cache::async_report(env, async move { registry.repair(&report).await })
+    }
+
+    /// Pulls `source`: a reference (`docker://` optional) or an offline image,
+    /// `oci-layout:DIR[:TAG|@DIGEST]` (or `oci:`) or `docker-archive:FILE[:NAME:TAG]`, pulled
+    /// into the cache under its name through the same verification. Resolves with the result once the image is in the cache and every
     /// progress event was delivered; rejects with an `Error` whose `code` is the core's kind
     /// (`'NOT_CACHED'`, …), or, when `signal` aborted it, one named `'AbortError'` (after the
     /// pull removed its staging directories). If `onProgress` throws, the pull is cancelled
     /// and the promise rejects with what it threw.
     #[napi(
-        ts_args_type = "reference: string, options?: PullOptions | null",
+        ts_args_type = "source: string, options?: PullOptions | null",
         ts_return_type = "Promise<PullResult>"
     )]
     pub fn pull<'env>(
         &self,
         env: &'env Env,
-        reference: String,
+        source: String,
         options: Option<Object<'env>>,
     ) -> Result<PromiseRaw<'env, PullResult>> {
-        match Prepared::new(env, &reference, options) {
+        match Prepared::new(env, &source, options) {
             Ok(Prepared {
-                reference,
+                source,
                 options,
                 on_progress,
                 cancel,
@@ -105,7 +203,7 @@ impl Registry {
                 let registry = self.inner.clone();
                 let pull = async move {
                     Ok::<_, napi::Error>(
-                        run_pull(registry, reference, options, on_progress, cancel).await,
+                        run_pull(registry, source, options, on_progress, cancel).await,
                     )
                 };
                 env.spawn_future_with_callback(pull, move |env, outcome| {
@@ -127,18 +225,18 @@ impl Registry {
         }
     }
 
-    /// Starts pulling `reference` and returns its progress events as an async iterator
+    /// Starts pulling `source` (as `pull` takes it) and returns its progress events as an async iterator
     /// (`for await (const event of registry.pullEvents(ref))`); `await events.result()`
     /// gives the `PullResult`. Breaking out of the loop cancels the pull. Options as `pull`,
     /// without `onProgress`.
-    #[napi(ts_args_type = "reference: string, options?: Omit<PullOptions, 'onProgress'> | null")]
+    #[napi(ts_args_type = "source: string, options?: Omit<PullOptions, 'onProgress'> | null")]
     pub fn pull_events<'env>(
         &self,
         env: &'env Env,
-        reference: String,
+        source: String,
         options: Option<Object<'env>>,
     ) -> Result<ClassInstance<'env, PullEvents>> {
-        let reference = reference::parse(env, &reference)?;
+        let source = reference::parse_source(env, &source)?;
         let opts = pull_options::read(env, options)?;
         if opts.on_progress.is_some() {
             return Err(kind_error(
@@ -147,13 +245,13 @@ impl Registry {
                 "pullEvents takes no onProgress: iterate the events instead",
             ));
         }
-        PullEvents::start(env, &self.inner, reference, opts.options, opts.signal)
+        PullEvents::start(env, &self.inner, source, opts.options, opts.signal)
     }
 }
 
 /// A pull's arguments, converted on the JS thread.
 struct Prepared {
-    reference: Reference,
+    source: ImageSource,
     options: PullOptions,
     on_progress: Option<ProgressFn>,
     cancel: CancelToken,
@@ -161,8 +259,8 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(env: &Env, reference: &str, options: Option<Object<'_>>) -> Result<Prepared> {
-        let reference = reference::parse(env, reference)?;
+    fn new(env: &Env, source: &str, options: Option<Object<'_>>) -> Result<Prepared> {
+        let source = reference::parse_source(env, source)?;
         let opts = pull_options::read(env, options)?;
         let cancel = CancelToken::new();
         let link = match &opts.signal {
@@ -170,7 +268,7 @@ impl Prepared {
             None => None,
         };
         Ok(Prepared {
-            reference,
+            source,
             options: opts.options,
             on_progress: opts.on_progress,
             cancel,
@@ -184,12 +282,12 @@ impl Prepared {
 /// the pull has finished (and, when cancelled, cleaned up) and every event was delivered.
 async fn run_pull(
     registry: core::Registry,
-    reference: Reference,
+    source: ImageSource,
     options: PullOptions,
     on_progress: Option<ProgressFn>,
     cancel: CancelToken,
 ) -> std::result::Result<core::PullResult, Failure> {
-    let (mut events, task) = registry.pull_with_progress(&reference, &options);
+    let (mut events, task) = registry.pull_source_with_progress(&source, &options);
     let mut thrown = None;
     let mut cancelled = false;
     loop {

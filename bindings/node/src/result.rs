@@ -145,4 +145,33 @@ impl PullResult {
     pub fn layer_stack(&self, env: Env) -> Result<LayerStack> {
         LayerStack::open(&env, &self.inner)
     }
+
+    /// Writes the image's merged root filesystem under `dest` (missing or an empty directory)
+    /// as an ordinary tree: real symlinks, hardlinks, modes, times, xattrs, and owners when
+    /// run as root. `rootless` (default: unless running as root) writes owners as
+    /// `user.rootlesscontainers` xattrs and devices as empty files, as `umoci unpack
+    /// --rootless` does. A destination that is not empty rejects with `INVALID_ARGUMENT`.
+    #[napi(
+        ts_args_type = "dest: string, options?: { rootless?: boolean } | null",
+        ts_return_type = "Promise<UnpackReport>"
+    )]
+    pub fn unpack<'env>(
+        &self,
+        env: &'env Env,
+        dest: String,
+        options: Option<UnpackOptions>,
+    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
+        let result = self.inner.clone();
+        let opts = core::unpack::UnpackOptions {
+            rootless: options.and_then(|o| o.rootless),
+        };
+        crate::cache::report(env, move || result.unpack(Path::new(&dest), &opts))
+    }
+}
+
+/// How `result.unpack` writes owners and devices.
+#[napi(object)]
+pub struct UnpackOptions {
+    /// Owners as xattrs and devices as empty files (default: unless running as root).
+    pub rootless: Option<bool>,
 }

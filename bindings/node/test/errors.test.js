@@ -4,6 +4,7 @@
 
 const assert = require('node:assert/strict')
 const { spawn, spawnSync } = require('node:child_process')
+const fs = require('node:fs')
 const path = require('node:path')
 const { after, before, test } = require('node:test')
 
@@ -14,6 +15,7 @@ const h = require('./helpers.js')
 let plain
 let basic
 let crafted
+let slow
 before(async () => {
   plain = await h.startTestkit()
   basic = await h.startTestkit('--basic', 'user:pass')
@@ -24,8 +26,13 @@ before(async () => {
     'bad/escape': h.image([h.tar([{ name: 'etc/.wh..', data: '' }])]),
     'bad/mediatype': h.image([ok], { mediaType: 'application/vnd.example.not-a-manifest+json' }),
   })
+  // One layer of ~2 MiB sent in 32 KiB pieces every 20 ms: a pull that takes over a second.
+  const big = h.image([h.tar([{ name: 'blob', data: h.noise(2 << 20, 7) }])])
+  const bigBlobs = new Set([...big.blobs.keys()].filter((d) => big.blobs.get(d).length > 1 << 20))
+  slow = await h.craftedRegistry({ 'slow/image': big }, { slow: bigBlobs, chunk: 32 * 1024, intervalMs: 20 })
 })
 after(async () => {
+  await slow?.close()
   await crafted?.close()
   await basic?.stop()
   await plain?.stop()
@@ -155,6 +162,21 @@ test('LOCK_TIMEOUT: a layer another process holds for longer than lockTimeout', 
   const e = saw(await rejectsWith(r.pull(ref, { onProgress: (ev) => events.push(ev) }), 'LOCK_TIMEOUT'))
   assert.match(e.message, /lockTimeout/)
   assert.ok(events.some((ev) => ev.type === 'layerWaiting' && ev.diffId === `sha256:${hex}`))
+})
+
+test('REGISTRY_BLOCKED: a registries.conf blocks the registry, naming the file', async (t) => {
+  const conf = path.join(h.tempCache(t), 'registries.conf')
+  fs.writeFileSync(conf, `[[registry]]\nprefix = "${plain.host}/fixtures"\nblocked = true\n`)
+  const r = registry(t, { registriesConf: [conf] })
+  const e = saw(await rejectsWith(r.pull(`${plain.host}/fixtures/standard:gzip`), 'REGISTRY_BLOCKED'))
+  assert.ok(e.message.includes(conf), e.message)
+  assert.equal(e.image, `${plain.host}/fixtures/standard:gzip`)
+})
+
+test('DEADLINE_EXCEEDED: a pull slower than its deadline stops', async (t) => {
+  const r = registry(t, { deadline: 0.3 })
+  const e = saw(await rejectsWith(r.pull(`${slow.host}/slow/image:latest`), 'DEADLINE_EXCEEDED'))
+  assert.match(e.message, /deadline/)
 })
 
 test('CANCELLED is an AbortError', async (t) => {

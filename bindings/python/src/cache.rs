@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use microsandbox_image as core;
-use microsandbox_image::{CacheError, ErrorKind, GcPolicy};
+use microsandbox_image::{ErrorKind, GcPolicy};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -28,11 +28,14 @@ pub fn set_report_decoder(py: Python<'_>, decode: Py<PyAny>) -> PyResult<()> {
 }
 
 /// `report` (of the core's report type `ty`) as the package's object, or its error raised.
-pub fn report<'py, T: serde::Serialize>(
+pub fn report<'py, T: serde::Serialize, E>(
     py: Python<'py>,
     ty: &str,
-    report: Result<T, CacheError>,
-) -> PyResult<Bound<'py, PyAny>> {
+    report: Result<T, E>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    core::Error: From<E>,
+{
     let report = report.map_err(|e| core_error(py, &core::Error::from(e)))?;
     let data = convert::to_py(py, &report)?;
     match DECODER.get(py) {
@@ -65,6 +68,29 @@ pub fn platform(
         .parse::<core::Platform>()
         .map(Some)
         .map_err(|e| raise_msg(py, ErrorKind::InvalidArgument, format!("platform: {e}")))
+}
+
+/// How `GlobalCache(path, group=…, read_only=…)` opens its cache, through the core's JSON
+/// form of `CacheOptions` (so the core checks every value: InvalidArgumentError). `group` is
+/// a group name (`str`) or gid (`int`).
+pub fn cache_options(
+    py: Python<'_>,
+    group: Option<&Bound<'_, PyAny>>,
+    read_only: bool,
+) -> PyResult<core::cache::CacheOptions> {
+    let group = match group.filter(|g| !g.is_none()) {
+        None => serde_json::Value::Null,
+        Some(g) if g.is_instance_of::<pyo3::types::PyInt>() => g.extract::<u32>()?.into(),
+        Some(g) => g.str()?.to_cow()?.into_owned().into(),
+    };
+    let json = serde_json::json!({ "group": group, "readOnly": read_only });
+    serde_json::from_value(json).map_err(|e| {
+        raise_msg(
+            py,
+            ErrorKind::InvalidArgument,
+            format!("cache options: {e}"),
+        )
+    })
 }
 
 /// The core's gc policy from `GlobalCache.gc`'s keyword arguments, through its JSON form (so

@@ -1,5 +1,5 @@
-//! `Registry` and its three ways to pull, all on the core's `Registry::pull_with` and one
-//! process-wide runtime:
+//! `Registry` and its three ways to pull, all on the core's `Registry::pull_source_with` (a
+//! source is a reference, `oci-layout:…` or `docker-archive:…`) and one process-wide runtime:
 //!
 //! - `pull`: blocks the calling thread with the GIL released, waking every few milliseconds
 //!   to let Python run signal handlers; a `KeyboardInterrupt` cancels the pull, waits for
@@ -13,6 +13,7 @@
 //! event. An exception raised by one cancels the pull, no callback runs after it, and the
 //! pull raises that exception.
 
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use microsandbox_image::{ErrorKind, ProgressCallback, PullOptions, PullProgress,
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use crate::cache;
 use crate::convert;
 use crate::errors::{core_error, raise_msg};
 use crate::layer_stack::LayerStack;
@@ -39,7 +41,7 @@ pub struct Registry {
 
 /// What a pull needs, parsed before it starts; shared with its progress callback.
 struct Job {
-    reference: core::Reference,
+    source: core::ImageSource,
     options: PullOptions,
     cancel: core::CancelToken,
     callback: Option<ProgressCallback>,
@@ -55,17 +57,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Job {
     fn new(
         py: Python<'_>,
-        reference: &str,
+        source: &str,
         options_json: &str,
         cancel: Option<&CancelToken>,
     ) -> PyResult<Job> {
-        let reference = reference
-            .parse::<core::Reference>()
-            .map_err(|e| core_error(py, &core::Error::from(e)))?;
+        let source = core::ImageSource::parse_arg(source).map_err(|e| core_error(py, &e))?;
         let options: PullOptions = serde_json::from_str(options_json)
             .map_err(|e| raise_msg(py, ErrorKind::InvalidArgument, format!("pull options: {e}")))?;
         Ok(Job {
-            reference,
+            source,
             options,
             cancel: cancel.map(|c| c.inner.clone()).unwrap_or_default(),
             callback: None,
@@ -105,11 +105,11 @@ impl Job {
         registry: &core::Registry,
     ) -> impl Future<Output = core::Result<core::PullResult>> + Send + 'static {
         let registry = registry.clone();
-        let (reference, options) = (self.reference.clone(), self.options.clone());
+        let (source, options) = (self.source.clone(), self.options.clone());
         let (callback, cancel) = (self.callback.clone(), self.cancel.clone());
         async move {
             registry
-                .pull_with(&reference, &options, callback, &cancel)
+                .pull_source_with(&source, &options, callback, &cancel)
                 .await
         }
     }
@@ -209,16 +209,16 @@ impl Registry {
     }
 
     /// Pulls with the GIL released; Ctrl-C cancels (see the module docs).
-    #[pyo3(signature = (reference, options_json, progress = None, cancel = None))]
+    #[pyo3(signature = (source, options_json, progress = None, cancel = None))]
     fn pull(
         &self,
         py: Python<'_>,
-        reference: &str,
+        source: &str,
         options_json: &str,
         progress: Option<Py<PyAny>>,
         cancel: Option<&CancelToken>,
     ) -> PyResult<PullResult> {
-        let job = Job::new(py, reference, options_json, cancel)?.with_progress(progress);
+        let job = Job::new(py, source, options_json, cancel)?.with_progress(progress);
         let rx = job.spawn(&self.inner);
         let outcome = wait(py, rx, &job.cancel)?;
         job.finish(py, outcome)
@@ -229,13 +229,13 @@ impl Registry {
     fn start(
         &self,
         py: Python<'_>,
-        reference: &str,
+        source: &str,
         options_json: &str,
         progress: Option<Py<PyAny>>,
         cancel: &CancelToken,
         done: Py<PyAny>,
     ) -> PyResult<()> {
-        let job = Job::new(py, reference, options_json, Some(cancel))?.with_progress(progress);
+        let job = Job::new(py, source, options_json, Some(cancel))?.with_progress(progress);
         let pull = runtime::get().spawn(job.run(&self.inner));
         runtime::get().spawn(async move {
             // A panicking pull still settles the awaiting future.
@@ -259,15 +259,15 @@ impl Registry {
     }
 
     /// Starts a pull whose events are read by iterating over the returned object.
-    #[pyo3(signature = (reference, options_json, cancel = None))]
+    #[pyo3(signature = (source, options_json, cancel = None))]
     fn pull_iter(
         &self,
         py: Python<'_>,
-        reference: &str,
+        source: &str,
         options_json: &str,
         cancel: Option<&CancelToken>,
     ) -> PyResult<PullIter> {
-        let mut job = Job::new(py, reference, options_json, cancel)?;
+        let mut job = Job::new(py, source, options_json, cancel)?;
         let (events, sender) = core::progress_channel();
         job.callback = Some(Arc::new(move |event: &PullProgress| {
             sender.send(event.clone())
@@ -282,6 +282,61 @@ impl Registry {
             result: None,
             job,
         })
+    }
+
+    /// What `reference` resolves to on its registry (``RemoteImage``), without downloading a
+    /// layer; blocks with the GIL released.
+    #[pyo3(signature = (reference, platform = None))]
+    fn inspect<'py>(
+        &self,
+        py: Python<'py>,
+        reference: &Bound<'py, PyAny>,
+        platform: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reference = cache::reference(py, reference)?;
+        let platform = cache::platform(py, platform)?;
+        let registry = self.inner.clone();
+        let image = py.detach(move || {
+            runtime::get().block_on(async { registry.inspect(&reference, platform).await })
+        });
+        cache::report(py, "RemoteImage", image)
+    }
+
+    /// Writes the image `source` names to `target` (`oci-layout:DIR[:TAG]` or
+    /// `docker-archive:FILE[:NAME:TAG]`) for `platform` (``SaveReport``); blocks with the GIL
+    /// released.
+    #[pyo3(signature = (source, target, platform = None))]
+    fn save<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        target: &str,
+        platform: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let source = core::ImageSource::parse_arg(source).map_err(|e| core_error(py, &e))?;
+        let target = core::ImageSource::parse_arg(target).map_err(|e| core_error(py, &e))?;
+        let platform = cache::platform(py, platform)?;
+        let registry = self.inner.clone();
+        let saved = py.detach(move || {
+            runtime::get().block_on(async { registry.save(&source, &target, platform).await })
+        });
+        cache::report(py, "SaveReport", saved)
+    }
+
+    /// Repairs what `GlobalCache.verify` found (``RepairReport``), given as the core's JSON
+    /// form of a ``VerifyReport``; blocks with the GIL released.
+    fn repair<'py>(&self, py: Python<'py>, report_json: &str) -> PyResult<Bound<'py, PyAny>> {
+        let report: core::cache::VerifyReport = serde_json::from_str(report_json).map_err(|e| {
+            raise_msg(
+                py,
+                ErrorKind::InvalidArgument,
+                format!("verify report: {e}"),
+            )
+        })?;
+        let registry = self.inner.clone();
+        let repaired =
+            py.detach(move || runtime::get().block_on(async { registry.repair(&report).await }));
+        cache::report(py, "RepairReport", repaired)
     }
 
     fn __repr__(&self) -> String {
@@ -379,6 +434,21 @@ impl PullResult {
     /// The JSON document `msbimage pull --json` prints.
     fn to_json(&self) -> String {
         self.inner.to_json()
+    }
+
+    /// Writes the merged root filesystem under `dest` (missing or an empty directory) as an
+    /// ordinary tree (``UnpackReport``); `rootless` None: rootless unless running as root.
+    #[pyo3(signature = (dest, rootless = None))]
+    fn unpack<'py>(
+        &self,
+        py: Python<'py>,
+        dest: PathBuf,
+        rootless: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let result = self.inner.clone();
+        let opts = core::unpack::UnpackOptions { rootless };
+        let report = py.detach(move || result.unpack(&dest, &opts));
+        cache::report(py, "UnpackReport", report)
     }
 
     /// The merged view of the image's layers.

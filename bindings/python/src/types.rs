@@ -156,10 +156,23 @@ pub struct GlobalCache {
 #[pymethods]
 impl GlobalCache {
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        core::GlobalCache::new(path)
+    #[pyo3(signature = (path, *, group = None, read_only = false))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        group: Option<&Bound<'_, PyAny>>,
+        read_only: bool,
+    ) -> PyResult<Self> {
+        let options = cache::cache_options(py, group, read_only)?;
+        py.detach(move || core::GlobalCache::with_options(path, &options))
             .map(|inner| GlobalCache { inner })
             .map_err(|e| core_error(py, &core::Error::from(e)))
+    }
+
+    /// Whether the cache was opened read-only (it never writes).
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.inner.is_read_only()
     }
 
     /// The cache's root directory (absolute).
@@ -223,6 +236,25 @@ impl GlobalCache {
         cache::report(py, "GcReport", report)
     }
 
+    /// Checks the cache (``VerifyReport``): every layer's tree against its index and
+    /// content digests, and the images' records and manifests; only the images named by
+    /// ``references`` (and their layers) when given.
+    #[pyo3(signature = (references = None))]
+    fn verify<'py>(
+        &self,
+        py: Python<'py>,
+        references: Option<Vec<Bound<'py, PyAny>>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let only = references
+            .unwrap_or_default()
+            .iter()
+            .map(|r| cache::reference(py, r))
+            .collect::<PyResult<Vec<_>>>()?;
+        let cache = self.inner.clone();
+        let report = py.detach(move || cache.verify(&only));
+        cache::report(py, "VerifyReport", report)
+    }
+
     /// Holds a layer (``LayerLease``) so that no process deletes it until it is released.
     fn hold_layer(&self, py: Python<'_>, diff_id: &str) -> PyResult<cache::LayerLease> {
         let diff_id: core::Digest = diff_id
@@ -235,8 +267,8 @@ impl GlobalCache {
     }
 }
 
-/// Credentials for a registry: anonymous, basic (user and password or token) or a bearer
-/// token. Secrets never show in repr().
+/// Credentials for a registry: anonymous, basic (user and password or token), a bearer
+/// token or an identity token. Secrets never show in repr().
 #[pyclass(module = "msbimage", frozen)]
 pub struct RegistryAuth {
     pub inner: core::RegistryAuth,
@@ -265,6 +297,18 @@ impl RegistryAuth {
     fn bearer(token: String) -> Self {
         RegistryAuth {
             inner: core::RegistryAuth::Bearer { token },
+        }
+    }
+
+    /// An OAuth2 refresh token (Docker's `identitytoken`), exchanged for access tokens.
+    #[staticmethod]
+    #[pyo3(signature = (token, username = None))]
+    fn identity_token(token: String, username: Option<String>) -> Self {
+        RegistryAuth {
+            inner: core::RegistryAuth::IdentityToken {
+                username: username.unwrap_or_default(),
+                token,
+            },
         }
     }
 

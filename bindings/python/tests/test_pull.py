@@ -193,3 +193,6 @@ def test_value_types(registry: Served) -> None:
     assert "secret" not in repr(auth) and auth == msbimage.RegistryAuth.basic("u", "secret")
     assert msbimage.RegistryAuth.bearer("t").to_data() == {"type": "bearer", "token": "t"}
     assert msbimage.RegistryAuth.anonymous().to_data() == {"type": "anonymous"}
+    refresh = msbimage.RegistryAuth.identity_token("rt-secret", username="u")
+    assert "rt-secret" not in repr(refresh)
+    assert msbimage.RegistryAuth.identity_token("t").to_data()["username"] == ""

@@ -36,8 +36,13 @@ SETTING_TYPES = {
     "auth": "Optional[RegistryAuth]",
     "authFor": "Mapping[str, RegistryAuth]",
     "dockerConfig": "Union[bool, str, os.PathLike[str]]",
+    "credentialSources": "Iterable[Union[str, os.PathLike[str]]]",
     "insecureRegistries": "Iterable[str]",
     "caFiles": "Iterable[Union[str, os.PathLike[str]]]",
+    "caDirs": "Iterable[Union[str, os.PathLike[str]]]",
+    "certsDirs": "Iterable[Union[str, os.PathLike[str]]]",
+    "registriesConf": "Iterable[Union[str, os.PathLike[str]]]",
+    "hostsDirs": "Iterable[Union[str, os.PathLike[str]]]",
     "mirrors": "Mapping[str, Iterable[str]]",
     "concurrency": "int",
     "durable": "bool",
@@ -53,6 +58,8 @@ SETTING_TYPES = {
     "lockTimeout": "Optional[float]",
     "cacheMaxSize": "Optional[int]",
     "cacheKeepRecent": "Optional[float]",
+    "deadline": "Optional[float]",
+    "proxy": "Union[str, Mapping[str, Any]]",
 }
 OPTION_TYPES = {
     "pullPolicy": "Union[PullPolicy, str]",
@@ -154,6 +161,8 @@ def report_type(ty: str) -> str:
     """The Python annotation of a report field's schema type."""
     if ty.endswith("[]"):
         return f"list[{report_type(ty[:-2])}]"
+    if ty.endswith("?"):
+        return f"{report_type(ty[:-1])} | None"
     return FIELD_TYPES.get(ty, ty)
 
 
@@ -163,6 +172,7 @@ def reports_pyi(surface: Dict[str, Any]) -> str:
         '"""The cache\'s reports: one frozen dataclass per core report type."""\n\n',
         "from dataclasses import dataclass\n",
         "from typing import Any, ClassVar\n\n",
+        "from ._config import ImageConfig\n\n",
         "class Report:\n",
         doc_block("Base class of every cache report.", "    "),
         "    _fields: ClassVar[tuple[tuple[str, str, str], ...]]\n",
@@ -175,6 +185,7 @@ def reports_pyi(surface: Dict[str, Any]) -> str:
     out += [
         "\nBY_NAME: dict[str, type[Report]]\n",
         "\ndef from_data(schema_type: str, data: Any) -> Any: ...\n",
+        "\ndef to_data(report: Report) -> dict[str, Any]: ...\n",
         f"\n__all__ = {json.dumps(names)}\n",
     ]
     return "".join(out)

@@ -1,7 +1,8 @@
 //! `msbimage`: pull OCI images into the msbimage cache from the command line.
 //!
 //! `msbimage pull REF` pulls (with progress on stderr and a summary or `--json` on stdout);
-//! `msbimage inspect REF` answers from the cache alone. Failures print one line,
+//! `msbimage inspect REF` answers from the cache alone; `msbimage login REGISTRY` keeps
+//! credentials where pulls (and Podman) find them. Failures print one line,
 //! `msbimage: error: …`, and exit with a code per [`ErrorKind`] (see [`args::exit_codes_help`]).
 
 // The crate root's modules would live next to it in `src/bin/`, where Cargo would take them
@@ -12,6 +13,8 @@ mod args;
 mod cache_cmds;
 #[path = "msbimage/interrupt.rs"]
 mod interrupt;
+#[path = "msbimage/login_cmds.rs"]
+mod login_cmds;
 #[path = "msbimage/progress_ui.rs"]
 mod progress_ui;
 
@@ -20,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use args::{Cli, Command, InspectArgs, PolicyArg, PullArgs, UnpackArgs};
+use args::{Cli, Command, InspectArgs, PolicyArg, PullArgs, SaveArgs, UnpackArgs};
 use clap::Parser as _;
 use microsandbox_image::{
-    Error, ErrorKind, GlobalCache, Platform, PullOptions, PullPolicy, PullResult, Reference,
-    Registry, unpack::UnpackOptions,
+    Error, ErrorKind, GlobalCache, ImageSource, Platform, PullOptions, PullPolicy, PullResult,
+    Reference, Registry, SaveReport, unpack::UnpackOptions,
 };
 use progress_ui::Reporter;
 
@@ -182,7 +185,7 @@ async fn unpack(args: UnpackArgs) -> Result<(), Failure> {
 
 /// Pull as the arguments ask, with progress on stderr and Ctrl-C/SIGTERM cancelling.
 async fn run_pull(args: &PullArgs) -> Result<PullResult, Error> {
-    let reference: Reference = args.common.reference.parse().map_err(Error::from)?;
+    let source = ImageSource::parse_arg(&args.common.reference)?;
     if args.force && args.policy == PolicyArg::Never {
         return Err(Error::InvalidArgument(
             "--force needs the network; it cannot be combined with --policy never".into(),
@@ -192,15 +195,7 @@ async fn run_pull(args: &PullArgs) -> Result<PullResult, Error> {
         (Some(_), true) => Some(read_password()?),
         _ => None,
     };
-    let cache = open_cache(args.common.cache.as_deref(), &args.common.access)?;
-    let platform = args
-        .common
-        .platform
-        .clone()
-        .unwrap_or_else(Platform::host_linux);
-
-    let config = args.registry_config(&reference, password)?;
-    let registry = Registry::from_config(platform, cache, config)?;
+    let registry = registry_for(args, &source, password)?;
 
     let options = PullOptions {
         pull_policy: args.policy.into(),
@@ -211,7 +206,7 @@ async fn run_pull(args: &PullArgs) -> Result<PullResult, Error> {
     let mut reporter = Reporter::new(args.progress, options.build_index);
 
     interrupt::install();
-    let (mut events, mut task) = registry.pull_with_progress(&reference, &options);
+    let (mut events, mut task) = registry.pull_source_with_progress(&source, &options);
     let mut events_open = true;
     let outcome = loop {
         tokio::select! {
@@ -240,6 +235,74 @@ async fn run_pull(args: &PullArgs) -> Result<PullResult, Error> {
     }
     reporter.end();
     outcome
+}
+
+/// The registry client the arguments describe, for `source` (credentials apply to its
+/// registry).
+fn registry_for(
+    args: &PullArgs,
+    source: &ImageSource,
+    password: Option<String>,
+) -> Result<Registry, Error> {
+    let cache = open_cache(args.common.cache.as_deref(), &args.common.access)?;
+    let platform = args
+        .common
+        .platform
+        .clone()
+        .unwrap_or_else(Platform::host_linux);
+    let reference = match source {
+        ImageSource::Registry(r) => Some(r),
+        _ => None,
+    };
+    let config = args.registry_config(reference, password)?;
+    Registry::from_config(platform, cache, config)
+}
+
+/// `msbimage save SRC TARGET`.
+async fn save(args: SaveArgs) -> Result<(), Failure> {
+    let outcome = run_save(&args).await;
+    match outcome {
+        Ok(report) => {
+            let text = if args.pull.json {
+                serde_json::to_string(&report).map_err(|e| Error::Internal(e.to_string()))? + "\n"
+            } else {
+                format!(
+                    "saved {} ({}) to {}: {} blobs, {} bytes written\n",
+                    report.reference,
+                    report.manifest_digest,
+                    report.target,
+                    report.blobs_written,
+                    report.bytes_written
+                )
+            };
+            print_stdout(&text)
+        }
+        Err(e) => {
+            if args.pull.json {
+                print_stdout(&(error_json(&e) + "\n"))?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+async fn run_save(args: &SaveArgs) -> Result<SaveReport, Error> {
+    let source = ImageSource::parse_arg(&args.pull.common.reference)?;
+    let target: ImageSource = args.target.parse().map_err(|e| Error::Source {
+        reference: args.target.clone(),
+        source: Box::new(e),
+    })?;
+    let password = match (&args.pull.username, args.pull.password_stdin) {
+        (Some(_), true) => Some(read_password()?),
+        _ => None,
+    };
+    let registry = registry_for(&args.pull, &source, password)?;
+    let platform = args.pull.common.platform.clone();
+    interrupt::install();
+    tokio::select! {
+        saved = registry.save(&source, &target, platform) => saved,
+        () = interrupt::interrupted() => Err(Error::Cancelled { reference: source.to_string() }),
+    }
 }
 
 /// `{"error": {"kind": "NOT_CACHED", "message": …, "image": …, "layer": …, "blob": …}}`.
@@ -408,6 +471,9 @@ fn main() -> ExitCode {
             Command::Gc(args) => cache_cmds::gc(args).await,
             Command::Verify(args) => cache_cmds::verify(args).await,
             Command::Unpack(args) => unpack(args).await,
+            Command::Save(args) => save(args).await,
+            Command::Login(args) => login_cmds::login(args).await,
+            Command::Logout(args) => login_cmds::logout(args).await,
         }
     });
     // Blocking work of an aborted pull (an extraction mid-layer) may still be finishing; it

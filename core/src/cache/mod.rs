@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod report;
+pub(crate) use report::cache_report;
 mod access;
 pub(crate) mod contents;
 mod gc;

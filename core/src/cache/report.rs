@@ -71,6 +71,10 @@ macro_rules! cache_report {
     };
 }
 
+// Report types outside the cache module (`inspect`, `repair`, `unpack`) declare theirs with
+// the same macro.
+pub(crate) use cache_report;
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -78,7 +82,10 @@ mod tests {
     use serde_json::Value;
 
     use super::super::inventory::usage_of;
-    use super::super::{CachedImage, CachedLayer, GcReport, RemovedImage};
+    use super::super::{
+        CachedImage, CachedLayer, GcReport, ImageCheck, LayerCheck, Problem, ProblemKind,
+        RemovedImage, VerifyReport,
+    };
     use super::ReportSchema;
     use crate::digest::Digest;
     use crate::surface::CACHE_REPORTS;
@@ -130,17 +137,101 @@ mod tests {
                 platform: image.platform.clone(),
                 manifest_digest: image.manifest_digest.clone(),
             }],
-            removed_layers: vec![d],
+            removed_layers: vec![d.clone()],
             ..GcReport::default()
         })
         .unwrap();
+        let verify_report = VerifyReport {
+            images: vec![ImageCheck {
+                names: image.names.clone(),
+                platform: image.platform.clone(),
+                manifest_digest: image.manifest_digest.clone(),
+                problems: vec![],
+                damaged_layers: vec![d.clone()],
+            }],
+            layers: vec![LayerCheck {
+                diff_id: d.clone(),
+                entries: 3,
+                bytes: 10,
+                recorded: true,
+                problems: vec![Problem::new(
+                    ProblemKind::ContentChanged,
+                    Some("app/hello.txt".into()),
+                    "differs",
+                )],
+                more_problems: 0,
+            }],
+            records: vec![],
+        };
+        let verify = serde_json::to_value(&verify_report).unwrap();
+        let back: VerifyReport = serde_json::from_value(verify.clone()).unwrap();
+        assert_eq!(back, verify_report, "a verify report reads back as itself");
+        let repair = serde_json::to_value(crate::pull::RepairReport {
+            repaired_images: image.names.clone(),
+            rebuilt_layers: vec![d.clone()],
+            removed_records: 1,
+            orphaned_layers: vec![],
+            failed: vec![crate::pull::RepairFailure {
+                image: "r/y:1".into(),
+                error: "unreachable".into(),
+            }],
+        })
+        .unwrap();
+        let config = crate::ImageConfig::from_json(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        let remote = serde_json::to_value(crate::pull::RemoteImage {
+            reference: "r/x:1".into(),
+            digest: image.manifest_digest.clone(),
+            index_digest: None,
+            platforms: vec![image.platform.clone()],
+            platform: image.platform.clone(),
+            manifest_digest: image.manifest_digest.clone(),
+            config_digest: image.config_digest.clone(),
+            config,
+            layers: vec![crate::pull::RemoteLayer {
+                digest: d.clone(),
+                size: 10,
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                diff_id: d.clone(),
+            }],
+            download_size: 10,
+        })
+        .unwrap();
+        let unpack = serde_json::to_value(crate::unpack::UnpackReport {
+            entries: 3,
+            bytes: 10,
+            rootless: true,
+            skipped_xattrs: vec![],
+        })
+        .unwrap();
+        let save = serde_json::to_value(crate::offline::SaveReport {
+            reference: "r/x:1".into(),
+            target: "oci-layout:/tmp/x".into(),
+            manifest_digest: image.manifest_digest.clone(),
+            config_digest: image.config_digest.clone(),
+            blobs_written: 2,
+            bytes_written: 20,
+        })
+        .unwrap();
         let samples = [
+            ("SaveReport", save),
+            ("RepairReport", repair.clone()),
+            ("RepairFailure", repair["failed"][0].clone()),
+            ("RemoteImage", remote.clone()),
+            ("RemoteLayer", remote["layers"][0].clone()),
+            ("UnpackReport", unpack),
             ("CachedImage", serde_json::to_value(&image).unwrap()),
             ("DiskUsage", usage.clone()),
             ("ImageUsage", usage["images"][0].clone()),
             ("CachedLayer", usage["layers"][0].clone()),
             ("GcReport", report.clone()),
             ("RemovedImage", report["removedImages"][0].clone()),
+            ("Problem", verify["layers"][0]["problems"][0].clone()),
+            ("LayerCheck", verify["layers"][0].clone()),
+            ("ImageCheck", verify["images"][0].clone()),
+            ("VerifyReport", verify.clone()),
         ];
         for (name, value) in &samples {
             assert_eq!(keys(value), promised(name), "{name}: {value}");
@@ -150,5 +241,26 @@ mod tests {
         assert_eq!(covered, listed, "a report without a sample here");
         assert_eq!(schema("DiskUsage").fields[0].ty, "ImageUsage[]");
         assert_eq!(schema("ImageUsage").extends, Some("CachedImage"));
+    }
+
+    #[test]
+    fn problem_kinds_list_every_variant_and_read_back() {
+        let names: Vec<String> = ProblemKind::ALL.iter().map(|k| k.name()).collect();
+        let unique: BTreeSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+        assert!(names.iter().all(|n| !n.is_empty()));
+        for k in ProblemKind::ALL {
+            // A variant missing from ALL makes this match non-exhaustive only in spirit;
+            // the count below is kept with the enum's declaration.
+            let back: ProblemKind = serde_json::from_value(Value::from(k.name())).unwrap();
+            assert_eq!(back, *k);
+        }
+        assert_eq!(
+            ProblemKind::ALL.len(),
+            17,
+            "ProblemKind gained a variant: add it to ALL"
+        );
+        assert_eq!(schema("Problem").fields[0].ty, "string");
+        assert_eq!(schema("Problem").fields[1].ty, "string?");
     }
 }

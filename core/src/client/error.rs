@@ -73,6 +73,20 @@ pub enum RegistryError {
     /// The TLS settings are unusable (unreadable or invalid CA bundle).
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    /// A registry configuration file makes no sense for this reference (a `location` that
+    /// does not make an image name).
+    #[error("registry configuration: {0}")]
+    Config(String),
+    /// A registry configuration file blocks the reference (`blocked = true`).
+    #[error("{reference}: blocked by {} (prefix {prefix:?})", source_file.display())]
+    Blocked {
+        /// The image name (`registry/repository`).
+        reference: String,
+        /// The prefix of the blocking entry.
+        prefix: String,
+        /// The file that blocks it.
+        source_file: std::path::PathBuf,
+    },
     /// A download averaged less than the `lowSpeedLimit` setting over `lowSpeedTime`.
     #[error(
         "{url}: too slow: {bytes} bytes in {secs} s, under the lowSpeedLimit of {limit} bytes/s"
@@ -95,8 +109,34 @@ impl RegistryError {
         match self {
             RegistryError::Auth { .. } => ErrorKind::Auth,
             RegistryError::DigestMismatch { .. } => ErrorKind::DigestMismatch,
-            RegistryError::TlsConfig(_) => ErrorKind::InvalidArgument,
+            RegistryError::TlsConfig(_) | RegistryError::Config(_) => ErrorKind::InvalidArgument,
+            RegistryError::Blocked { .. } => ErrorKind::RegistryBlocked,
             _ => ErrorKind::Registry,
+        }
+    }
+
+    /// The URL the error names, if it names one.
+    pub(crate) fn url(&self) -> Option<&str> {
+        match self {
+            RegistryError::Network { url, .. }
+            | RegistryError::Status { url, .. }
+            | RegistryError::NotFound { url, .. }
+            | RegistryError::TooLarge { url, .. }
+            | RegistryError::Protocol { url, .. }
+            | RegistryError::TooSlow { url, .. } => Some(url),
+            _ => None,
+        }
+    }
+
+    /// What went wrong, without the URL (a retry's reason: `HTTP 503`, a reset).
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            RegistryError::Network { detail, .. } => detail.clone(),
+            RegistryError::Status { status, detail, .. } if detail.is_empty() => {
+                format!("HTTP {status}")
+            }
+            RegistryError::Status { status, detail, .. } => format!("HTTP {status}: {detail}"),
+            other => other.to_string(),
         }
     }
 
@@ -112,14 +152,38 @@ impl RegistryError {
     }
 }
 
-/// A reqwest error as a [`RegistryError::Network`], with its whole source chain.
+/// How to give a client certificate.
+const CLIENT_CERT_HINT: &str = "give one as client.cert and client.key in a directory named for \
+     the host in a certsDirs directory, as Docker's certs.d";
+
+/// A reqwest error as a [`RegistryError::Network`], with its whole source chain (the URL
+/// once, in the error's own field: reqwest's message repeats it, signed query and all).
 pub(crate) fn network(url: &str, e: &reqwest::Error) -> RegistryError {
     let mut detail = e.to_string();
+    if let Some(u) = e.url() {
+        detail = detail.replace(&format!(" for url ({u})"), "");
+    }
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         detail.push_str(": ");
         detail.push_str(&s.to_string());
         src = s.source();
+    }
+    // A server that requires a client certificate refuses a client that shows none with an
+    // alert (`CertificateRequired`, Go's `BadCertificate`) or, in TLS 1.3, by closing the
+    // connection after the handshake (then the alert may never be read, and the first write
+    // of the request may meet a broken pipe or a reset instead).
+    let refused = [
+        "CertificateRequired",
+        "BadCertificate",
+        "connection closed",
+        "broken pipe",
+        "reset by peer",
+    ];
+    if url.starts_with("https://") && refused.iter().any(|r| detail.contains(r)) {
+        detail.push_str(&format!(
+            " (if the server requires a client certificate: {CLIENT_CERT_HINT})"
+        ));
     }
     RegistryError::Network {
         url: url.to_owned(),

@@ -2,13 +2,20 @@
 //! choice (HTTPS, with plain HTTP only for loopback and insecure hosts), retries with
 //! `Retry-After`, manifests with verified bytes, and blobs with `Range` and hand-followed
 //! redirects (so `Authorization` never leaves the registry's origin). Authentication
-//! (challenges, tokens, which credentials a request carries) is `auth.rs`.
+//! (challenges, tokens, which credentials a request carries) is `auth.rs`; routes from
+//! configuration files (mirrors, locations, blocked prefixes) are `routes.rs`; TLS per host
+//! (`certs.d`, client certificates) is `tls.rs`.
 
 mod auth;
 mod error;
+pub(crate) mod proxy;
+pub(crate) mod retry;
+pub(crate) mod routes;
+pub(crate) mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -18,6 +25,7 @@ use reqwest::{Response, StatusCode, Url};
 pub use error::RegistryError;
 pub(crate) use error::network as network_error;
 use error::{describe_body, network};
+use retry::Retry;
 
 use crate::auth::AuthStore;
 use crate::digest::Digest;
@@ -33,6 +41,13 @@ pub(crate) struct ClientOptions {
     pub ca_pem: Option<Vec<u8>>,
     /// Registry (as in `Reference::registry`) → mirror hosts tried before it, in order.
     pub mirrors: HashMap<String, Vec<String>>,
+    /// Routes from configuration files: after `mirrors`, the route matching a reference
+    /// gives the places tried (its last one instead of the registry).
+    pub routes: Vec<routes::Route>,
+    /// Docker/containers `certs.d` roots read for each host's CAs and client certificate.
+    pub certs_dirs: Vec<PathBuf>,
+    /// TLS per host (`host[:port]`) from configuration files (containerd `hosts.toml`).
+    pub host_tls: HashMap<String, tls::HostTls>,
     /// Retries of a request after a transient failure.
     pub max_retries: u32,
     /// Connect timeout.
@@ -45,6 +60,8 @@ pub(crate) struct ClientOptions {
     pub low_speed: Option<(u64, Duration)>,
     /// The `User-Agent` header of every request.
     pub user_agent: String,
+    /// Which requests go through which proxy (`proxy`).
+    pub proxy: Arc<proxy::ProxyRules>,
 }
 
 impl Default for ClientOptions {
@@ -53,12 +70,16 @@ impl Default for ClientOptions {
             insecure_hosts: HashSet::new(),
             ca_pem: None,
             mirrors: HashMap::new(),
+            routes: Vec::new(),
+            certs_dirs: Vec::new(),
+            host_tls: HashMap::new(),
             max_retries: 4,
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(30),
             low_speed: Some((1024, Duration::from_secs(60))),
             user_agent: crate::settings::default_user_agent(),
+            proxy: Arc::default(),
         }
     }
 }
@@ -68,8 +89,17 @@ impl Default for ClientOptions {
 pub(crate) struct Endpoint {
     /// `host[:port]` to connect to.
     pub host: String,
+    /// The repository on this endpoint (a `location` may rename it).
+    pub repository: String,
+    /// Whether it resolves tags to manifests.
+    pub resolve: bool,
+    /// Whether it serves content by digest (manifests and blobs).
+    pub pull: bool,
     /// Key for credentials: the registry name for the registry, the host for a mirror.
     auth_key: String,
+    /// The repository whose credentials apply (`team/app`); empty for a mirror, whose
+    /// credentials are per host.
+    auth_repository: String,
 }
 
 /// A manifest fetched from a registry, with its verified digest.
@@ -100,6 +130,8 @@ pub(crate) struct RegistryClient {
     /// bundle fails when the client is made).
     extra_roots: Vec<reqwest::Certificate>,
     unverified: reqwest::Client,
+    /// Clients of hosts with TLS of their own (`certs.d`, `hosts.toml`).
+    per_host: tls::HostClients,
     opts: ClientOptions,
     auth: auth::Authorizer,
     schemes: Mutex<HashMap<String, &'static str>>,
@@ -128,6 +160,7 @@ impl RegistryClient {
             verified: OnceLock::new(),
             extra_roots,
             unverified,
+            per_host: tls::HostClients::default(),
             auth: auth::Authorizer::new(auth, opts.max_retries),
             opts,
             schemes: Mutex::default(),
@@ -135,12 +168,22 @@ impl RegistryClient {
     }
 
     fn base(opts: &ClientOptions) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(&opts.user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.connect_timeout)
-            .read_timeout(opts.read_timeout)
-            .no_proxy()
+            .read_timeout(opts.read_timeout);
+        opts.proxy.apply(builder)
+    }
+
+    /// [`network`], naming the proxy when the request went through one (a proxy that is
+    /// down or refuses us looks like the registry failing otherwise).
+    fn network(&self, url: &Url, e: &reqwest::Error) -> RegistryError {
+        let mut err = network(url.as_str(), e);
+        if let RegistryError::Network { detail, .. } = &mut err {
+            detail.push_str(&self.opts.proxy.note(url.as_str()));
+        }
+        err
     }
 
     /// The low-speed rule for blob downloads (`lowSpeedLimit` over `lowSpeedTime`).
@@ -148,8 +191,10 @@ impl RegistryClient {
         self.opts.low_speed
     }
 
-    /// Where to fetch `r` from: its mirrors in order, then the registry.
-    pub(crate) fn endpoints(&self, r: &Reference) -> Vec<Endpoint> {
+    /// Where to fetch `r` from: its mirrors (the `mirrors` setting) in order, then the places
+    /// of its route if a configuration file gives one, else the registry. A blocked route is
+    /// an error.
+    pub(crate) fn endpoints(&self, r: &Reference) -> Result<Vec<Endpoint>, RegistryError> {
         let mut eps: Vec<Endpoint> = self
             .opts
             .mirrors
@@ -158,14 +203,25 @@ impl RegistryClient {
             .flatten()
             .map(|m| Endpoint {
                 host: m.clone(),
+                repository: r.repository().to_owned(),
+                resolve: true,
+                pull: true,
                 auth_key: m.clone(),
+                auth_repository: String::new(),
             })
             .collect();
-        eps.push(Endpoint {
-            host: r.api_host().to_owned(),
-            auth_key: r.registry().to_owned(),
-        });
-        eps
+        match routes::route_for(&self.opts.routes, r) {
+            Some(route) => eps.extend(routes::endpoints(route, r)?),
+            None => eps.push(Endpoint {
+                host: r.api_host().to_owned(),
+                repository: r.repository().to_owned(),
+                resolve: true,
+                pull: true,
+                auth_key: r.registry().to_owned(),
+                auth_repository: r.repository().to_owned(),
+            }),
+        }
+        Ok(eps)
     }
 
     fn is_insecure(&self, host: &str) -> bool {
@@ -192,9 +248,27 @@ impl RegistryClient {
         schemes.remove(host);
     }
 
-    fn http_for(&self, host: &str) -> Result<&reqwest::Client, RegistryError> {
+    /// How the authorizer reaches `ep`'s token service.
+    fn reach(&self, ep: &Endpoint) -> Result<auth::Reach, RegistryError> {
+        Ok(auth::Reach {
+            http: self.http_for(&ep.host)?,
+            insecure: self.is_insecure(&ep.host),
+        })
+    }
+
+    fn http_for(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
         if self.is_insecure(host) {
-            return Ok(&self.unverified);
+            return Ok(self.unverified.clone());
+        }
+        let own = self.per_host.get(
+            host,
+            self.opts.host_tls.get(host),
+            &self.opts.certs_dirs,
+            &self.extra_roots,
+            || Self::base(&self.opts),
+        )?;
+        if let Some(client) = own {
+            return Ok(client);
         }
         self.verified
             .get_or_init(|| {
@@ -204,28 +278,27 @@ impl RegistryClient {
                 }
                 b.build().map_err(|e| e.to_string())
             })
-            .as_ref()
-            .map_err(|e| RegistryError::TlsConfig(e.clone()))
+            .clone()
+            .map_err(RegistryError::TlsConfig)
     }
 
-    /// GET `/v2/<repo>/<path>` on one endpoint with auth, scheme fallback and retries.
+    /// GET `/v2/<rel>` on one endpoint with auth for `scope`, scheme fallback and retries.
     /// Returns any final response that is not 401/403 or a transient failure; redirects are
     /// followed by the caller.
     async fn get(
         &self,
         ep: &Endpoint,
-        repo: &str,
-        path: &str,
+        rel: &str,
+        scope: &str,
         headers: &HeaderMap,
     ) -> Result<(Response, Url), RegistryError> {
-        let scope = format!("repository:{repo}:pull");
         let mut challenged = false;
         let mut attempt = 0u32;
         // Why HTTPS failed on a host we then tried over plain HTTP.
         let mut https_error: Option<RegistryError> = None;
         loop {
             let (scheme, may_downgrade) = self.scheme_for(&ep.host);
-            let url_s = format!("{scheme}://{}/v2/{repo}/{path}", ep.host);
+            let url_s = format!("{scheme}://{}/v2/{rel}", ep.host);
             let url = Url::parse(&url_s).map_err(|e| RegistryError::Protocol {
                 url: url_s.clone(),
                 detail: e.to_string(),
@@ -234,22 +307,24 @@ impl RegistryClient {
                 .http_for(&ep.host)?
                 .get(url.clone())
                 .headers(headers.clone());
-            if let Some(a) = self.auth.authorization(ep, &scope).await {
+            let sent = self.auth.authorization(&self.reach(ep)?, ep, scope).await;
+            if let Some(a) = &sent {
                 req = req.header(header::AUTHORIZATION, a);
             }
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) if may_downgrade => {
                     // Loopback or insecure host that does not speak TLS: use plain HTTP.
-                    https_error = Some(network(url.as_str(), &e));
+                    https_error = Some(self.network(&url, &e));
                     self.remember_scheme(&ep.host, "http");
                     continue;
                 }
                 Err(e) => {
-                    let err = network(url.as_str(), &e);
+                    let err = self.network(&url, &e);
                     if attempt < self.opts.max_retries {
                         attempt += 1;
-                        tokio::time::sleep(backoff(attempt)).await;
+                        let wait = backoff(attempt);
+                        self.pause(&url, attempt, wait, err.reason()).await;
                         continue;
                     }
                     return Err(err);
@@ -269,10 +344,8 @@ impl RegistryClient {
             }
             if status == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
-                let http = self.http_for(&ep.host)?;
-                let insecure = self.is_insecure(&ep.host);
                 self.auth
-                    .answer_challenge(http, ep, &scope, resp.headers(), insecure)
+                    .answer_challenge(&self.reach(ep)?, ep, scope, resp.headers(), sent.as_deref())
                     .await?;
                 continue;
             }
@@ -285,10 +358,8 @@ impl RegistryClient {
             }
             if is_retryable(status) && attempt < self.opts.max_retries {
                 attempt += 1;
-                let wait = retry_after(resp.headers())
-                    .map(|d| d.min(self.opts.max_retry_after))
-                    .unwrap_or_else(|| backoff(attempt));
-                tokio::time::sleep(wait).await;
+                let (wait, reason) = self.status_wait(&resp, attempt);
+                self.pause(&url, attempt, wait, reason).await;
                 continue;
             }
             return Ok((resp, url));
@@ -305,14 +376,19 @@ impl RegistryClient {
     ) -> Result<FetchedManifest, RegistryError> {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        self.with_endpoints(r, |ep| {
+        let need = if pinned.is_some() || reference.contains(':') {
+            Need::Pull
+        } else {
+            Need::Resolve
+        };
+        self.with_endpoints(r, need, |ep| {
             let headers = headers.clone();
             async move {
                 let path = format!("manifests/{reference}");
                 let (bytes, (content_type, claimed)) = self
                     .read_retrying(
                         || async {
-                            let (resp, url) = self.get_following(&ep, r, &path, &headers).await?;
+                            let (resp, url) = self.get_following(&ep, &path, &headers).await?;
                             let resp = expect_success(resp, &url, "manifest").await?;
                             let content_type = header_str(resp.headers(), header::CONTENT_TYPE);
                             let claimed = header_str(resp.headers(), "docker-content-digest")
@@ -358,12 +434,12 @@ impl RegistryClient {
         what: &'static str,
         limit: u64,
     ) -> Result<Vec<u8>, RegistryError> {
-        self.with_endpoints(r, |ep| async move {
+        self.with_endpoints(r, Need::Pull, |ep| async move {
             let (bytes, ()) = self
                 .read_retrying(
                     || async {
                         let BlobResponse { response, .. } =
-                            self.open_blob_at(&ep, r, digest, 0).await?;
+                            self.open_blob_at(&ep, digest, 0).await?;
                         let url = response.url().clone();
                         Ok((response, url, ()))
                     },
@@ -394,8 +470,8 @@ impl RegistryClient {
         digest: &Digest,
         offset: u64,
     ) -> Result<BlobResponse, RegistryError> {
-        self.with_endpoints(r, |ep| async move {
-            self.open_blob_at(&ep, r, digest, offset).await
+        self.with_endpoints(r, Need::Pull, |ep| async move {
+            self.open_blob_at(&ep, digest, offset).await
         })
         .await
     }
@@ -403,7 +479,6 @@ impl RegistryClient {
     async fn open_blob_at(
         &self,
         ep: &Endpoint,
-        r: &Reference,
         digest: &Digest,
         offset: u64,
     ) -> Result<BlobResponse, RegistryError> {
@@ -418,7 +493,7 @@ impl RegistryClient {
             headers.insert(header::RANGE, v);
         }
         let (resp, url) = self
-            .get_following(ep, r, &format!("blobs/{digest}"), &headers)
+            .get_following(ep, &format!("blobs/{digest}"), &headers)
             .await?;
         let resp = expect_success(resp, &url, "blob").await?;
         let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
@@ -434,13 +509,13 @@ impl RegistryClient {
     async fn get_following(
         &self,
         ep: &Endpoint,
-        r: &Reference,
         path: &str,
         headers: &HeaderMap,
     ) -> Result<(Response, Url), RegistryError> {
-        let (mut resp, mut url) = self.get(ep, r.repository(), path, headers).await?;
+        let scope = format!("repository:{}:pull", ep.repository);
+        let rel = format!("{}/{path}", ep.repository);
+        let (mut resp, mut url) = self.get(ep, &rel, &scope, headers).await?;
         let origin = url.origin();
-        let scope = format!("repository:{}:pull", r.repository());
         let mut hops = 0;
         while resp.status().is_redirection() && resp.status() != StatusCode::NOT_MODIFIED {
             if hops == MAX_REDIRECTS {
@@ -461,11 +536,11 @@ impl RegistryClient {
                 detail: format!("bad redirect Location {location:?}: {e}"),
             })?;
             let mut req = self
-                .http_for(next.host_str().unwrap_or_default())?
+                .http_for(&url_host(&next))?
                 .get(next.clone())
                 .headers(headers.clone());
             if next.origin() == origin
-                && let Some(a) = self.auth.authorization(ep, &scope).await
+                && let Some(a) = self.auth.authorization(&self.reach(ep)?, ep, &scope).await
             {
                 req = req.header(header::AUTHORIZATION, a);
             }
@@ -485,22 +560,21 @@ impl RegistryClient {
         let mut attempt = 0u32;
         loop {
             let Some(this) = req.try_clone() else {
-                return req.send().await.map_err(|e| network(url.as_str(), &e));
+                return req.send().await.map_err(|e| self.network(url, &e));
             };
             match this.send().await {
                 Ok(resp) if is_retryable(resp.status()) && attempt < self.opts.max_retries => {
                     attempt += 1;
-                    let wait = retry_after(resp.headers())
-                        .map(|d| d.min(self.opts.max_retry_after))
-                        .unwrap_or_else(|| backoff(attempt));
-                    tokio::time::sleep(wait).await;
+                    let (wait, reason) = self.status_wait(&resp, attempt);
+                    self.pause(url, attempt, wait, reason).await;
                 }
                 Ok(resp) => return Ok(resp),
-                Err(_) if attempt < self.opts.max_retries => {
+                Err(e) if attempt < self.opts.max_retries => {
                     attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    let reason = self.network(url, &e).reason();
+                    self.pause(url, attempt, backoff(attempt), reason).await;
                 }
-                Err(e) => return Err(network(url.as_str(), &e)),
+                Err(e) => return Err(self.network(url, &e)),
             }
         }
     }
@@ -526,24 +600,108 @@ impl RegistryClient {
                 Ok(bytes) => return Ok((bytes, extra)),
                 Err(e) if e.is_transient() && attempt < self.opts.max_retries => {
                     attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    self.pause(&url, attempt, backoff(attempt), e.reason())
+                        .await;
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// Run `f` against each endpoint in turn until one succeeds; the last error otherwise.
+    /// The wait before retrying after the retryable answer `resp`, and why: its
+    /// `Retry-After` (at most `maxRetryAfter`, and the reason says when it was cut), else the
+    /// backoff of retry number `attempt`.
+    fn status_wait(&self, resp: &Response, attempt: u32) -> (Duration, String) {
+        let status = resp.status();
+        let what = format!(
+            "HTTP {} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or_default()
+        );
+        match retry_after(resp.headers()) {
+            Some(asked) if asked > self.opts.max_retry_after => {
+                let cap = self.opts.max_retry_after;
+                let reason = format!(
+                    "{} (Retry-After {} s, cut to maxRetryAfter {} s)",
+                    what.trim_end(),
+                    asked.as_secs(),
+                    cap.as_secs_f64()
+                );
+                (cap, reason)
+            }
+            Some(asked) => (
+                asked,
+                format!("{} (Retry-After {} s)", what.trim_end(), asked.as_secs()),
+            ),
+            None => (backoff(attempt), what.trim_end().to_owned()),
+        }
+    }
+
+    /// Report retry number `retry` of the request to `url` and wait `wait` (`retry.rs`).
+    async fn pause(&self, url: &Url, retry: u32, wait: Duration, reason: String) {
+        retry::pause(Retry {
+            url: url.as_str(),
+            retry,
+            max_retries: self.opts.max_retries,
+            wait,
+            reason,
+        })
+        .await;
+    }
+
+    /// Check that `registry` (as in `Reference::registry`) accepts its credentials: `GET /v2/`
+    /// with the challenge dance and no scope, as `docker login` and `podman login` do.
+    pub(crate) async fn ping(&self, registry: &str) -> Result<(), RegistryError> {
+        let host = if registry == crate::reference::DOCKER_HUB {
+            crate::reference::DOCKER_HUB_API
+        } else {
+            registry
+        };
+        let ep = Endpoint {
+            host: host.to_owned(),
+            repository: String::new(),
+            resolve: true,
+            pull: true,
+            auth_key: registry.to_owned(),
+            auth_repository: String::new(),
+        };
+        let (resp, url) = self.get(&ep, "", "", &HeaderMap::new()).await?;
+        expect_success(resp, &url, "registry API (/v2/)").await?;
+        Ok(())
+    }
+
+    /// Run `f` against each endpoint that serves `need` in turn until one succeeds (a mirror
+    /// that is down, answers 5xx or lacks the image falls through to the next); the last
+    /// error otherwise.
     async fn with_endpoints<'a, T, F, Fut>(
         &'a self,
         r: &'a Reference,
+        need: Need,
         f: F,
     ) -> Result<T, RegistryError>
     where
         F: Fn(Endpoint) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>> + 'a,
     {
-        let eps = self.endpoints(r);
+        let eps: Vec<Endpoint> = self
+            .endpoints(r)?
+            .into_iter()
+            .filter(|ep| match need {
+                Need::Resolve => ep.resolve,
+                Need::Pull => ep.pull,
+            })
+            .collect();
+        if eps.is_empty() {
+            return Err(RegistryError::Config(format!(
+                "no configured host for {}/{} may {}",
+                r.registry(),
+                r.repository(),
+                match need {
+                    Need::Resolve => "resolve tags (capability \"resolve\")",
+                    Need::Pull => "serve content (capability \"pull\")",
+                }
+            )));
+        }
         let last = eps.len() - 1;
         let mut result = None;
         for (i, ep) in eps.into_iter().enumerate() {
@@ -560,6 +718,24 @@ impl RegistryClient {
             url: r.api_host().to_owned(),
             detail: "no endpoint".into(),
         }))
+    }
+}
+
+/// What a request needs of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Resolving a tag to a manifest.
+    Resolve,
+    /// Content by digest: a manifest or a blob.
+    Pull,
+}
+
+/// `host[:port]` of a URL, the port only when the URL gives one.
+fn url_host(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 

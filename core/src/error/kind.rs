@@ -81,6 +81,10 @@ error_kinds! {
     NotFound = "NOT_FOUND", status 15, exit 11;
     /// Waiting for a layer that another pull holds took longer than `lockTimeout`.
     LockTimeout = "LOCK_TIMEOUT", status 16, exit 12;
+    /// A registry configuration file (`registries.conf`, `blocked = true`) forbids pulling from this registry or namespace.
+    RegistryBlocked = "REGISTRY_BLOCKED", status 17, exit 13;
+    /// The pull did not finish within the `deadline` setting.
+    DeadlineExceeded = "DEADLINE_EXCEEDED", status 18, exit 14;
 }
 
 impl ErrorKind {

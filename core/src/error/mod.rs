@@ -8,6 +8,7 @@ use crate::client::RegistryError;
 use crate::digest::Digest;
 use crate::layer::LayerError;
 use crate::manifest::ManifestError;
+use crate::offline::SourceError;
 use crate::platform::Platform;
 use crate::reference::ReferenceError;
 
@@ -96,6 +97,17 @@ pub enum Error {
         source: Box<LayerError>,
     },
 
+    /// An offline image (an OCI layout, a docker archive) could not be read or written: the
+    /// message names the file.
+    #[error("{reference}: {source}")]
+    Source {
+        /// The image (or the source, before its image is known).
+        reference: String,
+        /// What went wrong.
+        #[source]
+        source: Box<SourceError>,
+    },
+
     /// The cache could not be read or written.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -113,11 +125,40 @@ pub enum Error {
         source: CacheError,
     },
 
+    /// Writing an image's merged tree out as a plain directory failed
+    /// ([`PullResult::unpack`](crate::PullResult::unpack)).
+    #[error(transparent)]
+    Unpack(#[from] crate::unpack::UnpackError),
+
     /// The pull was cancelled.
     #[error("{reference}: pull cancelled")]
     Cancelled {
         /// The image.
         reference: String,
+    },
+
+    /// The pull did not finish within the `deadline` setting. It stopped as a cancelled pull
+    /// does: nothing half-published, a layer blob's bytes kept for the next pull to resume
+    /// (as `partialMinSize` says).
+    #[error("{reference}: the pull did not finish within its deadline of {} s{}", seconds, last_retry.as_ref().map(|r| format!(" (it was retrying {r})")).unwrap_or_default())]
+    DeadlineExceeded {
+        /// The image.
+        reference: String,
+        /// The deadline, in seconds.
+        seconds: f64,
+        /// The last retry of a request the pull reported, when it had one (`GET <url> in 30.0
+        /// s (attempt 2/5): HTTP 503 …`): usually what it was waiting for.
+        last_retry: Option<String>,
+    },
+
+    /// A credential file or helper could not be read or written (`login`, `logout`). The
+    /// message names the file or helper, never a secret.
+    #[error("credential store {store}: {detail}")]
+    CredentialStore {
+        /// The file's path or the helper's program name.
+        store: String,
+        /// What went wrong.
+        detail: String,
     },
 
     /// A bug: a task panicked or vanished. The message says where.
@@ -136,8 +177,12 @@ impl Error {
             Error::Registry { source, .. } => source.kind(),
             Error::Manifest { .. } => ErrorKind::Unsupported,
             Error::Layer { source, .. } => source.kind(),
+            Error::Source { source, .. } => source.kind(),
             Error::Cache(e) | Error::ImageCache { source: e, .. } => e.kind(),
+            Error::Unpack(e) => e.kind(),
             Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::DeadlineExceeded { .. } => ErrorKind::DeadlineExceeded,
+            Error::CredentialStore { .. } => ErrorKind::Io,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -41,9 +41,11 @@ impl Error {
             | Error::PlatformNotFound { reference, .. }
             | Error::Registry { reference, .. }
             | Error::Manifest { reference, .. }
+            | Error::Source { reference, .. }
             | Error::Layer { reference, .. }
             | Error::ImageCache { reference, .. }
-            | Error::Cancelled { reference } => Some(reference),
+            | Error::Cancelled { reference }
+            | Error::DeadlineExceeded { reference, .. } => Some(reference),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::reader::ChunkSender;
+use crate::client::retry::{Retry, pause};
 use crate::client::{RegistryClient, RegistryError, backoff};
 use crate::manifest::LayerDescriptor;
 use crate::progress::{ProgressSink, PullProgress};
@@ -30,6 +31,26 @@ pub(crate) enum DownloadError {
     ReceiverGone,
     /// The pull was cancelled.
     Cancelled,
+}
+
+impl DownloadError {
+    /// What a layer failed with when its download stopped this way; `None` when the reader
+    /// stopped first (its own error is the one to report).
+    pub(crate) fn layer_error(self) -> Option<super::LayerError> {
+        use super::LayerError;
+        Some(match self {
+            DownloadError::ReceiverGone => return None,
+            DownloadError::Cancelled => LayerError::Cancelled,
+            DownloadError::Registry(e) => LayerError::Download(e),
+            DownloadError::TooLong { expected } => LayerError::SizeMismatch {
+                expected,
+                actual: expected + 1,
+            },
+            DownloadError::TooShort { expected, actual } => {
+                LayerError::SizeMismatch { expected, actual }
+            }
+        })
+    }
 }
 
 /// The low-speed rule over one blob's download, resumes included: every `window`, at least
@@ -104,7 +125,14 @@ pub(crate) async fn stream_blob(
             Ok(r) => r,
             Err(e) if e.is_transient() && stalled < MAX_STALLED_ATTEMPTS => {
                 stalled += 1;
-                tokio::time::sleep(backoff(stalled)).await;
+                pause(Retry {
+                    url: e.url().unwrap_or_default(),
+                    retry: stalled,
+                    max_retries: MAX_STALLED_ATTEMPTS,
+                    wait: backoff(stalled),
+                    reason: e.reason(),
+                })
+                .await;
                 continue;
             }
             Err(e) => return Err(DownloadError::Registry(e)),
@@ -154,15 +182,27 @@ pub(crate) async fn stream_blob(
         stalled += 1;
         resumes += 1;
         floor.check(0, &url)?;
+        let failure = match failure {
+            Some(e) => DownloadError::Registry(crate::client::network_error(&url, &e)),
+            None => DownloadError::TooShort {
+                expected: layer.size,
+                actual: offset,
+            },
+        };
         if stalled > MAX_STALLED_ATTEMPTS || resumes > MAX_RESUMES {
-            return Err(match failure {
-                Some(e) => DownloadError::Registry(crate::client::network_error(&url, &e)),
-                None => DownloadError::TooShort {
-                    expected: layer.size,
-                    actual: offset,
-                },
-            });
+            return Err(failure);
         }
-        tokio::time::sleep(backoff(stalled)).await;
+        let reason = match failure {
+            DownloadError::Registry(e) => e.reason(),
+            _ => format!("the stream ended at byte {offset} of {}", layer.size),
+        };
+        pause(Retry {
+            url: &url,
+            retry: stalled,
+            max_retries: MAX_STALLED_ATTEMPTS,
+            wait: backoff(stalled),
+            reason: format!("{reason}; resuming from byte {offset}"),
+        })
+        .await;
     }
 }

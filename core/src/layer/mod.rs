@@ -24,18 +24,19 @@ pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATT
 
 use crate::cache::{CacheError, FileLock, GlobalCache, LayerMeta, PartialBlob, Staging};
 use crate::cancel::CancelToken;
+use crate::client::retry::for_layer;
 use crate::client::{RegistryClient, RegistryError};
 use crate::digest::{Digest, HashingReader};
 use crate::error::ErrorKind;
 use crate::manifest::LayerDescriptor;
 use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
-use decompress::Decoder;
-use download::{DownloadError, stream_blob};
+pub(crate) use decompress::Decoder;
+pub(crate) use download::{DownloadError, stream_blob};
 use flush::FlushTicker;
 pub(crate) use flush::Flusher;
 use pipe::{PipeReader, Pumped};
-use reader::chunk_channel;
+pub(crate) use reader::chunk_channel;
 pub(crate) use reindex::ensure_index;
 
 /// What went wrong with one layer.
@@ -109,6 +110,9 @@ pub enum LayerError {
     /// The cache failed (locks, publishing).
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The layer's blob could not be read from an offline image.
+    #[error(transparent)]
+    Source(#[from] crate::offline::SourceError),
     /// The layer's entries do not form a valid index (or the index is too large).
     #[error("index: {0}")]
     Index(#[from] crate::index::IndexError),
@@ -144,6 +148,7 @@ impl LayerError {
             | LayerError::DiffIdMismatch { .. } => ErrorKind::DigestMismatch,
             LayerError::Io { .. } => ErrorKind::Io,
             LayerError::Cache(e) => e.kind(),
+            LayerError::Source(e) => e.kind(),
             LayerError::LockTimeout { .. } => ErrorKind::LockTimeout,
             LayerError::Internal(_) => ErrorKind::Internal,
             LayerError::Cancelled => ErrorKind::Cancelled,
@@ -180,6 +185,8 @@ pub(crate) struct LayerContext {
     /// Early writeback for durable pulls (see [`flush`]).
     pub flusher: Option<Flusher>,
     pub build_index: bool,
+    /// The offline image the blobs come from, instead of `client`.
+    pub local: Option<Arc<crate::offline::local::LocalImage>>,
     /// Tripped by the caller, or by the pull when another layer failed.
     pub cancel: CancelToken,
 }
@@ -274,6 +281,9 @@ pub(super) async fn run_pipeline(
     permit: Option<OwnedSemaphorePermit>,
     partial: Option<PartialBlob>,
 ) -> Attempt {
+    if let Some(local) = &ctx.local {
+        return run_local(ctx, local, job, lock, permit).await;
+    }
     let from = partial.as_ref().map_or(0, PartialBlob::kept);
     let (tx, mut reader) = chunk_channel();
     // Opening two files of our own: no need for a blocking thread.
@@ -317,7 +327,7 @@ pub(super) async fn run_pipeline(
     let downloaded = tokio::select! {
         biased;
         () = ctx.cancel.cancelled() => Err(DownloadError::Cancelled),
-        r = stream_blob(
+        r = for_layer(job.index, &job.descriptor.digest, stream_blob(
             &ctx.client,
             &ctx.reference,
             &job.descriptor,
@@ -325,7 +335,7 @@ pub(super) async fn run_pipeline(
             from,
             &tx,
             &ctx.progress,
-        ) => r,
+        )) => r,
     };
     if downloaded.is_err() {
         let _ = tx.send(Err(())).await;
@@ -342,23 +352,48 @@ pub(super) async fn run_pipeline(
             };
         }
     };
-    let result = match downloaded {
-        Ok(_) | Err(DownloadError::ReceiverGone) => extracted.map(drop),
-        Err(DownloadError::Cancelled) => Err(LayerError::Cancelled),
-        Err(DownloadError::Registry(e)) => Err(LayerError::Download(e)),
-        Err(DownloadError::TooLong { expected }) => Err(LayerError::SizeMismatch {
-            expected,
-            actual: expected + 1,
-        }),
-        Err(DownloadError::TooShort { expected, actual }) => {
-            Err(LayerError::SizeMismatch { expected, actual })
-        }
+    let result = match downloaded.map_err(DownloadError::layer_error) {
+        Ok(_) | Err(None) => extracted.map(drop),
+        Err(Some(e)) => Err(e),
     };
     Attempt {
         result,
         lock: Some(lock),
         permit,
         partial,
+    }
+}
+
+/// One pass over a layer of an offline image: its file (or archive member) is the source.
+async fn run_local(
+    ctx: &Arc<LayerContext>,
+    local: &Arc<crate::offline::local::LocalImage>,
+    job: &LayerJob,
+    lock: FileLock,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Attempt {
+    let (ctx, local, job) = (ctx.clone(), local.clone(), job.clone());
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut permit = permit;
+        let result = local
+            .open_layer(&job.descriptor)
+            .map_err(LayerError::from)
+            .and_then(|source| extract_and_publish(&ctx, &job, source, &mut permit, &mut None));
+        (result, lock, permit)
+    });
+    match worker.await {
+        Ok((result, lock, permit)) => Attempt {
+            result: result.map(drop),
+            lock: Some(lock),
+            permit,
+            partial: None,
+        },
+        Err(e) => Attempt {
+            result: Err(LayerError::Internal(format!("layer worker: {e}"))),
+            lock: None,
+            permit: None,
+            partial: None,
+        },
     }
 }
 

@@ -29,7 +29,11 @@ pub(super) async fn download_layer(
     let (mut lock, mut permit) = (lock, Some(permit));
     let mut retried = false;
     loop {
-        let partial = open_partial(ctx, job).await?;
+        // An offline image's blob is a local file: nothing to keep or resume.
+        let partial = match ctx.local {
+            Some(_) => None,
+            None => open_partial(ctx, job).await?,
+        };
         let resumed = partial.as_ref().is_some_and(|p| p.kept() > 0);
         let Attempt {
             result,

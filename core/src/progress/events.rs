@@ -148,6 +148,26 @@ progress_events! {
         /// The process that holds the layer's lock, when known.
         holder_pid: Option<u32>,
     },
+    /// A request failed in a way that may pass (a reset, a timeout, HTTP 429 or 5xx) and is
+    /// tried again after a wait: a manifest, a config, a token, a blob, or the rest of a blob
+    /// whose stream broke off. Sent before the wait.
+    milestone RequestRetrying {
+        /// The request's URL, without its query (where signed storage URLs carry credentials).
+        url: String,
+        /// The layer whose blob the request is for; null for a manifest, config or token.
+        layer_index: Option<usize>,
+        /// That layer's compressed digest; null when `layerIndex` is.
+        digest: Option<Digest>,
+        /// The attempt about to start (2 for the first retry).
+        attempt: u32,
+        /// Attempts allowed in all (`maxRetries` + 1 for a request).
+        max_attempts: u32,
+        /// The wait before it, in milliseconds (a `Retry-After` capped at `maxRetryAfter`, or
+        /// the backoff).
+        wait_ms: u64,
+        /// Why the attempt before failed (`HTTP 503`, `connection reset`, …).
+        reason: String,
+    },
     /// The pull finished successfully.
     milestone Complete {
         /// The normalised reference.
@@ -167,6 +187,27 @@ impl PullProgress {
     /// (byte counts) are lossy.
     pub fn is_milestone(&self) -> bool {
         self.schema().milestone
+    }
+
+    /// A `requestRetrying` event as one line, as the CLI prints it after `retrying ` and a
+    /// pull's `DEADLINE_EXCEEDED` error names the retry it cut short: `GET <url> in 2.0 s
+    /// (attempt 2/5): HTTP 503 …`. `None` for other events.
+    pub fn retry_summary(&self) -> Option<String> {
+        let PullProgress::RequestRetrying {
+            url,
+            attempt,
+            max_attempts,
+            wait_ms,
+            reason,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(format!(
+            "GET {url} in {:.1} s (attempt {attempt}/{max_attempts}): {reason}",
+            *wait_ms as f64 / 1000.0
+        ))
     }
 
     /// The layer a lossy event belongs to; `None` for milestones, which are never dropped.

@@ -101,6 +101,9 @@ impl SchemaType for bool {
 impl SchemaType for Option<u64> {
     const NAME: &'static str = "u64?";
 }
+impl SchemaType for Option<usize> {
+    const NAME: &'static str = "u64?";
+}
 impl SchemaType for Option<u32> {
     const NAME: &'static str = "u64?";
 }

@@ -11,6 +11,8 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layer::LayerError;
 use crate::manifest::ManifestError;
+use crate::offline::SourceError;
+use crate::offline::local::LocalImage;
 use crate::platform::Platform;
 use crate::progress::ProgressSink;
 use crate::reference::Reference;
@@ -22,6 +24,8 @@ pub(super) struct PullContext<'a> {
     pub platform: Platform,
     pub progress: &'a ProgressSink,
     pub cancel: &'a CancelToken,
+    /// The offline image blobs come from, when the pull reads one instead of the registry.
+    pub local: Option<Arc<LocalImage>>,
 }
 
 impl<'a> PullContext<'a> {
@@ -37,6 +41,21 @@ impl<'a> PullContext<'a> {
             platform,
             progress,
             cancel,
+            local: None,
+        }
+    }
+
+    /// The same pull, reading `local` instead of the registry.
+    pub fn reading(mut self, local: Arc<LocalImage>) -> Self {
+        self.local = Some(local);
+        self
+    }
+
+    /// Reading the offline image failed.
+    pub fn source(&self, source: SourceError) -> Error {
+        Error::Source {
+            reference: self.image.to_string(),
+            source: Box::new(source),
         }
     }
 

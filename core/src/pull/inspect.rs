@@ -3,6 +3,7 @@
 //! and verified like a pull's first steps, without downloading a layer or writing to the
 //! cache.
 
+use crate::cache::cache_report;
 use crate::cancel::CancelToken;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
@@ -14,12 +15,10 @@ use crate::reference::Reference;
 
 use super::Puller;
 use super::context::PullContext;
-use super::resolve::MAX_CONFIG_BYTES;
+use super::resolve::{MAX_CONFIG_BYTES, check_single_platform};
 
+cache_report! {
 /// An image as its registry describes it ([`Registry::inspect`](crate::Registry::inspect)).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
 pub struct RemoteImage {
     /// The normalised reference asked for.
     pub reference: String,
@@ -43,11 +42,10 @@ pub struct RemoteImage {
     /// Compressed bytes a cold pull downloads (the layers' sizes summed).
     pub download_size: u64,
 }
+}
 
+cache_report! {
 /// One layer of a [`RemoteImage`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
 pub struct RemoteLayer {
     /// The blob's digest.
     pub digest: Digest,
@@ -58,6 +56,7 @@ pub struct RemoteLayer {
     /// Its uncompressed digest, from the config.
     pub diff_id: Digest,
 }
+}
 
 impl Puller {
     pub(crate) async fn inspect(
@@ -65,17 +64,21 @@ impl Puller {
         reference: &Reference,
         platform: Option<Platform>,
     ) -> Result<RemoteImage> {
+        let asked = platform.is_some();
         let platform = platform.unwrap_or_else(|| self.platform.clone());
         let (progress, cancel) = (ProgressSink::none(), CancelToken::new());
         let cx = PullContext::new(reference, platform, &progress, &cancel);
         let fetched = self.fetch_manifests(&cx).await?;
         let config_digest = fetched.manifest.config_digest.clone();
         let bytes = self
-            .client
-            .get_blob(reference, &config_digest, "config", MAX_CONFIG_BYTES)
-            .await
-            .map_err(|e| cx.registry(e))?;
+            .get_blob(&cx, &config_digest, "config", MAX_CONFIG_BYTES)
+            .await?;
         let config = ImageConfig::from_json(&bytes).map_err(|e| cx.manifest(e))?;
+        // A platform asked for must be one the image runs, as for a pull; without one, a
+        // single-platform image is described whatever it is built for.
+        if asked && fetched.index.is_none() {
+            check_single_platform(&cx, &config)?;
+        }
         let diff_ids = config.diff_ids().map_err(|e| cx.manifest(e))?;
         if diff_ids.len() != fetched.manifest.layers.len() {
             return Err(cx.manifest(manifest::ManifestError::LayerCountMismatch {

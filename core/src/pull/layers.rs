@@ -90,6 +90,7 @@ impl Puller {
                 .durable
                 .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),
             build_index: opts.build_index,
+            local: cx.local.clone(),
             cancel: CancelToken::new(),
         }
     }

@@ -9,6 +9,7 @@ mod layers;
 mod read_only;
 mod repair;
 mod resolve;
+mod save;
 
 pub use inspect::{RemoteImage, RemoteLayer};
 pub use repair::{RepairFailure, RepairReport};
@@ -19,11 +20,13 @@ use std::sync::Arc;
 use crate::cache::{GcPolicy, GlobalCache, ImageRecord, LayerLease, RECORD_VERSION, RecordLayer};
 use crate::cancel::CancelToken;
 use crate::client::RegistryClient;
+use crate::client::retry::{self, RetryObserver};
 use crate::config::ImageConfig;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::index::{IndexError, LayerIndex, LayerStack};
 use crate::layer::{ExtractLimits, Rebuild};
+use crate::offline::local::LocalImage;
 use crate::platform::Platform;
 use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
@@ -231,6 +234,8 @@ pub(crate) struct Puller {
     pub limits: ExtractLimits,
     pub durable: bool,
     pub lock_timeout: Option<std::time::Duration>,
+    /// The longest a whole pull may take (`deadline`).
+    pub deadline: Option<std::time::Duration>,
     pub partial_min_size: Option<u64>,
     /// What to collect after a pull that downloaded a layer (`cacheMaxSize`), if anything.
     pub collect_after: Option<GcPolicy>,
@@ -250,9 +255,54 @@ impl Puller {
         progress: ProgressSink,
         cancel: &CancelToken,
     ) -> Result<PullResult> {
-        let result = self.pull_inner(reference, opts, &progress, cancel).await;
+        let observer = RetryObserver::new(progress.clone());
+        let steps = self.pull_within_deadline(reference, opts, &progress, cancel, &observer);
+        let result = retry::observe(observer.clone(), steps).await;
         progress.close();
         result
+    }
+
+    /// [`Self::pull_inner`], stopped as if cancelled when the `deadline` passes, and then
+    /// failing with [`Error::DeadlineExceeded`] (naming the retry it was waiting for, if any).
+    async fn pull_within_deadline(
+        &self,
+        reference: &Reference,
+        opts: &PullOptions,
+        progress: &ProgressSink,
+        cancel: &CancelToken,
+        observer: &RetryObserver,
+    ) -> Result<PullResult> {
+        let Some(deadline) = self.deadline else {
+            return self.pull_inner(reference, opts, progress, cancel).await;
+        };
+        // The pull's own token: tripped by the caller's, or by the deadline.
+        let stop = CancelToken::new();
+        let mut expired = false;
+        let watch = async {
+            tokio::select! {
+                () = cancel.cancelled() => false,
+                () = tokio::time::sleep(deadline) => true,
+            }
+        };
+        let pull = self.pull_inner(reference, opts, progress, &stop);
+        tokio::pin!(watch, pull);
+        let result = loop {
+            tokio::select! {
+                r = &mut pull => break r,
+                timed_out = &mut watch, if !stop.is_cancelled() => {
+                    expired = timed_out;
+                    stop.cancel();
+                }
+            }
+        };
+        match result {
+            Err(e) if expired && e.kind() == ErrorKind::Cancelled => Err(Error::DeadlineExceeded {
+                reference: reference.to_string(),
+                seconds: deadline.as_secs_f64(),
+                last_retry: observer.last_retry(),
+            }),
+            r => r,
+        }
     }
 
     /// The steps of a pull, in order.
@@ -263,10 +313,7 @@ impl Puller {
         progress: &ProgressSink,
         cancel: &CancelToken,
     ) -> Result<PullResult> {
-        let platform = opts
-            .platform
-            .clone()
-            .unwrap_or_else(|| self.platform.clone());
+        let platform = self.platform_for(opts);
         let cx = PullContext::new(reference, platform, progress, cancel);
         progress.emit(PullProgress::Resolving {
             reference: cx.image.clone(),
@@ -284,18 +331,63 @@ impl Puller {
                 return Err(cx.not_cached());
             }
         }
+        self.pull_from_source(&cx, opts).await
+    }
+
+    /// The platform a pull with `opts` is for.
+    fn platform_for(&self, opts: &PullOptions) -> Platform {
+        opts.platform
+            .clone()
+            .unwrap_or_else(|| self.platform.clone())
+    }
+
+    /// Pull the offline image `local` (an OCI layout, a docker archive) into the cache
+    /// under its name. The pull policy does not apply: the source is read every time
+    /// (nothing of it is on the network) and layers already cached are reused; `force`
+    /// rebuilds them.
+    pub(crate) async fn pull_local(
+        &self,
+        local: Arc<LocalImage>,
+        opts: &PullOptions,
+        progress: ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<PullResult> {
+        let platform = self.platform_for(opts);
+        let reference = local.name.clone();
+        let cx = PullContext::new(&reference, platform, &progress, cancel).reading(local);
+        progress.emit(PullProgress::Resolving {
+            reference: cx.image.clone(),
+        });
+        let result = self.pull_from_source(&cx, opts).await;
+        progress.close();
+        result
+    }
+
+    /// The steps of a pull that reads its source: resolve, hold, run the layers, record.
+    async fn pull_from_source(
+        &self,
+        cx: &PullContext<'_>,
+        opts: &PullOptions,
+    ) -> Result<PullResult> {
+        let progress = cx.progress;
         if self.cache.is_read_only() {
-            return self.pull_read_only(&cx, opts).await;
+            return self.pull_read_only(cx, opts).await;
         }
-        let image = cx.until_cancelled(self.resolve_image(&cx)).await?;
-        let leases = self.prepare_cache(&cx, &image).await?;
+        let image = cx.until_cancelled(self.resolve_image(cx)).await?;
+        if let Some(local) = cx.local.clone() {
+            let layers = image.manifest.layers.clone();
+            blocking(move || local.check_layers(&layers))
+                .await?
+                .map_err(|e| cx.source(e))?;
+        }
+        let leases = self.prepare_cache(cx, &image).await?;
         let downloaded = self
-            .run_layers(&cx, &image, opts, Rebuild::forced(opts.force))
+            .run_layers(cx, &image, opts, Rebuild::forced(opts.force))
             .await?;
-        self.write_record(&cx, &image).await?;
+        self.write_record(cx, &image).await?;
         if downloaded {
             // Still holding `leases`: the collection cannot take this image's layers.
-            self.collect_after_pull(&cx).await;
+            self.collect_after_pull(cx).await;
         }
         progress.emit(PullProgress::Complete {
             reference: cx.image.clone(),

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::cache::VerifyReport;
+use crate::cache::{VerifyReport, cache_report};
 use crate::cancel::CancelToken;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -19,10 +19,9 @@ use crate::reference::Reference;
 use super::context::PullContext;
 use super::{PullOptions, Puller, blocking};
 
+cache_report! {
 /// What [`Registry::repair`](crate::Registry::repair) did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
+#[derive(Default)]
 pub struct RepairReport {
     /// Images fetched again (their first name and platform), with their damaged layers.
     pub repaired_images: Vec<String>,
@@ -36,16 +35,16 @@ pub struct RepairReport {
     /// Images that could not be repaired, and why.
     pub failed: Vec<RepairFailure>,
 }
+}
 
+cache_report! {
 /// An image [`Registry::repair`](crate::Registry::repair) could not repair.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
 pub struct RepairFailure {
     /// The image (first name and platform).
     pub image: String,
     /// Why.
     pub error: String,
+}
 }
 
 impl Puller {

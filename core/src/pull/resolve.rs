@@ -59,15 +59,8 @@ impl Puller {
     pub(super) async fn resolve_image(&self, cx: &PullContext<'_>) -> Result<ResolvedImage> {
         let (manifest, manifest_digest, index_digest) = self.resolve(cx).await?;
         let config_bytes = self
-            .client
-            .get_blob(
-                cx.reference,
-                &manifest.config_digest,
-                "config",
-                MAX_CONFIG_BYTES,
-            )
-            .await
-            .map_err(|e| cx.registry(e))?;
+            .get_blob(cx, &manifest.config_digest, "config", MAX_CONFIG_BYTES)
+            .await?;
         let config = ImageConfig::from_json(&config_bytes).map_err(|e| cx.manifest(e))?;
         if index_digest.is_none() {
             check_single_platform(cx, &config)?;
@@ -122,15 +115,59 @@ impl Puller {
         Ok((fetched.manifest, fetched.manifest_digest, index_digest))
     }
 
+    /// The manifest the pull's source names (`None`: the reference's, or the offline image's),
+    /// or manifest `digest`, from the registry or the offline image; verified.
+    async fn get_manifest(
+        &self,
+        cx: &PullContext<'_>,
+        digest: Option<&Digest>,
+    ) -> Result<FetchedManifest> {
+        let reference = cx.reference;
+        if let Some(local) = cx.local.clone() {
+            let digest = digest.cloned();
+            return blocking(move || local.manifest(digest.as_ref()))
+                .await?
+                .map_err(|e| cx.source(e));
+        }
+        match digest {
+            None => {
+                self.client
+                    .get_manifest(reference, &reference.reference_str(), reference.digest())
+                    .await
+            }
+            Some(d) => {
+                self.client
+                    .get_manifest(reference, &d.to_string(), Some(d))
+                    .await
+            }
+        }
+        .map_err(|e| cx.registry(e))
+    }
+
+    /// Blob `digest` whole (a config), from the registry or the offline image; verified.
+    pub(super) async fn get_blob(
+        &self,
+        cx: &PullContext<'_>,
+        digest: &Digest,
+        what: &'static str,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        if let Some(local) = cx.local.clone() {
+            let digest = digest.clone();
+            return blocking(move || local.blob(&digest, limit))
+                .await?
+                .map_err(|e| cx.source(e));
+        }
+        self.client
+            .get_blob(cx.reference, digest, what, limit)
+            .await
+            .map_err(|e| cx.registry(e))
+    }
+
     /// Fetch (and verify) the manifest for the reference, through the index for our
     /// platform if it names one; nothing is stored.
     pub(super) async fn fetch_manifests(&self, cx: &PullContext<'_>) -> Result<Fetched> {
-        let reference = cx.reference;
-        let top = self
-            .client
-            .get_manifest(reference, &reference.reference_str(), reference.digest())
-            .await
-            .map_err(|e| cx.registry(e))?;
+        let top = self.get_manifest(cx, None).await?;
         let parsed =
             manifest::parse(&top.bytes, top.content_type.as_deref()).map_err(|e| cx.manifest(e))?;
         let index = match parsed {
@@ -150,11 +187,7 @@ impl Puller {
                 Selection::Found { digest, .. } => digest,
                 Selection::NotFound(available) => return Err(cx.platform_not_found(available)),
             };
-        let m = self
-            .client
-            .get_manifest(reference, &digest.to_string(), Some(&digest))
-            .await
-            .map_err(|e| cx.registry(e))?;
+        let m = self.get_manifest(cx, Some(&digest)).await?;
         let man = match manifest::parse(&m.bytes, m.content_type.as_deref())
             .map_err(|e| cx.manifest(e))?
         {
@@ -187,7 +220,7 @@ pub(super) struct Fetched {
 /// be one the requested platform runs (the same rules as choosing from an index), or the pull
 /// would record and report, say, an amd64 image as arm64. A config that does not say its
 /// platform is taken as it is.
-fn check_single_platform(cx: &PullContext<'_>, config: &ImageConfig) -> Result<()> {
+pub(super) fn check_single_platform(cx: &PullContext<'_>, config: &ImageConfig) -> Result<()> {
     let (os, arch) = (config.os.as_str(), config.architecture.as_str());
     if os.is_empty() || arch.is_empty() || os == "unknown" || arch == "unknown" {
         return Ok(());

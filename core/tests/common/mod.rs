@@ -33,12 +33,15 @@ pub struct Env {
     pub cache_dir: tempfile::TempDir,
     /// What the pusher authenticates with (the htpasswd user, or a token server's user).
     push_basic: Option<(String, String)>,
+    /// Whether the registry requires a client certificate (the pusher shows its own).
+    client_certs: bool,
 }
 
 impl Env {
     /// Starts the registry; on an htpasswd registry the pusher uses its user.
     pub async fn start(opts: RegistryOptions) -> Env {
         let push_basic = opts.basic.clone();
+        let client_certs = opts.client_certs;
         let registry = TestRegistry::start(opts)
             .await
             .expect("start docker-registry");
@@ -46,6 +49,7 @@ impl Env {
             registry,
             cache_dir: tempfile::tempdir().expect("tempdir"),
             push_basic,
+            client_certs,
         }
     }
 
@@ -83,6 +87,11 @@ impl Env {
         let mut pusher = Pusher::new(&self.registry.base_url());
         if let Some(ca) = self.registry.ca_pem_path() {
             pusher = pusher.with_ca(ca);
+        }
+        if self.client_certs
+            && let Some(identity) = self.registry.client_identity_path()
+        {
+            pusher = pusher.with_client_identity(&identity);
         }
         if let Some((u, p)) = &self.push_basic {
             pusher = pusher.with_basic(u, p);
@@ -269,4 +278,105 @@ pub async fn stalled_pull(
     let _ = child.kill();
     let _ = child.wait();
     panic!("the pull never reached the stalled layer");
+}
+
+/// A plain registry with the standard gzip image pushed as `flaky/app:v1`: what the tests of
+/// faults and retries pull through a `FaultProxy`.
+pub async fn flaky_registry() -> (TestRegistry, Image) {
+    let reg = TestRegistry::start(RegistryOptions::plain()).await.unwrap();
+    let image = standard_image(Compression::Gzip);
+    Pusher::new(&reg.base_url())
+        .push_image("flaky/app", "v1", &image)
+        .await
+        .unwrap();
+    (reg, image)
+}
+
+/// The biggest layer of `image` and its position (in the standard image, the one holding the
+/// 3 MiB file).
+pub fn biggest_layer(image: &Image) -> (usize, &msbimage_testkit::Layer) {
+    image
+        .layers
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, l)| l.blob.len())
+        .unwrap()
+}
+
+/// A child process's status, stdout and stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The child exited with `code`.
+#[track_caller]
+pub fn assert_exit(o: &std::process::Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "{}", output_text(o));
+}
+
+/// A linux/amd64 image of one small gzip layer (`etc/motd`), for tests about access rather
+/// than content.
+pub fn one_layer_image() -> Image {
+    msbimage_testkit::ImageBuilder::new("linux", "amd64")
+        .layer(
+            msbimage_testkit::LayerBuilder::new()
+                .file("etc/motd", "private image\n", 0o644)
+                .build(Compression::Gzip),
+        )
+        .build()
+}
+
+/// `msbimage` with an environment of its own under `home`: `HOME` (`home/home`),
+/// `XDG_RUNTIME_DIR` (`home/run`), `XDG_CONFIG_HOME` (`home/config`), `DOCKER_CONFIG`
+/// (`home/docker`), and `PATH` with `path_dirs` (credential helpers) first.
+pub fn cli_in_home(home: &Path, path_dirs: &[PathBuf]) -> std::process::Command {
+    let mut path = path_dirs.to_vec();
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_msbimage"));
+    cmd.env_clear()
+        .env("PATH", std::env::join_paths(path).expect("PATH"))
+        .env("HOME", home.join("home"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("DOCKER_CONFIG", home.join("docker"));
+    cmd
+}
+
+/// Pulls `r` into a fresh cache, without retries, with the settings `configure` adds.
+pub async fn pull_fresh(
+    configure: impl FnOnce(RegistryBuilder) -> RegistryBuilder,
+    r: &microsandbox_image::Reference,
+) -> microsandbox_image::Result<microsandbox_image::PullResult> {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let registry = configure(client_in(cache.path()).max_retries(0)).build()?;
+    registry
+        .pull(r, &microsandbox_image::PullOptions::default())
+        .await
+}
+
+/// Runs `msbimage ARGS` with nothing of this environment but `HOME` = `home`, a `PATH`, and
+/// `env` (so no configuration file of the machine's user is read).
+#[cfg(feature = "cli")]
+pub fn msbimage_isolated(
+    args: &[&str],
+    home: &Path,
+    env: &[(&str, &Path)],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_msbimage"));
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run msbimage")
 }

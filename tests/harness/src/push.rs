@@ -55,7 +55,8 @@ impl From<reqwest::Error> for PushError {
 pub struct Pusher {
     base_url: String,
     credentials: Option<(String, String)>,
-    ca_pem: Option<std::path::PathBuf>,
+    /// The CA PEM to trust and the client identity PEM (certificate + key) to present.
+    tls: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
     auth: Authenticator,
 }
 
@@ -63,28 +64,28 @@ impl Pusher {
     /// A pusher for `registry_base_url` (e.g. [`crate::Registry::base_url`]), anonymous.
     pub fn new(registry_base_url: &str) -> Self {
         let base_url = registry_base_url.trim_end_matches('/').to_string();
-        Pusher::assemble(base_url, None, None).expect("default client")
+        Pusher::assemble(base_url, None, (None, None)).expect("default client")
     }
 
     fn assemble(
         base_url: String,
         credentials: Option<(String, String)>,
-        ca_pem: Option<std::path::PathBuf>,
+        tls: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
     ) -> Result<Self, PushError> {
-        let client = crate::tls::client_trusting(ca_pem.as_deref())
+        let client = crate::tls::client_trusting(tls.0.as_deref(), tls.1.as_deref())
             .map_err(|e| PushError::Setup(e.to_string()))?;
         Ok(Pusher {
             auth: Authenticator::new(client, credentials.clone()),
             base_url,
             credentials,
-            ca_pem,
+            tls,
         })
     }
 
     /// Uses `user`/`pass` for Basic challenges and for token requests.
     pub fn with_basic(self, user: &str, pass: &str) -> Self {
         let creds = Some((user.to_string(), pass.to_string()));
-        Pusher::assemble(self.base_url, creds, self.ca_pem).expect("client")
+        Pusher::assemble(self.base_url, creds, self.tls).expect("client")
     }
 
     /// Trusts only the CA in `pem_path` (for a TLS registry).
@@ -92,12 +93,20 @@ impl Pusher {
     /// # Panics
     /// If the file can't be read or parsed.
     pub fn with_ca(self, pem_path: &Path) -> Self {
-        Pusher::assemble(
-            self.base_url,
-            self.credentials,
-            Some(pem_path.to_path_buf()),
-        )
-        .unwrap_or_else(|e| panic!("Pusher::with_ca({}): {e}", pem_path.display()))
+        let tls = (Some(pem_path.to_path_buf()), self.tls.1);
+        Pusher::assemble(self.base_url, self.credentials, tls)
+            .unwrap_or_else(|e| panic!("Pusher::with_ca({}): {e}", pem_path.display()))
+    }
+
+    /// Presents the client certificate and key in `pem_path` (one PEM file holding both; see
+    /// [`crate::Registry::client_identity_path`]), for a registry that requires one.
+    ///
+    /// # Panics
+    /// If the file can't be read or parsed.
+    pub fn with_client_identity(self, pem_path: &Path) -> Self {
+        let tls = (self.tls.0, Some(pem_path.to_path_buf()));
+        Pusher::assemble(self.base_url, self.credentials, tls)
+            .unwrap_or_else(|e| panic!("Pusher::with_client_identity({}): {e}", pem_path.display()))
     }
 
     fn scope(repo: &str) -> String {

@@ -30,6 +30,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct RegistryOptions {
     /// Serve HTTPS with a CA made at start (see [`Registry::ca_pem_path`]).
     pub tls: bool,
+    /// With `tls`: require a client certificate signed by that CA (`http.tls.clientcas`);
+    /// see [`Registry::client_dir`].
+    pub client_certs: bool,
     /// htpasswd Basic auth with this one (user, password).
     pub basic: Option<(String, String)>,
     /// Bearer token auth verified against a [`crate::TokenServer`].
@@ -51,6 +54,13 @@ impl RegistryOptions {
     /// Serves HTTPS with a CA generated at start.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Serves HTTPS and requires a client certificate signed by its CA (mutual TLS).
+    pub fn client_certs(mut self) -> Self {
+        self.tls = true;
+        self.client_certs = true;
         self
     }
 
@@ -135,10 +145,13 @@ impl Registry {
             .prefix("msbimage-registry-")
             .tempdir()?;
         let ca_path = if opts.tls {
-            let ca = TestCa::generate(&["127.0.0.1", "localhost"])?;
+            // `registry.test`: the name a test gives the registry to reach it only through a
+            // `ConnectProxy`.
+            let ca = TestCa::generate(&["127.0.0.1", "localhost", "registry.test"])?;
             std::fs::write(dir.path().join("ca.pem"), &ca.ca_pem)?;
             std::fs::write(dir.path().join("cert.pem"), &ca.leaf_cert_pem)?;
             std::fs::write(dir.path().join("key.pem"), &ca.leaf_key_pem)?;
+            write_client_dir(&dir.path().join("client"), &ca)?;
             Some(dir.path().join("ca.pem"))
         } else {
             None
@@ -150,7 +163,10 @@ impl Registry {
         if let Some(token) = &opts.token {
             std::fs::write(dir.path().join("token-root.pem"), &token.root_cert_pem)?;
         }
-        let client = client_trusting(ca_path.as_deref())?;
+        let identity = opts
+            .client_certs
+            .then(|| dir.path().join("client/identity.pem"));
+        let client = client_trusting(ca_path.as_deref(), identity.as_deref())?;
         let port = free_port()?;
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, render_config(dir.path(), port, opts))?;
@@ -220,6 +236,27 @@ impl Registry {
         self.ca_path.as_deref()
     }
 
+    /// For a TLS registry: a directory laid out as Docker's `certs.d/<host>/` wants it
+    /// (`ca.crt`, and `client.cert` + `client.key` signed by the same CA), plus
+    /// `identity.pem` (certificate and key in one file, for [`crate::Pusher`]).
+    pub fn client_dir(&self) -> Option<PathBuf> {
+        let ca = self.ca_path.as_deref()?;
+        ca.parent().map(|d| d.join("client"))
+    }
+
+    /// For a TLS registry: `identity.pem` of [`Self::client_dir`].
+    pub fn client_identity_path(&self) -> Option<PathBuf> {
+        self.client_dir().map(|d| d.join("identity.pem"))
+    }
+
+    /// Stops the registry process now (as a crash or an outage would); its files stay until
+    /// the `Registry` is dropped.
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            child.stop();
+        }
+    }
+
     /// The registry's storage root (filesystem driver), for tests that tamper with blobs.
     pub fn storage_dir(&self) -> &Path {
         &self.storage
@@ -243,6 +280,16 @@ fn registry_bin() -> PathBuf {
     std::env::var_os("MSBIMAGE_REGISTRY_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRY_BIN))
+}
+
+/// `dir` as [`Registry::client_dir`] describes it.
+fn write_client_dir(dir: &Path, ca: &TestCa) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ca.crt"), &ca.ca_pem)?;
+    std::fs::write(dir.join("client.cert"), &ca.client_cert_pem)?;
+    std::fs::write(dir.join("client.key"), &ca.client_key_pem)?;
+    let identity = format!("{}{}", ca.client_cert_pem, ca.client_key_pem);
+    std::fs::write(dir.join("identity.pem"), identity)
 }
 
 /// A loopback port that was free a moment ago (bind `127.0.0.1:0`, read, release).
@@ -285,6 +332,14 @@ fn render_config(dir: &Path, port: u16, opts: &RegistryOptions) -> String {
             qp(&dir.join("cert.pem")),
             qp(&dir.join("key.pem"))
         ));
+        if opts.client_certs {
+            y.push_str(&format!(
+                "    clientcas:
+      - {}
+",
+                qp(&dir.join("ca.pem"))
+            ));
+        }
     }
     if opts.basic.is_some() {
         y.push_str(&format!(

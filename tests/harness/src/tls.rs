@@ -10,7 +10,8 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-/// A CA and a server certificate it signed, all PEM encoded.
+/// A CA, a server certificate it signed and a client certificate it signed (for registries
+/// that require client certificates), all PEM encoded.
 #[derive(Debug, Clone)]
 pub struct TestCa {
     /// The CA certificate: what clients must trust.
@@ -19,6 +20,10 @@ pub struct TestCa {
     pub leaf_cert_pem: String,
     /// The leaf's private key (PKCS#8).
     pub leaf_key_pem: String,
+    /// A client certificate (extended key usage `clientAuth`) signed by the CA.
+    pub client_cert_pem: String,
+    /// The client certificate's private key (PKCS#8).
+    pub client_key_pem: String,
 }
 
 impl TestCa {
@@ -51,10 +56,22 @@ impl TestCa {
         leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let leaf_key = KeyPair::generate().map_err(rc)?;
         let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(rc)?;
+
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "msbimage-testkit client");
+        client_params.is_ca = IsCa::NoCa;
+        client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate().map_err(rc)?;
+        let client = client_params.signed_by(&client_key, &ca).map_err(rc)?;
         Ok(TestCa {
             ca_pem: ca.pem(),
             leaf_cert_pem: leaf.pem(),
             leaf_key_pem: leaf_key.serialize_pem(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
         })
     }
 }
@@ -100,9 +117,11 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 }
 
 /// Builds a reqwest client that trusts only `ca_pem_path` (or the default roots when
-/// `None`), never follows redirects and ignores proxy environment variables.
+/// `None`), presents the client certificate and key in `identity_pem_path` (one PEM file
+/// holding both) when given, never follows redirects and ignores proxy environment variables.
 pub(crate) fn client_trusting(
     ca_pem_path: Option<&std::path::Path>,
+    identity_pem_path: Option<&std::path::Path>,
 ) -> io::Result<reqwest::Client> {
     let mut builder = client_builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -111,6 +130,11 @@ pub(crate) fn client_trusting(
         let pem = std::fs::read(path)?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(io::Error::other)?;
         builder = builder.tls_certs_only([cert]);
+    }
+    if let Some(path) = identity_pem_path {
+        let pem = std::fs::read(path)?;
+        let identity = reqwest::Identity::from_pem(&pem).map_err(io::Error::other)?;
+        builder = builder.identity(identity);
     }
     builder.build().map_err(io::Error::other)
 }

@@ -1,11 +1,13 @@
 //! A docker.io-style token server: `GET /token?service=..&scope=..` (and the OAuth2
-//! `POST /token` password grant) answers with an ES256 JWT that docker-registry's `token`
-//! auth accepts. It owns the user table, the grant rules (anonymous pull only when
-//! allowed, push only for authenticated users), the JWT signing key and certificate, and
-//! the log of requests that tests assert on (e.g. one token request per scope).
+//! `POST /token` password and refresh-token grants of distribution's `oauth.md`) answers with
+//! an ES256 JWT that docker-registry's `token` auth accepts. It owns the user table, the
+//! refresh tokens it issued or was given, the grant rules (anonymous pull only when allowed,
+//! push only for authenticated users), the JWT signing key and certificate, token lifetimes
+//! (optionally enforced strictly, past the registry's 60 s leeway), and the log of requests
+//! that tests assert on (which flow each used, one token request per scope).
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,11 +36,30 @@ pub struct TokenAuthConfig {
     pub root_cert_pem: String,
 }
 
+/// How a token request asked for its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFlow {
+    /// `GET` with query parameters (and Basic credentials, if any).
+    Get,
+    /// OAuth2 `POST` with `grant_type=password`.
+    OAuthPassword,
+    /// OAuth2 `POST` with `grant_type=refresh_token`.
+    OAuthRefresh,
+    /// A `POST` with another or no `grant_type` (refused with 400).
+    OAuthOther,
+}
+
 /// One request the token server received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRequest {
     /// `GET` or `POST`.
     pub method: String,
+    /// The flow the request used.
+    pub flow: TokenFlow,
+    /// The OAuth2 `client_id`, if sent.
+    pub client_id: Option<String>,
+    /// The refresh token presented (`grant_type=refresh_token`), valid or not.
+    pub refresh_token: Option<String>,
     /// The `service` parameter, if sent.
     pub service: Option<String>,
     /// Every requested scope, in order (`scope` may repeat, or be space-separated).
@@ -47,7 +68,7 @@ pub struct TokenRequest {
     pub authorization_present: bool,
     /// The user whose credentials were presented, valid or not.
     pub user: Option<String>,
-    /// The status the server answered with (200 or 401).
+    /// The status the server answered with (200, 400, 401 or 404).
     pub status: u16,
 }
 
@@ -56,6 +77,15 @@ struct State {
     users: Vec<(String, String)>,
     anonymous_pull: bool,
     expires_in: AtomicU64,
+    /// Whether `expires_in` is in the answer (else clients assume 60 s).
+    advertise_expiry: AtomicBool,
+    /// Whether `exp` is backdated by the registry's leeway, so the registry refuses a token
+    /// `expires_in` seconds after it was issued.
+    strict_expiry: AtomicBool,
+    /// Whether `POST` (OAuth2) is served; else it gets 404 as from servers without OAuth2.
+    oauth: AtomicBool,
+    /// Refresh token → user.
+    refresh_tokens: Mutex<Vec<(String, String)>>,
     signer: SigningCert,
     requests: Mutex<Vec<TokenRequest>>,
     next_jti: AtomicU64,
@@ -83,6 +113,10 @@ impl TokenServer {
                 .collect(),
             anonymous_pull,
             expires_in: AtomicU64::new(300),
+            advertise_expiry: AtomicBool::new(true),
+            strict_expiry: AtomicBool::new(false),
+            oauth: AtomicBool::new(true),
+            refresh_tokens: Mutex::new(Vec::new()),
             signer: SigningCert::generate()?,
             requests: Mutex::new(Vec::new()),
             next_jti: AtomicU64::new(1),
@@ -117,18 +151,54 @@ impl TokenServer {
     }
 
     /// Sets the lifetime (`expires_in`, and the JWT's `exp`) of tokens issued from now on.
-    /// Note that docker-registry allows 60 s of clock leeway past `exp`.
+    /// Note that docker-registry allows 60 s of clock leeway past `exp`: see
+    /// [`TokenServer::set_strict_expiry`].
     pub fn set_expires_in(&self, secs: u64) {
         self.state.expires_in.store(secs, Ordering::SeqCst);
+    }
+
+    /// Backdate the JWT's `exp` by docker-registry's 60 s leeway, so that the registry really
+    /// refuses a token once `expires_in` seconds have passed (`exp` counts whole seconds: the
+    /// refusals start up to 1 s earlier; with 0, at once).
+    pub fn set_strict_expiry(&self, strict: bool) {
+        self.state.strict_expiry.store(strict, Ordering::SeqCst);
+    }
+
+    /// Whether answers carry `expires_in` (default yes); without it clients assume 60 s, so
+    /// a shorter real lifetime surprises them with a 401.
+    pub fn set_advertise_expiry(&self, advertise: bool) {
+        self.state
+            .advertise_expiry
+            .store(advertise, Ordering::SeqCst);
+    }
+
+    /// Whether OAuth2 `POST` requests are served (default yes); when not, they get 404, as
+    /// from token servers that only implement `GET`.
+    pub fn set_oauth(&self, enabled: bool) {
+        self.state.oauth.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Accept `token` as an OAuth2 refresh token of `user` (as one issued earlier).
+    pub fn add_refresh_token(&self, token: &str, user: &str) {
+        self.state
+            .refresh_tokens
+            .lock()
+            .unwrap()
+            .push((token.to_string(), user.to_string()));
     }
 }
 
 /// Parameters of a token request, whichever way they came.
 struct Params {
+    flow: TokenFlow,
     service: Option<String>,
     scopes: Vec<String>,
+    client_id: Option<String>,
     /// Credentials presented: `Some((user, password))`.
     credentials: Option<(String, String)>,
+    refresh_token: Option<String>,
+    /// `access_type=offline`: the client asks for a refresh token.
+    offline: bool,
     authorization_present: bool,
 }
 
@@ -149,19 +219,34 @@ fn params_of(req: &Request) -> Params {
         .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
         .filter(|s| !s.is_empty())
         .collect();
+    let flow = match (req.method.as_str(), get("grant_type").as_deref()) {
+        ("GET", _) => TokenFlow::Get,
+        (_, Some("password")) => TokenFlow::OAuthPassword,
+        (_, Some("refresh_token")) => TokenFlow::OAuthRefresh,
+        _ => TokenFlow::OAuthOther,
+    };
     let mut credentials = req.header("authorization").and_then(parse_basic);
     let authorization_present = req.header("authorization").is_some();
-    if credentials.is_none() && get("grant_type").as_deref() == Some("password") {
+    if credentials.is_none() && flow == TokenFlow::OAuthPassword {
         credentials = Some((
             get("username").unwrap_or_default(),
             get("password").unwrap_or_default(),
         ));
     }
+    let refresh_token = (flow == TokenFlow::OAuthRefresh)
+        .then(|| get("refresh_token"))
+        .flatten();
     Params {
+        flow,
         service: get("service"),
         scopes,
-        authorization_present: authorization_present || credentials.is_some(),
+        client_id: get("client_id"),
+        authorization_present: authorization_present
+            || credentials.is_some()
+            || refresh_token.is_some(),
         credentials,
+        refresh_token,
+        offline: get("access_type").as_deref() == Some("offline"),
     }
 }
 
@@ -175,36 +260,70 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
+/// Who a request authenticates as: `Ok(Some(user))`, `Ok(None)` (anonymous), or the refusal
+/// status (400 for a malformed OAuth2 request, 401 for bad credentials).
+fn identify(state: &State, params: &Params) -> Result<Option<String>, u16> {
+    match params.flow {
+        TokenFlow::OAuthOther => Err(400),
+        TokenFlow::OAuthRefresh => {
+            let token = params.refresh_token.as_deref().ok_or(400u16)?;
+            let tokens = state.refresh_tokens.lock().unwrap();
+            let user = tokens.iter().find(|(t, _)| t == token).map(|(_, u)| u);
+            user.cloned().map(Some).ok_or(401)
+        }
+        TokenFlow::Get | TokenFlow::OAuthPassword => match &params.credentials {
+            Some((u, p)) if state.users.iter().any(|(uu, pp)| uu == u && pp == p) => {
+                Ok(Some(u.clone()))
+            }
+            Some(_) => Err(401),
+            None if state.anonymous_pull => Ok(None),
+            None => Err(401),
+        },
+    }
+}
+
 async fn handle(state: &State, req: Request, mut stream: TcpStream) -> io::Result<()> {
     if req.path() != "/token" || !(req.method == "GET" || req.method == "POST") {
         return http1::write_simple(&mut stream, 404, &[], b"not found").await;
     }
     let params = params_of(&req);
-    let user = params.credentials.as_ref().map(|(u, _)| u.clone());
-    let authenticated = match &params.credentials {
-        Some((u, p)) => state.users.iter().any(|(uu, pp)| uu == u && pp == p),
-        None => false,
+    let oauth_off = req.method == "POST" && !state.oauth.load(Ordering::SeqCst);
+    let identity = if oauth_off {
+        Err(404)
+    } else {
+        identify(state, &params)
     };
-    let refused = (params.credentials.is_some() && !authenticated)
-        || (params.credentials.is_none() && !state.anonymous_pull);
-    let status = if refused { 401 } else { 200 };
+    let presented_user = match params.flow {
+        TokenFlow::Get | TokenFlow::OAuthPassword => {
+            params.credentials.as_ref().map(|(u, _)| u.clone())
+        }
+        _ => identity.clone().ok().flatten(),
+    };
     state.requests.lock().unwrap().push(TokenRequest {
         method: req.method.clone(),
+        flow: params.flow,
+        client_id: params.client_id.clone(),
+        refresh_token: params.refresh_token.clone(),
         service: params.service.clone(),
         scopes: params.scopes.clone(),
         authorization_present: params.authorization_present,
-        user: user.clone(),
-        status,
+        user: presented_user,
+        status: identity.as_ref().map_or_else(|s| *s, |_| 200),
     });
-    if refused {
-        let challenge = (
-            "WWW-Authenticate".to_string(),
-            "Basic realm=\"token\"".to_string(),
-        );
-        let body =
-            json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]});
-        return http1::write_json(&mut stream, 401, &[challenge], &body).await;
-    }
+    let user = match identity {
+        Ok(user) => user,
+        Err(404) => return http1::write_simple(&mut stream, 404, &[], b"not found").await,
+        Err(status) => {
+            let challenge = (
+                "WWW-Authenticate".to_string(),
+                "Basic realm=\"token\"".to_string(),
+            );
+            let body =
+                json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]});
+            return http1::write_json(&mut stream, status, &[challenge], &body).await;
+        }
+    };
+    let authenticated = user.is_some();
     let access: Vec<serde_json::Value> = params
         .scopes
         .iter()
@@ -212,14 +331,21 @@ async fn handle(state: &State, req: Request, mut stream: TcpStream) -> io::Resul
         .collect();
     let now = unix_now();
     let expires_in = state.expires_in.load(Ordering::SeqCst);
+    // docker-registry accepts a token until 60 s past its `exp`.
+    let exp = if state.strict_expiry.load(Ordering::SeqCst) {
+        (now + expires_in).saturating_sub(60)
+    } else {
+        now + expires_in
+    };
+    let jti = state.next_jti.fetch_add(1, Ordering::SeqCst);
     let claims = json!({
         "iss": TOKEN_ISSUER,
         "sub": user.clone().unwrap_or_default(),
         "aud": params.service.clone().unwrap_or_else(|| state.service.clone()),
-        "exp": now + expires_in,
+        "exp": exp,
         "nbf": now.saturating_sub(1),
         "iat": now,
-        "jti": format!("msbimage-testkit-{}", state.next_jti.fetch_add(1, Ordering::SeqCst)),
+        "jti": format!("msbimage-testkit-{jti}"),
         "access": access,
     });
     let mut header = Header::new(Algorithm::ES256);
@@ -228,12 +354,27 @@ async fn handle(state: &State, req: Request, mut stream: TcpStream) -> io::Resul
     let key = EncodingKey::from_ec_der(&state.signer.key_pkcs8_der);
     let token = jsonwebtoken::encode(&header, &claims, &key)
         .map_err(|e| io::Error::other(format!("jwt: {e}")))?;
-    let body = json!({
+    let mut body = json!({
         "token": token,
         "access_token": token,
-        "expires_in": expires_in,
         "issued_at": rfc3339(now),
     });
+    if state.advertise_expiry.load(Ordering::SeqCst) {
+        body["expires_in"] = json!(expires_in);
+    }
+    // OAuth2: a refresh grant gets a new refresh token (the old one stays valid), as does a
+    // password grant asking for offline access.
+    let refresh = params.flow == TokenFlow::OAuthRefresh
+        || (params.flow == TokenFlow::OAuthPassword && params.offline);
+    if let (true, Some(user)) = (refresh, &user) {
+        let new = format!("msbimage-testkit-refresh-{jti}");
+        state
+            .refresh_tokens
+            .lock()
+            .unwrap()
+            .push((new.clone(), user.clone()));
+        body["refresh_token"] = json!(new);
+    }
     http1::write_json(&mut stream, 200, &[], &body).await
 }
 

@@ -6,7 +6,7 @@ mod support;
 
 use base64::Engine as _;
 use msbimage_testkit::fixtures::standard_image;
-use msbimage_testkit::{Compression, Pusher, Registry, RegistryOptions, TokenServer};
+use msbimage_testkit::{Compression, Pusher, Registry, RegistryOptions, TokenFlow, TokenServer};
 use serde_json::Value;
 use support::{client, get_blob, get_manifest};
 
@@ -177,4 +177,90 @@ async fn token_server_refuses_bad_credentials_and_anonymous_when_closed() {
     let first = &tokens.requests()[0];
     assert!(!first.authorization_present);
     assert_eq!(first.scopes, [scope]);
+}
+
+/// POSTs an OAuth2 form to `realm`; returns (status, body JSON).
+async fn post_form(c: &reqwest::Client, realm: &str, form: &str) -> (u16, Value) {
+    let resp = c
+        .post(realm)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn oauth2_refresh_grants_expiry_knobs_and_oauth_off() {
+    let tokens = TokenServer::start(SERVICE, &[("alice", "pw")], false)
+        .await
+        .unwrap();
+    tokens.add_refresh_token("rt-given", "alice");
+    let c = client(None);
+    let realm = tokens.realm();
+    let scope = "repository%3Ateam%2Fapp%3Apull";
+
+    // A configured refresh token buys a token and a new refresh token, which works too.
+    let form = |rt: &str| {
+        format!(
+            "grant_type=refresh_token&refresh_token={rt}&service={SERVICE}&scope={scope}&client_id=t"
+        )
+    };
+    let (status, body) = post_form(&c, &realm, &form("rt-given")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["sub"],
+        "alice"
+    );
+    let rotated = body["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rotated, "rt-given");
+    assert_eq!(post_form(&c, &realm, &form(&rotated)).await.0, 200);
+    assert_eq!(post_form(&c, &realm, &form("rt-unknown")).await.0, 401);
+    assert_eq!(post_form(&c, &realm, "grant_type=magic").await.0, 400);
+
+    // A password grant asking for offline access gets a refresh token; without, none.
+    let pw = format!("grant_type=password&username=alice&password=pw&service={SERVICE}");
+    let (_, offline) = post_form(&c, &realm, &format!("{pw}&access_type=offline")).await;
+    assert!(offline["refresh_token"].is_string(), "{offline}");
+    let (_, online) = post_form(&c, &realm, &pw).await;
+    assert!(online.get("refresh_token").is_none(), "{online}");
+
+    let reqs = tokens.requests();
+    let flows: Vec<_> = reqs.iter().map(|r| (r.flow, r.status)).collect();
+    assert_eq!(
+        flows,
+        [
+            (TokenFlow::OAuthRefresh, 200),
+            (TokenFlow::OAuthRefresh, 200),
+            (TokenFlow::OAuthRefresh, 401),
+            (TokenFlow::OAuthOther, 400),
+            (TokenFlow::OAuthPassword, 200),
+            (TokenFlow::OAuthPassword, 200),
+        ]
+    );
+    assert_eq!(reqs[0].refresh_token.as_deref(), Some("rt-given"));
+    assert_eq!(reqs[0].client_id.as_deref(), Some("t"));
+    assert_eq!(reqs[0].user.as_deref(), Some("alice"));
+
+    // Strict expiry backdates `exp` by the registry's leeway; expiry can go unadvertised.
+    tokens.set_expires_in(2);
+    tokens.set_strict_expiry(true);
+    tokens.set_advertise_expiry(false);
+    let (_, body) = fetch_token(&c, &realm, "repository:x:pull", Some(("alice", "pw"))).await;
+    assert!(body.get("expires_in").is_none(), "{body}");
+    let cl = claims(body["token"].as_str().unwrap());
+    assert_eq!(
+        cl["iat"].as_u64().unwrap() + 2 - 60,
+        cl["exp"].as_u64().unwrap()
+    );
+
+    // Without OAuth2, POSTs get 404 and GET still works.
+    tokens.set_oauth(false);
+    assert_eq!(post_form(&c, &realm, &form("rt-given")).await.0, 404);
+    let (status, _) = fetch_token(&c, &realm, "repository:x:pull", Some(("alice", "pw"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(tokens.requests().iter().rev().nth(1).unwrap().status, 404);
 }

@@ -21,8 +21,8 @@ from . import events
 from ._native import CancelToken, GlobalCache, LayerLease, Platform, Reference, RegistryAuth
 from ._native import __version__ as __version__
 from ._options import PullOptions, RegistrySettings
+from ._config import ImageConfig
 from ._registry import (
-    ImageConfig,
     ProgressCallback,
     PullIterator,
     PullPolicy,
@@ -74,6 +74,8 @@ __all__ = [
     "InternalError",
     "NotFoundError",
     "LockTimeoutError",
+    "RegistryBlockedError",
+    "DeadlineExceededError",
     "PullEvent",
     "AnyPullEvent",
     "Resolving",
@@ -87,6 +89,7 @@ __all__ = [
     "LayerIndexStarted",
     "LayerIndexComplete",
     "LayerWaiting",
+    "RequestRetrying",
     "Complete",
     "Report",
     "CachedImage",
@@ -95,5 +98,15 @@ __all__ = [
     "DiskUsage",
     "RemovedImage",
     "GcReport",
+    "Problem",
+    "LayerCheck",
+    "ImageCheck",
+    "VerifyReport",
+    "RepairFailure",
+    "RepairReport",
+    "RemoteLayer",
+    "RemoteImage",
+    "UnpackReport",
+    "SaveReport",
     # </generated>
 ]

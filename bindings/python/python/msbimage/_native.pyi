@@ -7,7 +7,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, final
 
-from .reports import CachedImage, CachedLayer, DiskUsage, GcReport
+from .reports import (
+    CachedImage,
+    CachedLayer,
+    DiskUsage,
+    GcReport,
+    RemoteImage,
+    RepairReport,
+    SaveReport,
+    UnpackReport,
+    VerifyReport,
+)
 
 __version__: str
 
@@ -93,10 +103,23 @@ class Reference:
 class GlobalCache:
     """The shared image cache at a directory (created if needed)."""
 
-    def __new__(cls, path: str | os.PathLike[str]) -> GlobalCache: ...
+    def __new__(
+        cls, path: str | os.PathLike[str], *, group: str | int | None = None, read_only: bool = False
+    ) -> GlobalCache:
+        """Opens (creating it unless ``read_only``) the cache at ``path``. ``group``: share it
+        read-only with this group (name or gid: directories ``2750``, files ``0640``).
+        ``read_only``: a reader that never writes (the cache may belong to another user);
+        calls that would write raise ReadOnlyError."""
     @property
     def path(self) -> Path:
         """The cache's root directory (absolute)."""
+    @property
+    def read_only(self) -> bool:
+        """Whether the cache was opened read-only."""
+    def verify(self, references: list[str | Reference] | None = None) -> VerifyReport:
+        """Checks every layer's tree against its index and content digests, and the images'
+        records and manifests (only the images ``references`` name, and their layers, when
+        given). Reports damage; changes nothing."""
     def images(self) -> list[CachedImage]:
         """The images in the cache, sorted by name (blocking; the GIL is released)."""
     def layers(self) -> list[CachedLayer]:
@@ -149,8 +172,8 @@ class LayerLease:
 
 @final
 class RegistryAuth:
-    """Credentials for a registry: anonymous, basic (user and password or token) or a bearer
-    token. Secrets never show in repr()."""
+    """Credentials for a registry: anonymous, basic (user and password or token), a bearer
+    token or an identity token. Secrets never show in repr()."""
 
     @staticmethod
     def anonymous() -> RegistryAuth:
@@ -161,6 +184,9 @@ class RegistryAuth:
     @staticmethod
     def bearer(token: str) -> RegistryAuth:
         """A ready bearer token, sent as is."""
+    @staticmethod
+    def identity_token(token: str, username: str | None = None) -> RegistryAuth:
+        """An OAuth2 refresh token (Docker's ``identitytoken``), exchanged for access tokens."""
     def to_data(self) -> dict[str, str]:
         """These credentials as the core's settings data (``{"type": "basic", …}``)."""
     def __eq__(self, other: object, /) -> bool: ...
@@ -187,22 +213,29 @@ class Registry:
     def cache(self) -> GlobalCache: ...
     def pull(
         self,
-        reference: str,
+        source: str,
         options_json: str,
         progress: Callable[[Any], None] | None = None,
         cancel: CancelToken | None = None,
     ) -> PullResult: ...
     def start(
         self,
-        reference: str,
+        source: str,
         options_json: str,
         progress: Callable[[Any], None] | None,
         cancel: CancelToken,
         done: Callable[[PullResult | None, BaseException | None], None],
     ) -> None: ...
     def pull_iter(
-        self, reference: str, options_json: str, cancel: CancelToken | None = None
+        self, source: str, options_json: str, cancel: CancelToken | None = None
     ) -> PullIter: ...
+    def inspect(
+        self, reference: str | Reference, platform: str | Platform | None = None
+    ) -> RemoteImage: ...
+    def save(
+        self, source: str, target: str, platform: str | Platform | None = None
+    ) -> SaveReport: ...
+    def repair(self, report_json: str) -> RepairReport: ...
 
 @final
 class PullIter:
@@ -216,6 +249,7 @@ class PullResult:
     def data(self) -> dict[str, Any]: ...
     def to_json(self) -> str: ...
     def layer_stack(self) -> LayerStack: ...
+    def unpack(self, dest: str | os.PathLike[str], rootless: bool | None = None) -> UnpackReport: ...
 
 @final
 class LayerStack:

@@ -21,6 +21,9 @@ class RegistrySettings(TypedDict, total=False):
     auth_for: Mapping[str, RegistryAuth]
     #: default: {}
 
+    ca_dirs: Iterable[Union[str, os.PathLike[str]]]
+    #: default: []
+
     ca_files: Iterable[Union[str, os.PathLike[str]]]
     #: default: []
 
@@ -30,17 +33,29 @@ class RegistrySettings(TypedDict, total=False):
     cache_max_size: Optional[int]
     #: default: null
 
+    certs_dirs: Iterable[Union[str, os.PathLike[str]]]
+    #: default: []
+
     concurrency: int
     #: default: 4
 
     connect_timeout: float
     #: default: 15.0
 
+    credential_sources: Iterable[Union[str, os.PathLike[str]]]
+    #: default: []
+
+    deadline: Optional[float]
+    #: default: null
+
     docker_config: Union[bool, str, os.PathLike[str]]
     #: default: false
 
     durable: bool
     #: default: true
+
+    hosts_dirs: Iterable[Union[str, os.PathLike[str]]]
+    #: default: []
 
     insecure_registries: Iterable[str]
     #: default: []
@@ -69,8 +84,14 @@ class RegistrySettings(TypedDict, total=False):
     partial_min_size: Optional[int]
     #: default: 33554432
 
+    proxy: Union[str, Mapping[str, Any]]
+    #: default: "env"
+
     read_timeout: float
     #: default: 60.0
+
+    registries_conf: Iterable[Union[str, os.PathLike[str]]]
+    #: default: []
 
     user_agent: str
     #: default: "msbimage/0.1.0"

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Union
 
-from . import _native, events
+import json
+
+from . import _native, events, reports
+from ._config import ImageConfig
 from ._data import core_json
 from ._native import CancelToken, GlobalCache, Platform, Reference
 from ._native import PullResult as NativeResult
@@ -37,36 +40,6 @@ class PullPolicy(enum.Enum):
     ALWAYS = "always"
     #: Never touch the network: the image must be in the cache (else ``NotCachedError``).
     NEVER = "never"
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """The runtime part of an image's config."""
-
-    #: ``KEY=value`` environment entries.
-    env: List[str]
-    #: Default command (arguments to the entrypoint).
-    cmd: Optional[List[str]]
-    #: Entrypoint.
-    entrypoint: Optional[List[str]]
-    #: Working directory.
-    working_dir: Optional[str]
-    #: ``user[:group]``, by name or id.
-    user: Optional[str]
-    #: Exposed ports such as ``80/tcp``, sorted.
-    exposed_ports: List[str]
-    #: Volume mount points, sorted.
-    volumes: List[str]
-    #: Labels.
-    labels: Dict[str, str]
-    #: Signal that stops the container, e.g. ``SIGTERM``.
-    stop_signal: Optional[str]
-    #: Operating system the image is built for.
-    os: str
-    #: CPU architecture the image is built for.
-    architecture: str
-    #: CPU variant, if any.
-    variant: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +91,17 @@ class PullResult:
     def to_json(self) -> str:
         """The JSON document ``msbimage pull --json`` prints for this result."""
         return self._native.to_json()
+
+    def unpack(
+        self, dest: Union[str, "os.PathLike[str]"], *, rootless: Optional[bool] = None
+    ) -> reports.UnpackReport:
+        """Writes the image's merged root filesystem under ``dest`` (missing or an empty
+        directory) as an ordinary tree: real symlinks, hardlinks, modes, times, xattrs, and
+        owners when run as root. ``rootless`` (default: unless running as root) writes owners
+        as ``user.rootlesscontainers`` xattrs and devices as empty files, as ``umoci unpack
+        --rootless`` does. A destination that is not empty raises InvalidArgumentError."""
+        report: reports.UnpackReport = self._native.unpack(dest, rootless)
+        return report
 
 
 def _ref(reference: Union[Reference, str]) -> str:
@@ -182,7 +166,10 @@ class Registry:
         cancel: Optional[CancelToken] = None,
         **options: Unpack[PullOptions],
     ) -> PullResult:
-        """Pulls an image and returns where its layers are. Options are the core's pull
+        """Pulls an image and returns where its layers are. ``reference`` is a reference
+        (``docker://`` optional) or an offline image: ``"oci-layout:DIR[:TAG|@DIGEST]"`` (or
+        ``oci:``) or ``"docker-archive:FILE[:NAME:TAG]"``, pulled into the cache under its name
+        through the same verification. Options are the core's pull
         options: ``pull_policy`` (``"if-missing"``, ``"always"``, ``"never"`` or a
         :class:`PullPolicy`), ``force``, ``build_index``, ``platform``.
 
@@ -258,6 +245,39 @@ class Registry:
             _ref(reference), core_json("pull_iter", options, PULL_DEFAULTS, PULL_ALIASES), cancel
         )
         return PullIterator(native)
+
+    def inspect(
+        self, reference: Union[Reference, str], *, platform: Union[Platform, str, None] = None
+    ) -> reports.RemoteImage:
+        """What ``reference`` resolves to on its registry for ``platform`` (default: the
+        registry's): its digest, an index's platforms, the chosen manifest, the config and
+        the layers with their sizes, verified like a pull's first steps. No layer is
+        downloaded and nothing is written to the cache."""
+        image: reports.RemoteImage = self._native.inspect(_ref(reference), platform)
+        return image
+
+    def save(
+        self,
+        source: Union[Reference, str],
+        target: Union[str, "os.PathLike[str]"],
+        *,
+        platform: Union[Platform, str, None] = None,
+    ) -> reports.SaveReport:
+        """Writes the image ``source`` names (as :meth:`pull` takes it) to ``target``, an
+        OCI image layout (``"oci-layout:DIR[:TAG]"``) or a docker archive
+        (``"docker-archive:FILE[:NAME:TAG]"``), for ``platform`` (default: the registry's),
+        to carry it where no registry is. A registry image is fetched again (the cache keeps
+        extracted layers, not blobs)."""
+        saved: reports.SaveReport = self._native.save(_ref(source), os.fspath(target), platform)
+        return saved
+
+    def repair(self, report: reports.VerifyReport) -> reports.RepairReport:
+        """Repairs what ``cache.verify()`` found: removes invalid image records, fetches the
+        damaged images' manifests again (pinned to their digests) and rebuilds only their
+        damaged layers. Images that cannot be repaired are listed in ``failed``. Verify again
+        to confirm."""
+        repaired: reports.RepairReport = self._native.repair(json.dumps(reports.to_data(report)))
+        return repaired
 
     def __repr__(self) -> str:
         return f"Registry(platform={self.platform}, cache={self.cache.path})"

@@ -64,6 +64,12 @@ class NotFoundError(ImageError):
 class LockTimeoutError(ImageError):
     """Waiting for a layer that another pull holds took longer than `lockTimeout`."""
 
+class RegistryBlockedError(ImageError):
+    """A registry configuration file (`registries.conf`, `blocked = true`) forbids pulling from this registry or namespace."""
+
+class DeadlineExceededError(ImageError):
+    """The pull did not finish within the `deadline` setting."""
+
 BY_KIND: dict[str, type[ImageError]]
 
-__all__ = ["ImageError", "InvalidArgumentError", "InvalidReferenceError", "NotCachedError", "PlatformNotFoundError", "AuthError", "RegistryError", "DigestMismatchError", "ExtractionError", "IoError", "UnsupportedError", "CancelledError", "InternalError", "NotFoundError", "LockTimeoutError"]
+__all__ = ["ImageError", "InvalidArgumentError", "InvalidReferenceError", "NotCachedError", "PlatformNotFoundError", "AuthError", "RegistryError", "DigestMismatchError", "ExtractionError", "IoError", "UnsupportedError", "CancelledError", "InternalError", "NotFoundError", "LockTimeoutError", "RegistryBlockedError", "DeadlineExceededError"]

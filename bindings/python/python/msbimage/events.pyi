@@ -115,6 +115,24 @@ class LayerWaiting(PullEvent):
     """The process that holds the layer's lock, when known."""
 
 @dataclass(frozen=True)
+class RequestRetrying(PullEvent):
+    """A request failed in a way that may pass (a reset, a timeout, HTTP 429 or 5xx) and is tried again after a wait: a manifest, a config, a token, a blob, or the rest of a blob whose stream broke off. Sent before the wait."""
+    url: str
+    """The request's URL, without its query (where signed storage URLs carry credentials)."""
+    layer_index: int | None
+    """The layer whose blob the request is for; null for a manifest, config or token."""
+    digest: str | None
+    """That layer's compressed digest; null when `layerIndex` is."""
+    attempt: int
+    """The attempt about to start (2 for the first retry)."""
+    max_attempts: int
+    """Attempts allowed in all (`maxRetries` + 1 for a request)."""
+    wait_ms: int
+    """The wait before it, in milliseconds (a `Retry-After` capped at `maxRetryAfter`, or the backoff)."""
+    reason: str
+    """Why the attempt before failed (`HTTP 503`, `connection reset`, …)."""
+
+@dataclass(frozen=True)
 class Complete(PullEvent):
     """The pull finished successfully."""
     reference: str
@@ -126,10 +144,10 @@ class Complete(PullEvent):
     cached: bool
     """True when the answer came entirely from the cache."""
 
-AnyPullEvent = Union[Resolving, Resolved, LayerCached, LayerDownloadProgress, LayerDownloadComplete, LayerExtractStarted, LayerExtractProgress, LayerExtractComplete, LayerIndexStarted, LayerIndexComplete, LayerWaiting, Complete]
+AnyPullEvent = Union[Resolving, Resolved, LayerCached, LayerDownloadProgress, LayerDownloadComplete, LayerExtractStarted, LayerExtractProgress, LayerExtractComplete, LayerIndexStarted, LayerIndexComplete, LayerWaiting, RequestRetrying, Complete]
 
 BY_TYPE: dict[str, type[PullEvent]]
 
 def from_data(data: Mapping[str, Any]) -> PullEvent: ...
 
-__all__ = ["PullEvent", "AnyPullEvent", "Resolving", "Resolved", "LayerCached", "LayerDownloadProgress", "LayerDownloadComplete", "LayerExtractStarted", "LayerExtractProgress", "LayerExtractComplete", "LayerIndexStarted", "LayerIndexComplete", "LayerWaiting", "Complete"]
+__all__ = ["PullEvent", "AnyPullEvent", "Resolving", "Resolved", "LayerCached", "LayerDownloadProgress", "LayerDownloadComplete", "LayerExtractStarted", "LayerExtractProgress", "LayerExtractComplete", "LayerIndexStarted", "LayerIndexComplete", "LayerWaiting", "RequestRetrying", "Complete"]

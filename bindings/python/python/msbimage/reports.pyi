@@ -4,6 +4,8 @@
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ._config import ImageConfig
+
 class Report:
     """Base class of every cache report."""
     _fields: ClassVar[tuple[tuple[str, str, str], ...]]
@@ -88,8 +90,146 @@ class GcReport(Report):
     freed_bytes: int
     """Bytes freed."""
 
+@dataclass(frozen=True)
+class Problem(Report):
+    """One thing found wrong."""
+    kind: str
+    """What kind of damage (a `ProblemKind`: `contentChanged`, `missing`, …)."""
+    path: str | None
+    """Where: a path in the layer's tree (relative to `fs/`), or a file of the cache (null when the problem has no one place)."""
+    detail: str
+    """What was expected and found."""
+
+@dataclass(frozen=True)
+class LayerCheck(Report):
+    """The check of one layer."""
+    diff_id: str
+    """The layer (its uncompressed digest)."""
+    entries: int
+    """Entries of its tree checked."""
+    bytes: int
+    """File bytes read and hashed."""
+    recorded: bool
+    """Whether the layer has content digests to check its files against (layers published before `verify` existed, or without an index, have none: their metadata is checked against their index only)."""
+    problems: list[Problem]
+    """What is wrong (at most [`MAX_LISTED_PROBLEMS`])."""
+    more_problems: int
+    """Problems found beyond those listed."""
+
+@dataclass(frozen=True)
+class ImageCheck(Report):
+    """The check of one image (its record, manifests and which of its layers are damaged)."""
+    names: list[str]
+    """The references it was pulled as."""
+    platform: str
+    """The platform it was pulled for."""
+    manifest_digest: str
+    """Its platform manifest's digest."""
+    problems: list[Problem]
+    """What is wrong with its manifests (layer damage is in the report's `layers`)."""
+    damaged_layers: list[str]
+    """Its layers that are missing or have problems (diff_ids, bottom to top)."""
+
+@dataclass(frozen=True)
+class VerifyReport(Report):
+    """What [`GlobalCache::verify`] found."""
+    images: list[ImageCheck]
+    """Every image checked."""
+    layers: list[LayerCheck]
+    """Every layer checked."""
+    records: list[Problem]
+    """Image records that are not valid (a whole-cache check only)."""
+
+@dataclass(frozen=True)
+class RepairFailure(Report):
+    """An image [`Registry::repair`](crate::Registry::repair) could not repair."""
+    image: str
+    """The image (first name and platform)."""
+    error: str
+    """Why."""
+
+@dataclass(frozen=True)
+class RepairReport(Report):
+    """What [`Registry::repair`](crate::Registry::repair) did."""
+    repaired_images: list[str]
+    """Images fetched again (their first name and platform), with their damaged layers."""
+    rebuilt_layers: list[str]
+    """Layers rebuilt from the registry."""
+    removed_records: int
+    """Invalid image records removed (the next pull of their image writes a new one)."""
+    orphaned_layers: list[str]
+    """Damaged layers no image names: nothing says where to fetch them from; `gc` removes them."""
+    failed: list[RepairFailure]
+    """Images that could not be repaired, and why."""
+
+@dataclass(frozen=True)
+class RemoteLayer(Report):
+    """One layer of a [`RemoteImage`]."""
+    digest: str
+    """The blob's digest."""
+    size: int
+    """Its size in bytes (compressed)."""
+    media_type: str
+    """Its media type."""
+    diff_id: str
+    """Its uncompressed digest, from the config."""
+
+@dataclass(frozen=True)
+class RemoteImage(Report):
+    """An image as its registry describes it ([`Registry::inspect`](crate::Registry::inspect))."""
+    reference: str
+    """The normalised reference asked for."""
+    digest: str
+    """What the reference resolves to (the index's digest when it names one)."""
+    index_digest: str | None
+    """The index's digest, when the reference names one."""
+    platforms: list[str]
+    """The platforms the index offers (`os/arch[/variant]`); for a single manifest, the one its config names."""
+    platform: str
+    """The platform chosen (as a pull would choose it)."""
+    manifest_digest: str
+    """The chosen platform manifest's digest."""
+    config_digest: str
+    """The config blob's digest (the image ID)."""
+    config: ImageConfig
+    """The verified config."""
+    layers: list[RemoteLayer]
+    """The layers, bottom to top."""
+    download_size: int
+    """Compressed bytes a cold pull downloads (the layers' sizes summed)."""
+
+@dataclass(frozen=True)
+class UnpackReport(Report):
+    """What [`PullResult::unpack`] wrote."""
+    entries: int
+    """Entries created (the root excluded)."""
+    bytes: int
+    """Bytes of file content copied."""
+    rootless: bool
+    """Whether owners and devices were written the rootless way."""
+    skipped_xattrs: list[str]
+    """Image xattrs the file system or the kernel refused (rootless: `security.*`, `trusted.*`), as `path: name`."""
+
+@dataclass(frozen=True)
+class SaveReport(Report):
+    """What [`Registry::save`](crate::Registry::save) wrote."""
+    reference: str
+    """The image saved, as named on its registry."""
+    target: str
+    """Where it went."""
+    manifest_digest: str
+    """The manifest written (the platform's manifest)."""
+    config_digest: str
+    """The config blob."""
+    blobs_written: int
+    """Blobs written, config included (blobs already in an OCI layout are not counted)."""
+    bytes_written: int
+    """Bytes of those blobs as written."""
+
 BY_NAME: dict[str, type[Report]]
 
 def from_data(schema_type: str, data: Any) -> Any: ...
 
-__all__ = ["Report", "CachedImage", "CachedLayer", "ImageUsage", "DiskUsage", "RemovedImage", "GcReport"]
+def to_data(report: Report) -> dict[str, Any]: ...
+
+__all__ = ["Report", "CachedImage", "CachedLayer", "ImageUsage", "DiskUsage", "RemovedImage", "GcReport", "Problem", "LayerCheck", "ImageCheck", "VerifyReport", "RepairFailure", "RepairReport", "RemoteLayer", "RemoteImage", "UnpackReport", "SaveReport"]

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use microsandbox_image::cache::{CacheGroup, CacheOptions};
 use microsandbox_image::{
-    DockerConfigSource, Error, ErrorKind, Platform, PullPolicy, Reference, RegistryAuth,
-    RegistryConfig,
+    CredentialSource, DockerConfigSource, Error, ErrorKind, Platform, PullPolicy, Reference,
+    RegistryAuth, RegistryConfig,
 };
 
 use crate::progress_ui::ProgressMode;
@@ -37,7 +37,16 @@ pub fn exit_codes_help() -> String {
           MSBIMAGE_CACHE    default cache directory (else $XDG_CACHE_HOME/msbimage, else ~/.cache/msbimage)\n    \
           MSBIMAGE_CACHE_GROUP    default of --cache-group\n    \
           MSBIMAGE_CACHE_READ_ONLY    1 = --read-only\n    \
-          DOCKER_CONFIG     directory of the Docker config.json used for credentials (default ~/.docker)";
+          Credentials (unless --config sets \"credentialSources\"), the first file with an entry wins:\n    \
+          REGISTRY_AUTH_FILE    a Podman auth.json\n    \
+          XDG_RUNTIME_DIR   its containers/auth.json (where `podman login` writes)\n    \
+          XDG_CONFIG_HOME   its containers/auth.json (default ~/.config/containers/auth.json)\n    \
+          DOCKER_CONFIG     directory of the Docker config.json (default ~/.docker)\n    \
+          Registry settings (before --config and the flags):\n    \
+          MSBIMAGE_CONFIG   our config.toml (default $XDG_CONFIG_HOME/msbimage/config.toml, else ~/.config/msbimage/config.toml): RegistryConfig's keys as TOML\n    \
+          CONTAINERS_REGISTRIES_CONF    the registries.conf to read (default ~/.config/containers/registries.conf, else /etc/containers/registries.conf)\n    \
+          also read (unless the settings say otherwise): /etc/containers/certs.d, /etc/docker/certs.d (per-host CAs and client certificates), /etc/containerd/certs.d (hosts.toml)\n    \
+          SSL_CERT_FILE, SSL_CERT_DIR   replace the system's trusted CAs";
     s
 }
 
@@ -83,11 +92,81 @@ pub enum Command {
     /// --repair, re-pull only what is damaged. Exits 1 if damage remains.
     #[command(after_help = exit_codes_help())]
     Verify(VerifyArgs),
+    /// Write an image as an OCI layout or a docker archive, to carry it where there is no
+    /// registry: `save REF oci-layout:DIR[:TAG]` or `save REF docker-archive:FILE[:NAME:TAG]`.
+    /// The blobs come from REF's registry (the cache keeps extracted layers, not blobs) or
+    /// from an offline image (`save oci-layout:A docker-archive:B` converts).
+    #[command(after_help = exit_codes_help())]
+    Save(SaveArgs),
     /// Pull an image (as `pull` does) and write its merged root filesystem into DIR as an
     /// ordinary tree (real symlinks, modes, owners as root; rootless like `umoci unpack
     /// --rootless` otherwise).
     #[command(after_help = exit_codes_help())]
     Unpack(UnpackArgs),
+    /// Check a user name and password with a registry and keep them where the next pull (and
+    /// Podman) finds them: $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json
+    /// (or --authfile), or the credential helper configured for the registry.
+    #[command(after_help = exit_codes_help())]
+    Login(LoginArgs),
+    /// Remove the credentials `login` kept for a registry (or, with --all, for every one).
+    #[command(after_help = exit_codes_help())]
+    Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry: host[:port], optionally with a namespace (host/team)
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+
+    /// User name [default: asked on the terminal]
+    #[arg(long, short = 'u', value_name = "U")]
+    pub username: Option<String>,
+
+    /// Read the password (or token) from stdin instead of asking on the terminal
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+
+    /// Keep the credentials in this auth.json (as `podman login --authfile`)
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+
+    /// Allow plain HTTP and unverified TLS for this registry host[:port] (repeatable)
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+
+    /// Also trust the CA certificates in this PEM file
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Registry settings, as for `pull --config` (its network settings apply)
+    #[arg(long, value_name = "FILE.json")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry, as given to `login`
+    #[arg(value_name = "REGISTRY", required_unless_present = "all")]
+    pub registry: Option<String>,
+
+    /// Remove the credentials of every registry from the file
+    #[arg(long, conflicts_with = "registry")]
+    pub all: bool,
+
+    /// The auth.json to remove them from (as `podman logout --authfile`)
+    #[arg(long, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    #[command(flatten)]
+    pub pull: PullArgs,
+
+    /// Where to write it: oci-layout:DIR[:TAG] or docker-archive:FILE[:NAME:TAG]
+    #[arg(value_name = "TARGET")]
+    pub target: String,
 }
 
 #[derive(Debug, Args)]
@@ -208,14 +287,22 @@ pub struct VerifyArgs {
     pub cache: CacheArgs,
 }
 
-/// The CLI's default registry settings (Docker config at its default place), then the
-/// JSON file `path` on top.
+/// The CLI's default registry settings (credentials from the files Podman and Docker keep,
+/// in Podman's order; the system's `certs.d`, `registries.conf` and `hosts.toml` files), then
+/// our `config.toml` if it exists, then the file `path` on top (JSON, or TOML when its name
+/// ends in `.toml`; `"credentialSources": []` and the like opt out).
 pub fn base_registry_config(path: Option<&std::path::Path>) -> Result<RegistryConfig, Error> {
     let mut config = RegistryConfig {
-        docker_config: DockerConfigSource::Default,
+        credential_sources: CredentialSource::PODMAN_ORDER.to_vec(),
         ..RegistryConfig::default()
-    };
-    if let Some(path) = path {
+    }
+    .with_system_files();
+    if let Some(own) = microsandbox_image::default_config_path().filter(|p| p.is_file()) {
+        config.merge_toml_file(&own)?;
+    }
+    if let Some(path) = path.filter(|p| p.extension().is_some_and(|x| x == "toml")) {
+        config.merge_toml_file(path)?;
+    } else if let Some(path) = path {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::InvalidArgument(format!("--config {}: {e}", path.display())))?;
         config
@@ -280,7 +367,8 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Image reference: [registry/]repository[:tag][@digest]
+    /// Image: [registry/]repository[:tag][@digest], oci-layout:DIR[:TAG|@DIGEST] or
+    /// docker-archive:FILE[:NAME:TAG]
     #[arg(value_name = "REF")]
     pub reference: String,
 
@@ -326,8 +414,9 @@ pub struct PullArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
 
-    /// Registry settings as a JSON object (keys as in the library's `RegistryConfig`:
-    /// `insecureRegistries`, `mirrors`, `caFiles`, `maxRetries`, `limits`, …); the flags
+    /// Registry settings as a JSON object, or TOML for a FILE.toml (keys as in the library's
+    /// `RegistryConfig`: `insecureRegistries`, `mirrors`, `caFiles`, `certsDirs`,
+    /// `registriesConf`, `maxRetries`, `limits`, …); applied after config.toml, the flags
     /// above apply on top of it
     #[arg(long, value_name = "FILE.json")]
     pub config: Option<PathBuf>,
@@ -343,6 +432,11 @@ pub struct PullArgs {
     #[arg(long = "cache-keep-recent", value_name = "DURATION", value_parser = parse_duration)]
     pub cache_keep_recent: Option<std::time::Duration>,
 
+    /// Give up on the pull after DURATION in all (e.g. 90s, 10m; setting `deadline`): requests,
+    /// retries and their waits included
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deadline: Option<std::time::Duration>,
+
     /// Do not build the per-layer lookup index
     #[arg(long = "no-index")]
     pub no_index: bool,
@@ -354,6 +448,14 @@ pub struct PullArgs {
     /// Read the password (or token) for --username from stdin
     #[arg(long = "password-stdin", requires = "username")]
     pub password_stdin: bool,
+
+    /// Read stored credentials from this auth.json only (as `podman pull --authfile`)
+    #[arg(long, value_name = "PATH", conflicts_with = "no_stored_credentials")]
+    pub authfile: Option<PathBuf>,
+
+    /// Read no stored credentials (no auth.json, no Docker config, no credential helper)
+    #[arg(long = "no-stored-credentials")]
+    pub no_stored_credentials: bool,
 
     /// Print the result as one JSON object on stdout
     #[arg(long)]
@@ -435,11 +537,21 @@ impl PullArgs {
     /// its default place), then `--config FILE`, then the flags.
     pub fn registry_config(
         &self,
-        reference: &Reference,
+        reference: Option<&Reference>,
         password: Option<String>,
     ) -> Result<RegistryConfig, Error> {
         let mut config = base_registry_config(self.config.as_deref())?;
-        if let (Some(username), Some(password)) = (self.username.clone(), password) {
+        if let Some(path) = &self.authfile {
+            config.credential_sources = vec![CredentialSource::Path(path.clone())];
+            config.docker_config = DockerConfigSource::Off;
+        }
+        if self.no_stored_credentials {
+            config.credential_sources.clear();
+            config.docker_config = DockerConfigSource::Off;
+        }
+        if let (Some(username), Some(password), Some(reference)) =
+            (self.username.clone(), password, reference)
+        {
             let auth = RegistryAuth::Basic { username, password };
             config
                 .auth_for
@@ -464,6 +576,9 @@ impl PullArgs {
         }
         if let Some(recent) = self.cache_keep_recent {
             config.cache_keep_recent = Some(recent);
+        }
+        if let Some(deadline) = self.deadline {
+            config.deadline = Some(deadline);
         }
         Ok(config)
     }

@@ -176,6 +176,11 @@ impl Plain {
                 layer_label(*layer_index, n),
                 holder(*holder_pid)
             )),
+            PullProgress::RequestRetrying { .. } => {
+                if let Some(line) = retrying(event, n) {
+                    self.line(format_args!("{line}"));
+                }
+            }
             PullProgress::LayerDownloadComplete {
                 layer_index,
                 downloaded_bytes,
@@ -319,6 +324,12 @@ impl Bars {
                 cached,
                 ..
             } => self.complete(reference, *layer_count, *cached),
+            PullProgress::RequestRetrying { .. } => {
+                // Above the bars, where it stays: a retry is worth seeing after the fact.
+                if let Some(line) = retrying(event, self.layers.len()) {
+                    let _ = self.multi.println(line);
+                }
+            }
             _ => self.layer_event(event),
         }
     }
@@ -648,4 +659,16 @@ fn holder(pid: Option<u32>) -> String {
         Some(pid) => format!("the pull in process {pid}"),
         None => "another pull".into(),
     }
+}
+
+/// `retrying GET https://r/v2/…/blobs/sha256:… in 2.0 s (attempt 2/5): HTTP 503`, after the
+/// layer's label when the request is for a layer's blob.
+fn retrying(event: &PullProgress, layer_count: usize) -> Option<String> {
+    let PullProgress::RequestRetrying { layer_index, .. } = event else {
+        return None;
+    };
+    let layer = layer_index
+        .map(|i| format!("{} ", layer_label(i, layer_count)))
+        .unwrap_or_default();
+    Some(format!("{layer}retrying {}", event.retry_summary()?))
 }

@@ -120,24 +120,11 @@ fn layer_meta(dir: &Path, diff_id: &Digest, found: &mut Findings<'_>) -> Option<
 /// `None` when there is none (or it is damaged): the tree has nothing to be compared with.
 fn published_index(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> Option<LayerIndex> {
     let path = Layout::index_in(dir);
-    let read = read_bounded(&path, MAX_INDEX_BYTES);
-    let bytes = match read {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if meta.index_digest.is_some() {
-                found.add(
-                    ProblemKind::IndexMissing,
-                    shown(&path),
-                    "published, now gone",
-                );
-            }
-            return None;
-        }
-        Err(e) => {
-            found.add(ProblemKind::Unreadable, shown(&path), e.to_string());
-            return None;
-        }
-    };
+    let missing = meta
+        .index_digest
+        .is_some()
+        .then_some(ProblemKind::IndexMissing);
+    let bytes = read_sidecar(&path, MAX_INDEX_BYTES, missing, found)?;
     if let Some(want) = &meta.index_digest
         && !want.matches(&bytes)
     {
@@ -172,25 +159,35 @@ fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A sidecar file's bytes (`read_bounded`); a missing file is the `missing` problem (none:
+/// its absence is fine), any other failure `unreadable`.
+fn read_sidecar(
+    path: &Path,
+    limit: u64,
+    missing: Option<ProblemKind>,
+    found: &mut Findings<'_>,
+) -> Option<Vec<u8>> {
+    match read_bounded(path, limit) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(kind) = missing {
+                found.add(kind, shown(path), "published, now gone");
+            }
+            None
+        }
+        Err(e) => {
+            found.add(ProblemKind::Unreadable, shown(path), e.to_string());
+            None
+        }
+    }
+}
+
 /// The `contents` digests, when the layer was published with them and they are intact.
 fn recorded_contents(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> Option<Contents> {
     let want = meta.contents_digest.as_ref()?;
     let path = Layout::contents_in(dir);
-    let bytes = match read_bounded(&path, contents::MAX_CONTENTS_BYTES) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            found.add(
-                ProblemKind::ContentsMissing,
-                shown(&path),
-                "published, now gone",
-            );
-            return None;
-        }
-        Err(e) => {
-            found.add(ProblemKind::Unreadable, shown(&path), e.to_string());
-            return None;
-        }
-    };
+    let missing = Some(ProblemKind::ContentsMissing);
+    let bytes = read_sidecar(&path, contents::MAX_CONTENTS_BYTES, missing, found)?;
     if !want.matches(&bytes) {
         let why = format!("differs from the record published ({want})");
         found.add(ProblemKind::ContentsCorrupt, shown(&path), why);

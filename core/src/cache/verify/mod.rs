@@ -24,7 +24,7 @@ use crate::reference::Reference;
 pub const MAX_LISTED_PROBLEMS: usize = 100;
 
 /// What kind of damage a [`Problem`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum ProblemKind {
@@ -67,18 +67,55 @@ pub enum ProblemKind {
     Unreadable,
 }
 
+impl ProblemKind {
+    /// Every kind, in declaration order.
+    pub const ALL: &[ProblemKind] = &[
+        ProblemKind::RecordInvalid,
+        ProblemKind::ManifestMissing,
+        ProblemKind::ManifestCorrupt,
+        ProblemKind::LayerMissing,
+        ProblemKind::LayerInvalid,
+        ProblemKind::IndexMissing,
+        ProblemKind::IndexCorrupt,
+        ProblemKind::ContentsMissing,
+        ProblemKind::ContentsCorrupt,
+        ProblemKind::Missing,
+        ProblemKind::Unexpected,
+        ProblemKind::KindChanged,
+        ProblemKind::SizeChanged,
+        ProblemKind::ContentChanged,
+        ProblemKind::TimeChanged,
+        ProblemKind::MetadataChanged,
+        ProblemKind::Unreadable,
+    ];
+
+    /// Its JSON name (`"contentChanged"`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// In report schemas a kind is a string (its JSON name); the surface lists the names under
+/// `problemKinds`.
+impl crate::progress::SchemaType for ProblemKind {
+    const NAME: &'static str = "string";
+}
+
+cache_report! {
 /// One thing found wrong.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct Problem {
-    /// What kind of damage.
-    pub kind: ProblemKind,
-    /// Where: a path in the layer's tree (relative to `fs/`), or a file of the cache.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// What was expected and found.
-    pub detail: String,
+    #[derive(serde::Deserialize)]
+    pub struct Problem {
+        /// What kind of damage (a `ProblemKind`: `contentChanged`, `missing`, …).
+        pub kind: ProblemKind,
+        /// Where: a path in the layer's tree (relative to `fs/`), or a file of the cache
+        /// (null when the problem has no one place).
+        pub path: Option<String>,
+        /// What was expected and found.
+        pub detail: String,
+    }
 }
 
 impl Problem {
@@ -104,10 +141,9 @@ impl std::fmt::Display for Problem {
     }
 }
 
+cache_report! {
 /// The check of one layer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
+#[derive(serde::Deserialize)]
 pub struct LayerCheck {
     /// The layer (its uncompressed digest).
     pub diff_id: Digest,
@@ -124,6 +160,7 @@ pub struct LayerCheck {
     /// Problems found beyond those listed.
     pub more_problems: u64,
 }
+}
 
 impl LayerCheck {
     /// Nothing is wrong with it.
@@ -132,10 +169,9 @@ impl LayerCheck {
     }
 }
 
+cache_report! {
 /// The check of one image (its record, manifests and which of its layers are damaged).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
+#[derive(serde::Deserialize)]
 pub struct ImageCheck {
     /// The references it was pulled as.
     pub names: Vec<String>,
@@ -148,6 +184,7 @@ pub struct ImageCheck {
     /// Its layers that are missing or have problems (diff_ids, bottom to top).
     pub damaged_layers: Vec<Digest>,
 }
+}
 
 impl ImageCheck {
     /// Nothing is wrong with it or its layers.
@@ -156,10 +193,9 @@ impl ImageCheck {
     }
 }
 
+cache_report! {
 /// What [`GlobalCache::verify`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
+#[derive(Default, serde::Deserialize)]
 pub struct VerifyReport {
     /// Every image checked.
     pub images: Vec<ImageCheck>,
@@ -167,6 +203,7 @@ pub struct VerifyReport {
     pub layers: Vec<LayerCheck>,
     /// Image records that are not valid (a whole-cache check only).
     pub records: Vec<Problem>,
+}
 }
 
 impl VerifyReport {

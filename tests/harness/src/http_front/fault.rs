@@ -1,7 +1,7 @@
 //! [`FaultProxy`]: a forwarding front that injects one kind of [`Fault`] into blob GETs
 //! (`/v2/<name>/blobs/<digest>`, optionally only one digest) — connection resets after N
 //! bytes or in one GET out of N at a varying point, a corrupted byte, error statuses with
-//! `Retry-After`, or a stall — and records every blob GET with its headers (e.g. `Range`)
+//! `Retry-After`, a stall, or a stall then a reset — and records every blob GET with its headers (e.g. `Range`)
 //! and the body bytes it served ([`BlobServed`], also appended as JSON lines to
 //! [`FrontOptions::log`]), so tests and the soak test can count retries and resumes.
 
@@ -73,6 +73,18 @@ pub enum Fault {
         /// Pause length in milliseconds.
         millis: u64,
     },
+    /// For the first `times` blob GETs whose body is longer than `after_bytes`, send
+    /// `after_bytes` body bytes, pause for `millis`, then reset the connection: a slow
+    /// download that must resume (with `Range`) after the pause, e.g. once a short-lived token
+    /// has expired. Shorter bodies pass untouched.
+    StallThenReset {
+        /// Body bytes sent before the pause and the reset.
+        after_bytes: u64,
+        /// Pause length in milliseconds.
+        millis: u64,
+        /// How many blob GETs are stalled and cut.
+        times: u32,
+    },
 }
 
 /// One blob GET the fault applied to, as it ended: what [`FaultProxy::blob_log`] returns and
@@ -103,6 +115,8 @@ struct State {
     only_digest: Option<String>,
     manifests: bool,
     seen: AtomicU32,
+    /// Targeted GETs long enough for [`Fault::StallThenReset`].
+    long_seen: AtomicU32,
     injected: AtomicU32,
     served: Arc<AtomicU64>,
     blob_requests: Mutex<Vec<RecordedRequest>>,
@@ -141,6 +155,7 @@ impl FaultProxy {
             only_digest: opts.only_digest,
             manifests: opts.manifests,
             seen: AtomicU32::new(0),
+            long_seen: AtomicU32::new(0),
             injected: AtomicU32::new(0),
             served: Arc::new(AtomicU64::new(0)),
             blob_requests: Mutex::new(Vec::new()),
@@ -335,6 +350,16 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
                 millis,
             } => {
                 plan.stall = Some((*after_bytes, Duration::from_millis(*millis)));
+            }
+            Fault::StallThenReset {
+                after_bytes,
+                millis,
+                times,
+            } if resp.content_length().is_some_and(|len| len > *after_bytes)
+                && state.long_seen.fetch_add(1, Ordering::SeqCst) < *times =>
+            {
+                plan.stall = Some((*after_bytes, Duration::from_millis(*millis)));
+                plan.cut_after = Some(*after_bytes);
             }
             _ => {}
         }

@@ -40,7 +40,7 @@ impl Upstream {
     pub fn new(base_url: &str, ca_pem: Option<&Path>) -> io::Result<Upstream> {
         Ok(Upstream {
             base: base_url.trim_end_matches('/').to_string(),
-            client: crate::tls::client_trusting(ca_pem)?,
+            client: crate::tls::client_trusting(ca_pem, None)?,
         })
     }
 
@@ -78,7 +78,7 @@ pub(crate) struct BodyPlan {
     pub cut_after: Option<u64>,
     /// Flip every bit of the byte at this offset.
     pub corrupt_at: Option<u64>,
-    /// After this many bytes, pause for the duration (once).
+    /// After this many bytes, pause for the duration (once; before a cut at the same offset).
     pub stall: Option<(u64, Duration)>,
 }
 
@@ -146,7 +146,7 @@ pub(crate) async fn relay(
             && (sent..end).contains(&after)
         {
             let upto = (after - sent) as usize;
-            if plan.cut_after.is_none_or(|cut| after < cut) {
+            if plan.cut_after.is_none_or(|cut| after <= cut) {
                 stream.write_all(&chunk[..upto]).await?;
                 stream.flush().await?;
                 count(upto);

@@ -3,14 +3,17 @@
 //! GETs with a cross-host `307` to a recording blob host, and [`FaultProxy`] injects
 //! resets, corruption, error statuses and stalls into blob downloads. Both forward every
 //! other request unchanged (headers, `Authorization` and body included) and rewrite
-//! upstream `Location` headers to point back at the front.
+//! upstream `Location` headers to point back at the front. [`ConnectProxy`] is not a front
+//! but an HTTP proxy (`CONNECT` tunnels and absolute-form requests) that counts its use.
 
+mod connect_proxy;
 mod fault;
 mod forward;
 mod redirect;
 
 use std::path::{Path, PathBuf};
 
+pub use connect_proxy::ConnectProxy;
 pub use fault::{BlobServed, Fault, FaultProxy};
 pub use redirect::RedirectFront;
 
