@@ -429,6 +429,32 @@ impl RegistryBuilder {
         self
     }
 
+    /// Fetch large layer blobs as parallel `Range` requests of `chunk_size` bytes, at most
+    /// `connections` per blob (`1`: one stream per blob). See
+    /// [`RegistryConfig::range_chunk_size`] and [`RegistryConfig::range_connections`].
+    ///
+    /// ```
+    /// # fn f(cache: microsandbox_image::GlobalCache) -> microsandbox_image::Result<()> {
+    /// use microsandbox_image::{Platform, Registry};
+    /// let registry = Registry::builder(Platform::host_linux(), cache)
+    ///     .ranges(8 << 20, 8)
+    ///     .max_connections(32)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ranges(mut self, chunk_size: u64, connections: usize) -> Self {
+        self.config.range_chunk_size = chunk_size;
+        self.config.range_connections = connections.max(1);
+        self
+    }
+
+    /// Blob requests in flight to one registry, over every layer and range (default 16; see
+    /// [`RegistryConfig::max_connections`]).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections.max(1);
+        self
+    }
+
     /// Limits applied to every layer.
     pub fn limits(mut self, limits: ExtractLimits) -> Self {
         self.config.limits = limits;
@@ -511,6 +537,11 @@ pub(crate) fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
         low_speed: (config.low_speed_limit > 0 && !config.low_speed_time.is_zero())
             .then_some((config.low_speed_limit, config.low_speed_time)),
         user_agent: config.user_agent.clone(),
+        ranges: crate::client::ranges::RangeOptions {
+            chunk_size: config.range_chunk_size,
+            connections: config.range_connections.max(1),
+        },
+        max_connections: config.max_connections.max(1),
         proxy: std::sync::Arc::new(
             ProxyRules::resolve(&config.proxy, |name| std::env::var(name).ok())
                 .map_err(|e| Error::InvalidArgument(format!("proxy: {e}")))?,

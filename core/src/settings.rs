@@ -81,6 +81,17 @@ pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// How many layers download and extract at once (at least 1).
     pub concurrency: usize,
+    /// Bytes per `Range` request when a large layer blob is fetched as several parallel
+    /// ranges (a blob of at least two chunks is; default 4 MiB). Ranges fetched ahead of the
+    /// one being extracted wait in memory, at most 24 MiB (or two chunks) across the whole
+    /// client, so memory stays flat however large the image.
+    pub range_chunk_size: u64,
+    /// `Range` requests in flight per large blob (default 6); `1` fetches every blob as one
+    /// stream. A registry that ignores `Range` gets one stream anyway.
+    pub range_connections: usize,
+    /// Blob requests in flight to one registry, over all layers and ranges of every pull of
+    /// the client (at least 1; default 16). Connections are kept alive and reused.
+    pub max_connections: usize,
     /// Flush a layer to disk (`syncfs`) before publishing it. Turn off for throwaway caches
     /// on tmpfs.
     pub durable: bool,
@@ -163,6 +174,9 @@ impl Default for RegistryConfig {
             hosts_dirs: Vec::new(),
             mirrors: BTreeMap::new(),
             concurrency: 4,
+            range_chunk_size: DEFAULT_RANGE_CHUNK_SIZE,
+            range_connections: DEFAULT_RANGE_CONNECTIONS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             durable: true,
             partial_min_size: Some(DEFAULT_PARTIAL_MIN_SIZE),
             max_retries: 4,
@@ -187,6 +201,16 @@ impl Default for RegistryConfig {
 /// `tests/bench/PARTIALS.md`), so no size makes it free; the threshold bounds what a crash can
 /// waste instead: a blob below it is at most 32 MiB to download again.
 const DEFAULT_PARTIAL_MIN_SIZE: u64 = 32 << 20;
+
+/// The default [`RegistryConfig::range_chunk_size`]: 4 MiB (`tests/bench/RESULTS.md`, WAN
+/// profiles).
+pub(crate) const DEFAULT_RANGE_CHUNK_SIZE: u64 = 4 << 20;
+
+/// The default [`RegistryConfig::range_connections`].
+pub(crate) const DEFAULT_RANGE_CONNECTIONS: usize = 6;
+
+/// The default [`RegistryConfig::max_connections`].
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
 /// `msbimage/<version>`, the default [`RegistryConfig::user_agent`].
 pub fn default_user_agent() -> String {
@@ -584,6 +608,9 @@ mod tests {
         }
         assert!(keys.contains(&"deadline".to_string()));
         assert!(keys.contains(&"proxy".to_string()));
-        assert_eq!(keys.len(), 27);
+        for k in ["rangeChunkSize", "rangeConnections", "maxConnections"] {
+            assert!(keys.contains(&k.to_string()), "{k}");
+        }
+        assert_eq!(keys.len(), 30);
     }
 }

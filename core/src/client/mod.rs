@@ -9,6 +9,7 @@
 mod auth;
 mod error;
 pub(crate) mod proxy;
+pub(crate) mod ranges;
 pub(crate) mod retry;
 pub(crate) mod routes;
 pub(crate) mod tls;
@@ -25,6 +26,7 @@ use reqwest::{Response, StatusCode, Url};
 pub use error::RegistryError;
 pub(crate) use error::network as network_error;
 use error::{describe_body, network};
+use ranges::{ConnectionLimits, RangeBuffers, RangeOptions};
 use retry::Retry;
 
 use crate::auth::AuthStore;
@@ -62,6 +64,10 @@ pub(crate) struct ClientOptions {
     pub user_agent: String,
     /// Which requests go through which proxy (`proxy`).
     pub proxy: Arc<proxy::ProxyRules>,
+    /// Large blobs as parallel `Range` requests (`rangeChunkSize`, `rangeConnections`).
+    pub ranges: RangeOptions,
+    /// Blob requests in flight per registry (`maxConnections`).
+    pub max_connections: usize,
 }
 
 impl Default for ClientOptions {
@@ -80,6 +86,11 @@ impl Default for ClientOptions {
             low_speed: Some((1024, Duration::from_secs(60))),
             user_agent: crate::settings::default_user_agent(),
             proxy: Arc::default(),
+            ranges: RangeOptions {
+                chunk_size: crate::settings::DEFAULT_RANGE_CHUNK_SIZE,
+                connections: crate::settings::DEFAULT_RANGE_CONNECTIONS,
+            },
+            max_connections: crate::settings::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -119,6 +130,10 @@ pub(crate) struct BlobResponse {
     pub response: Response,
     /// Whether the server honoured the `Range` request (206).
     pub partial: bool,
+    /// Whether the registry redirected the request to another host (a storage URL).
+    pub redirected: bool,
+    /// This request's share of the registry's connections, until the body is dropped.
+    _connection: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The registry client. Shared by all pulls of a [`Registry`](crate::Registry).
@@ -135,6 +150,10 @@ pub(crate) struct RegistryClient {
     opts: ClientOptions,
     auth: auth::Authorizer,
     schemes: Mutex<HashMap<String, &'static str>>,
+    /// Blob requests in flight per registry.
+    connections: ConnectionLimits,
+    /// What ranges fetched ahead may hold, across every download.
+    range_buffers: RangeBuffers,
 }
 
 impl RegistryClient {
@@ -162,6 +181,8 @@ impl RegistryClient {
             unverified,
             per_host: tls::HostClients::default(),
             auth: auth::Authorizer::new(auth, opts.max_retries),
+            connections: ConnectionLimits::new(opts.max_connections),
+            range_buffers: RangeBuffers::new(opts.ranges.chunk_size),
             opts,
             schemes: Mutex::default(),
         })
@@ -439,7 +460,7 @@ impl RegistryClient {
                 .read_retrying(
                     || async {
                         let BlobResponse { response, .. } =
-                            self.open_blob_at(&ep, digest, 0).await?;
+                            self.open_blob_at(&ep, r, digest, 0..0, true).await?;
                         let url = response.url().clone();
                         Ok((response, url, ()))
                     },
@@ -462,45 +483,42 @@ impl RegistryClient {
         .await
     }
 
-    /// Start streaming a blob from byte `offset` (a `Range` request when non-zero). The caller
-    /// hashes what it reads.
+    /// Start streaming a blob from byte `from` to its end (a `Range` request when non-zero).
+    /// The caller hashes what it reads.
     pub(crate) async fn open_blob(
         &self,
         r: &Reference,
         digest: &Digest,
-        offset: u64,
+        from: u64,
     ) -> Result<BlobResponse, RegistryError> {
         self.with_endpoints(r, Need::Pull, |ep| async move {
-            self.open_blob_at(&ep, digest, offset).await
+            self.open_blob_at(&ep, r, digest, from..from, true).await
         })
         .await
     }
 
+    /// `GET` a blob's bytes `range` on one endpoint (to the blob's end from `range.start`
+    /// with `to_end`; no `Range` header for all of it), holding one of the registry's
+    /// connections until the body is dropped.
     async fn open_blob_at(
         &self,
         ep: &Endpoint,
+        r: &Reference,
         digest: &Digest,
-        offset: u64,
+        range: std::ops::Range<u64>,
+        to_end: bool,
     ) -> Result<BlobResponse, RegistryError> {
+        let permit = self.connections.acquire(r.registry()).await;
         let mut headers = HeaderMap::new();
-        if offset > 0 {
-            let v = HeaderValue::from_str(&format!("bytes={offset}-")).map_err(|e| {
-                RegistryError::Protocol {
-                    url: ep.host.clone(),
-                    detail: e.to_string(),
-                }
-            })?;
-            headers.insert(header::RANGE, v);
+        if range.start > 0 || !to_end {
+            headers.insert(header::RANGE, ranges::range_header(&range, to_end)?);
         }
         let (resp, url) = self
             .get_following(ep, &format!("blobs/{digest}"), &headers)
             .await?;
         let resp = expect_success(resp, &url, "blob").await?;
-        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
-        Ok(BlobResponse {
-            response: resp,
-            partial,
-        })
+        let redirected = url_host(&url) != ep.host;
+        Ok(BlobResponse::new(resp, permit, redirected))
     }
 
     /// [`Self::get`], then follow redirects (at most [`MAX_REDIRECTS`]; every request, not

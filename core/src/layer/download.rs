@@ -6,15 +6,17 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::ranged::{FirstRange, RangedBlob};
 use super::reader::ChunkSender;
+use crate::client::ranges::BlobSource;
 use crate::client::retry::{Retry, pause};
-use crate::client::{RegistryClient, RegistryError, backoff};
+use crate::client::{BlobResponse, RegistryClient, RegistryError, backoff};
 use crate::manifest::LayerDescriptor;
 use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
 
 /// Consecutive failures without a byte of progress before we give up.
-const MAX_STALLED_ATTEMPTS: u32 = 5;
+pub(super) const MAX_STALLED_ATTEMPTS: u32 = 5;
 /// Resumes in total, progress or not.
 const MAX_RESUMES: u32 = 100;
 
@@ -55,14 +57,14 @@ impl DownloadError {
 
 /// The low-speed rule over one blob's download, resumes included: every `window`, at least
 /// `limit × window` bytes must have arrived.
-struct SpeedFloor {
+pub(super) struct SpeedFloor {
     rule: Option<(u64, std::time::Duration)>,
     since: std::time::Instant,
     bytes: u64,
 }
 
 impl SpeedFloor {
-    fn new(rule: Option<(u64, std::time::Duration)>) -> Self {
+    pub(super) fn new(rule: Option<(u64, std::time::Duration)>) -> Self {
         SpeedFloor {
             rule,
             since: std::time::Instant::now(),
@@ -71,7 +73,7 @@ impl SpeedFloor {
     }
 
     /// Count `n` bytes; an error when a window closed with too few.
-    fn check(&mut self, n: u64, url: &str) -> Result<(), DownloadError> {
+    pub(super) fn check(&mut self, n: u64, url: &str) -> Result<(), DownloadError> {
         self.bytes += n;
         let Some((limit, window)) = self.rule else {
             return Ok(());
@@ -95,7 +97,9 @@ impl SpeedFloor {
 }
 
 /// Stream `layer` from byte `from` on into `tx` (the bytes before it were kept by an earlier
-/// pull and count as downloaded); returns the blob's length.
+/// pull and count as downloaded); returns the blob's length. A blob with enough left to fetch
+/// goes as parallel ranges (`ranged.rs`) when the registry answers its first range exactly;
+/// otherwise (no `Range` support, another answer) it is one stream.
 pub(crate) async fn stream_blob(
     client: &RegistryClient,
     reference: &Reference,
@@ -105,9 +109,6 @@ pub(crate) async fn stream_blob(
     tx: &ChunkSender,
     progress: &ProgressSink,
 ) -> Result<u64, DownloadError> {
-    let mut offset = from;
-    let mut stalled = 0u32;
-    let mut resumes = 0u32;
     let mut floor = SpeedFloor::new(client.low_speed());
     if from > 0 {
         progress.emit(PullProgress::LayerDownloadProgress {
@@ -120,8 +121,113 @@ pub(crate) async fn stream_blob(
     if from == layer.size {
         return Ok(from);
     }
+    let mut opened = None;
+    if let Some(options) = client.ranges_for(layer.size - from) {
+        let blob = RangedBlob {
+            client,
+            reference,
+            layer,
+            layer_index,
+            options,
+            source: BlobSource::default(),
+        };
+        match first_range(&blob, from).await {
+            FirstAnswer::Range(first) => {
+                return blob.stream(first, tx, progress, &mut floor).await;
+            }
+            FirstAnswer::Whole(resp) => opened = Some(resp),
+            FirstAnswer::Neither => {}
+        }
+    }
+    stream_whole(
+        client,
+        reference,
+        layer,
+        layer_index,
+        from,
+        opened,
+        tx,
+        progress,
+        floor,
+    )
+    .await
+}
+
+/// How a registry answered a blob's first range.
+enum FirstAnswer {
+    /// Exactly that range: the rest goes in ranges too.
+    Range(FirstRange),
+    /// The whole blob (`200`: it ignores `Range`): read it as one stream.
+    Whole(BlobResponse),
+    /// Something else, or a failure: start over with one stream (which retries).
+    Neither,
+}
+
+/// Ask for the first chunk of `blob` from byte `from`, its bytes reserved first.
+async fn first_range(blob: &RangedBlob<'_>, from: u64) -> FirstAnswer {
+    let Some(range) = blob
+        .options
+        .chunks(from..blob.layer.size)
+        .into_iter()
+        .next()
+    else {
+        return FirstAnswer::Neither;
+    };
+    let reserved = blob
+        .client
+        .range_buffers()
+        .reserve(range.end - range.start)
+        .await;
+    let resp = match blob
+        .client
+        .open_range(
+            blob.reference,
+            &blob.layer.digest,
+            range.clone(),
+            &blob.source,
+        )
+        .await
+    {
+        Ok(resp) => resp,
+        Err(_) => return FirstAnswer::Neither,
+    };
+    if !resp.partial {
+        return FirstAnswer::Whole(resp);
+    }
+    match resp.content_range() {
+        Some(c) if c.answers(&range, blob.layer.size) => FirstAnswer::Range(FirstRange {
+            range,
+            response: resp,
+            reserved,
+        }),
+        _ => FirstAnswer::Neither,
+    }
+}
+
+/// Stream the blob from byte `from` as one response (`opened`, if one is already open),
+/// resuming with `Range` after a dropped connection.
+#[allow(clippy::too_many_arguments)]
+async fn stream_whole(
+    client: &RegistryClient,
+    reference: &Reference,
+    layer: &LayerDescriptor,
+    layer_index: usize,
+    from: u64,
+    opened: Option<BlobResponse>,
+    tx: &ChunkSender,
+    progress: &ProgressSink,
+    mut floor: SpeedFloor,
+) -> Result<u64, DownloadError> {
+    let mut offset = from;
+    let mut stalled = 0u32;
+    let mut resumes = 0u32;
+    let mut opened = opened;
     loop {
-        let resp = match client.open_blob(reference, &layer.digest, offset).await {
+        let next = match opened.take() {
+            Some(r) => Ok(r),
+            None => client.open_blob(reference, &layer.digest, offset).await,
+        };
+        let resp = match next {
             Ok(r) => r,
             Err(e) if e.is_transient() && stalled < MAX_STALLED_ATTEMPTS => {
                 stalled += 1;

@@ -8,6 +8,7 @@ mod download;
 mod extract;
 mod flush;
 mod pipe;
+mod ranged;
 mod reader;
 mod reindex;
 pub(crate) use reindex::index_from_tree;

@@ -85,6 +85,17 @@ pub enum Fault {
         /// How many blob GETs are stalled and cut.
         times: u32,
     },
+    /// Serve blob GETs as a registry without `Range` support would: the `Range` header is
+    /// dropped, so every answer is `200` with the whole blob.
+    IgnoreRange,
+    /// Hold every blob GET whose `Range` starts at byte `start` for `millis` before
+    /// answering it, so the ranges after it complete first.
+    DelayRange {
+        /// First byte of the delayed range.
+        start: u64,
+        /// The delay in milliseconds.
+        millis: u64,
+    },
 }
 
 /// One blob GET the fault applied to, as it ended: what [`FaultProxy::blob_log`] returns and
@@ -118,6 +129,9 @@ struct State {
     /// Targeted GETs long enough for [`Fault::StallThenReset`].
     long_seen: AtomicU32,
     injected: AtomicU32,
+    /// Blob GETs being answered now, and the most there ever were at once.
+    in_flight: AtomicU32,
+    max_in_flight: AtomicU32,
     served: Arc<AtomicU64>,
     blob_requests: Mutex<Vec<RecordedRequest>>,
     requests: Mutex<Vec<RecordedRequest>>,
@@ -157,6 +171,8 @@ impl FaultProxy {
             seen: AtomicU32::new(0),
             long_seen: AtomicU32::new(0),
             injected: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            max_in_flight: AtomicU32::new(0),
             served: Arc::new(AtomicU64::new(0)),
             blob_requests: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
@@ -205,6 +221,11 @@ impl FaultProxy {
         self.state.served_log.lock().unwrap().clone()
     }
 
+    /// The most blob GETs (any digest) that were being answered at once.
+    pub fn max_concurrent_blob_gets(&self) -> u32 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// How many responses were actually faulted so far.
     pub fn faults_injected(&self) -> u32 {
         self.state.injected.load(Ordering::SeqCst)
@@ -223,6 +244,18 @@ fn body_start(resp: &reqwest::Response) -> u64 {
         .and_then(|v| v.split('-').next())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The first byte a request's `Range: bytes=FIRST-…` asks for.
+fn range_start(req: &Request) -> Option<u64> {
+    req.header("range")?
+        .trim()
+        .strip_prefix("bytes=")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// SplitMix64: a well-mixed 64-bit value from `x` (for cut points that vary).
@@ -266,7 +299,20 @@ fn log_served(
     state.served_log.lock().unwrap().push(entry);
 }
 
-async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result<()> {
+async fn serve(state: &State, req: Request, stream: TcpStream) -> io::Result<()> {
+    let counted = blob_get(&req).is_some();
+    if counted {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    }
+    let result = serve_counted(state, req, stream).await;
+    if counted {
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+    result
+}
+
+async fn serve_counted(state: &State, req: Request, mut stream: TcpStream) -> io::Result<()> {
     state.requests.lock().unwrap().push(req.record());
     let front_base = format!("http://{}", req.header("host").unwrap_or("127.0.0.1"));
     let targeted = blob_get(&req).is_some_and(|(_, digest)| {
@@ -312,6 +358,21 @@ async fn serve(state: &State, req: Request, mut stream: TcpStream) -> io::Result
         let location = format!("{front_base}{path}?hop={n}");
         return http1::write_simple(&mut stream, 307, &[("Location".to_string(), location)], b"")
             .await;
+    }
+    let mut req = req;
+    if targeted {
+        match &state.fault {
+            Fault::IgnoreRange => {
+                req.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case("range"));
+                state.injected.fetch_add(1, Ordering::SeqCst);
+            }
+            Fault::DelayRange { start, millis } if range_start(&req) == Some(*start) => {
+                state.injected.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(*millis)).await;
+            }
+            _ => {}
+        }
     }
     let resp = match state.upstream.forward(&req).await {
         Ok(resp) => resp,

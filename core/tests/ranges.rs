@@ -1,0 +1,285 @@
+//! Large blobs fetched as parallel `Range` requests, against the real registry behind the
+//! harness's fronts: ranges that complete out of order are reassembled in order, a registry
+//! that ignores `Range` gets one stream, a reset range is asked again for its missing bytes
+//! only, a redirect to a blob host is followed once and the later ranges go straight there,
+//! a corrupted range fails the digest with nothing published, and the connections a
+//! registry sees stay within `maxConnections`.
+//!
+//! The standard image's biggest layer is a little over 3 MiB; a chunk size of 256 KiB cuts
+//! it into a dozen ranges.
+
+mod common;
+
+use common::{layer_dirs, tmp_entries};
+use microsandbox_image::{ErrorKind, GlobalCache, Platform, PullOptions, PullResult, Registry};
+use msbimage_testkit::{BlobServed, Fault, FaultProxy, FrontOptions, RedirectFront};
+
+const CHUNK: u64 = 256 << 10;
+
+fn registry(cache: &tempfile::TempDir, connections: usize) -> Registry {
+    Registry::builder(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+    )
+    .durable(false)
+    .ranges(CHUNK, connections)
+    .build()
+    .unwrap()
+}
+
+async fn pull(host: &str, registry: &Registry) -> microsandbox_image::Result<PullResult> {
+    let r = format!("{host}/flaky/app:v1").parse().unwrap();
+    registry.pull(&r, &PullOptions::default()).await
+}
+
+fn assert_big_file(res: &PullResult) {
+    assert_eq!(
+        std::fs::read(res.layers[0].join("data/big-3m")).unwrap(),
+        msbimage_testkit::fixtures::pseudo_random(3 << 20, 2)
+    );
+}
+
+/// `bytes=A-B` → `A..B+1`.
+fn span(range: &str) -> std::ops::Range<u64> {
+    let (a, b) = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .unwrap_or_else(|| panic!("not a closed range: {range}"));
+    a.parse().unwrap()..b.parse::<u64>().unwrap() + 1
+}
+
+/// The ranges asked for one blob, in the order the requests arrived.
+fn asked(proxy: &FaultProxy, digest: &str) -> Vec<std::ops::Range<u64>> {
+    proxy
+        .blob_requests()
+        .iter()
+        .filter(|r| r.path.contains(digest))
+        .map(|r| span(r.header("range").expect("every request is a range")))
+        .collect()
+}
+
+/// The blob's chunks, as the client cuts them.
+fn chunks(len: u64) -> Vec<std::ops::Range<u64>> {
+    (0..len.div_ceil(CHUNK))
+        .map(|i| i * CHUNK..((i + 1) * CHUNK).min(len))
+        .collect()
+}
+
+#[tokio::test]
+async fn ranges_completing_out_of_order_are_reassembled_in_order() {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1;
+    // The second range is held back: those after it finish first.
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::DelayRange {
+            start: CHUNK,
+            millis: 700,
+        },
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let res = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap();
+    assert_big_file(&res);
+    assert_eq!(proxy.faults_injected(), 1);
+
+    // Every chunk asked for exactly once, each answered with 206.
+    let mut ranges = asked(&proxy, &big.digest);
+    ranges.sort_by_key(|r| r.start);
+    assert_eq!(ranges, chunks(big.blob.len() as u64));
+    let log: Vec<BlobServed> = proxy.blob_log();
+    assert!(log.iter().all(|s| s.status == 206), "{log:?}");
+    // The delayed range ended after a range that starts beyond it.
+    let ended = |start: u64| {
+        log.iter()
+            .position(|s| {
+                s.range
+                    .as_deref()
+                    .map(span)
+                    .is_some_and(|r| r.start == start)
+            })
+            .unwrap()
+    };
+    assert!(ended(CHUNK) > ended(2 * CHUNK), "{log:?}");
+    assert!(
+        proxy.max_concurrent_blob_gets() > 1,
+        "ranges ran in parallel"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_ignoring_range_gets_one_stream() {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1;
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::IgnoreRange,
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let res = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap();
+    assert_big_file(&res);
+    // The first range was answered with the whole blob, which was read as one stream.
+    let gets = proxy.blob_requests();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(
+        gets[0].header("range"),
+        Some(format!("bytes=0-{}", CHUNK - 1).as_str())
+    );
+    let log = proxy.blob_log();
+    assert_eq!((log[0].status, log[0].bytes), (200, big.blob.len() as u64));
+}
+
+#[tokio::test]
+async fn a_reset_range_is_asked_again_for_its_missing_bytes_only() {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1;
+    // The first GET (the first range) is cut after 100 000 bytes.
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::ResetAfter {
+            bytes: 100_000,
+            times: 1,
+        },
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let res = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap();
+    assert_big_file(&res);
+    assert_eq!(proxy.faults_injected(), 1);
+
+    let ranges = asked(&proxy, &big.digest);
+    let all = chunks(big.blob.len() as u64);
+    assert_eq!(ranges.len(), all.len() + 1, "{ranges:?}");
+    assert_eq!(ranges[0], all[0], "the first request is the first chunk");
+    // One request asks for the rest of the first chunk and nothing else.
+    let again: Vec<_> = ranges
+        .iter()
+        .filter(|r| r.end == CHUNK && r.start > 0)
+        .collect();
+    assert_eq!(again.len(), 1, "{ranges:?}");
+    assert!(again[0].start <= 100_000, "{ranges:?}");
+    // Every other chunk was asked for exactly once.
+    for chunk in &all[1..] {
+        assert_eq!(
+            ranges.iter().filter(|r| *r == chunk).count(),
+            1,
+            "{chunk:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ranges_follow_a_redirect_to_the_blob_host_and_then_go_straight_there() {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1;
+    let front = RedirectFront::start(&reg.base_url()).await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let res = pull(&front.host(), &registry(&cache, 4)).await.unwrap();
+    assert_big_file(&res);
+
+    // The registry redirected the first range only.
+    let via_front = front
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/blobs/") && r.path.contains(&big.digest))
+        .count();
+    assert_eq!(via_front, 1);
+    // The blob host saw every chunk, each as a range, once.
+    let mut at_host: Vec<_> = front
+        .blob_host_requests()
+        .iter()
+        .filter(|r| r.path.contains(&big.digest))
+        .map(|r| span(r.header("range").expect("a range")))
+        .collect();
+    at_host.sort_by_key(|r| r.start);
+    assert_eq!(at_host, chunks(big.blob.len() as u64));
+    assert!(
+        front
+            .blob_host_requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none())
+    );
+}
+
+#[tokio::test]
+async fn a_corrupted_range_fails_the_digest_and_publishes_nothing() {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1;
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::CorruptByte {
+            offset: 5 * CHUNK + 10,
+        },
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let err = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DigestMismatch, "{err}");
+    assert!(err.to_string().contains(&big.digest), "{err}");
+    let big_diff = big.diff_id.trim_start_matches("sha256:");
+    assert!(!layer_dirs(cache.path()).iter().any(|d| d == big_diff));
+    assert!(tmp_entries(cache.path()).is_empty(), "no staging debris");
+    assert!(
+        asked(&proxy, &big.digest).len() > 1,
+        "it was fetched in ranges"
+    );
+}
+
+#[tokio::test]
+async fn connections_to_a_registry_stay_within_max_connections() {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1;
+    // Every range is slow to start, so requests pile up if nothing bounds them.
+    let proxy = FaultProxy::start(
+        &reg.base_url(),
+        Fault::Stall {
+            after_bytes: 1,
+            millis: 50,
+        },
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = Registry::builder(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+    )
+    .durable(false)
+    .ranges(CHUNK, 8)
+    .max_connections(3)
+    .build()
+    .unwrap();
+    let res = pull(&proxy.host(), &registry).await.unwrap();
+    assert_big_file(&res);
+    assert!(asked(&proxy, &big.digest).len() > 1);
+    let most = proxy.max_concurrent_blob_gets();
+    assert!((2..=3).contains(&most), "{most} blob GETs at once");
+}
+
+#[tokio::test]
+async fn one_connection_per_blob_turns_ranges_off() {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1;
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::None,
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let res = pull(&proxy.host(), &registry(&cache, 1)).await.unwrap();
+    assert_big_file(&res);
+    let gets = proxy.blob_requests();
+    assert_eq!(gets.len(), 1);
+    assert_eq!(gets[0].header("range"), None);
+}
