@@ -270,6 +270,8 @@ export interface RegistryOptions {
   lowSpeedLimit?: number
   /** Default: `60`. */
   lowSpeedTime?: number
+  /** Default: `16`. */
+  maxConnections?: number
   /** Default: `4`. */
   maxRetries?: number
   /** Default: `30`. */
@@ -280,6 +282,10 @@ export interface RegistryOptions {
   partialMinSize?: number | null
   /** Default: `"env"`. */
   proxy?: 'env' | 'off' | { https?: string | null; http?: string | null; noProxy?: string[] }
+  /** Default: `4194304`. */
+  rangeChunkSize?: number
+  /** Default: `6`. */
+  rangeConnections?: number
   /** Default: `60`. */
   readTimeout?: number
   /** Default: `[]`. */
@@ -558,6 +564,7 @@ export interface SaveReport {
 
 /** `registry.pullEvents(ref)` is read with `for await (const event of events)`. */
 export interface PullEvents extends AsyncIterable<PullProgress> {}
+
 
 
 /**

@@ -72,6 +72,9 @@ class RegistrySettings(TypedDict, total=False):
     low_speed_time: float
     #: default: 60.0
 
+    max_connections: int
+    #: default: 16
+
     max_retries: int
     #: default: 4
 
@@ -86,6 +89,12 @@ class RegistrySettings(TypedDict, total=False):
 
     proxy: Union[str, Mapping[str, Any]]
     #: default: "env"
+
+    range_chunk_size: int
+    #: default: 4194304
+
+    range_connections: int
+    #: default: 6
 
     read_timeout: float
     #: default: 60.0
