@@ -566,7 +566,6 @@ export interface SaveReport {
 export interface PullEvents extends AsyncIterable<PullProgress> {}
 
 
-
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
