@@ -4,12 +4,14 @@
 //! streaming wrapper of `isal_inflate` with the same buffering ([`isal_gz`]), and isal-rs's
 //! `read::Decoder` for reference. Not part of the workspace (it builds ISA-L from source).
 //!
-//! `taskset -c 1 target/release/msbimage-inflate-bench [--rounds N] BLOB...` checks that all
-//! decoders give the same bytes (and handle multi-member, tiny, trailing-garbage, truncated and
-//! corrupted input alike), then for each blob (read into memory first) runs the decoders in
-//! turn, A B C A B C …, N rounds, with and without hashing the blob, and prints MB/s of output
-//! (median, min, max) and the ratio isal / zlib-rs (of the medians, and the median of the
-//! per-round ratios). See tests/bench/RESULTS.notes.md.
+//! `taskset -c 1 target/release/msbimage-inflate-bench [--rounds N] [--block BYTES] [--check]
+//! BLOB...` first checks that the decoders give the same bytes and fail alike (multi-member,
+//! tiny, trailing garbage, truncated, corrupted, header fields, and the blobs themselves;
+//! `--check` stops there), then for each blob (read into memory first) runs the decoders in
+//! turn, A B C A B C …, N rounds (default 7), inflate alone and inflate while hashing the blob,
+//! and prints MB/s of output by thread CPU time and by wall time (median, min-max) with the
+//! ratio isal / zlib-rs (of the medians, and the median of the per-round ratios). See
+//! tests/bench/RESULTS.notes.md.
 
 mod isal_gz;
 
@@ -20,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 /// Input buffer of the decoders (core/src/layer/decompress.rs `BUF`).
 const BUF: usize = 256 * 1024;
-/// Bytes per read (core/src/layer/pipe.rs `BLOCK`).
+/// Bytes per read (core/src/layer/pipe.rs `BLOCK`); `--block N` changes it for the timed runs.
 const BLOCK: usize = 128 << 10;
 
 /// core/src/digest.rs `HashingReader`, SHA-256 only.
@@ -138,7 +140,11 @@ fn pump(r: &mut impl Read, block: &mut [u8], hash_out: bool) -> (u64, String, io
             Err(e) => break Err(e),
         }
     };
-    (total, h.map(|h| hex(&h.finalize())).unwrap_or_default(), res)
+    (
+        total,
+        h.map(|h| hex(&h.finalize())).unwrap_or_default(),
+        res,
+    )
 }
 
 fn decode(which: Impl, blob: &[u8], hash_blob: bool, hash_out: bool, block: &mut [u8]) -> Outcome {
@@ -156,7 +162,10 @@ fn decode(which: Impl, blob: &[u8], hash_blob: bool, hash_out: bool, block: &mut
             let mut d = isal::read::Decoder::new(src, isal::Codec::Gzip);
             let p = pump(&mut d, block, hash_out);
             // No into_inner: it may have read ahead of the stream's end.
-            (p, (None, std::mem::replace(d.get_ref_mut(), Source::Plain(&[]))))
+            (
+                p,
+                (None, std::mem::replace(d.get_ref_mut(), Source::Plain(&[]))),
+            )
         }
     };
     Outcome {
@@ -189,7 +198,9 @@ fn gzip(data: &[u8], level: u32) -> Vec<u8> {
 /// Same bytes out, same errors (kind), same consumption, on awkward inputs and the blobs.
 fn check(blobs: &[(String, Vec<u8>)]) -> Result<(), String> {
     let mut block = vec![0u8; BLOCK];
-    let text: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8 ^ (i >> 13) as u8).collect();
+    let text: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+        .collect();
     let mut x = 1u32;
     let noise: Vec<u8> = (0..1_500_000)
         .map(|_| {
@@ -247,8 +258,14 @@ fn check(blobs: &[(String, Vec<u8>)]) -> Result<(), String> {
         ("bad header crc".into(), bad_hcrc),
         ("trailing garbage".into(), trailing),
         ("trailing zeros".into(), zeros),
-        ("truncated in the body".into(), one[..one.len() / 2].to_vec()),
-        ("truncated in the trailer".into(), one[..one.len() - 3].to_vec()),
+        (
+            "truncated in the body".into(),
+            one[..one.len() / 2].to_vec(),
+        ),
+        (
+            "truncated in the trailer".into(),
+            one[..one.len() - 3].to_vec(),
+        ),
         ("truncated in the header".into(), one[..5].to_vec()),
         ("empty".into(), Vec::new()),
         ("corrupt body".into(), corrupt),
@@ -291,18 +308,50 @@ fn check(blobs: &[(String, Vec<u8>)]) -> Result<(), String> {
             show(&b),
             a.rest,
             b.rest,
-            if same_blob { "" } else { " | BLOB DIGEST DIFFERS" },
-            if same_out || a.result.is_err() { "" } else { " | OUTPUT DIFFERS" },
-            if isalrs_same { "same".to_string() } else { show(&c) },
+            if same_blob {
+                ""
+            } else {
+                " | BLOB DIGEST DIFFERS"
+            },
+            if same_out || a.result.is_err() {
+                ""
+            } else {
+                " | OUTPUT DIFFERS"
+            },
+            if isalrs_same {
+                "same".to_string()
+            } else {
+                show(&c)
+            },
         );
     }
-    if bad == 0 { Ok(()) } else { Err(format!("{bad} case(s) differ")) }
+    if bad == 0 {
+        Ok(())
+    } else {
+        Err(format!("{bad} case(s) differ"))
+    }
+}
+
+/// CPU time of this thread, in seconds (not inflated by other processes on the core).
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write to.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -310,10 +359,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut paths = Vec::new();
     let mut args = std::env::args().skip(1);
     let mut only_check = false;
+    let mut block_size = BLOCK;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
             "--check" => only_check = true,
+            "--block" => block_size = args.next().ok_or("--block BYTES")?.parse()?,
             _ => paths.push(a),
         }
     }
@@ -330,54 +381,73 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .find(|l| l.starts_with("Cpus_allowed_list"))
         .map(|l| l.to_string())
         .unwrap_or_default();
-    println!("# {cpus}; {rounds} rounds; read size {BLOCK}, input buffer {BUF}");
+    println!("# {cpus}; {rounds} rounds; read size {block_size}, input buffer {BUF}");
     check(&blobs)?;
     if only_check {
         return Ok(());
     }
     let impls = [Impl::ZlibRs, Impl::Isal, Impl::IsalRs];
-    let mut block = vec![0u8; BLOCK];
-    println!(
-        "| layer | mode | compressed MB | output MB | zlib-rs MB/s (min-max) | isal MB/s (min-max) | isal-rs MB/s (min-max) | isal/zlib-rs (medians) | per-round ratio median (min-max) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut block = vec![0u8; block_size];
+    // rows[clock] = table lines; clock 0 = thread CPU time, 1 = wall time.
+    let mut rows: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for (name, blob) in &blobs {
         for hash_blob in [false, true] {
-            let mut mbs: Vec<Vec<f64>> = vec![Vec::new(); impls.len()];
+            // mbs[clock][impl] = MB/s of output, one per round.
+            let mut mbs: [Vec<Vec<f64>>; 2] =
+                [vec![Vec::new(); impls.len()], vec![Vec::new(); impls.len()]];
             let mut out_mb = 0.0;
             for _ in 0..rounds {
                 for (i, &which) in impls.iter().enumerate() {
-                    let t = Instant::now();
+                    let (c0, t) = (thread_cpu(), Instant::now());
                     let o = decode(which, blob, hash_blob, false, &mut block);
-                    let s = t.elapsed().as_secs_f64();
+                    let (cpu, wall) = (thread_cpu() - c0, t.elapsed().as_secs_f64());
                     if let Err((k, m)) = o.result {
                         return Err(format!("{name}: {} failed: {k:?} {m}", which.name()).into());
                     }
                     std::hint::black_box(&o.blob);
                     out_mb = o.out_bytes as f64 / 1e6;
-                    mbs[i].push(out_mb / s);
+                    mbs[0][i].push(out_mb / cpu);
+                    mbs[1][i].push(out_mb / wall);
                 }
             }
-            let mut ratios: Vec<f64> = mbs[1].iter().zip(&mbs[0]).map(|(b, a)| b / a).collect();
-            let (rmin, rmax) = minmax(&ratios);
-            let rmed = median(&mut ratios);
-            let mut cells = Vec::new();
-            let mut meds = Vec::new();
-            for v in &mbs {
-                let (lo, hi) = minmax(v);
-                let m = median(&mut v.clone());
-                meds.push(m);
-                cells.push(format!("{m:.0} ({lo:.0}-{hi:.0})"));
+            for (clock, mbs) in mbs.iter().enumerate() {
+                let mut ratios: Vec<f64> = mbs[1].iter().zip(&mbs[0]).map(|(b, a)| b / a).collect();
+                let (rmin, rmax) = minmax(&ratios);
+                let rmed = median(&mut ratios);
+                let mut cells = Vec::new();
+                let mut meds = Vec::new();
+                for v in mbs {
+                    let (lo, hi) = minmax(v);
+                    let m = median(&mut v.clone());
+                    meds.push(m);
+                    cells.push(format!("{m:.0} ({lo:.0}-{hi:.0})"));
+                }
+                let row = format!(
+                    "| {name} | {} | {:.1} | {out_mb:.1} | {} | {} | {} | {:.2} | {rmed:.2} ({rmin:.2}-{rmax:.2}) |",
+                    if hash_blob {
+                        "inflate + SHA-256 of blob"
+                    } else {
+                        "inflate"
+                    },
+                    blob.len() as f64 / 1e6,
+                    cells[0],
+                    cells[1],
+                    cells[2],
+                    meds[1] / meds[0],
+                );
+                println!("{} {row}", ["cpu", "wall"][clock]);
+                rows[clock].push(row);
             }
-            println!(
-                "| {name} | {} | {:.1} | {out_mb:.1} | {} | {} | {} | {:.2} | {rmed:.2} ({rmin:.2}-{rmax:.2}) |",
-                if hash_blob { "inflate + SHA-256 of blob" } else { "inflate" },
-                blob.len() as f64 / 1e6,
-                cells[0],
-                cells[1],
-                cells[2],
-                meds[1] / meds[0],
-            );
+        }
+    }
+    for (clock, title) in ["thread CPU time", "wall time"].iter().enumerate() {
+        println!("\nMB/s of output by {title}: median of {rounds} rounds (min-max)\n");
+        println!(
+            "| layer | mode | compressed MB | output MB | zlib-rs | isal | isal-rs | isal/zlib-rs (medians) | per-round isal/zlib-rs, median (min-max) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for r in &rows[clock] {
+            println!("{r}");
         }
     }
     Ok(())
@@ -385,5 +455,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn minmax(v: &[f64]) -> (f64, f64) {
     v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
 }
