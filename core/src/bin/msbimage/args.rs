@@ -414,6 +414,20 @@ pub struct PullArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
 
+    /// Parallel Range requests per large layer blob; 1 fetches each blob as one stream
+    /// (setting `rangeConnections`) [default: 6]
+    #[arg(long = "range-connections", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub range_connections: Option<u16>,
+
+    /// Bytes per Range request of a large blob (e.g. 4M; setting `rangeChunkSize`)
+    /// [default: 4M]
+    #[arg(long = "range-chunk-size", value_name = "SIZE", value_parser = parse_size)]
+    pub range_chunk_size: Option<u64>,
+
+    /// Blob requests in flight to one registry (setting `maxConnections`) [default: 16]
+    #[arg(long = "max-connections", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_connections: Option<u16>,
+
     /// Registry settings as a JSON object, or TOML for a FILE.toml (keys as in the library's
     /// `RegistryConfig`: `insecureRegistries`, `mirrors`, `caFiles`, `certsDirs`,
     /// `registriesConf`, `maxRetries`, `limits`, …); applied after config.toml, the flags
@@ -570,6 +584,15 @@ impl PullArgs {
         }
         if let Some(n) = self.concurrency {
             config.concurrency = n.into();
+        }
+        if let Some(n) = self.range_connections {
+            config.range_connections = n.into();
+        }
+        if let Some(bytes) = self.range_chunk_size {
+            config.range_chunk_size = bytes;
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections = n.into();
         }
         if let Some(cap) = self.cache_max_size {
             config.cache_max_size = Some(cap);
