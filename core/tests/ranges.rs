@@ -123,15 +123,21 @@ async fn a_registry_ignoring_range_gets_one_stream() {
     let cache = tempfile::tempdir().unwrap();
     let res = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap();
     assert_big_file(&res);
-    // The first range was answered with the whole blob, which was read as one stream.
+    // The first ranges went out together; their answers (the whole blob) turned the download
+    // into one stream, read from one of them, and no range was asked for after that.
     let gets = proxy.blob_requests();
-    assert_eq!(gets.len(), 1, "{gets:?}");
-    assert_eq!(
-        gets[0].header("range"),
-        Some(format!("bytes=0-{}", CHUNK - 1).as_str())
-    );
+    assert!((1..=4).contains(&gets.len()), "{gets:?}");
+    for g in &gets {
+        let r = span(g.header("range").expect("asked as a range"));
+        assert_eq!((r.end - r.start) % CHUNK, 0, "a first-wave chunk: {r:?}");
+        assert!(r.start < 4 * CHUNK, "{r:?}");
+    }
     let log = proxy.blob_log();
-    assert_eq!((log[0].status, log[0].bytes), (200, big.blob.len() as u64));
+    assert!(log.iter().all(|s| s.status == 200), "{log:?}");
+    assert!(
+        log.iter().any(|s| s.bytes == big.blob.len() as u64),
+        "one answer was read whole: {log:?}"
+    );
 }
 
 #[tokio::test]
@@ -184,13 +190,15 @@ async fn ranges_follow_a_redirect_to_the_blob_host_and_then_go_straight_there() 
     let res = pull(&front.host(), &registry(&cache, 4)).await.unwrap();
     assert_big_file(&res);
 
-    // The registry redirected the first range only.
+    // The registry redirected only the first wave of ranges (sent together, before any
+    // redirect was known); the later ones went straight to the blob host.
     let via_front = front
         .requests()
         .iter()
         .filter(|r| r.path.contains("/blobs/") && r.path.contains(&big.digest))
         .count();
-    assert_eq!(via_front, 1);
+    let all = chunks(big.blob.len() as u64);
+    assert!((1..=4).contains(&via_front), "{via_front} of {}", all.len());
     // The blob host saw every chunk, each as a range, once.
     let mut at_host: Vec<_> = front
         .blob_host_requests()
@@ -199,7 +207,7 @@ async fn ranges_follow_a_redirect_to_the_blob_host_and_then_go_straight_there() 
         .map(|r| span(r.header("range").expect("a range")))
         .collect();
     at_host.sort_by_key(|r| r.start);
-    assert_eq!(at_host, chunks(big.blob.len() as u64));
+    assert_eq!(at_host, all);
     assert!(
         front
             .blob_host_requests()

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::ranged::{FirstRange, RangedBlob};
+use super::ranged::{Outcome, RangedBlob};
 use super::reader::ChunkSender;
 use crate::client::ranges::BlobSource;
 use crate::client::retry::{Retry, pause};
@@ -98,8 +98,8 @@ impl SpeedFloor {
 
 /// Stream `layer` from byte `from` on into `tx` (the bytes before it were kept by an earlier
 /// pull and count as downloaded); returns the blob's length. A blob with enough left to fetch
-/// goes as parallel ranges (`ranged.rs`) when the registry answers its first range exactly;
-/// otherwise (no `Range` support, another answer) it is one stream.
+/// goes as parallel ranges (`ranged.rs`) while the registry answers them exactly; otherwise
+/// (no `Range` support, another answer) it goes on as one stream.
 pub(crate) async fn stream_blob(
     client: &RegistryClient,
     reference: &Reference,
@@ -121,7 +121,7 @@ pub(crate) async fn stream_blob(
     if from == layer.size {
         return Ok(from);
     }
-    let mut opened = None;
+    let (mut from, mut opened) = (from, None);
     if let Some(options) = client.ranges_for(layer.size - from) {
         let blob = RangedBlob {
             client,
@@ -130,13 +130,11 @@ pub(crate) async fn stream_blob(
             layer_index,
             options,
             source: BlobSource::default(),
+            stopped: Default::default(),
         };
-        match first_range(&blob, from).await {
-            FirstAnswer::Range(first) => {
-                return blob.stream(first, tx, progress, &mut floor).await;
-            }
-            FirstAnswer::Whole(resp) => opened = Some(resp),
-            FirstAnswer::Neither => {}
+        match blob.stream(from, tx, progress, &mut floor).await? {
+            Outcome::Done(n) => return Ok(n),
+            Outcome::OneStream { at, response } => (from, opened) = (at, response),
         }
     }
     stream_whole(
@@ -151,57 +149,6 @@ pub(crate) async fn stream_blob(
         floor,
     )
     .await
-}
-
-/// How a registry answered a blob's first range.
-enum FirstAnswer {
-    /// Exactly that range: the rest goes in ranges too.
-    Range(FirstRange),
-    /// The whole blob (`200`: it ignores `Range`): read it as one stream.
-    Whole(BlobResponse),
-    /// Something else, or a failure: start over with one stream (which retries).
-    Neither,
-}
-
-/// Ask for the first chunk of `blob` from byte `from`, its bytes reserved first.
-async fn first_range(blob: &RangedBlob<'_>, from: u64) -> FirstAnswer {
-    let Some(range) = blob
-        .options
-        .chunks(from..blob.layer.size)
-        .into_iter()
-        .next()
-    else {
-        return FirstAnswer::Neither;
-    };
-    let reserved = blob
-        .client
-        .range_buffers()
-        .reserve(range.end - range.start)
-        .await;
-    let resp = match blob
-        .client
-        .open_range(
-            blob.reference,
-            &blob.layer.digest,
-            range.clone(),
-            &blob.source,
-        )
-        .await
-    {
-        Ok(resp) => resp,
-        Err(_) => return FirstAnswer::Neither,
-    };
-    if !resp.partial {
-        return FirstAnswer::Whole(resp);
-    }
-    match resp.content_range() {
-        Some(c) if c.answers(&range, blob.layer.size) => FirstAnswer::Range(FirstRange {
-            range,
-            response: resp,
-            reserved,
-        }),
-        _ => FirstAnswer::Neither,
-    }
 }
 
 /// Stream the blob from byte `from` as one response (`opened`, if one is already open),

@@ -18,12 +18,15 @@
 //! reservations can finish the range the extractor waits for: no blob starves another for
 //! good.
 //!
-//! A range that fails (reset, timeout, an early end) is asked again for its missing bytes
-//! only, within the same retry budget as a single stream; a registry that answers a range
-//! with anything but exactly that range fails the blob (the first range is checked before
-//! any of this starts, `download.rs`, and a registry that ignores `Range` gets one stream).
+//! The first `rangeConnections` ranges go out together rather than after the first answer,
+//! saving a round trip. A range that fails (reset, timeout, an early end) is asked again for
+//! its missing bytes only, within the same retry budget as a single stream; a registry that
+//! answers a range with anything but exactly that range (a `200` with the whole blob, another
+//! span) turns the download into one stream from the bytes passed on so far
+//! ([`Outcome::OneStream`]).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -40,8 +43,35 @@ use crate::manifest::LayerDescriptor;
 use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
 
-/// What a range's channel carries: its bytes in order, or why it stopped for good.
-type Piece = Result<Bytes, DownloadError>;
+/// Why a range stopped short of its end for good.
+pub(super) enum Stop {
+    /// The download failed.
+    Failed(DownloadError),
+    /// The registry answered a range with something else: the whole blob (`200`, kept to
+    /// be read as one stream) or another span.
+    NoRanges(Option<BlobResponse>),
+}
+
+impl From<DownloadError> for Stop {
+    fn from(e: DownloadError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// How a ranged download ended.
+pub(super) enum Outcome {
+    /// Every byte passed on: the blob's length.
+    Done(u64),
+    /// The registry does not serve ranges as asked: go on as one stream from byte `at`,
+    /// with `response` (the whole blob) when one came.
+    OneStream {
+        at: u64,
+        response: Option<BlobResponse>,
+    },
+}
+
+/// What a range's channel carries: its bytes in order, or why it stopped.
+type Piece = Result<Bytes, Stop>;
 
 /// A range on its way to the forwarder: its span, its bytes, and its share of the buffer.
 type Slot = (Range<u64>, UnboundedReceiver<Piece>, OwnedSemaphorePermit);
@@ -54,51 +84,53 @@ pub(super) struct RangedBlob<'a> {
     pub layer_index: usize,
     pub options: RangeOptions,
     pub source: BlobSource,
+    /// Set when a range stopped for good: no range is started after that.
+    pub stopped: AtomicBool,
 }
 
-/// The first range, already answered with exactly its bytes.
-pub(super) struct FirstRange {
-    pub range: Range<u64>,
-    pub response: BlobResponse,
-    pub reserved: OwnedSemaphorePermit,
+/// How a registry answered one range request.
+enum Answer {
+    /// Exactly the range.
+    Range(BlobResponse),
+    /// Something else (see [`Stop::NoRanges`]).
+    Other(Option<BlobResponse>),
 }
 
 impl RangedBlob<'_> {
-    /// Fetch bytes `from..` of the blob, starting with `first`, into `tx`; returns the
-    /// blob's length.
+    /// Fetch bytes `from..` of the blob into `tx`. The first ranges go out together: a
+    /// registry that ignores `Range` is found out by their answers, and then the blob goes
+    /// on as one stream ([`Outcome::OneStream`]).
     pub(super) async fn stream(
         &self,
-        first: FirstRange,
+        from: u64,
         tx: &ChunkSender,
         progress: &ProgressSink,
         floor: &mut SpeedFloor,
-    ) -> Result<u64, DownloadError> {
+    ) -> Result<Outcome, DownloadError> {
         let (slots, order) = unbounded_channel();
-        let driver = self.drive(first, slots);
-        let forwarder = self.forward(order, tx, progress, floor);
-        let ((), n) = tokio::try_join!(driver, forwarder)?;
-        Ok(n)
+        let forwarder = self.forward(from, order, tx, progress, floor);
+        // The driver's work is done when the forwarder's is; it never ends the race itself.
+        let driver = async {
+            self.drive(from, slots).await;
+            std::future::pending().await
+        };
+        tokio::pin!(forwarder, driver);
+        tokio::select! {
+            biased;
+            r = &mut forwarder => r,
+            r = &mut driver => r,
+        }
     }
 
     /// Start every range in order, at most `connections` at once.
-    async fn drive(
-        &self,
-        first: FirstRange,
-        slots: UnboundedSender<Slot>,
-    ) -> Result<(), DownloadError> {
-        let rest = self.options.chunks(first.range.end..self.layer.size);
+    async fn drive(&self, from: u64, slots: UnboundedSender<Slot>) {
         let mut fetches = FuturesUnordered::new();
-        let (out, rx) = unbounded_channel();
-        if slots
-            .send((first.range.clone(), rx, first.reserved))
-            .is_err()
-        {
-            return Ok(());
-        }
-        fetches.push(self.fetch(first.range, Some(first.response), out));
-        for range in rest {
+        for range in self.options.chunks(from..self.layer.size) {
             while fetches.len() >= self.options.connections {
                 fetches.next().await;
+            }
+            if self.stopped.load(Ordering::SeqCst) {
+                break;
             }
             // Reserve the range's bytes, still driving the ranges in flight.
             let reserve = self.client.range_buffers().reserve(range.end - range.start);
@@ -111,39 +143,33 @@ impl RangedBlob<'_> {
             };
             let (out, rx) = unbounded_channel();
             if slots.send((range.clone(), rx, reserved)).is_err() {
-                // The forwarder stopped: its error ends the download.
-                return Ok(());
+                // The forwarder has stopped.
+                return;
             }
-            fetches.push(self.fetch(range, None, out));
+            fetches.push(self.fetch(range, out));
         }
         drop(slots);
         while fetches.next().await.is_some() {}
-        Ok(())
     }
 
     /// Fetch `range` into `out`, resuming from where a failure left it.
-    async fn fetch(
-        &self,
-        range: Range<u64>,
-        first: Option<BlobResponse>,
-        out: UnboundedSender<Piece>,
-    ) {
+    async fn fetch(&self, range: Range<u64>, out: UnboundedSender<Piece>) {
         let mut at = range.start;
-        let mut first = first;
         let mut stalled = 0u32;
         loop {
-            let opened = match first.take() {
-                Some(r) => Ok(r),
-                None => self.open(at..range.end).await,
-            };
             let before = at;
-            let (failure, url) = match opened {
-                Ok(resp) => {
+            let (failure, url) = match self.open(at..range.end).await {
+                Ok(Answer::Range(resp)) => {
                     let url = resp.response.url().to_string();
                     match read_range(resp, &mut at, range.end, &out).await {
                         Ok(()) => return,
                         Err(e) => (e, url),
                     }
+                }
+                Ok(Answer::Other(resp)) => {
+                    self.stopped.store(true, Ordering::SeqCst);
+                    let _ = out.send(Err(Stop::NoRanges(resp)));
+                    return;
                 }
                 Err(e) => {
                     let url = e.url().unwrap_or_default().to_owned();
@@ -155,7 +181,8 @@ impl RangedBlob<'_> {
             }
             stalled += 1;
             if !failure.is_transient() || stalled > MAX_STALLED_ATTEMPTS {
-                let _ = out.send(Err(DownloadError::Registry(failure)));
+                self.stopped.store(true, Ordering::SeqCst);
+                let _ = out.send(Err(Stop::Failed(DownloadError::Registry(failure))));
                 return;
             }
             pause(Retry {
@@ -173,8 +200,8 @@ impl RangedBlob<'_> {
         }
     }
 
-    /// Request `range`, accepting only an answer with exactly those bytes.
-    async fn open(&self, range: Range<u64>) -> Result<BlobResponse, RegistryError> {
+    /// Request `range` and sort the answer: exactly the range, or anything else.
+    async fn open(&self, range: Range<u64>) -> Result<Answer, RegistryError> {
         let resp = self
             .client
             .open_range(
@@ -184,41 +211,35 @@ impl RangedBlob<'_> {
                 &self.source,
             )
             .await?;
-        match resp.content_range() {
-            Some(c) if c.answers(&range, self.layer.size) => Ok(resp),
-            got => Err(RegistryError::Protocol {
-                url: resp.response.url().to_string(),
-                detail: format!(
-                    "asked for bytes {}-{} of {} and got {}",
-                    range.start,
-                    range.end - 1,
-                    self.layer.size,
-                    match got {
-                        Some(c) => format!("bytes {}-{}", c.first, c.end - 1),
-                        None => format!(
-                            "HTTP {} without that range",
-                            resp.response.status().as_u16()
-                        ),
-                    }
-                ),
-            }),
+        if !resp.partial {
+            return Ok(Answer::Other(Some(resp)));
         }
+        Ok(match resp.content_range() {
+            Some(c) if c.answers(&range, self.layer.size) => Answer::Range(resp),
+            _ => Answer::Other(None),
+        })
     }
 
-    /// Pass every range's bytes on in order; returns the blob's length.
+    /// Pass every range's bytes on in order, from byte `from`.
     async fn forward(
         &self,
+        from: u64,
         mut order: UnboundedReceiver<Slot>,
         tx: &ChunkSender,
         progress: &ProgressSink,
         floor: &mut SpeedFloor,
-    ) -> Result<u64, DownloadError> {
+    ) -> Result<Outcome, DownloadError> {
         let name = format!("blob {}", self.layer.digest);
-        let mut offset = None;
+        let mut at = from;
         while let Some((range, mut pieces, reserved)) = order.recv().await {
-            let mut at = *offset.get_or_insert(range.start);
             while let Some(piece) = pieces.recv().await {
-                let bytes = piece?;
+                let bytes = match piece {
+                    Ok(bytes) => bytes,
+                    Err(Stop::Failed(e)) => return Err(e),
+                    Err(Stop::NoRanges(response)) => {
+                        return Ok(Outcome::OneStream { at, response });
+                    }
+                };
                 at += bytes.len() as u64;
                 floor.check(bytes.len() as u64, &name)?;
                 tx.send(Ok(bytes))
@@ -234,16 +255,15 @@ impl RangedBlob<'_> {
                 }
             }
             if at != range.end {
-                // The driver was dropped mid-range; only a stopping download gets here.
+                // A range's sender goes only at its end or with a `Stop`.
                 return Err(DownloadError::TooShort {
                     expected: self.layer.size,
                     actual: at,
                 });
             }
-            offset = Some(at);
             drop(reserved);
         }
-        Ok(offset.unwrap_or(self.layer.size))
+        Ok(Outcome::Done(at))
     }
 }
 
