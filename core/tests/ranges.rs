@@ -291,3 +291,63 @@ async fn one_connection_per_blob_turns_ranges_off() {
     assert_eq!(gets.len(), 1);
     assert_eq!(gets[0].header("range"), None);
 }
+
+/// Peak memory stays flat however large the image: three 48 MiB layers pulled at once by the
+/// CLI, with ranges fetched far faster than they are extracted (loopback), keep the process
+/// under 64 MiB of RSS. The ranges fetched ahead wait in the client's shared 24 MiB buffer;
+/// without that bound they would pile up to the size of the blobs. The RSS is the CLI's own,
+/// as `getrusage(RUSAGE_CHILDREN)` of a Python parent that runs only it reports.
+#[cfg(feature = "cli")]
+#[tokio::test]
+async fn peak_memory_stays_flat_for_large_layers() {
+    use msbimage_testkit::{Compression, ImageBuilder, LayerBuilder, Pusher, RegistryOptions};
+    const LAYER: usize = 48 << 20;
+    let reg = msbimage_testkit::Registry::start(RegistryOptions::plain())
+        .await
+        .unwrap();
+    let mut image = ImageBuilder::new("linux", "amd64");
+    for i in 0..3u64 {
+        let data = msbimage_testkit::fixtures::pseudo_random(LAYER, 40 + i);
+        image = image.layer(
+            LayerBuilder::new()
+                .file(&format!("big-{i}"), data, 0o644)
+                .build(Compression::None),
+        );
+    }
+    let image = image.build();
+    Pusher::new(&reg.base_url())
+        .push_image("big/app", "v1", &image)
+        .await
+        .unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let reference = format!("{}/big/app:v1", reg.host());
+    let script = "import resource, subprocess, sys\n\
+                  r = subprocess.run(sys.argv[1:])\n\
+                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+                  sys.exit(r.returncode)";
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            env!("CARGO_BIN_EXE_msbimage"),
+            "pull",
+            &reference,
+        ])
+        .args(["--progress", "none", "--range-chunk-size", "4M"])
+        .arg("--cache")
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    let text = common::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let kib: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS in {text}"));
+    eprintln!("peak RSS of the pull: {} MiB", kib >> 10);
+    assert!(kib > 0);
+    assert!(kib <= 64 << 10, "peak RSS {} MiB", kib >> 10);
+    assert_eq!(common::layer_dirs(cache.path()).len(), 3);
+}
