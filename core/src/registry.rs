@@ -423,7 +423,8 @@ impl RegistryBuilder {
         self
     }
 
-    /// How many layers download and extract at once (default 4).
+    /// How many large layers download and extract at once (default 4; small layers have as
+    /// many slots again, see [`RegistryConfig::concurrency`]).
     pub fn concurrency(mut self, layers: usize) -> Self {
         self.config.concurrency = layers.max(1);
         self

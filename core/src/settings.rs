@@ -79,7 +79,9 @@ pub struct RegistryConfig {
     /// before it, in order; the registry comes last. A mirror given as `http://…` is allowed
     /// plain HTTP.
     pub mirrors: BTreeMap<String, Vec<String>>,
-    /// How many layers download and extract at once (at least 1).
+    /// How many large layers (blobs of 8 MiB or more) download and extract at once (at
+    /// least 1; default 4). Small layers have as many slots again of their own, so they never
+    /// wait for a large layer to finish.
     pub concurrency: usize,
     /// Bytes per `Range` request when a large layer blob is fetched as several parallel
     /// ranges (a blob of at least two chunks is; default 4 MiB). Ranges fetched ahead of the

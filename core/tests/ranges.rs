@@ -2,8 +2,9 @@
 //! harness's fronts: ranges that complete out of order are reassembled in order, a registry
 //! that ignores `Range` gets one stream, a reset range is asked again for its missing bytes
 //! only, a redirect to a blob host is followed once and the later ranges go straight there,
-//! a corrupted range fails the digest with nothing published, and the connections a
-//! registry sees stay within `maxConnections`.
+//! a corrupted range fails the digest with nothing published, the connections a registry
+//! sees stay within `maxConnections`, peak memory stays flat for large layers, and a small
+//! layer does not wait for a large one's slot.
 //!
 //! The standard image's biggest layer is a little over 3 MiB; a chunk size of 256 KiB cuts
 //! it into a dozen ranges.
@@ -350,4 +351,63 @@ async fn peak_memory_stays_flat_for_large_layers() {
     assert!(kib > 0);
     assert!(kib <= 64 << 10, "peak RSS {} MiB", kib >> 10);
     assert_eq!(common::layer_dirs(cache.path()).len(), 3);
+}
+
+/// A small layer does not queue behind a large one: with one slot for large layers, the
+/// small second layer is published while the large first one is still held up.
+#[tokio::test]
+async fn a_small_layer_does_not_wait_for_a_large_one() {
+    use microsandbox_image::PullProgress;
+    use msbimage_testkit::{Compression, ImageBuilder, LayerBuilder, Pusher, RegistryOptions};
+    let reg = msbimage_testkit::Registry::start(RegistryOptions::plain())
+        .await
+        .unwrap();
+    let large = LayerBuilder::new()
+        .file(
+            "large",
+            msbimage_testkit::fixtures::pseudo_random(9 << 20, 7),
+            0o644,
+        )
+        .build(Compression::None);
+    let small = LayerBuilder::new()
+        .file("small", "small\n", 0o644)
+        .build(Compression::None);
+    let large_digest = large.digest.clone();
+    let image = ImageBuilder::new("linux", "amd64")
+        .layer(large)
+        .layer(small)
+        .build();
+    Pusher::new(&reg.base_url())
+        .push_image("mixed/app", "v1", &image)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        Fault::Stall {
+            after_bytes: 1,
+            millis: 1500,
+        },
+        FrontOptions::default().only_digest(&large_digest),
+    )
+    .await
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = Registry::builder(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+    )
+    .durable(false)
+    .concurrency(1)
+    .build()
+    .unwrap();
+    let r = format!("{}/mixed/app:v1", proxy.host()).parse().unwrap();
+    let (mut progress, task) = registry.pull_with_progress(&r, &PullOptions::default());
+    let mut done = Vec::new();
+    while let Some(ev) = progress.recv().await {
+        if let PullProgress::LayerExtractComplete { layer_index, .. } = ev {
+            done.push(layer_index);
+        }
+    }
+    task.await.unwrap().unwrap();
+    assert_eq!(done, vec![1, 0], "the small layer finished first");
 }

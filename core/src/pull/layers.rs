@@ -1,6 +1,8 @@
 //! Running the layer pipelines of one pull: each distinct diff_id once, at most
-//! `concurrency` at a time; the caller's cancel and the first failure stop the others, and
-//! every pipeline is awaited to its end so none leaves a worker behind.
+//! `concurrency` large ones at a time and as many small ones (under [`SMALL_LAYER`]) beside
+//! them, so a small layer never queues behind large ones; the caller's cancel and the first
+//! failure stop the others, and every pipeline is awaited to its end so none leaves a worker
+//! behind.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,6 +18,11 @@ use crate::progress::PullProgress;
 use super::context::PullContext;
 use super::resolve::ResolvedImage;
 use super::{PullOptions, Puller, blocking};
+
+/// Layer blobs under this many bytes run in slots of their own: over a long round trip such
+/// a layer costs a few round trips, not bandwidth, and waiting for a large layer's slot would
+/// add that layer's whole download to it.
+pub(crate) const SMALL_LAYER: u64 = 8 << 20;
 
 impl Puller {
     /// Makes every layer of `image` present in the cache, emitting `Resolved` first. `true`
@@ -103,7 +110,8 @@ impl Puller {
         ctx: &Arc<LayerContext>,
         jobs: Vec<LayerJob>,
     ) -> Vec<Result<LayerOutcome>> {
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let large = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let small = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let forward = {
             let (user, layers) = (cx.cancel.clone(), ctx.cancel.clone());
             tokio::spawn(async move {
@@ -114,7 +122,12 @@ impl Puller {
             })
         };
         let results = futures_util::future::join_all(jobs.into_iter().map(|job| {
-            let (ctx, permits) = (ctx.clone(), permits.clone());
+            let permits = if job.descriptor.size < SMALL_LAYER {
+                small.clone()
+            } else {
+                large.clone()
+            };
+            let ctx = ctx.clone();
             async move {
                 let (diff_id, blob) = (job.diff_id.clone(), job.descriptor.digest.clone());
                 let layer_err = |source| cx.layer(&diff_id, Some(&blob), source);
