@@ -247,17 +247,46 @@ for prof in "${profile_list[@]}"; do
 done
 jq -s 'map({(.name): .}) | add' "$work"/profile-*.json >"$work/profiles.json"
 
+# expected_s PROFILE.json SIZE N: what the shaper's model predicts for N connections each
+# fetching SIZE bytes at once: 2 RTT (connection setup, request), then rounds of one RTT while
+# slow start limits the window (10 × 1460 bytes, doubling per round, until rate × RTT), then
+# the rest at min(N × per-connection, link). Prints "WITH_SLOW_START WITHOUT" (s, or null).
+expected_s() {
+  python3 - "$@" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+size, n = int(sys.argv[2]), int(sys.argv[3])
+rtt, conn, link = p["rtt_ms"] / 1000, p["conn_bytes_per_s"], p["link_bytes_per_s"]
+per_conn = min(r for r in (conn, link, float("inf")) if r)
+agg = min(r for r in (n * conn if conn else None, link, float("inf")) if r)
+if agg == float("inf"):
+    print("null null")
+    sys.exit()
+plain = 2 * rtt + n * size / agg
+t, left, cwnd = 2 * rtt, n * size, 10 * 1460
+while p["slow_start"] and rtt > 0 and cwnd < per_conn * rtt:
+    sent = min(n * cwnd, agg * rtt)
+    if sent >= left:
+        break
+    left, t, cwnd = left - sent, t + rtt, cwnd * 2
+print(f"{t + left / agg:.3f} {plain:.3f}")
+PY
+}
+
 # The shaping check, once per shaped profile before its first runs: one curl of the image's
-# largest blob through the shaper against size ÷ per-connection rate + 2 RTT (connection
-# setup, request), then N = link/conn + 2 curls of it at once against N × size ÷ link rate +
-# 2 RTT. The blob is read once directly first, so that it comes from the page cache.
+# largest blob through the shaper, then N = link/conn + 2 curls of it at once, each against
+# expected_s (and against the plain size ÷ rate + 2 RTT). The blob is read once directly
+# first, so that it comes from the page cache.
 shaping_check() {
   local prof=$1 img=$2 h=${phost[$1]} d size url n t0 t1 single parallel pid pids=() ok=1
+  local pj=$work/profile-$1.json e1 e1plain en enplain
   read -r d size < <(manifest "bench/$img" "v$BENCH_VERSION" | jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"')
   curl -sf -o /dev/null "$base/v2/bench/$img/blobs/$d"
   url=http://$h/v2/bench/$img/blobs/$d
   n=$(jq -r 'if .conn_bytes_per_s and .link_bytes_per_s
-    then (.link_bytes_per_s / .conn_bytes_per_s | floor) + 2 else 4 end' "$work/profile-$prof.json")
+    then (.link_bytes_per_s / .conn_bytes_per_s | floor) + 2 else 4 end' "$pj")
+  read -r e1 e1plain < <(expected_s "$pj" "$size" 1)
+  read -r en enplain < <(expected_s "$pj" "$size" "$n")
   t0=$(date +%s.%N)
   curl -sf -o /dev/null "$url" || ok=0
   t1=$(date +%s.%N)
@@ -269,19 +298,16 @@ shaping_check() {
   parallel=$(printf '%.3f' "$(echo "$t1 - $t0" | bc)")
   ((ok)) || log "shaping check $prof: a curl failed"
   jq -c --arg img "$img" --arg blob "$d" --argjson size "$size" --argjson n "$n" \
-    --argjson single "$single" --argjson parallel "$parallel" --argjson ok "$ok" '
-    (.rtt_ms / 1000) as $rtt
-    | ([.conn_bytes_per_s, .link_bytes_per_s] | map(select(. != null)) | min) as $conn
-    | .link_bytes_per_s as $link
-    | {profile: .name, image: $img, blob: $blob, blob_bytes: $size, ok: ($ok == 1),
-       rtt_ms, conn_bytes_per_s, link_bytes_per_s, slow_start,
-       single_s: $single,
-       single_expected_s: (if $conn then $size / $conn + 2 * $rtt else null end),
-       parallel_n: $n, parallel_s: $parallel,
-       parallel_expected_s: (if $link then $n * $size / $link + 2 * $rtt else null end)}
+    --argjson single "$single" --argjson parallel "$parallel" --argjson ok "$ok" \
+    --argjson e1 "$e1" --argjson e1plain "$e1plain" --argjson en "$en" --argjson enplain "$enplain" '
+    {profile: .name, image: $img, blob: $blob, blob_bytes: $size, ok: ($ok == 1),
+     rtt_ms, conn_bytes_per_s, link_bytes_per_s, slow_start,
+     single_s: $single, single_expected_s: $e1, single_no_slow_start_s: $e1plain,
+     parallel_n: $n, parallel_s: $parallel, parallel_expected_s: $en,
+     parallel_no_slow_start_s: $enplain}
     | .single_ratio = (if .single_expected_s then .single_s / .single_expected_s else null end)
     | .parallel_ratio = (if .parallel_expected_s then .parallel_s / .parallel_expected_s else null end)
-    ' "$work/profile-$prof.json" | tee -a "$work/checks.jsonl" | jq -r '
+    ' "$pj" | tee -a "$work/checks.jsonl" | jq -r '
     def r: if . == null then "?" else (. * 100 | round / 100 | tostring) end;
     "shaping check \(.profile): 1 curl of \(.blob_bytes / 1e6 | r) MB: \(.single_s | r) s "
     + "(expected \(.single_expected_s | r) s, ×\(.single_ratio | r)); "
