@@ -227,7 +227,7 @@ for img in "${image_list[@]}"; do ensure_image "$img"; done
 # ---------------------------------------------------------------------------------------------
 # Link profiles: `lan` is the registry itself; any other gets one shaper in front of it, which
 # every peer of that profile uses as its registry host.
-declare -A phost
+declare -A phost shaper_pid
 : >"$work/checks.jsonl"
 for prof in "${profile_list[@]}"; do
   "$bin/msbimage-shaper" --print-profile "$prof" >"$work/profile-$prof.json" ||
@@ -239,6 +239,7 @@ for prof in "${profile_list[@]}"; do
   "$bin/msbimage-shaper" --listen 127.0.0.1:0 --upstream "$host" --profile "$prof" \
     >"$work/shaper-$prof.out" 2>"$work/shaper-$prof.log" &
   shaper_pids+=($!)
+  shaper_pid[$prof]=$!
   for _ in $(seq 100); do [ -s "$work/shaper-$prof.out" ] && break; sleep 0.1; done
   phost[$prof]=$(head -1 "$work/shaper-$prof.out")
   curl -sf "http://${phost[$prof]}/v2/" >/dev/null ||
@@ -279,7 +280,7 @@ PY
 # first, so that it comes from the page cache.
 shaping_check() {
   local prof=$1 img=$2 h=${phost[$1]} d size url n t0 t1 single parallel pid pids=() ok=1
-  local pj=$work/profile-$1.json e1 e1plain en enplain
+  local pj=$work/profile-$1.json e1 e1plain en enplain c0 c1 c2 sp=${shaper_pid[$1]}
   read -r d size < <(manifest "bench/$img" "v$BENCH_VERSION" | jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"')
   curl -sf -o /dev/null "$base/v2/bench/$img/blobs/$d"
   url=http://$h/v2/bench/$img/blobs/$d
@@ -287,24 +288,29 @@ shaping_check() {
     then (.link_bytes_per_s / .conn_bytes_per_s | floor) + 2 else 4 end' "$pj")
   read -r e1 e1plain < <(expected_s "$pj" "$size" 1)
   read -r en enplain < <(expected_s "$pj" "$size" "$n")
+  c0=$(proc_cpu "$sp")
   t0=$(date +%s.%N)
   curl -sf -o /dev/null "$url" || ok=0
   t1=$(date +%s.%N)
+  c1=$(proc_cpu "$sp")
   single=$(printf '%.3f' "$(echo "$t1 - $t0" | bc)")
   t0=$(date +%s.%N)
   for _ in $(seq "$n"); do curl -sf -o /dev/null "$url" & pids+=($!); done
   for pid in "${pids[@]}"; do wait "$pid" || ok=0; done
   t1=$(date +%s.%N)
+  c2=$(proc_cpu "$sp")
   parallel=$(printf '%.3f' "$(echo "$t1 - $t0" | bc)")
   ((ok)) || log "shaping check $prof: a curl failed"
   jq -c --arg img "$img" --arg blob "$d" --argjson size "$size" --argjson n "$n" \
     --argjson single "$single" --argjson parallel "$parallel" --argjson ok "$ok" \
-    --argjson e1 "$e1" --argjson e1plain "$e1plain" --argjson en "$en" --argjson enplain "$enplain" '
+    --argjson e1 "$e1" --argjson e1plain "$e1plain" --argjson en "$en" --argjson enplain "$enplain" \
+    --argjson cpu1 "$(echo "$c1 - $c0" | bc | sed 's/^\./0./')" \
+    --argjson cpun "$(echo "$c2 - $c1" | bc | sed 's/^\./0./')" '
     {profile: .name, image: $img, blob: $blob, blob_bytes: $size, ok: ($ok == 1),
      rtt_ms, conn_bytes_per_s, link_bytes_per_s, slow_start,
      single_s: $single, single_expected_s: $e1, single_no_slow_start_s: $e1plain,
      parallel_n: $n, parallel_s: $parallel, parallel_expected_s: $en,
-     parallel_no_slow_start_s: $enplain}
+     parallel_no_slow_start_s: $enplain, shaper_cpu_single_s: $cpu1, shaper_cpu_parallel_s: $cpun}
     | .single_ratio = (if .single_expected_s then .single_s / .single_expected_s else null end)
     | .parallel_ratio = (if .parallel_expected_s then .parallel_s / .parallel_expected_s else null end)
     ' "$pj" | tee -a "$work/checks.jsonl" | jq -r '
@@ -312,7 +318,8 @@ shaping_check() {
     "shaping check \(.profile): 1 curl of \(.blob_bytes / 1e6 | r) MB: \(.single_s | r) s "
     + "(expected \(.single_expected_s | r) s, ×\(.single_ratio | r)); "
     + "\(.parallel_n) curls at once: \(.parallel_s | r) s "
-    + "(expected \(.parallel_expected_s | r) s, ×\(.parallel_ratio | r))"' |
+    + "(expected \(.parallel_expected_s | r) s, ×\(.parallel_ratio | r)); "
+    + "shaper CPU \(.shaper_cpu_single_s | r) s and \(.shaper_cpu_parallel_s | r) s"' |
     while read -r line; do log "$line"; done
 }
 

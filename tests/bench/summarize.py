@@ -235,16 +235,19 @@ def shaping_md():
            "the shaper once, then N = link ÷ per-connection + 2 times at once. Expected: what the "
            "shaper's model predicts: 2 RTT (connection setup, request), slow start's rounds, and "
            "the bytes at the per-connection rate (one curl) or the link rate (N curls); in "
-           "brackets the same without slow start.\n",
-           "| profile | image | blob MB | 1 curl s | expected s | ratio | N | N curls s | expected s | ratio |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "brackets the same without slow start. Shaper CPU: the proxy's user+sys during the one curl "
+           "and during the N.\n",
+           "| profile | image | blob MB | 1 curl s | expected s | ratio | N | N curls s | expected s | ratio "
+           "| shaper CPU s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in checks:
         out.append(
             f"| {c['profile']}{'' if c.get('ok', True) else ' (a curl failed)'} | {c['image']} | "
             f"{c['blob_bytes'] / 1e6:.0f} | {f(c['single_s'])} | {f(c['single_expected_s'])} "
             f"({f(c.get('single_no_slow_start_s'))}) | {f(c['single_ratio'])} | {c['parallel_n']} | "
             f"{f(c['parallel_s'])} | {f(c['parallel_expected_s'])} "
-            f"({f(c.get('parallel_no_slow_start_s'))}) | {f(c['parallel_ratio'])} |")
+            f"({f(c.get('parallel_no_slow_start_s'))}) | {f(c['parallel_ratio'])} | "
+            f"{f(c.get('shaper_cpu_single_s'))} / {f(c.get('shaper_cpu_parallel_s'))} |")
     return "\n".join(out) + "\n"
 
 
