@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until};
 
 use super::bucket::TokenBucket;
@@ -23,6 +23,9 @@ pub const BLOCK: usize = 64 * 1024;
 /// What a delay line may hold when no rate bounds the direction (like a TCP window: it
 /// caps an unthrottled direction at this much per one-way delay).
 pub const UNRATED_LINE: usize = 4 * 1024 * 1024;
+
+/// The receive buffer of the upstream socket.
+pub const UPSTREAM_RCVBUF: u32 = 1024 * 1024;
 
 /// How one direction of one connection is paced before its delay.
 struct Pacing {
@@ -84,9 +87,20 @@ async fn send(
     let mut buf = vec![0u8; BLOCK];
     let due = || Instant::now().max(not_before) + owd;
     loop {
-        let n = from.read(&mut buf).await?;
+        let mut n = from.read(&mut buf).await?;
         if n == 0 {
             return line.end(due());
+        }
+        // Top the block up with what is already there, so that a connection's pieces are
+        // as large as its backlog allows whatever size the peer writes in: the link bucket
+        // serves connections a piece at a time, and small pieces would get a small share.
+        while n < buf.len() {
+            match from.try_read(&mut buf[n..]) {
+                Ok(0) => break, // the end of stream comes with the next read
+                Ok(more) => n += more,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
         }
         let mut off = 0;
         while off < n {
@@ -110,7 +124,16 @@ pub struct Shared {
 /// ended, or either fails (then both sockets are dropped).
 pub async fn run(client: TcpStream, accepted: Instant, shared: Arc<Shared>) -> io::Result<()> {
     let p = &shared.profile;
-    let upstream = TcpStream::connect(shared.upstream).await?;
+    let socket = if shared.upstream.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A backlog of the upstream's bytes, so that a piece is ready whenever the link gives
+    // this connection its turn, even if the upstream was not scheduled since the last one
+    // (autotuning would keep the buffer near 64 KiB at these rates).
+    socket.set_recv_buffer_size(UPSTREAM_RCVBUF)?;
+    let upstream = socket.connect(shared.upstream).await?;
     client.set_nodelay(true)?;
     upstream.set_nodelay(true)?;
     let (client_r, client_w) = client.into_split();
