@@ -4,15 +4,20 @@
 #
 #   bash tests/bench/run.sh [--runs N] [--images debian,big,many,debian-zstd] [--json]
 #                           [--peers msbimage,msbimage-noindex,skopeo-umoci,podman,ctr,floor]
-#                           [--no-results]
+#                           [--profiles lan,wan,slow] [--no-results]
+#
+# Link profiles (default lan): `lan` pulls straight from the registry; `wan` (40 ms RTT,
+# 25 MB/s per connection, 200 MB/s for the link) and `slow` (100 ms, 8 MB/s, 40 MB/s) put one
+# `msbimage-shaper` (tests/harness/src/shaper: a shaping TCP proxy) between every puller and
+# the registry, and check its shaping with curl before the profile's first runs.
 #
 # What it does (run as root; everything stays on 127.0.0.1):
 #   1. installs missing Debian packages and builds the release binaries;
 #   2. builds the images once and pushes them to a docker-registry whose storage lives in
 #      $MSBIMAGE_BENCH_CACHE (default /var/tmp/msbimage-bench/v$BENCH_VERSION), so later runs
 #      reuse them;
-#   3. for each image, runs the peers ALTERNATING, the starting one rotating each round
-#      (A B C D E, B C D E A, …). Every cold run gets a
+#   3. for each image and profile, runs the peers ALTERNATING, the starting one rotating each
+#      round (A B C D E, B C D E A, …). Every cold run gets a
 #      fresh loop-mounted ext4 (tmpfs if loop mounts fail), created for that run, and the page
 #      cache is dropped before it;
 #   4. measures wall time, user+sys CPU and peak RSS with GNU time (plus the containerd daemon's
@@ -26,6 +31,7 @@ BENCH_VERSION=2
 RUNS=5
 IMAGES=debian,big,many,debian-zstd
 PEERS=msbimage,msbimage-noindex,skopeo-umoci,podman,ctr,floor
+PROFILES=lan
 JSON=0
 WRITE_RESULTS=1
 while (($#)); do
@@ -33,9 +39,10 @@ while (($#)); do
     --runs) RUNS=$2; shift 2 ;;
     --images) IMAGES=$2; shift 2 ;;
     --peers) PEERS=$2; shift 2 ;;
+    --profiles) PROFILES=$2; shift 2 ;;
     --json) JSON=1; shift ;;
     --no-results) WRITE_RESULTS=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -71,8 +78,10 @@ mkdir -p "$mnt"
 loopimg=$SCRATCH_DIR/scratch-$$.img
 registry_pid=""
 ctrd_pid=""
+shaper_pids=()
 cleanup() {
   set +e
+  for sp in "${shaper_pids[@]}"; do kill "$sp" 2>/dev/null && wait "$sp" 2>/dev/null; done
   [ -n "$ctrd_pid" ] && kill "$ctrd_pid" 2>/dev/null && wait "$ctrd_pid" 2>/dev/null
   mountpoint -q "$mnt" && umount "$mnt"
   rm -f "$loopimg"
@@ -212,7 +221,107 @@ ensure_image() {
 
 IFS=, read -r -a image_list <<<"$IMAGES"
 IFS=, read -r -a peer_list <<<"$PEERS"
+IFS=, read -r -a profile_list <<<"$PROFILES"
 for img in "${image_list[@]}"; do ensure_image "$img"; done
+
+# ---------------------------------------------------------------------------------------------
+# Link profiles: `lan` is the registry itself; any other gets one shaper in front of it, which
+# every peer of that profile uses as its registry host.
+declare -A phost shaper_pid
+: >"$work/checks.jsonl"
+for prof in "${profile_list[@]}"; do
+  "$bin/msbimage-shaper" --print-profile "$prof" >"$work/profile-$prof.json" ||
+    { echo "run.sh: unknown profile $prof (lan, wan, slow)" >&2; exit 2; }
+  if [ "$prof" = lan ]; then
+    phost[$prof]=$host
+    continue
+  fi
+  "$bin/msbimage-shaper" --listen 127.0.0.1:0 --upstream "$host" --profile "$prof" \
+    >"$work/shaper-$prof.out" 2>"$work/shaper-$prof.log" &
+  shaper_pids+=($!)
+  shaper_pid[$prof]=$!
+  for _ in $(seq 100); do [ -s "$work/shaper-$prof.out" ] && break; sleep 0.1; done
+  phost[$prof]=$(head -1 "$work/shaper-$prof.out")
+  curl -sf "http://${phost[$prof]}/v2/" >/dev/null ||
+    { log "shaper for $prof did not start:"; cat "$work/shaper-$prof.log" >&2; exit 1; }
+  log "profile $prof: $(cat "$work/shaper-$prof.log")"
+done
+jq -s 'map({(.name): .}) | add' "$work"/profile-*.json >"$work/profiles.json"
+
+# expected_s PROFILE.json SIZE N: what the shaper's model predicts for N connections each
+# fetching SIZE bytes at once: 2 RTT (connection setup, request), then rounds of one RTT while
+# slow start limits the window (10 × 1460 bytes, doubling per round, until rate × RTT), then
+# the rest at min(N × per-connection, link). Prints "WITH_SLOW_START WITHOUT" (s, or null).
+expected_s() {
+  python3 - "$@" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+size, n = int(sys.argv[2]), int(sys.argv[3])
+rtt, conn, link = p["rtt_ms"] / 1000, p["conn_bytes_per_s"], p["link_bytes_per_s"]
+per_conn = min(r for r in (conn, link, float("inf")) if r)
+agg = min(r for r in (n * conn if conn else None, link, float("inf")) if r)
+if agg == float("inf"):
+    print("null null")
+    sys.exit()
+plain = 2 * rtt + n * size / agg
+t, left, cwnd = 2 * rtt, n * size, 10 * 1460
+while p["slow_start"] and rtt > 0 and cwnd < per_conn * rtt:
+    sent = min(n * cwnd, agg * rtt)
+    if sent >= left:
+        break
+    left, t, cwnd = left - sent, t + rtt, cwnd * 2
+print(f"{t + left / agg:.3f} {plain:.3f}")
+PY
+}
+
+# The shaping check, once per shaped profile before its first runs: one curl of the image's
+# largest blob through the shaper, then N = link/conn + 2 curls of it at once, each against
+# expected_s (and against the plain size ÷ rate + 2 RTT). The blob is read once directly
+# first, so that it comes from the page cache.
+shaping_check() {
+  local prof=$1 img=$2 h=${phost[$1]} d size url n t0 t1 single parallel pid pids=() ok=1
+  local pj=$work/profile-$1.json e1 e1plain en enplain c0 c1 c2 sp=${shaper_pid[$1]}
+  read -r d size < <(manifest "bench/$img" "v$BENCH_VERSION" | jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"')
+  curl -sf -o /dev/null "$base/v2/bench/$img/blobs/$d"
+  url=http://$h/v2/bench/$img/blobs/$d
+  n=$(jq -r 'if .conn_bytes_per_s and .link_bytes_per_s
+    then (.link_bytes_per_s / .conn_bytes_per_s | floor) + 2 else 4 end' "$pj")
+  read -r e1 e1plain < <(expected_s "$pj" "$size" 1)
+  read -r en enplain < <(expected_s "$pj" "$size" "$n")
+  c0=$(proc_cpu "$sp")
+  t0=$(date +%s.%N)
+  curl -sf -o /dev/null "$url" || ok=0
+  t1=$(date +%s.%N)
+  c1=$(proc_cpu "$sp")
+  single=$(printf '%.3f' "$(echo "$t1 - $t0" | bc)")
+  t0=$(date +%s.%N)
+  for _ in $(seq "$n"); do curl -sf -o /dev/null "$url" & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid" || ok=0; done
+  t1=$(date +%s.%N)
+  c2=$(proc_cpu "$sp")
+  parallel=$(printf '%.3f' "$(echo "$t1 - $t0" | bc)")
+  ((ok)) || log "shaping check $prof: a curl failed"
+  jq -c --arg img "$img" --arg blob "$d" --argjson size "$size" --argjson n "$n" \
+    --argjson single "$single" --argjson parallel "$parallel" --argjson ok "$ok" \
+    --argjson e1 "$e1" --argjson e1plain "$e1plain" --argjson en "$en" --argjson enplain "$enplain" \
+    --argjson cpu1 "$(echo "$c1 - $c0" | bc | sed 's/^\./0./')" \
+    --argjson cpun "$(echo "$c2 - $c1" | bc | sed 's/^\./0./')" '
+    {profile: .name, image: $img, blob: $blob, blob_bytes: $size, ok: ($ok == 1),
+     rtt_ms, conn_bytes_per_s, link_bytes_per_s, slow_start,
+     single_s: $single, single_expected_s: $e1, single_no_slow_start_s: $e1plain,
+     parallel_n: $n, parallel_s: $parallel, parallel_expected_s: $en,
+     parallel_no_slow_start_s: $enplain, shaper_cpu_single_s: $cpu1, shaper_cpu_parallel_s: $cpun}
+    | .single_ratio = (if .single_expected_s then .single_s / .single_expected_s else null end)
+    | .parallel_ratio = (if .parallel_expected_s then .parallel_s / .parallel_expected_s else null end)
+    ' "$pj" | tee -a "$work/checks.jsonl" | jq -r '
+    def r: if . == null then "?" else (. * 100 | round / 100 | tostring) end;
+    "shaping check \(.profile): 1 curl of \(.blob_bytes / 1e6 | r) MB: \(.single_s | r) s "
+    + "(expected \(.single_expected_s | r) s, ×\(.single_ratio | r)); "
+    + "\(.parallel_n) curls at once: \(.parallel_s | r) s "
+    + "(expected \(.parallel_expected_s | r) s, ×\(.parallel_ratio | r)); "
+    + "shaper CPU \(.shaper_cpu_single_s | r) s and \(.shaper_cpu_parallel_s | r) s"' |
+    while read -r line; do log "$line"; done
+}
 
 # ---------------------------------------------------------------------------------------------
 # 3. Fresh file system per cold run.
@@ -256,9 +365,10 @@ scratch_gb() {
 TSV=$work/results.tsv
 : >"$TSV"
 : >"$work/failures.tsv"
-cur_img="" cur_peer="" cur_run=""
-# record IMAGE PEER RUN WALL USER SYS RSS_KB BYTES_KB DAEMON_CPU DAEMON_RSS_KB LOAD
-record() { printf '%s\t' "$@" | sed 's/\t$//' >>"$TSV"; echo >>"$TSV"; }
+cur_img="" cur_peer="" cur_run="" cur_prof=""
+# record IMAGE PEER RUN WALL USER SYS RSS_KB BYTES_KB DAEMON_CPU DAEMON_RSS_KB LOAD; the link
+# profile ($cur_prof) goes last, as a twelfth column.
+record() { printf '%s\t' "$@" "$cur_prof" | sed 's/\t$//' >>"$TSV"; echo >>"$TSV"; }
 
 # timed CMD…: wall clock from date(1), user/sys/peak RSS from GNU time (children included);
 # leaves "wall user sys maxrss_kb" in $timed_out.
@@ -268,8 +378,9 @@ timed() {
   t0=$(date +%s.%N)
   if ! /usr/bin/time -f '%U %S %M' -o "$work/time.out" "$@" >/dev/null 2>"$errf"; then
     log "FAILED: $*"; tail -5 "$errf" >&2
-    printf '%s\t%s\t%s\t%s\n' "$cur_img" "$cur_peer" "$cur_run" \
-      "$(grep -v '^\s*$' "$errf" | grep -v 'Command exited with non-zero' | tail -1 | cut -c1-300)" >>"$work/failures.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$cur_img" "$cur_peer" "$cur_run" \
+      "$(grep -v '^\s*$' "$errf" | grep -v 'Command exited with non-zero' | tail -1 | cut -c1-300)" \
+      "$cur_prof" >>"$work/failures.tsv"
     return 1
   fi
   t1=$(date +%s.%N)
@@ -364,7 +475,11 @@ run_ctr() {
     c1=$(proc_cpu "$ctrd_pid")
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$ctrd_pid/status")
     # Check that the image really was unpacked into the snapshotter.
-    if ! ctr --address "$mnt/ctrd/c.sock" -n bench snapshots --snapshotter native ls | grep -q Committed; then
+    # (Captured first: `ctr … | grep -q` under pipefail fails when grep exits before ctr has
+    # written everything, a SIGPIPE that this warning used to report now and then.)
+    local snaps
+    snaps=$(ctr --address "$mnt/ctrd/c.sock" -n bench snapshots --snapshotter native ls 2>&1 || true)
+    if ! grep -q Committed <<<"$snaps"; then
       log "ctr: no committed snapshot after pull (not unpacked?)"
     fi
     stop_containerd
@@ -376,12 +491,12 @@ run_ctr() {
 # The floor: the same blobs with curl, decompressed by pigz/zstd and unpacked by tar, one
 # directory per layer, all layers in parallel (no whiteouts applied, no digest checks).
 run_floor() {
-  local img=$1 i=$2 repo=$3 tag=$4 gb=$5 l script=$work/floor.sh n=0 d mt dec
+  local img=$1 i=$2 repo=$3 tag=$4 gb=$5 fbase=$6 l script=$work/floor.sh n=0 d mt dec
   fresh "$gb"; l=$(load1)
   echo "set -e" >"$script"
   while read -r d mt; do
     case "$mt" in *zstd*) dec="zstd -dcq" ;; *gzip*) dec="pigz -dc" ;; *) dec=cat ;; esac
-    echo "mkdir -p $mnt/floor/$n; (curl -sf $base/v2/$repo/blobs/$d | $dec | tar -x -C $mnt/floor/$n) &" >>"$script"
+    echo "mkdir -p $mnt/floor/$n; (curl -sf $fbase/v2/$repo/blobs/$d | $dec | tar -x -C $mnt/floor/$n) &" >>"$script"
     n=$((n + 1))
   done < <(manifest "$repo" "$tag" | jq -r '.layers[] | "\(.digest) \(.mediaType)"')
   echo 'for j in $(jobs -p); do wait $j; done' >>"$script"
@@ -404,35 +519,43 @@ measure_write() {
   done < <(manifest "$repo" "$tag" | jq -r '.layers[] | "\(.digest) \(.mediaType)"')
   fresh "$gb"
   cat "$tars"/*.tar >/dev/null
-  cur_img=$img cur_peer=write-tar-x cur_run=1
+  cur_img=$img cur_peer=write-tar-x cur_run=1 cur_prof=""
   if timed sh -c "for t in $tars/*.tar; do d=$mnt/w/\$(basename \$t .tar); mkdir -p \$d; tar -xf \$t -C \$d; done"; then
     record "$img" write-tar-x 1 $timed_out "$(fs_used_kb)" "" "" "$(load1)"
   fi
   rm -rf "$tars"
 }
 
+declare -A checked
 for img in "${image_list[@]}"; do
-  repo=bench/$img tag=v$BENCH_VERSION ref=$host/bench/$img:v$BENCH_VERSION
+  repo=bench/$img tag=v$BENCH_VERSION
   gb=$(scratch_gb "$img")
   log "image $img: $(cat "$CACHE/images/$img.json") (scratch ${gb}G $FSTYPE)"
-  for i in $(seq "$RUNS"); do
-    # Rotate the starting command every round, so that no command always follows the same
-    # one (deleting a scratch image leaves work, e.g. discards, for whatever runs next).
-    np=${#peer_list[@]}
-    order=()
-    for ((k = 0; k < np; k++)); do order+=("${peer_list[$(((k + i - 1) % np))]}"); done
-    for p in "${order[@]}"; do
-      log "  run $i/$RUNS: $p"
-      cur_img=$img cur_peer=$p cur_run=$i
-      case "$p" in
-        msbimage) run_msbimage "$img" "$i" "$ref" "$gb" ;;
-        msbimage-noindex) run_msbimage_noindex "$img" "$i" "$ref" "$gb" ;;
-        skopeo-umoci) run_skopeo_umoci "$img" "$i" "$ref" "$gb" ;;
-        podman) run_podman "$img" "$i" "$ref" "$gb" ;;
-        ctr) run_ctr "$img" "$i" "$ref" "$gb" ;;
-        floor) run_floor "$img" "$i" "$repo" "$tag" "$gb" ;;
-        *) log "unknown peer $p" ;;
-      esac
+  for prof in "${profile_list[@]}"; do
+    ref=${phost[$prof]}/bench/$img:v$BENCH_VERSION
+    if [ "$prof" != lan ] && [ -z "${checked[$prof]:-}" ]; then
+      shaping_check "$prof" "$img"
+      checked[$prof]=1
+    fi
+    for i in $(seq "$RUNS"); do
+      # Rotate the starting command every round, so that no command always follows the same
+      # one (deleting a scratch image leaves work, e.g. discards, for whatever runs next).
+      np=${#peer_list[@]}
+      order=()
+      for ((k = 0; k < np; k++)); do order+=("${peer_list[$(((k + i - 1) % np))]}"); done
+      for p in "${order[@]}"; do
+        log "  [$prof] run $i/$RUNS: $p"
+        cur_img=$img cur_peer=$p cur_run=$i cur_prof=$prof
+        case "$p" in
+          msbimage) run_msbimage "$img" "$i" "$ref" "$gb" ;;
+          msbimage-noindex) run_msbimage_noindex "$img" "$i" "$ref" "$gb" ;;
+          skopeo-umoci) run_skopeo_umoci "$img" "$i" "$ref" "$gb" ;;
+          podman) run_podman "$img" "$i" "$ref" "$gb" ;;
+          ctr) run_ctr "$img" "$i" "$ref" "$gb" ;;
+          floor) run_floor "$img" "$i" "$repo" "$tag" "$gb" "http://${phost[$prof]}" ;;
+          *) log "unknown peer $p" ;;
+        esac
+      done
     done
   done
   log "  writing the tree alone (tar -x of the uncompressed layers)"
@@ -475,15 +598,22 @@ jq -n --arg nproc "$(nproc)" \
   --arg mem "$(free -h | awk '/^Mem:/ {print $2}')" \
   --arg kernel "$(uname -r)" --arg os "$(. /etc/os-release; echo "$PRETTY_NAME")" \
   --arg date "$(date -u +%Y-%m-%dT%H:%MZ)" --arg fs "$FSTYPE" --arg runs "$RUNS" \
+  --arg profiles "$PROFILES" \
   --arg versions "$(printf 'msbimage %s; skopeo %s; umoci %s; podman %s; containerd %s; docker-registry %s' \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo +dirty)" \
     "$(skopeo --version | awk '{print $3}')" "$(umoci --version | awk '{print $3}')" \
     "$(podman --version | awk '{print $3}')" "$(containerd --version | awk '{print $3}')" \
     "$(dpkg-query -W -f '${Version}' docker-registry)")" \
   '{nproc: $nproc, cpu: $cpu, memory: $mem, kernel: $kernel, os: $os, date: $date,
-    scratch_fs: $fs, runs: ($runs|tonumber), versions: $versions}' >"$machine"
+    scratch_fs: $fs, runs: ($runs|tonumber), versions: $versions, profiles: $profiles}' >"$machine"
+SHAPING=$work/shaping.json
+jq -n --slurpfile p "$work/profiles.json" --slurpfile c "$work/checks.jsonl" \
+  '{profiles: $p[0], checks: $c}' >"$SHAPING"
 cp "$TSV" "$SCRATCH_DIR/last-results.tsv"
 cp "$work/failures.tsv" "$SCRATCH_DIR/last-failures.tsv"
+cp "$SHAPING" "$SCRATCH_DIR/last-shaping.json"
+cp "$machine" "$SCRATCH_DIR/last-machine.json"
+cp "$MICRO" "$SCRATCH_DIR/last-micro.json"
 python3 "$ROOT/tests/bench/summarize.py" "$TSV" "$machine" "$MICRO" "$CACHE/images" "$work/failures.tsv" \
   "$([ "$WRITE_RESULTS" = 1 ] && echo "$ROOT/tests/bench/RESULTS.md" || echo -)" \
-  "$([ "$JSON" = 1 ] && echo json || echo table)"
+  "$([ "$JSON" = 1 ] && echo json || echo table)" "$SHAPING"

@@ -1,6 +1,12 @@
 """Summarizes tests/bench/run.sh measurements into RESULTS.md and/or JSON.
 
 usage: summarize.py RESULTS.tsv MACHINE.json MICRO.json IMAGES_DIR FAILURES.tsv OUT.md|- json|table
+                    [SHAPING.json]
+
+RESULTS.tsv rows have 11 columns, or 12 with the link profile last (rows without one, and
+failure rows without a fifth column, are `lan`). SHAPING.json (from run.sh) holds the link
+profiles' parameters and the shaping checks. With only `lan` in the data the output is what
+it was before profiles existed.
 """
 
 import json
@@ -9,14 +15,19 @@ import statistics
 import sys
 
 tsv, machine_path, micro_path, images_dir, failures_path, out_md, mode = sys.argv[1:8]
-failures = {}
+shaping_path = sys.argv[8] if len(sys.argv) > 8 else None
+failures = {}  # (image, profile, peer, error) -> runs
 for line in open(failures_path):
     parts = line.rstrip("\n").split("\t")
-    if len(parts) == 4:
-        key = (parts[0], parts[1], parts[3])
+    if len(parts) in (4, 5):
+        prof = (parts[4] if len(parts) == 5 else "") or "lan"
+        key = (parts[0], prof, parts[1], parts[3])
         failures[key] = failures.get(key, 0) + 1
 machine = json.load(open(machine_path))
 micro = json.load(open(micro_path))
+shaping = {"profiles": {}, "checks": []}
+if shaping_path and os.path.exists(shaping_path):
+    shaping = json.load(open(shaping_path))
 
 FIELDS = ["image", "peer", "run", "wall", "user", "sys", "rss_kb", "written_kb",
           "daemon_cpu", "daemon_rss_kb", "load1"]
@@ -28,6 +39,7 @@ for line in open(tsv):
     r = dict(zip(FIELDS, parts))
     for k in FIELDS[2:]:
         r[k] = float(r[k]) if r[k] not in ("", None) else None
+    r["profile"] = (parts[len(FIELDS)] if len(parts) > len(FIELDS) else "") or "lan"
     rows.append(r)
 
 PEER_ORDER = ["msbimage-cold", "msbimage-noindex", "skopeo-umoci", "podman-vfs", "ctr-native", "floor-curl-tar",
@@ -52,20 +64,30 @@ images = []
 for r in rows:
     if r["image"] not in images:
         images.append(r["image"])
+# Profiles in the order run.sh ran them (then any others found in the data).
+profiles = [p for p in machine.get("profiles", "").split(",") if p]
+for prof in [r["profile"] for r in rows if r["peer"] != "write-tar-x"] + [k[1] for k in failures]:
+    if prof not in profiles:
+        profiles.append(prof)
+profiles = [p for p in profiles
+            if any(r["profile"] == p and r["peer"] != "write-tar-x" for r in rows)
+            or any(k[1] == p for k in failures)] or ["lan"]
+ONLY_LAN = profiles == ["lan"]
 
-summary = {"machine": machine, "micro": micro, "images": {},
-           "failures": [{"image": k[0], "peer": k[1], "error": k[2], "runs": n}
+summary = {"machine": machine, "micro": micro, "images": {}, "shaping": shaping,
+           "failures": [{"image": k[0], "profile": k[1], "peer": k[2], "error": k[3], "runs": n}
                         for k, n in failures.items()]}
 for k in failures:
     if k[0] not in images:
         images.append(k[0])
-for img in images:
-    meta_path = os.path.join(images_dir, img + ".json")
-    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
-    cold = {r["run"]: r["wall"] for r in rows if r["image"] == img and r["peer"] == "msbimage-cold"}
+
+
+def peer_stats(img, prof):
+    mine = [r for r in rows if r["image"] == img and r["profile"] == prof]
+    cold = {r["run"]: r["wall"] for r in mine if r["peer"] == "msbimage-cold"}
     peers = {}
     for peer in PEER_ORDER:  # (write-tar-x is not a pull: see table())
-        rs = [r for r in rows if r["image"] == img and r["peer"] == peer]
+        rs = [r for r in mine if r["peer"] == peer]
         if not rs:
             continue
         walls = [r["wall"] for r in rs]
@@ -87,28 +109,69 @@ for img in images:
             "ratio_to_msbimage_cold_median": med(ratios),
             "load1_at_start": [r["load1"] for r in rs],
         }
-    summary["images"][img] = {"image": meta, "peers": peers}
+    return peers
+
+
+def physics(img, prof, meta, peers):
+    """For a shaped profile: the compressed bytes at the link's rate, and msbimage's median
+    against the larger of that and msbimage's lan median (if lan ran)."""
+    link = shaping.get("profiles", {}).get(prof, {}).get("link_bytes_per_s")
+    cold = peers.get("msbimage-cold")
+    if prof == "lan" or not link or not meta.get("blob_bytes") or not cold:
+        return None
+    lan = summary["images"][img]["profiles"].get("lan", {}).get("peers", {}).get("msbimage-cold")
+    link_s = meta["blob_bytes"] / link
+    lan_s = lan["wall_median_s"] if lan else None
+    bound = max(link_s, lan_s or 0)
+    return {"link_bytes_per_s": link, "blob_bytes": meta["blob_bytes"], "link_s": link_s,
+            "msbimage_lan_median_s": lan_s, "msbimage_median_s": cold["wall_median_s"],
+            "ratio": cold["wall_median_s"] / bound if bound > 0 else None}
+
+
+for img in images:
+    meta_path = os.path.join(images_dir, img + ".json")
+    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+    summary["images"][img] = {"image": meta, "profiles": {}}
+    for prof in profiles:
+        summary["images"][img]["profiles"][prof] = {"peers": peer_stats(img, prof)}
+    for prof in profiles:
+        d = summary["images"][img]["profiles"][prof]
+        d["physics"] = physics(img, prof, meta, d["peers"])
+    summary["images"][img]["peers"] = summary["images"][img]["profiles"].get("lan", {}).get("peers", {})
 
 
 def f(x, nd=2):
     return "" if x is None else f"{x:.{nd}f}"
 
 
-def table(img):
+def profile_desc(prof):
+    p = shaping.get("profiles", {}).get(prof)
+    if prof == "lan":
+        return "lan (direct to the registry)"
+    if not p:
+        return prof
+    mb = lambda r: "uncapped" if r is None else f"{r / 1e6:g} MB/s"  # noqa: E731
+    return (f"{prof} ({p['rtt_ms']:g} ms RTT, {mb(p['conn_bytes_per_s'])} per connection, "
+            f"{mb(p['link_bytes_per_s'])} link{', slow start' if p['slow_start'] else ''})")
+
+
+def table(img, prof="lan"):
     d = summary["images"][img]
     meta = d["image"]
+    pd = d["profiles"].get(prof, {"peers": {}, "physics": None})
+    name = img if ONLY_LAN else f"{img}, {profile_desc(prof)}"
     out = []
     if meta:
         out.append(
-            f"### {img}: {meta.get('layers')} layers, "
+            f"### {name}: {meta.get('layers')} layers, "
             f"{meta.get('tar_bytes', 0) / 1e6:.0f} MB uncompressed, "
             f"{meta.get('blob_bytes', 0) / 1e6:.0f} MB compressed\n")
     else:
-        out.append(f"### {img}\n")
+        out.append(f"### {name}\n")
     out.append("| command | runs | wall median s | min–max s | ratio to msbimage cold ³ | "
                "CPU user+sys s | peak RSS MB | written MB |")
     out.append("|---|---|---|---|---|---|---|---|")
-    for peer, p in d["peers"].items():
+    for peer, p in pd["peers"].items():
         cpu = f(p["cpu_median_s"])
         rss = f(p["rss_median_mb"], 0)
         if p["daemon_cpu_median_s"] is not None:
@@ -119,12 +182,23 @@ def table(img):
             f"| {PEER_LABEL[peer]} | {p['runs']} | {f(p['wall_median_s'])} | "
             f"{f(p['wall_min_s'])}–{f(p['wall_max_s'])} | {ratio} | {cpu} | {rss} | "
             f"{f(p['written_median_mb'], 0)} |")
-    for (fimg, peer, err), n in failures.items():
-        if fimg == img:
+    for (fimg, fprof, peer, err), n in failures.items():
+        if fimg == img and fprof == prof:
             out.append(f"| {peer}: **failed** ({n} runs) | | | | | | | |")
+    ph = pd.get("physics")
+    if ph:
+        lan = ph["msbimage_lan_median_s"]
+        out.append("")
+        out.append(
+            f"Physics: {ph['blob_bytes'] / 1e6:.0f} MB compressed ÷ {ph['link_bytes_per_s'] / 1e6:g} MB/s "
+            f"link = {ph['link_s']:.2f} s"
+            + (f"; msbimage's lan median {lan:.2f} s" if lan is not None else "")
+            + f". msbimage cold median {ph['msbimage_median_s']:.2f} s = "
+            f"**{ph['ratio']:.2f}×** {'the larger of the two' if lan is not None else 'that'}.")
     phys = micro.get("physics")
-    cold = d["peers"].get("msbimage-cold")
-    if phys and cold and meta and not img.endswith("zstd"):
+    cold = pd["peers"].get("msbimage-cold")
+    cpu_lines = prof == "lan" or "lan" not in profiles
+    if cpu_lines and phys and cold and meta and not img.endswith("zstd"):
         # CPU floor of a pull of this image: inflate every tar byte, hash every blob and tar
         # byte, at the single-core rates measured with msbimage's own libraries.
         floor = (meta["tar_bytes"] / 1e6 / phys["inflate_mb_s_out"]
@@ -144,12 +218,37 @@ def table(img):
                 f"(user {write[0]['user']:.2f} + sys {write[0]['sys']:.2f}). Against the floor "
                 f"plus that write cost ({(floor + w) / gb:.2f} s/GB), msbimage's CPU is "
                 f"**{cold['cpu_median_s'] / (floor + w):.2f}×**.")
-    fails = [(p, e, n) for (fi, p, e), n in failures.items() if fi == img]
+    fails = [(p, e, n) for (fi, fp, p, e), n in failures.items() if fi == img and fp == prof]
     if fails:
         out.append("")
         for p, e, n in fails:
             out.append(f"- {p} failed: `{e.strip().lstrip('⨯ ')}`")
     return "\n".join(out)
+
+
+def shaping_md():
+    checks = shaping.get("checks") or []
+    if not checks:
+        return ""
+    out = ["### Shaping checks\n",
+           "Before a shaped profile's first runs, `curl` fetched the image's largest blob through "
+           "the shaper once, then N = link ÷ per-connection + 2 times at once. Expected: what the "
+           "shaper's model predicts: 2 RTT (connection setup, request), slow start's rounds, and "
+           "the bytes at the per-connection rate (one curl) or the link rate (N curls); in "
+           "brackets the same without slow start. Shaper CPU: the proxy's user+sys during the one curl "
+           "and during the N.\n",
+           "| profile | image | blob MB | 1 curl s | expected s | ratio | N | N curls s | expected s | ratio "
+           "| shaper CPU s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in checks:
+        out.append(
+            f"| {c['profile']}{'' if c.get('ok', True) else ' (a curl failed)'} | {c['image']} | "
+            f"{c['blob_bytes'] / 1e6:.0f} | {f(c['single_s'])} | {f(c['single_expected_s'])} "
+            f"({f(c.get('single_no_slow_start_s'))}) | {f(c['single_ratio'])} | {c['parallel_n']} | "
+            f"{f(c['parallel_s'])} | {f(c['parallel_expected_s'])} "
+            f"({f(c.get('parallel_no_slow_start_s'))}) | {f(c['parallel_ratio'])} | "
+            f"{f(c.get('shaper_cpu_single_s'))} / {f(c.get('shaper_cpu_parallel_s'))} |")
+    return "\n".join(out) + "\n"
 
 
 def micro_md():
@@ -175,8 +274,11 @@ if mode == "json":
     print(json.dumps(summary, indent=2))
 else:
     for img in images:
-        print(table(img))
-        print()
+        for prof in profiles:
+            print(table(img, prof))
+            print()
+    if shaping_md():
+        print(shaping_md())
     if micro:
         print(micro_md())
 
@@ -192,10 +294,14 @@ if out_md != "-":
         f"- date: {m['date']}\n- CPU: {m['cpu']}, nproc {m['nproc']}\n- memory: {m['memory']}\n"
         f"- kernel: {m['kernel']} ({m['os']})\n- scratch file system per cold run: fresh "
         f"{'loop-mounted ext4' if m['scratch_fs'] == 'ext4' else 'tmpfs'}\n"
-        f"- versions: {m['versions']}\n- runs per command: {m['runs']}, alternating\n")
+        f"- versions: {m['versions']}\n- runs per command: {m['runs']}, alternating\n"
+        + ("" if ONLY_LAN else f"- link profiles: {', '.join(profile_desc(p) for p in profiles)}\n"))
     parts.append("## Results\n")
     for img in images:
-        parts.append(table(img) + "\n")
+        for prof in profiles:
+            parts.append(table(img, prof) + "\n")
+    if shaping_md():
+        parts.append(shaping_md())
     if micro:
         parts.append(micro_md())
     loads = [r["load1"] for r in rows if r["load1"] is not None]

@@ -1,7 +1,8 @@
 //! `msbimage_testkit`: the test harness for msbimage, and an independent oracle — it
 //! never uses the core crate. It runs real `docker-registry` processes on loopback
 //! (plain, TLS, htpasswd, token auth, pull-through proxy), a docker.io-style token
-//! server, HTTP fronts that redirect blobs or inject faults, and builds fixture images
+//! server, HTTP fronts that redirect blobs or inject faults, a TCP proxy that shapes
+//! connections like a wide-area link (latency, rates, slow start), and builds fixture images
 //! from real tar bytes which it pushes through the registry API or writes as an OCI
 //! layout.
 //!
@@ -21,6 +22,7 @@ pub mod oci_layout;
 pub mod oracle;
 pub mod push;
 pub mod registry;
+pub mod shaper;
 pub mod tar_gen;
 pub mod tls;
 pub mod token;
@@ -36,5 +38,6 @@ pub use layer::{Compression, Layer, LayerBuilder, raw_header, sha256_digest};
 pub use oci_layout::write_oci_layout;
 pub use push::{PushError, Pusher};
 pub use registry::{Registry, RegistryOptions};
+pub use shaper::{LinkProfile, Shaper};
 pub use tls::TestCa;
 pub use token::{TokenAuthConfig, TokenFlow, TokenRequest, TokenServer};
