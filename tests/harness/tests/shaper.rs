@@ -4,9 +4,11 @@
 //! ways, a real registry works through it over one keep-alive connection, and the binary
 //! prints its address.
 //!
-//! The timing assertions are lower bounds (a busy machine only makes things slower) and
-//! upper bounds several times the expectation; the profiles are small so that each test
-//! takes a second or two.
+//! The timing assertions are lower bounds only: the shaper must hold traffic back at least
+//! as much as its profile says, and a busy machine can only make things slower, so none of
+//! them fails on a slow machine. How close to the profile it gets is the bench's shaping
+//! check (`tests/bench/run.sh`), not a test. The profiles are small so that each test takes
+//! a second or two.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -114,16 +116,12 @@ fn profile(spec: &str) -> LinkProfile {
     LinkProfile::parse(spec).unwrap()
 }
 
-/// Asserts `took` is at least 0.8 × `expected` and at most 5 × `expected` + 1 s.
+/// Asserts `took` is at least 0.8 × `expected`: the shaper held the traffic back.
 fn assert_took(what: &str, took: Duration, expected: Duration) {
     eprintln!("{what}: {took:?} (expected {expected:?})");
     assert!(
         took.as_secs_f64() >= 0.8 * expected.as_secs_f64(),
         "{what}: {took:?}, faster than the profile allows ({expected:?})"
-    );
-    assert!(
-        took.as_secs_f64() <= 5.0 * expected.as_secs_f64() + 1.0,
-        "{what}: {took:?}, far slower than the profile ({expected:?})"
     );
 }
 
