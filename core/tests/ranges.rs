@@ -40,6 +40,39 @@ fn assert_big_file(res: &PullResult) {
     );
 }
 
+/// The standard image in a registry, behind a front applying `fault` to its biggest layer;
+/// the registry (keep it alive), the front and that layer.
+async fn faulted(
+    fault: Fault,
+) -> (
+    msbimage_testkit::Registry,
+    FaultProxy,
+    msbimage_testkit::Layer,
+) {
+    let (reg, image) = common::flaky_registry().await;
+    let big = common::biggest_layer(&image).1.clone();
+    let proxy = FaultProxy::start_with(
+        &reg.base_url(),
+        fault,
+        FrontOptions::default().only_digest(&big.digest),
+    )
+    .await
+    .unwrap();
+    (reg, proxy, big)
+}
+
+/// A registry holding `image` as `NAME:v1`.
+async fn pushed(name: &str, image: &msbimage_testkit::Image) -> msbimage_testkit::Registry {
+    let reg = msbimage_testkit::Registry::start(msbimage_testkit::RegistryOptions::plain())
+        .await
+        .unwrap();
+    msbimage_testkit::Pusher::new(&reg.base_url())
+        .push_image(name, "v1", image)
+        .await
+        .unwrap();
+    reg
+}
+
 /// `bytes=A-B` → `A..B+1`.
 fn span(range: &str) -> std::ops::Range<u64> {
     let (a, b) = range
@@ -68,19 +101,12 @@ fn chunks(len: u64) -> Vec<std::ops::Range<u64>> {
 
 #[tokio::test]
 async fn ranges_completing_out_of_order_are_reassembled_in_order() {
-    let (reg, image) = common::flaky_registry().await;
-    let big = common::biggest_layer(&image).1;
     // The second range is held back: those after it finish first.
-    let proxy = FaultProxy::start_with(
-        &reg.base_url(),
-        Fault::DelayRange {
-            start: CHUNK,
-            millis: 700,
-        },
-        FrontOptions::default().only_digest(&big.digest),
-    )
-    .await
-    .unwrap();
+    let (_reg, proxy, big) = faulted(Fault::DelayRange {
+        start: CHUNK,
+        millis: 700,
+    })
+    .await;
     let cache = tempfile::tempdir().unwrap();
     let res = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap();
     assert_big_file(&res);
@@ -112,15 +138,7 @@ async fn ranges_completing_out_of_order_are_reassembled_in_order() {
 
 #[tokio::test]
 async fn a_registry_ignoring_range_gets_one_stream() {
-    let (reg, image) = common::flaky_registry().await;
-    let big = common::biggest_layer(&image).1;
-    let proxy = FaultProxy::start_with(
-        &reg.base_url(),
-        Fault::IgnoreRange,
-        FrontOptions::default().only_digest(&big.digest),
-    )
-    .await
-    .unwrap();
+    let (_reg, proxy, big) = faulted(Fault::IgnoreRange).await;
     let cache = tempfile::tempdir().unwrap();
     let res = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap();
     assert_big_file(&res);
@@ -143,19 +161,12 @@ async fn a_registry_ignoring_range_gets_one_stream() {
 
 #[tokio::test]
 async fn a_reset_range_is_asked_again_for_its_missing_bytes_only() {
-    let (reg, image) = common::flaky_registry().await;
-    let big = common::biggest_layer(&image).1;
     // The first GET (the first range) is cut after 100 000 bytes.
-    let proxy = FaultProxy::start_with(
-        &reg.base_url(),
-        Fault::ResetAfter {
-            bytes: 100_000,
-            times: 1,
-        },
-        FrontOptions::default().only_digest(&big.digest),
-    )
-    .await
-    .unwrap();
+    let (_reg, proxy, big) = faulted(Fault::ResetAfter {
+        bytes: 100_000,
+        times: 1,
+    })
+    .await;
     let cache = tempfile::tempdir().unwrap();
     let res = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap();
     assert_big_file(&res);
@@ -219,17 +230,10 @@ async fn ranges_follow_a_redirect_to_the_blob_host_and_then_go_straight_there() 
 
 #[tokio::test]
 async fn a_corrupted_range_fails_the_digest_and_publishes_nothing() {
-    let (reg, image) = common::flaky_registry().await;
-    let big = common::biggest_layer(&image).1;
-    let proxy = FaultProxy::start_with(
-        &reg.base_url(),
-        Fault::CorruptByte {
-            offset: 5 * CHUNK + 10,
-        },
-        FrontOptions::default().only_digest(&big.digest),
-    )
-    .await
-    .unwrap();
+    let (_reg, proxy, big) = faulted(Fault::CorruptByte {
+        offset: 5 * CHUNK + 10,
+    })
+    .await;
     let cache = tempfile::tempdir().unwrap();
     let err = pull(&proxy.host(), &registry(&cache, 4)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DigestMismatch, "{err}");
@@ -276,15 +280,7 @@ async fn connections_to_a_registry_stay_within_max_connections() {
 
 #[tokio::test]
 async fn one_connection_per_blob_turns_ranges_off() {
-    let (reg, image) = common::flaky_registry().await;
-    let big = common::biggest_layer(&image).1;
-    let proxy = FaultProxy::start_with(
-        &reg.base_url(),
-        Fault::None,
-        FrontOptions::default().only_digest(&big.digest),
-    )
-    .await
-    .unwrap();
+    let (_reg, proxy, _) = faulted(Fault::None).await;
     let cache = tempfile::tempdir().unwrap();
     let res = pull(&proxy.host(), &registry(&cache, 1)).await.unwrap();
     assert_big_file(&res);
@@ -301,11 +297,8 @@ async fn one_connection_per_blob_turns_ranges_off() {
 #[cfg(feature = "cli")]
 #[tokio::test]
 async fn peak_memory_stays_flat_for_large_layers() {
-    use msbimage_testkit::{Compression, ImageBuilder, LayerBuilder, Pusher, RegistryOptions};
+    use msbimage_testkit::{Compression, ImageBuilder, LayerBuilder};
     const LAYER: usize = 48 << 20;
-    let reg = msbimage_testkit::Registry::start(RegistryOptions::plain())
-        .await
-        .unwrap();
     let mut image = ImageBuilder::new("linux", "amd64");
     for i in 0..3u64 {
         let data = msbimage_testkit::fixtures::pseudo_random(LAYER, 40 + i);
@@ -315,11 +308,7 @@ async fn peak_memory_stays_flat_for_large_layers() {
                 .build(Compression::None),
         );
     }
-    let image = image.build();
-    Pusher::new(&reg.base_url())
-        .push_image("big/app", "v1", &image)
-        .await
-        .unwrap();
+    let reg = pushed("big/app", &image.build()).await;
 
     let cache = tempfile::tempdir().unwrap();
     let reference = format!("{}/big/app:v1", reg.host());
@@ -358,10 +347,7 @@ async fn peak_memory_stays_flat_for_large_layers() {
 #[tokio::test]
 async fn a_small_layer_does_not_wait_for_a_large_one() {
     use microsandbox_image::PullProgress;
-    use msbimage_testkit::{Compression, ImageBuilder, LayerBuilder, Pusher, RegistryOptions};
-    let reg = msbimage_testkit::Registry::start(RegistryOptions::plain())
-        .await
-        .unwrap();
+    use msbimage_testkit::{Compression, ImageBuilder, LayerBuilder};
     let large = LayerBuilder::new()
         .file(
             "large",
@@ -377,10 +363,7 @@ async fn a_small_layer_does_not_wait_for_a_large_one() {
         .layer(large)
         .layer(small)
         .build();
-    Pusher::new(&reg.base_url())
-        .push_image("mixed/app", "v1", &image)
-        .await
-        .unwrap();
+    let reg = pushed("mixed/app", &image).await;
     let proxy = FaultProxy::start_with(
         &reg.base_url(),
         Fault::Stall {
