@@ -3,7 +3,7 @@
 # snapshotter) and a curl|tar "floor", on images served by a loopback docker-registry.
 #
 #   bash tests/bench/run.sh [--runs N] [--images debian,big,many,debian-zstd] [--json]
-#                           [--peers msbimage,msbimage-noindex,skopeo-umoci,podman,ctr,floor]
+#                           [--peers msbimage,msbimage-noindex,msbimage-single,skopeo-umoci,podman,ctr,floor]
 #                           [--profiles lan,wan,slow] [--no-results]
 #
 # Link profiles (default lan): `lan` pulls straight from the registry; `wan` (40 ms RTT,
@@ -390,10 +390,14 @@ load1() { cut -d' ' -f1 /proc/loadavg; }
 TICK=$(getconf CLK_TCK)
 proc_cpu() { awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 
+# Extra arguments for every msbimage pull (e.g. MSB_BENCH_ARGS="--range-chunk-size 2M" to try
+# other range settings); empty for the recorded runs.
+read -r -a msb_args <<<"${MSB_BENCH_ARGS:-}"
+
 run_msbimage() {
   local img=$1 i=$2 ref=$3 gb=$4 l
   fresh "$gb"; l=$(load1)
-  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none || return 0
+  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none "${msb_args[@]}" || return 0
   record "$img" msbimage-cold "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
   # Warm: the same image again, already complete in the cache (a new CLI process).
   timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none || return 0
@@ -405,8 +409,16 @@ run_msbimage() {
 run_msbimage_noindex() {
   local img=$1 i=$2 ref=$3 gb=$4 l
   fresh "$gb"; l=$(load1)
-  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none --no-index || return 0
+  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none --no-index "${msb_args[@]}" || return 0
   record "$img" msbimage-noindex "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+}
+
+# The same cold pull with one stream per blob (no parallel ranges): what ranges buy.
+run_msbimage_single() {
+  local img=$1 i=$2 ref=$3 gb=$4 l
+  fresh "$gb"; l=$(load1)
+  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none --range-connections 1 || return 0
+  record "$img" msbimage-single "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
 }
 
 run_skopeo_umoci() {
@@ -549,6 +561,7 @@ for img in "${image_list[@]}"; do
         case "$p" in
           msbimage) run_msbimage "$img" "$i" "$ref" "$gb" ;;
           msbimage-noindex) run_msbimage_noindex "$img" "$i" "$ref" "$gb" ;;
+          msbimage-single) run_msbimage_single "$img" "$i" "$ref" "$gb" ;;
           skopeo-umoci) run_skopeo_umoci "$img" "$i" "$ref" "$gb" ;;
           podman) run_podman "$img" "$i" "$ref" "$gb" ;;
           ctr) run_ctr "$img" "$i" "$ref" "$gb" ;;

@@ -42,11 +42,12 @@ for line in open(tsv):
     r["profile"] = (parts[len(FIELDS)] if len(parts) > len(FIELDS) else "") or "lan"
     rows.append(r)
 
-PEER_ORDER = ["msbimage-cold", "msbimage-noindex", "skopeo-umoci", "podman-vfs", "ctr-native", "floor-curl-tar",
+PEER_ORDER = ["msbimage-cold", "msbimage-noindex", "msbimage-single", "skopeo-umoci", "podman-vfs", "ctr-native", "floor-curl-tar",
               "msbimage-warm"]
 PEER_LABEL = {
     "msbimage-cold": "msbimage pull, cold",
     "msbimage-noindex": "msbimage pull, cold, `--no-index` (what the index costs)",
+    "msbimage-single": "msbimage pull, cold, `--range-connections 1` (one stream per blob)",
     "skopeo-umoci": "skopeo copy + umoci unpack --rootless",
     "podman-vfs": "podman pull (vfs)",
     "ctr-native": "ctr images pull (native snapshotter) ¹",
