@@ -6,9 +6,14 @@
 //! Two halves run in the download's own task, so dropping the download (cancel, a sibling's
 //! failure, the deadline) stops every request:
 //!
-//! * the *driver* starts the ranges in order, at most `rangeConnections` at once, each after
-//!   reserving its length from the client's shared [`RangeBuffers`](crate::client::ranges);
-//!   each range's bytes go into a channel of its own as they arrive;
+//! * the *driver* starts the ranges in order, each after reserving its length from the
+//!   client's shared [`RangeBuffers`](crate::client::ranges); each range's bytes go into a
+//!   channel of its own as they arrive. At most a *window* of ranges is started and not yet
+//!   passed on: two at first (the one being passed on and the next), one more for every
+//!   [`STARVED`] the forwarder spends waiting for bytes, up to `rangeConnections`. Where the
+//!   extractor is the limit (a registry nearby) ranges fetched further ahead would only take
+//!   CPU and memory from it; over a long or narrow link the window opens within a few
+//!   milliseconds of waiting;
 //! * the *forwarder* reads those channels in order, passes the bytes on to the extractor and
 //!   releases each range's reservation once it has passed all of them on.
 //!
@@ -18,21 +23,23 @@
 //! reservations can finish the range the extractor waits for: no blob starves another for
 //! good.
 //!
-//! The first `rangeConnections` ranges go out together rather than after the first answer,
-//! saving a round trip. A range that fails (reset, timeout, an early end) is asked again for
+//! The first two ranges go out together rather than after the first answer, saving a round
+//! trip. A range that fails (reset, timeout, an early end) is asked again for
 //! its missing bytes only, within the same retry budget as a single stream; a registry that
 //! answers a range with anything but exactly that range (a `200` with the whole blob, another
 //! span) turns the download into one stream from the bytes passed on so far
 //! ([`Outcome::OneStream`]).
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::download::{DownloadError, MAX_STALLED_ATTEMPTS, SpeedFloor};
 use super::reader::ChunkSender;
@@ -73,8 +80,14 @@ pub(super) enum Outcome {
 /// What a range's channel carries: its bytes in order, or why it stopped.
 type Piece = Result<Bytes, Stop>;
 
-/// A range on its way to the forwarder: its span, its bytes, and its share of the buffer.
-type Slot = (Range<u64>, UnboundedReceiver<Piece>, OwnedSemaphorePermit);
+/// A range on its way to the forwarder: its span, its bytes, its share of the buffer and its
+/// place in the blob's window (both given back once it is passed on).
+type Slot = (
+    Range<u64>,
+    UnboundedReceiver<Piece>,
+    OwnedSemaphorePermit,
+    OwnedSemaphorePermit,
+);
 
 /// One blob being fetched in ranges.
 pub(super) struct RangedBlob<'a> {
@@ -86,6 +99,9 @@ pub(super) struct RangedBlob<'a> {
     pub source: BlobSource,
     /// Set when a range stopped for good: no range is started after that.
     pub stopped: AtomicBool,
+    /// Told by the forwarder when it waits for bytes in the middle of a range: the network,
+    /// not the extractor, is the limit, so another range is worth starting.
+    pub starved: Notify,
 }
 
 /// How a registry answered one range request.
@@ -122,13 +138,27 @@ impl RangedBlob<'_> {
         }
     }
 
-    /// Start every range in order, at most `connections` at once.
+    /// Start every range in order, at most a window of them not yet passed on: two, widened
+    /// by one each time the forwarder starves, up to `connections`.
     async fn drive(&self, from: u64, slots: UnboundedSender<Slot>) {
+        let most = self.options.connections;
+        let mut width = most.min(2);
+        let window = Arc::new(Semaphore::new(width));
         let mut fetches = FuturesUnordered::new();
         for range in self.options.chunks(from..self.layer.size) {
-            while fetches.len() >= self.options.connections {
-                fetches.next().await;
-            }
+            let place = loop {
+                tokio::select! {
+                    p = window.clone().acquire_owned() => match p {
+                        Ok(p) => break p,
+                        Err(_) => return,
+                    },
+                    Some(()) = fetches.next(), if !fetches.is_empty() => {}
+                    () = self.starved.notified(), if width < most => {
+                        width += 1;
+                        window.add_permits(1);
+                    }
+                }
+            };
             if self.stopped.load(Ordering::SeqCst) {
                 break;
             }
@@ -142,7 +172,7 @@ impl RangedBlob<'_> {
                 }
             };
             let (out, rx) = unbounded_channel();
-            if slots.send((range.clone(), rx, reserved)).is_err() {
+            if slots.send((range.clone(), rx, reserved, place)).is_err() {
                 // The forwarder has stopped.
                 return;
             }
@@ -231,8 +261,11 @@ impl RangedBlob<'_> {
     ) -> Result<Outcome, DownloadError> {
         let name = format!("blob {}", self.layer.digest);
         let mut at = from;
-        while let Some((range, mut pieces, reserved)) = order.recv().await {
-            while let Some(piece) = pieces.recv().await {
+        while let Some((range, mut pieces, reserved, place)) = order.recv().await {
+            loop {
+                let Some(piece) = self.next_piece(&mut pieces).await else {
+                    break;
+                };
                 let bytes = match piece {
                     Ok(bytes) => bytes,
                     Err(Stop::Failed(e)) => return Err(e),
@@ -261,11 +294,27 @@ impl RangedBlob<'_> {
                     actual: at,
                 });
             }
-            drop(reserved);
+            drop((reserved, place));
         }
         Ok(Outcome::Done(at))
     }
 }
+
+impl RangedBlob<'_> {
+    /// The next piece of a range; every [`STARVED`] spent waiting for it tells the driver
+    /// that the network is behind and another range is worth starting.
+    async fn next_piece(&self, pieces: &mut UnboundedReceiver<Piece>) -> Option<Piece> {
+        loop {
+            match tokio::time::timeout(STARVED, pieces.recv()).await {
+                Ok(piece) => return piece,
+                Err(_) => self.starved.notify_one(),
+            }
+        }
+    }
+}
+
+/// Waiting this long for a range's bytes widens the blob's window by one range.
+const STARVED: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Read a range's body into `out`, advancing `at`; `Ok` once it reached `end` (or the
 /// forwarder is gone), the failure otherwise.
