@@ -394,3 +394,32 @@ async fn a_small_layer_does_not_wait_for_a_large_one() {
     task.await.unwrap().unwrap();
     assert_eq!(done, vec![1, 0], "the small layer finished first");
 }
+
+/// Over a narrow link with a round trip, the window of ranges opens and the connections are
+/// kept alive and reused: the blob's 13 ranges and the other requests of the pull travel
+/// over at most twice `maxConnections` TCP connections (a connection goes back to the pool a
+/// moment after its body ends, so a request may open a new one meanwhile), counted by the
+/// harness's shaping proxy.
+#[tokio::test]
+async fn connections_are_kept_alive_and_reused_over_a_slow_link() {
+    use msbimage_testkit::{LinkProfile, Shaper};
+    let (reg, _image) = common::flaky_registry().await;
+    let upstream = reg.host().parse().unwrap();
+    let link = LinkProfile::parse("rtt=10ms,conn=4MB,link=16MB,no-slow-start").unwrap();
+    let shaper = Shaper::start(upstream, link).await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = Registry::builder(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+    )
+    .durable(false)
+    .ranges(CHUNK, 4)
+    .max_connections(3)
+    .build()
+    .unwrap();
+    let res = pull(&shaper.addr().to_string(), &registry).await.unwrap();
+    assert_big_file(&res);
+    let connections = shaper.connections();
+    eprintln!("{connections} TCP connections for the pull");
+    assert!((1..=6).contains(&connections), "{connections} connections");
+}
