@@ -99,8 +99,8 @@ pub(super) struct RangedBlob<'a> {
     pub source: BlobSource,
     /// Set when a range stopped for good: no range is started after that.
     pub stopped: AtomicBool,
-    /// Told by the forwarder when it waits for bytes in the middle of a range: the network,
-    /// not the extractor, is the limit, so another range is worth starting.
+    /// Told by the forwarder for every [`STARVED`] it waits for bytes: the network, not the
+    /// extractor, is the limit, so another range is worth starting.
     pub starved: Notify,
 }
 
