@@ -286,6 +286,8 @@ export interface RegistryOptions {
   rangeChunkSize?: number
   /** Default: `6`. */
   rangeConnections?: number
+  /** Default: `"adaptive"`. */
+  rangeMode?: string
   /** Default: `60`. */
   readTimeout?: number
   /** Default: `[]`. */

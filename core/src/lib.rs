@@ -70,5 +70,5 @@ pub use pull::{
 };
 pub use reference::{Reference, ReferenceError};
 pub use registry::{Registry, RegistryBuilder};
-pub use settings::{CredentialSource, DockerConfigSource, ProxyConfig, RegistryConfig};
+pub use settings::{CredentialSource, DockerConfigSource, ProxyConfig, RangeMode, RegistryConfig};
 pub use sysconf::default_config_path;

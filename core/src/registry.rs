@@ -449,6 +449,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// When a large blob's ranges start (default [`RangeMode::Adaptive`]; see
+    /// [`RegistryConfig::range_mode`]).
+    ///
+    /// [`RangeMode::Adaptive`]: crate::RangeMode::Adaptive
+    pub fn range_mode(mut self, mode: crate::RangeMode) -> Self {
+        self.config.range_mode = mode;
+        self
+    }
+
     /// Blob requests in flight to one registry, over every layer and range (default 16; see
     /// [`RegistryConfig::max_connections`]).
     pub fn max_connections(mut self, connections: usize) -> Self {
@@ -541,6 +550,7 @@ pub(crate) fn client_options(config: &RegistryConfig) -> Result<ClientOptions> {
         ranges: crate::client::ranges::RangeOptions {
             chunk_size: config.range_chunk_size,
             connections: config.range_connections.max(1),
+            eager: config.range_mode == crate::RangeMode::Eager,
         },
         max_connections: config.max_connections.max(1),
         proxy: std::sync::Arc::new(

@@ -91,6 +91,12 @@ pub struct RegistryConfig {
     /// `Range` requests in flight per large blob (default 6); `1` fetches every blob as one
     /// stream. A registry that ignores `Range` gets one stream anyway.
     pub range_connections: usize,
+    /// When a large blob's ranges start: `"adaptive"` (the default) fetches it as one stream
+    /// first and adds ranges for the rest only once the stream leaves the extractor waiting
+    /// (the network, not the CPU, is the limit), so a registry nearby gets one request per
+    /// blob; `"eager"` fetches ranges from the first byte, which saves a round trip or two
+    /// where the link is known to be long or capped per connection.
+    pub range_mode: RangeMode,
     /// Blob requests in flight to one registry, over all layers and ranges of every pull of
     /// the client (at least 1; default 16). Connections are kept alive and reused.
     pub max_connections: usize,
@@ -178,6 +184,7 @@ impl Default for RegistryConfig {
             concurrency: 4,
             range_chunk_size: DEFAULT_RANGE_CHUNK_SIZE,
             range_connections: DEFAULT_RANGE_CONNECTIONS,
+            range_mode: RangeMode::Adaptive,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             durable: true,
             partial_min_size: Some(DEFAULT_PARTIAL_MIN_SIZE),
@@ -203,6 +210,24 @@ impl Default for RegistryConfig {
 /// `tests/bench/PARTIALS.md`), so no size makes it free; the threshold bounds what a crash can
 /// waste instead: a blob below it is at most 32 MiB to download again.
 const DEFAULT_PARTIAL_MIN_SIZE: u64 = 32 << 20;
+
+/// When a large blob's parallel ranges start ([`RegistryConfig::range_mode`]).
+///
+/// ```
+/// use microsandbox_image::{RangeMode, RegistryConfig};
+/// let config: RegistryConfig = serde_json::from_str(r#"{"rangeMode": "eager"}"#)?;
+/// assert_eq!(config.range_mode, RangeMode::Eager);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RangeMode {
+    /// One stream first; ranges for the rest once it leaves the extractor waiting.
+    #[default]
+    Adaptive,
+    /// Ranges from the first byte.
+    Eager,
+}
 
 /// The default [`RegistryConfig::range_chunk_size`]: 4 MiB (`tests/bench/RESULTS.md`, WAN
 /// profiles).
@@ -613,6 +638,6 @@ mod tests {
         for k in ["rangeChunkSize", "rangeConnections", "maxConnections"] {
             assert!(keys.contains(&k.to_string()), "{k}");
         }
-        assert_eq!(keys.len(), 30);
+        assert_eq!(keys.len(), 31);
     }
 }

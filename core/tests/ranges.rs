@@ -4,7 +4,10 @@
 //! only, a redirect to a blob host is followed once and the later ranges go straight there,
 //! a corrupted range fails the digest with nothing published, the connections a registry
 //! sees stay within `maxConnections`, peak memory stays flat for large layers, and a small
-//! layer does not wait for a large one's slot.
+//! layer does not wait for a large one's slot. By default a blob starts as one request (the
+//! lead) and is split into ranges only once the network is the limit: a registry nearby sees
+//! one request per blob, a narrow link sees the lead cut and ranges for the rest. The tests
+//! of the ranges themselves ask for them from the first byte (`RangeMode::Eager`).
 //!
 //! The standard image's biggest layer is a little over 3 MiB; a chunk size of 256 KiB cuts
 //! it into a dozen ranges.
@@ -12,7 +15,9 @@
 mod common;
 
 use common::{layer_dirs, tmp_entries};
-use microsandbox_image::{ErrorKind, GlobalCache, Platform, PullOptions, PullResult, Registry};
+use microsandbox_image::{
+    ErrorKind, GlobalCache, Platform, PullOptions, PullResult, RangeMode, Registry,
+};
 use msbimage_testkit::{BlobServed, Fault, FaultProxy, FrontOptions, RedirectFront};
 
 const CHUNK: u64 = 256 << 10;
@@ -24,6 +29,7 @@ fn registry(cache: &tempfile::TempDir, connections: usize) -> Registry {
     )
     .durable(false)
     .ranges(CHUNK, connections)
+    .range_mode(RangeMode::Eager)
     .build()
     .unwrap()
 }
@@ -268,6 +274,7 @@ async fn connections_to_a_registry_stay_within_max_connections() {
     )
     .durable(false)
     .ranges(CHUNK, 8)
+    .range_mode(RangeMode::Eager)
     .max_connections(3)
     .build()
     .unwrap();
@@ -325,6 +332,7 @@ async fn peak_memory_stays_flat_for_large_layers() {
             &reference,
         ])
         .args(["--progress", "none", "--range-chunk-size", "4M"])
+        .args(["--range-mode", "eager"])
         .arg("--cache")
         .arg(cache.path())
         .output()
@@ -422,4 +430,86 @@ async fn connections_are_kept_alive_and_reused_over_a_slow_link() {
     let connections = shaper.connections();
     eprintln!("{connections} TCP connections for the pull");
     assert!((1..=6).contains(&connections), "{connections} connections");
+}
+
+/// With the registry nearby (loopback, no shaping) one stream keeps the extractor busy, so
+/// the default adaptive mode asks for each large blob once, whole, and never splits it. A
+/// registry stalled by a loaded machine may still leave the extractor waiting now and then,
+/// so of three pulls at least one must have made a single request, and every pull's first
+/// request is for the whole blob.
+#[tokio::test]
+async fn a_registry_nearby_gets_one_request_per_blob() {
+    let (_reg, proxy, big) = faulted(Fault::None).await;
+    let len = big.blob.len() as u64;
+    let mut single = 0;
+    for _ in 0..3 {
+        let before = asked(&proxy, &big.digest).len();
+        let cache = tempfile::tempdir().unwrap();
+        let registry = Registry::builder(
+            Platform::new("linux", "amd64"),
+            GlobalCache::new(cache.path()).unwrap(),
+        )
+        .durable(false)
+        .ranges(CHUNK, 4)
+        .build()
+        .unwrap();
+        let res = pull(&proxy.host(), &registry).await.unwrap();
+        assert_big_file(&res);
+        let asked = asked(&proxy, &big.digest)[before..].to_vec();
+        assert_eq!(
+            asked[0],
+            0..len,
+            "the lead asks for the whole blob: {asked:?}"
+        );
+        if asked.len() == 1 {
+            single += 1;
+        }
+    }
+    assert!(single >= 1, "every pull split the blob into ranges");
+}
+
+/// Over a narrow link the lead leaves the extractor waiting: it is cut one chunk past what
+/// it has received and the rest goes as ranges, every byte asked once. Requests travel
+/// client → shaping proxy (20 ms round trip, 2 MB/s per connection, slow start) → recording
+/// front → registry.
+#[tokio::test]
+async fn over_a_narrow_link_the_lead_is_split_into_ranges() {
+    use msbimage_testkit::{LinkProfile, Shaper};
+    let (_reg, proxy, big) = faulted(Fault::None).await;
+    let len = big.blob.len() as u64;
+    let upstream = proxy.host().parse().unwrap();
+    let link = LinkProfile::parse("rtt=20ms,conn=2MB,link=16MB").unwrap();
+    let shaper = Shaper::start(upstream, link).await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let registry = Registry::builder(
+        Platform::new("linux", "amd64"),
+        GlobalCache::new(cache.path()).unwrap(),
+    )
+    .durable(false)
+    .ranges(CHUNK, 4)
+    .build()
+    .unwrap();
+    let res = pull(&shaper.addr().to_string(), &registry).await.unwrap();
+    assert_big_file(&res);
+
+    let asked = asked(&proxy, &big.digest);
+    assert_eq!(
+        asked[0],
+        0..len,
+        "the lead asks for the whole blob: {asked:?}"
+    );
+    assert!(asked.len() > 2, "the lead was split into ranges: {asked:?}");
+    // The ranges cover the rest from the cut, one chunk each, every byte once.
+    let mut ranges = asked[1..].to_vec();
+    ranges.sort_by_key(|r| r.start);
+    let cut = ranges[0].start;
+    assert!(cut > 0 && cut + CHUNK <= len, "cut at {cut} of {len}");
+    let expected: Vec<_> = (0..(len - cut).div_ceil(CHUNK))
+        .map(|i| cut + i * CHUNK..(cut + (i + 1) * CHUNK).min(len))
+        .collect();
+    assert_eq!(ranges, expected);
+    assert!(
+        proxy.max_concurrent_blob_gets() > 1,
+        "ranges ran beside the lead"
+    );
 }

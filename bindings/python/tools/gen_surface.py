@@ -47,6 +47,7 @@ SETTING_TYPES = {
     "concurrency": "int",
     "rangeChunkSize": "int",
     "rangeConnections": "int",
+    "rangeMode": "str",
     "maxConnections": "int",
     "durable": "bool",
     "partialMinSize": "Optional[int]",

@@ -89,6 +89,7 @@ impl Default for ClientOptions {
             ranges: RangeOptions {
                 chunk_size: crate::settings::DEFAULT_RANGE_CHUNK_SIZE,
                 connections: crate::settings::DEFAULT_RANGE_CONNECTIONS,
+                eager: false,
             },
             max_connections: crate::settings::DEFAULT_MAX_CONNECTIONS,
         }

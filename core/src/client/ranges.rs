@@ -29,6 +29,8 @@ pub(crate) struct RangeOptions {
     pub chunk_size: u64,
     /// `Range` requests in flight per blob; 1 fetches every blob as one stream.
     pub connections: usize,
+    /// Ranges from the first byte, rather than one stream first (`RangeMode::Eager`).
+    pub eager: bool,
 }
 
 impl RangeOptions {
@@ -313,6 +315,7 @@ mod tests {
         let o = RangeOptions {
             chunk_size: 10,
             connections: 4,
+            eager: false,
         };
         assert_eq!(o.chunks(5..30), vec![5..15, 15..25, 25..30]);
         assert_eq!(o.chunks(0..20), vec![0..10, 10..20]);

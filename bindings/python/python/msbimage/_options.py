@@ -96,6 +96,9 @@ class RegistrySettings(TypedDict, total=False):
     range_connections: int
     #: default: 6
 
+    range_mode: str
+    #: default: "adaptive"
+
     read_timeout: float
     #: default: 60.0
 

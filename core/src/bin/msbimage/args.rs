@@ -424,6 +424,12 @@ pub struct PullArgs {
     #[arg(long = "range-chunk-size", value_name = "SIZE", value_parser = parse_size)]
     pub range_chunk_size: Option<u64>,
 
+    /// When a large blob's ranges start: adaptive (one stream first, ranges once the network
+    /// is the limit) or eager (ranges from the first byte) (setting `rangeMode`)
+    /// [default: adaptive]
+    #[arg(long = "range-mode", value_name = "MODE", value_parser = parse_range_mode)]
+    pub range_mode: Option<microsandbox_image::RangeMode>,
+
     /// Blob requests in flight to one registry (setting `maxConnections`) [default: 16]
     #[arg(long = "max-connections", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_connections: Option<u16>,
@@ -527,6 +533,12 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
+/// `adaptive` | `eager`, as the setting's serde form spells them.
+fn parse_range_mode(s: &str) -> Result<microsandbox_image::RangeMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}`: expected adaptive or eager"))
+}
+
 fn parse_mirror(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((registry, url)) if !registry.trim().is_empty() && !url.trim().is_empty() => {
@@ -590,6 +602,9 @@ impl PullArgs {
         }
         if let Some(bytes) = self.range_chunk_size {
             config.range_chunk_size = bytes;
+        }
+        if let Some(mode) = self.range_mode {
+            config.range_mode = mode;
         }
         if let Some(n) = self.max_connections {
             config.max_connections = n.into();
