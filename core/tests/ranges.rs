@@ -22,16 +22,22 @@ use msbimage_testkit::{BlobServed, Fault, FaultProxy, FrontOptions, RedirectFron
 
 const CHUNK: u64 = 256 << 10;
 
-fn registry(cache: &tempfile::TempDir, connections: usize) -> Registry {
+/// A builder for a registry client over `cache`, not durable (tests on tmp directories).
+fn builder(cache: &tempfile::TempDir) -> microsandbox_image::RegistryBuilder {
     Registry::builder(
         Platform::new("linux", "amd64"),
         GlobalCache::new(cache.path()).unwrap(),
     )
     .durable(false)
-    .ranges(CHUNK, connections)
-    .range_mode(RangeMode::Eager)
-    .build()
-    .unwrap()
+}
+
+/// A client asking for ranges of [`CHUNK`] from the first byte, `connections` per blob.
+fn registry(cache: &tempfile::TempDir, connections: usize) -> Registry {
+    builder(cache)
+        .ranges(CHUNK, connections)
+        .range_mode(RangeMode::Eager)
+        .build()
+        .unwrap()
 }
 
 async fn pull(host: &str, registry: &Registry) -> microsandbox_image::Result<PullResult> {
@@ -268,16 +274,12 @@ async fn connections_to_a_registry_stay_within_max_connections() {
     .await
     .unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let registry = Registry::builder(
-        Platform::new("linux", "amd64"),
-        GlobalCache::new(cache.path()).unwrap(),
-    )
-    .durable(false)
-    .ranges(CHUNK, 8)
-    .range_mode(RangeMode::Eager)
-    .max_connections(3)
-    .build()
-    .unwrap();
+    let registry = builder(&cache)
+        .ranges(CHUNK, 8)
+        .range_mode(RangeMode::Eager)
+        .max_connections(3)
+        .build()
+        .unwrap();
     let res = pull(&proxy.host(), &registry).await.unwrap();
     assert_big_file(&res);
     assert!(asked(&proxy, &big.digest).len() > 1);
@@ -383,14 +385,7 @@ async fn a_small_layer_does_not_wait_for_a_large_one() {
     .await
     .unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let registry = Registry::builder(
-        Platform::new("linux", "amd64"),
-        GlobalCache::new(cache.path()).unwrap(),
-    )
-    .durable(false)
-    .concurrency(1)
-    .build()
-    .unwrap();
+    let registry = builder(&cache).concurrency(1).build().unwrap();
     let r = format!("{}/mixed/app:v1", proxy.host()).parse().unwrap();
     let (mut progress, task) = registry.pull_with_progress(&r, &PullOptions::default());
     let mut done = Vec::new();
@@ -416,15 +411,11 @@ async fn connections_are_kept_alive_and_reused_over_a_slow_link() {
     let link = LinkProfile::parse("rtt=10ms,conn=4MB,link=16MB,no-slow-start").unwrap();
     let shaper = Shaper::start(upstream, link).await.unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let registry = Registry::builder(
-        Platform::new("linux", "amd64"),
-        GlobalCache::new(cache.path()).unwrap(),
-    )
-    .durable(false)
-    .ranges(CHUNK, 4)
-    .max_connections(3)
-    .build()
-    .unwrap();
+    let registry = builder(&cache)
+        .ranges(CHUNK, 4)
+        .max_connections(3)
+        .build()
+        .unwrap();
     let res = pull(&shaper.addr().to_string(), &registry).await.unwrap();
     assert_big_file(&res);
     let connections = shaper.connections();
@@ -445,14 +436,7 @@ async fn a_registry_nearby_gets_one_request_per_blob() {
     for _ in 0..3 {
         let before = asked(&proxy, &big.digest).len();
         let cache = tempfile::tempdir().unwrap();
-        let registry = Registry::builder(
-            Platform::new("linux", "amd64"),
-            GlobalCache::new(cache.path()).unwrap(),
-        )
-        .durable(false)
-        .ranges(CHUNK, 4)
-        .build()
-        .unwrap();
+        let registry = builder(&cache).ranges(CHUNK, 4).build().unwrap();
         let res = pull(&proxy.host(), &registry).await.unwrap();
         assert_big_file(&res);
         let asked = asked(&proxy, &big.digest)[before..].to_vec();
@@ -481,14 +465,7 @@ async fn over_a_narrow_link_the_lead_is_split_into_ranges() {
     let link = LinkProfile::parse("rtt=20ms,conn=2MB,link=16MB").unwrap();
     let shaper = Shaper::start(upstream, link).await.unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let registry = Registry::builder(
-        Platform::new("linux", "amd64"),
-        GlobalCache::new(cache.path()).unwrap(),
-    )
-    .durable(false)
-    .ranges(CHUNK, 4)
-    .build()
-    .unwrap();
+    let registry = builder(&cache).ranges(CHUNK, 4).build().unwrap();
     let res = pull(&shaper.addr().to_string(), &registry).await.unwrap();
     assert_big_file(&res);
 
