@@ -282,7 +282,7 @@ export interface RegistryOptions {
   partialMinSize?: number | null
   /** Default: `"env"`. */
   proxy?: 'env' | 'off' | { https?: string | null; http?: string | null; noProxy?: string[] }
-  /** Default: `4194304`. */
+  /** Default: `2097152`. */
   rangeChunkSize?: number
   /** Default: `6`. */
   rangeConnections?: number

@@ -20,7 +20,7 @@ use crate::reference::Reference;
 
 /// Bytes that ranges fetched ahead of the one being consumed may hold, across every download
 /// of a client: what bounds a pull's memory however many large layers run at once.
-pub(crate) const RANGE_BUFFER_BYTES: u64 = 24 << 20;
+pub(crate) const RANGE_BUFFER_BYTES: u64 = 16 << 20;
 
 /// How large blobs are fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,9 @@
 //! Ranges cost the registry a request each (a few milliseconds of its CPU) and buy nothing
 //! where one stream already keeps the extractor busy, so by default ([`RangeMode::Adaptive`](crate::RangeMode::Adaptive))
 //! a blob starts as one request for all of its bytes, the *lead*. Only once the extractor has
-//! waited for the lead's bytes for [`SPLIT_AFTER`] × [`STARVED`] after its first byte (the
-//! network, not the CPU, is the limit) is the lead cut one chunk past what it has received,
+//! waited for the lead's bytes for [`SPLIT_AFTER`] × [`STARVED`] after its first byte, at a
+//! time when waiting has been at least half of the time since that byte (the network, not the
+//! CPU, is the limit), is the lead cut one chunk past what it has received,
 //! and the rest of the blob goes as ranges. A registry nearby therefore sees one request per
 //! blob; over a long or narrow link the ranges start a round trip or two after the first
 //! byte. [`RangeMode::Eager`](crate::RangeMode::Eager) skips the lead: ranges from the first byte.
@@ -45,6 +46,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -119,8 +121,10 @@ impl End {
     }
 }
 
-/// Pieces a lead's channel holds: the lead reads its socket no further ahead of the extractor.
-const LEAD_PIECES: usize = 4;
+/// Pieces a lead's channel holds: the lead reads its socket no further ahead of the
+/// extractor than one stream does (a piece can be a few hundred KiB: more would cost memory
+/// for every large layer at once).
+const LEAD_PIECES: usize = 1;
 /// Pieces a range's channel holds: its bytes are reserved already, so this only keeps the
 /// channel's own bookkeeping bounded (a range waits, it is not lost, when it is full).
 const RANGE_PIECES: usize = 1024;
@@ -400,10 +404,10 @@ impl RangedBlob<'_> {
     ) -> Result<Outcome, DownloadError> {
         let name = format!("blob {}", self.layer.digest);
         let mut at = from;
+        let mut waits = Waits::default();
         while let Some(mut slot) = order.recv().await {
             loop {
-                let flowing = at > from;
-                let Some(piece) = self.next_piece(&mut slot.pieces, flowing).await else {
+                let Some(piece) = self.next_piece(&mut slot.pieces, &mut waits).await else {
                     break;
                 };
                 let bytes = match piece {
@@ -414,6 +418,7 @@ impl RangedBlob<'_> {
                     }
                 };
                 at += bytes.len() as u64;
+                waits.flowing();
                 floor.check(bytes.len() as u64, &name)?;
                 tx.send(Ok(bytes))
                     .await
@@ -440,33 +445,63 @@ impl RangedBlob<'_> {
 }
 
 impl RangedBlob<'_> {
-    /// The next piece of a range. Once the blob's bytes flow (`flowing`: the wait for the
-    /// first answer is a round trip, not a sign of a narrow link), every [`STARVED`] spent
-    /// waiting tells the driver that the network is behind: time to split the lead, or to
-    /// start another range.
-    async fn next_piece(&self, pieces: &mut Receiver<Piece>, flowing: bool) -> Option<Piece> {
+    /// The next piece of a range. Once the blob's bytes flow, every [`STARVED`] spent waiting
+    /// while waiting is most of the forwarder's time ([`Waits::network_bound`]) tells the
+    /// driver that the network is behind: time to split the lead, or to start another range.
+    async fn next_piece(&self, pieces: &mut Receiver<Piece>, waits: &mut Waits) -> Option<Piece> {
         if let Ok(piece) = pieces.try_recv() {
             return Some(piece);
         }
-        if !flowing {
+        if waits.since.is_none() {
             return pieces.recv().await;
         }
+        let waiting = Instant::now();
         loop {
             match tokio::time::timeout(STARVED, pieces.recv()).await {
-                Ok(piece) => return piece,
-                Err(_) => self.starved.notify_one(),
+                Ok(piece) => {
+                    waits.waited += waiting.elapsed();
+                    return piece;
+                }
+                Err(_) if waits.network_bound(waiting.elapsed()) => self.starved.notify_one(),
+                Err(_) => {}
             }
         }
     }
 }
 
-/// Waiting this long for a range's bytes widens the blob's window by one range.
-const STARVED: std::time::Duration = std::time::Duration::from_millis(5);
+/// The forwarder's waits for bytes since the blob's first byte (the wait for the first
+/// answer is a round trip, not a sign of a narrow link).
+#[derive(Default)]
+struct Waits {
+    /// When the first byte was passed on.
+    since: Option<Instant>,
+    /// Time spent waiting for bytes since then.
+    waited: Duration,
+}
 
-/// Waits of [`STARVED`] for the lead's bytes, after its first, before it is split into
-/// ranges: 15 ms. With the registry nearby, one stream hardly ever keeps the extractor
-/// waiting that long (about 3 ms in all for a 60 MB blob on the bench); over a link with a
-/// round trip of tens of milliseconds, slow start alone does within the first round trip.
+impl Waits {
+    /// Bytes were passed on.
+    fn flowing(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether waiting (`waiting` more in the current wait) has taken at least half the time
+    /// since the first byte: the network, not the extractor, is the limit. A registry on a
+    /// machine whose CPU the extraction saturates is late now and then, but the extractor
+    /// still spends most of its time extracting.
+    fn network_bound(&self, waiting: Duration) -> bool {
+        self.since
+            .is_some_and(|since| (self.waited + waiting) * 2 >= since.elapsed())
+    }
+}
+
+/// Waiting this long for a range's bytes widens the blob's window by one range.
+const STARVED: Duration = Duration::from_millis(5);
+
+/// Network-bound waits of [`STARVED`] for the lead's bytes, after its first, before it is
+/// split into ranges: 15 ms at least. With the registry nearby, one stream hardly ever keeps
+/// the extractor waiting (about 3 ms in all for a 60 MB blob on the bench); over a link with
+/// a round trip of tens of milliseconds, slow start alone does within the first round trip.
 const SPLIT_AFTER: u32 = 3;
 
 /// Read a range's body into `out`, advancing `at`; `Ok` once it reached `end` (or the

@@ -91,7 +91,7 @@ class RegistrySettings(TypedDict, total=False):
     #: default: "env"
 
     range_chunk_size: int
-    #: default: 4194304
+    #: default: 2097152
 
     range_connections: int
     #: default: 6

@@ -420,7 +420,7 @@ pub struct PullArgs {
     pub range_connections: Option<u16>,
 
     /// Bytes per Range request of a large blob (e.g. 4M; setting `rangeChunkSize`)
-    /// [default: 4M]
+    /// [default: 2M]
     #[arg(long = "range-chunk-size", value_name = "SIZE", value_parser = parse_size)]
     pub range_chunk_size: Option<u64>,
 

@@ -88,6 +88,9 @@ pub enum Fault {
     /// Serve blob GETs as a registry without `Range` support would: the `Range` header is
     /// dropped, so every answer is `200` with the whole blob.
     IgnoreRange,
+    /// Answer every blob GET without `Content-Length`: the body ends when the connection
+    /// closes (HTTP/1.1's last resort, which some proxies and CDNs use).
+    NoContentLength,
     /// Hold every blob GET whose `Range` starts at byte `start` for `millis` before
     /// answering it, so the ranges after it complete first.
     DelayRange {
@@ -422,9 +425,14 @@ async fn serve_counted(state: &State, req: Request, mut stream: TcpStream) -> io
                 plan.stall = Some((*after_bytes, Duration::from_millis(*millis)));
                 plan.cut_after = Some(*after_bytes);
             }
+            Fault::NoContentLength => plan.no_length = true,
             _ => {}
         }
-        if plan.cut_after.is_some() || plan.corrupt_at.is_some() || plan.stall.is_some() {
+        if plan.cut_after.is_some()
+            || plan.corrupt_at.is_some()
+            || plan.stall.is_some()
+            || plan.no_length
+        {
             state.injected.fetch_add(1, Ordering::SeqCst);
         }
     }

@@ -80,6 +80,8 @@ pub(crate) struct BodyPlan {
     pub corrupt_at: Option<u64>,
     /// After this many bytes, pause for the duration (once; before a cut at the same offset).
     pub stall: Option<(u64, Duration)>,
+    /// Leave `Content-Length` out: the body ends when the connection closes.
+    pub no_length: bool,
 }
 
 /// If `req` is `GET /v2/<name>/blobs/<digest>`, its (name, digest).
@@ -112,7 +114,7 @@ pub(crate) async fn relay(
     let mut headers = Vec::new();
     for (k, v) in resp.headers() {
         let name = k.as_str();
-        if SKIP_RESPONSE.contains(&name) {
+        if SKIP_RESPONSE.contains(&name) || (plan.no_length && name == "content-length") {
             continue;
         }
         let mut value = String::from_utf8_lossy(v.as_bytes()).into_owned();
