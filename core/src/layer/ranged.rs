@@ -4,20 +4,21 @@
 //! trips), one stream leaves most of the link idle; a few ranges in flight fill it.
 //!
 //! Ranges cost the registry a request each (a few milliseconds of its CPU) and buy nothing
-//! where one stream already keeps the extractor busy, so by default ([`RangeMode::Adaptive`](crate::RangeMode::Adaptive))
-//! a blob starts as one request for all of its bytes, the *lead*. Only once the extractor has
-//! waited for the lead's bytes for [`SPLIT_AFTER`] × [`STARVED`] after its first byte, at a
-//! time when waiting has been at least half of the time since that byte (the network, not the
-//! CPU, is the limit), is the lead cut one chunk past what it has received,
-//! and the rest of the blob goes as ranges. A registry nearby therefore sees one request per
-//! blob; over a long or narrow link the ranges start a round trip or two after the first
-//! byte. [`RangeMode::Eager`](crate::RangeMode::Eager) skips the lead: ranges from the first byte.
+//! where one stream already keeps the extractor busy, so by default
+//! ([`RangeMode::Adaptive`](crate::RangeMode::Adaptive)) a blob starts as one request for all
+//! of its bytes, the *lead*. Only once the extractor has waited for the lead's bytes for
+//! [`SPLIT_AFTER`] × [`STARVED`] after its first byte, at a time when waiting has been at
+//! least half of the time since that byte (the network, not the CPU, is the limit), is the
+//! lead cut one chunk past what it has received, and the rest of the blob goes as ranges. A
+//! registry nearby therefore sees one request per blob; over a long or narrow link the ranges
+//! start a round trip or two after the first byte.
+//! [`RangeMode::Eager`](crate::RangeMode::Eager) skips the lead: ranges from the first byte.
 //!
 //! Two halves run in the download's own task, so dropping the download (cancel, a sibling's
 //! failure, the deadline) stops every request:
 //!
-//! * the *driver* starts the lead (unless eager), then the ranges in order, each after reserving its length from the
-//!   client's shared [`RangeBuffers`](crate::client::ranges); each range's bytes go into a
+//! * the *driver* starts the lead (unless eager), then the ranges in order, each after
+//!   reserving its length from the client's shared [`RangeBuffers`](crate::client::ranges); each range's bytes go into a
 //!   channel of its own as they arrive. At most a *window* of ranges is started and not yet
 //!   passed on: two at first (the one being passed on and the next), one more for every
 //!   [`STARVED`] the forwarder spends waiting for bytes, up to `rangeConnections`. Where the
@@ -242,7 +243,7 @@ impl RangedBlob<'_> {
             if slots.send(slot).is_err() {
                 return;
             }
-            fetches.push(self.fetch(from..self.layer.size, end, out));
+            fetches.push(self.fetch(from, end, out));
             match self.split_when_starved(&lead, &mut fetches).await {
                 Some(cut) => next = cut,
                 None => {
@@ -279,9 +280,10 @@ impl RangedBlob<'_> {
                 }
             };
             let (out, pieces) = channel(RANGE_PIECES);
+            let end = End::Fixed(range.end);
             let slot = Slot {
                 pieces,
-                end: End::Fixed(range.end),
+                end: end.clone(),
                 _reserved: Some(reserved),
                 _place: place,
             };
@@ -289,8 +291,7 @@ impl RangedBlob<'_> {
                 // The forwarder has stopped.
                 return;
             }
-            let end = End::Fixed(range.end);
-            fetches.push(self.fetch(range, end, out));
+            fetches.push(self.fetch(range.start, end, out));
         }
         drop(slots);
         while fetches.next().await.is_some() {}
@@ -307,11 +308,8 @@ impl RangedBlob<'_> {
         let mut starved = 0;
         while starved < SPLIT_AFTER {
             tokio::select! {
-                done = fetches.next() => {
-                    if done.is_none() || fetches.is_empty() {
-                        return None;
-                    }
-                }
+                // The lead, the only fetch yet, ended.
+                _ = fetches.next() => return None,
                 () = self.starved.notified() => starved += 1,
             }
         }
@@ -322,10 +320,10 @@ impl RangedBlob<'_> {
         lead.split(chunk, chunk)
     }
 
-    /// Fetch `range` (up to `end`, which a split may pull in) into `out`, resuming from where
-    /// a failure left it.
-    async fn fetch(&self, range: Range<u64>, end: End, out: Sender<Piece>) {
-        let mut at = range.start;
+    /// Fetch the bytes from `start` up to `end` (which a split may pull in) into `out`,
+    /// resuming from where a failure left it.
+    async fn fetch(&self, start: u64, end: End, out: Sender<Piece>) {
+        let mut at = start;
         let mut stalled = 0u32;
         loop {
             let before = at;
