@@ -15,6 +15,8 @@ mod cache_cmds;
 mod interrupt;
 #[path = "msbimage/login_cmds.rs"]
 mod login_cmds;
+#[path = "msbimage/malloc.rs"]
+mod malloc;
 #[path = "msbimage/progress_ui.rs"]
 mod progress_ui;
 
@@ -447,6 +449,7 @@ static LOGGER: WarningLogger = WarningLogger {
 };
 
 fn main() -> ExitCode {
+    malloc::tune();
     let cli = Cli::parse();
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
