@@ -85,7 +85,7 @@ pub struct RegistryConfig {
     pub concurrency: usize,
     /// Bytes per `Range` request when a large layer blob is fetched as several parallel
     /// ranges (a blob of at least two chunks is; default 2 MiB). Ranges fetched ahead of the
-    /// one being extracted wait in memory, at most 16 MiB (or two chunks) across the whole
+    /// one being extracted wait in memory, at most 24 MiB (or two chunks) across the whole
     /// client, so memory stays flat however large the image.
     pub range_chunk_size: u64,
     /// `Range` requests in flight per large blob (default 6); `1` fetches every blob as one
@@ -230,9 +230,10 @@ pub enum RangeMode {
 }
 
 /// The default [`RegistryConfig::range_chunk_size`]: 2 MiB. Within the 16 MiB that ranges
-/// fetched ahead may hold (what keeps a pull's peak RSS under 64 MiB), 2 MiB chunks keep eight
-/// ranges in flight where 4 MiB keep four: on the bench's `wan` link the big image took 11.7 s
-/// against 16.7 s, with `slow` and Debian unchanged; 1 MiB chunks cost a round trip per MiB
+/// fetched ahead could hold when this was measured (24 MiB now; what keeps a pull's peak RSS
+/// under 64 MiB), 2 MiB chunks keep eight ranges in flight where 4 MiB keep four: on the
+/// bench's `wan` link the big image took 11.7 s against 16.7 s, with `slow` and Debian
+/// unchanged; 1 MiB chunks cost a round trip per MiB
 /// and more memory in partly used receive buffers (`tests/bench/RESULTS.md`, link profiles).
 pub(crate) const DEFAULT_RANGE_CHUNK_SIZE: u64 = 2 << 20;
 
