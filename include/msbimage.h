@@ -666,6 +666,19 @@ msb_status msb_pull_options_set_build_index(struct msb_pull_options *options, bo
 msb_status msb_pull_options_set_platform(struct msb_pull_options *options,
                                          const struct msb_platform *platform);
 
+// Applies the options in `json`, a JSON object whose keys are those of the core's
+// `PullOptions` (camelCase: `"pullPolicy"`, `"force"`, `"buildIndex"`, `"platform"`,
+// `"outputs"`, `"erofsOpaqueXattr"`; the list and defaults are in `core/api-surface.json`).
+// Keys it does not name keep their value, so every option is reachable this way, including
+// those without a setter of their own. Fails with `MSB_STATUS_INVALID_ARGUMENT` (naming the
+// key) on malformed JSON, an unknown key or a value of the wrong type, and then changes
+// nothing.
+//
+// ```c
+// msb_pull_options_set_json(o, "{\"outputs\": [\"directory\", \"erofs-layers\"]}");
+// ```
+msb_status msb_pull_options_set_json(struct msb_pull_options *options, const char *json);
+
 // Goes back to the registry's platform.
 msb_status msb_pull_options_clear_platform(struct msb_pull_options *options);
 
@@ -685,6 +698,13 @@ msb_status msb_pull_result_layer_path(const struct msb_pull_result *result,
 // takes it. The file is absent only if the layer was pulled with the index turned off.
 // Free `*out` with `msb_string_free`.
 msb_status msb_pull_result_layer_index_path(const struct msb_pull_result *result,
+                                            size_t index,
+                                            char **out);
+
+// The EROFS image of layer `index` (0 = bottom), `…/layers/sha256/<diff_id>/layer.erofs`.
+// The file is there when this pull or an earlier one of the layer had `"erofs-layers"` among
+// its `outputs` (`msb_pull_options_set_json`). Free `*out` with `msb_string_free`.
+msb_status msb_pull_result_layer_image_path(const struct msb_pull_result *result,
                                             size_t index,
                                             char **out);
 

@@ -283,3 +283,35 @@ func TestLayerStackCloseWhileReading(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Options without a setter of their own go through the core's PullOptions JSON: EROFS layer
+// images are written, and a misspelt output is refused by the core.
+func TestPullWritesErofsLayerImages(t *testing.T) {
+	res := pullStandard(t, msbimage.PullOptions{Outputs: []string{"directory", "erofs-layers"}})
+	if len(res.LayerImages) != len(res.Layers) {
+		t.Fatalf("%d images for %d layers", len(res.LayerImages), len(res.Layers))
+	}
+	for _, image := range res.LayerImages {
+		head := make([]byte, 1028)
+		f, err := os.Open(image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Read(head)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The EROFS superblock's magic at byte 1024.
+		if magic := uint32(head[1024]) | uint32(head[1025])<<8 | uint32(head[1026])<<16 | uint32(head[1027])<<24; magic != 0xE0F5E1E2 {
+			t.Fatalf("%s: magic %#x", image, magic)
+		}
+	}
+	reg, _ := newRegistry(t)
+	_, err := reg.Pull(context.Background(), plain.Host+"/fixtures/standard:gzip",
+		msbimage.PullOptions{Outputs: []string{"directory", "erofs"}}, nil)
+	var e *msbimage.Error
+	if !errors.As(err, &e) || e.Code != msbimage.CodeInvalidArgument || !strings.Contains(e.Message, "erofs") {
+		t.Fatalf("a misspelt output: %v", err)
+	}
+}

@@ -30,6 +30,29 @@ type PullOptions struct {
 	Force    bool   // download and extract every layer again
 	NoIndex  bool   // skip building the layers' lookup index
 	Platform string // "os/arch[/variant]"; "" means the registry's platform
+	// Outputs is what each layer becomes: "directory" (always) and "erofs-layers" (an EROFS
+	// image, LayerImages); nil means the core's default, the directory.
+	Outputs []string
+	// ErofsOpaqueXattr marks opaque directories in EROFS layer images: "trusted" (the
+	// default when "") or "user" (overlayfs' userxattr mounts).
+	ErofsOpaqueXattr string
+}
+
+// json is the options without a setter of their own, as the core's PullOptions JSON
+// (msb_pull_options_set_json); "" when all keep their defaults.
+func (o PullOptions) json() (string, error) {
+	extra := map[string]any{}
+	if o.Outputs != nil {
+		extra["outputs"] = o.Outputs
+	}
+	if o.ErofsOpaqueXattr != "" {
+		extra["erofsOpaqueXattr"] = o.ErofsOpaqueXattr
+	}
+	if len(extra) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(extra)
+	return string(b), err
 }
 
 // ImageConfig holds the runtime settings of an image.
@@ -55,6 +78,7 @@ type PullResult struct {
 	Layers         []string    // extracted layer trees, bottom to top
 	LayerDiffIDs   []string    // the layers' uncompressed digests, parallel to Layers
 	LayerIndexes   []string    // the layers' sidecar index files, parallel to Layers
+	LayerImages    []string    // the layers' EROFS images (present if asked for), parallel to Layers
 	ManifestDigest string      // the platform manifest's digest
 	IndexDigest    string      // the index's digest, "" when the reference named a manifest
 	ConfigDigest   string      // the config blob's digest (the image ID)
@@ -73,6 +97,14 @@ func (o PullOptions) toC() (*C.msb_pull_options, error) {
 	}
 	if err == nil {
 		err = call(func() C.msb_status { return C.msb_pull_options_set_build_index(opts, C.bool(!o.NoIndex)) })
+	}
+	if err == nil {
+		var extra string
+		if extra, err = o.json(); err == nil && extra != "" {
+			cs := C.CString(extra)
+			err = call(func() C.msb_status { return C.msb_pull_options_set_json(opts, cs) })
+			freeString(cs)
+		}
 	}
 	if err == nil && o.Platform != "" {
 		var p *C.msb_platform
@@ -208,9 +240,11 @@ func resultFromC(r *C.msb_pull_result) (*PullResult, error) {
 	out.Layers = make([]string, int(n))
 	out.LayerDiffIDs = make([]string, int(n))
 	out.LayerIndexes = make([]string, int(n))
+	out.LayerImages = make([]string, int(n))
 	for i := range out.Layers {
 		idx := C.size_t(i)
 		str(&out.LayerIndexes[i], func(s **C.char) C.msb_status { return C.msb_pull_result_layer_index_path(r, idx, s) })
+		str(&out.LayerImages[i], func(s **C.char) C.msb_status { return C.msb_pull_result_layer_image_path(r, idx, s) })
 		str(&out.Layers[i], func(s **C.char) C.msb_status { return C.msb_pull_result_layer_path(r, idx, s) })
 		str(&out.LayerDiffIDs[i], func(s **C.char) C.msb_status { return C.msb_pull_result_layer_diff_id(r, idx, s) })
 	}

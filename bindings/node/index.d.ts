@@ -306,8 +306,12 @@ export type PullPolicy = 'if-missing' | 'always' | 'never'
 export interface PullOptions {
   /** Default: `true`. */
   buildIndex?: boolean
+  /** Default: `"trusted"`. */
+  erofsOpaqueXattr?: string
   /** Default: `false`. */
   force?: boolean
+  /** Default: `["directory"]`. */
+  outputs?: string[]
   /** Default: `null`. */
   platform?: string | Platform | null
   /** Default: `"if-missing"`. */
@@ -745,6 +749,11 @@ export declare class PullResult {
   get layers(): Array<string>
   /** Each layer's sidecar index file, parallel to `layers`. */
   get layerIndexes(): Array<string>
+  /**
+   * Each layer's EROFS image, parallel to `layers`: present when this pull or an earlier
+   * one of the layer had `"erofs-layers"` among its `outputs`.
+   */
+  get layerImages(): Array<string>
   /** The layers' uncompressed digests (`sha256:…`), parallel to `layers`. */
   get layerDiffIds(): Array<string>
   /** The image config. */

@@ -31,6 +31,7 @@ mod cancel;
 mod client;
 pub mod config;
 pub mod digest;
+pub mod erofs;
 pub mod error;
 pub mod index;
 pub mod layer;
@@ -57,6 +58,7 @@ pub use cancel::CancelToken;
 pub use client::RegistryError;
 pub use config::ImageConfig;
 pub use digest::Digest;
+pub use erofs::OpaqueXattr;
 pub use error::{Error, ErrorKind, ErrorReport, ImageError, ImageResult, Result};
 pub use layer::{ExtractLimits, LayerError};
 pub use manifest::ManifestError;
@@ -66,7 +68,8 @@ pub use progress::{
     ProgressCallback, PullProgress, PullProgressHandle, PullProgressSender, progress_channel,
 };
 pub use pull::{
-    PullOptions, PullPolicy, PullResult, RemoteImage, RemoteLayer, RepairFailure, RepairReport,
+    Output, PullOptions, PullPolicy, PullResult, RemoteImage, RemoteLayer, RepairFailure,
+    RepairReport,
 };
 pub use reference::{Reference, ReferenceError};
 pub use registry::{Registry, RegistryBuilder};

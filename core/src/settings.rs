@@ -293,18 +293,7 @@ impl RegistryConfig {
     /// Applies the keys of a JSON object onto these settings, leaving the others as they
     /// are (what the C ABI's `msb_registry_builder_set_config_json` does).
     pub fn merge_json(&mut self, json: &str) -> Result<(), serde_json::Error> {
-        let patch: serde_json::Value = serde_json::from_str(json)?;
-        let mut base = serde_json::to_value(&*self)?;
-        match (base.as_object_mut(), patch) {
-            (Some(base), serde_json::Value::Object(patch)) => base.extend(patch),
-            _ => {
-                return Err(serde::de::Error::custom(
-                    "registry settings must be a JSON object",
-                ));
-            }
-        }
-        *self = serde_json::from_value(base)?;
-        Ok(())
+        merge_json(self, json, "registry settings")
     }
 
     /// The settings' keys as their serde form names them (`"insecureRegistries"`), sorted:
@@ -315,6 +304,26 @@ impl RegistryConfig {
             _ => Vec::new(),
         }
     }
+}
+
+/// Apply the keys of the JSON object `json` onto `value` through its serde form, leaving the
+/// other keys as they are; `what` names the object in the error for anything else.
+pub(crate) fn merge_json<T>(value: &mut T, json: &str, what: &str) -> Result<(), serde_json::Error>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let patch: serde_json::Value = serde_json::from_str(json)?;
+    let mut base = serde_json::to_value(&*value)?;
+    match (base.as_object_mut(), patch) {
+        (Some(base), serde_json::Value::Object(patch)) => base.extend(patch),
+        _ => {
+            return Err(serde::de::Error::custom(format!(
+                "{what} must be a JSON object"
+            )));
+        }
+    }
+    *value = serde_json::from_value(base)?;
+    Ok(())
 }
 
 /// A credential file of [`RegistryConfig::credential_sources`]. As data: `"registryAuthFile"`,

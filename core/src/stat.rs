@@ -33,6 +33,8 @@ pub mod mode {
     pub const S_IFBLK: u32 = 0o060000;
     /// FIFO.
     pub const S_IFIFO: u32 = 0o010000;
+    /// Socket (no tar entry makes one; listed for the EROFS file types).
+    pub const S_IFSOCK: u32 = 0o140000;
 }
 
 /// The metadata an extracted entry really has inside the image.

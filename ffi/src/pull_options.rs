@@ -1,4 +1,7 @@
-//! `msb_pull_options`: the options of one pull (policy, force, index, platform).
+//! `msb_pull_options`: the options of one pull (policy, force, index, platform, and any
+//! other key of the core's `PullOptions` through `msb_pull_options_set_json`).
+
+use std::ffi::c_char;
 
 use microsandbox_image::{PullOptions, PullPolicy};
 
@@ -101,6 +104,36 @@ pub extern "C" fn msb_pull_options_set_platform(
         let platform = try_arg!(arg::obj(platform, "platform"));
         options.inner.platform = Some(platform.inner.clone());
         msb_status::Ok
+    }
+}
+
+/// Applies the options in `json`, a JSON object whose keys are those of the core's
+/// `PullOptions` (camelCase: `"pullPolicy"`, `"force"`, `"buildIndex"`, `"platform"`,
+/// `"outputs"`, `"erofsOpaqueXattr"`; the list and defaults are in `core/api-surface.json`).
+/// Keys it does not name keep their value, so every option is reachable this way, including
+/// those without a setter of their own. Fails with `MSB_STATUS_INVALID_ARGUMENT` (naming the
+/// key) on malformed JSON, an unknown key or a value of the wrong type, and then changes
+/// nothing.
+///
+/// ```c
+/// msb_pull_options_set_json(o, "{\"outputs\": [\"directory\", \"erofs-layers\"]}");
+/// ```
+#[unsafe(no_mangle)]
+pub extern "C" fn msb_pull_options_set_json(
+    options: *mut msb_pull_options,
+    json: *const c_char,
+) -> msb_status {
+    ffi_panic_boundary! {
+        let options = try_arg!(arg::obj_mut(options, "options"));
+        let json = try_arg!(arg::string(json, "json"));
+        let mut merged = options.inner.clone();
+        match merged.merge_json(json) {
+            Ok(()) => {
+                options.inner = merged;
+                msb_status::Ok
+            }
+            Err(e) => fail(msb_status::InvalidArgument, format!("pull options: {e}")),
+        }
     }
 }
 

@@ -129,6 +129,20 @@ pub extern "C" fn msb_pull_result_layer_index_path(
     }
 }
 
+/// The EROFS image of layer `index` (0 = bottom), `…/layers/sha256/<diff_id>/layer.erofs`.
+/// The file is there when this pull or an earlier one of the layer had `"erofs-layers"` among
+/// its `outputs` (`msb_pull_options_set_json`). Free `*out` with `msb_string_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn msb_pull_result_layer_image_path(
+    result: *const msb_pull_result,
+    index: usize,
+    out: *mut *mut c_char,
+) -> msb_status {
+    ffi_panic_boundary! {
+        give_layer_path(result, index, out, |r| &r.layer_images)
+    }
+}
+
 /// The uncompressed digest of layer `index` (0 = bottom), `"sha256:…"`. Free `*out` with
 /// `msb_string_free`.
 #[unsafe(no_mangle)]

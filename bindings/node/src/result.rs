@@ -99,6 +99,13 @@ impl PullResult {
         paths(&self.inner.layer_indexes)
     }
 
+    /// Each layer's EROFS image, parallel to `layers`: present when this pull or an earlier
+    /// one of the layer had `"erofs-layers"` among its `outputs`.
+    #[napi(getter)]
+    pub fn layer_images(&self) -> Vec<String> {
+        paths(&self.inner.layer_images)
+    }
+
     /// The layers' uncompressed digests (`sha256:…`), parallel to `layers`.
     #[napi(getter)]
     pub fn layer_diff_ids(&self) -> Vec<String> {

@@ -55,6 +55,23 @@ test('pull gives the layers, digests and config, and a second pull comes from th
   assert.deepEqual(h.tmpEntries(cache), [])
 })
 
+test('EROFS layer images are written when the outputs ask for them', async (t) => {
+  const cache = h.tempCache(t)
+  const r = registry(cache)
+  const ref = `${reg.host}/fixtures/standard:gzip`
+  const res = await r.pull(ref, { outputs: ['directory', 'erofs-layers'], erofsOpaqueXattr: 'user' })
+  assert.equal(res.layerImages.length, 3)
+  res.layerImages.forEach((image, i) => {
+    assert.equal(image, path.join(path.dirname(res.layers[i]), 'layer.erofs'))
+    const head = Buffer.alloc(4)
+    const fd = fs.openSync(image, 'r')
+    fs.readSync(fd, head, 0, 4, 1024)
+    fs.closeSync(fd)
+    assert.equal(head.readUInt32LE(0), 0xe0f5e1e2, 'EROFS superblock magic')
+  })
+  await assert.rejects(r.pull(ref, { outputs: ['erofs-layers'] }), (e) => e.code === 'INVALID_ARGUMENT')
+})
+
 test('the result matches what the Rust CLI reports for the same cache', async (t) => {
   const cache = h.tempCache(t)
   const ref = `${reg.host}/fixtures/standard:zstd`

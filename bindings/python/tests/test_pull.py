@@ -42,6 +42,21 @@ def test_pull_gives_layers_config_and_digests(client: msbimage.Registry, registr
     assert (config.os, config.architecture) == ("linux", "amd64")
 
 
+def test_erofs_layer_images(client: msbimage.Registry, registry: Served) -> None:
+    ref = registry.ref("fixtures/standard:gzip")
+    plain = client.pull(ref)
+    assert len(plain.layer_images) == 3
+    assert all(image.name == "layer.erofs" and not image.exists() for image in plain.layer_images)
+    result = client.pull(ref, outputs=["directory", "erofs-layers"], erofs_opaque_xattr="user")
+    for image, layer in zip(result.layer_images, result.layers):
+        assert image.parent == layer.parent
+        with image.open("rb") as f:
+            f.seek(1024)
+            assert f.read(4) == (0xE0F5E1E2).to_bytes(4, "little"), "EROFS superblock magic"
+    with pytest.raises(msbimage.InvalidArgumentError):
+        client.pull(ref, outputs=["erofs-layers"])
+
+
 def test_second_pull_comes_from_the_cache(client: msbimage.Registry, registry: Served) -> None:
     ref = registry.ref("fixtures/standard:zstd")
     first = client.pull(ref)

@@ -70,6 +70,8 @@ OPTION_TYPES = {
     "force": "bool",
     "buildIndex": "bool",
     "platform": "Union[Platform, str, None]",
+    "outputs": "Sequence[str]",
+    "erofsOpaqueXattr": "str",
 }
 FIELD_TYPES = {"string": "str", "digest": "str", "u64": "int", "bool": "bool"}
 
@@ -219,7 +221,7 @@ def options_py(surface: Dict[str, Any]) -> str:
             'settings and pull options, in snake_case, for type checkers (``Unpack[...]``)."""\n\n',
             "from __future__ import annotations\n\n",
             "import os\n",
-            "from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TypedDict, Union\n\n",
+            "from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TypedDict, Union\n\n",
             "if TYPE_CHECKING:\n",
             "    from ._native import Platform, RegistryAuth\n",
             "    from ._registry import PullPolicy\n",

@@ -199,12 +199,18 @@ async fn run_pull(args: &PullArgs) -> Result<PullResult, Error> {
     };
     let registry = registry_for(args, &source, password)?;
 
-    let options = PullOptions {
+    let mut options = PullOptions {
         pull_policy: args.policy.into(),
         force: args.force,
         build_index: !args.no_index,
         ..PullOptions::default()
     };
+    if !args.outputs.is_empty() {
+        options.outputs = args.outputs.clone();
+    }
+    if let Some(form) = args.erofs_opaque_xattr {
+        options.erofs_opaque_xattr = form;
+    }
     let mut reporter = Reporter::new(args.progress, options.build_index);
 
     interrupt::install();

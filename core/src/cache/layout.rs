@@ -17,6 +17,8 @@ const LAYER_INDEX: &str = "index";
 const LAYER_META: &str = "meta.json";
 /// What the tree held when published, inside a layer directory.
 const LAYER_CONTENTS: &str = "contents";
+/// The layer as an EROFS image (`erofs/FORMAT.md`), inside a layer directory.
+const LAYER_EROFS: &str = "layer.erofs";
 /// Suffix of the kept prefix of a blob being downloaded: `blobs/sha256/<hex>.partial`.
 const PARTIAL_SUFFIX: &str = ".partial";
 
@@ -78,6 +80,16 @@ impl Layout {
     /// held when published (`cache/contents/mod.rs`).
     pub(crate) fn contents_in(layer_dir: &Path) -> PathBuf {
         layer_dir.join(LAYER_CONTENTS)
+    }
+
+    /// `layer.erofs` of the layer directory (or staging directory) `layer_dir`.
+    pub(crate) fn erofs_in(layer_dir: &Path) -> PathBuf {
+        layer_dir.join(LAYER_EROFS)
+    }
+
+    /// `layers/sha256/<hex>/layer.erofs`.
+    pub(crate) fn layer_erofs(&self, diff_id: &Digest) -> PathBuf {
+        Layout::erofs_in(&self.layer_dir(diff_id))
     }
 
     /// `meta.json` inside a layer directory (published or staging).

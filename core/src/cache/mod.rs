@@ -38,7 +38,7 @@ pub(crate) use partial::{PartialBlob, PartialWriter};
 pub(crate) use perms::Perms;
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub use report::ReportSchema;
-pub(crate) use staging::{LayerMeta, Staging, TREE_FORMAT};
+pub(crate) use staging::{ErofsRecord, LayerMeta, Staging, TREE_FORMAT};
 pub use verify::{ImageCheck, LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
 
 use crate::digest::Digest;
@@ -252,9 +252,30 @@ impl GlobalCache {
         self.inner.layout.layer_fs(diff_id)
     }
 
+    /// The EROFS image of a layer: `layers/sha256/<hex>/layer.erofs`.
+    pub fn layer_erofs(&self, diff_id: &Digest) -> PathBuf {
+        self.inner.layout.layer_erofs(diff_id)
+    }
+
     /// The sidecar index of a layer: `layers/sha256/<hex>/index`.
     pub fn layer_index(&self, diff_id: &Digest) -> PathBuf {
         self.inner.layout.layer_index(diff_id)
+    }
+
+    /// Whether the published layer `diff_id` has its EROFS image, written with the opaque
+    /// marker `opaque` and whole (its length the block count `meta.json` records).
+    pub(crate) fn has_layer_erofs(
+        &self,
+        diff_id: &Digest,
+        opaque: crate::erofs::OpaqueXattr,
+    ) -> bool {
+        let dir = self.layer_dir(diff_id);
+        let Ok(Some(record)) = LayerMeta::read(&dir).map(|m| m.erofs) else {
+            return false;
+        };
+        record.opaque_xattr == opaque
+            && std::fs::symlink_metadata(Layout::erofs_in(&dir))
+                .is_ok_and(|m| m.is_file() && m.len() == record.blocks * 4096)
     }
 
     /// Whether a layer is published: its directory, `fs/`, `meta.json` and (if it was

@@ -41,6 +41,19 @@ pub(crate) struct LayerMeta {
     /// SHA-256 of `contents` (absent in layers published before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contents_digest: Option<Digest>,
+    /// The layer's EROFS image `layer.erofs`, when the pull that published it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erofs: Option<ErofsRecord>,
+}
+
+/// What `meta.json` records of a layer's EROFS image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ErofsRecord {
+    /// Blocks of 4 KiB (the file's length ÷ 4096).
+    pub blocks: u64,
+    /// The opaque directory marker it carries.
+    pub opaque_xattr: crate::erofs::OpaqueXattr,
 }
 
 /// Largest `meta.json` read.
@@ -126,6 +139,20 @@ impl Staging {
     /// Where the tree is extracted.
     pub(crate) fn fs(&self) -> PathBuf {
         Layout::fs_in(&self.dir)
+    }
+
+    /// Where the layer's EROFS image is written.
+    pub(crate) fn erofs(&self) -> PathBuf {
+        Layout::erofs_in(&self.dir)
+    }
+
+    /// Give a file written into the staging directory by others (the EROFS image) the
+    /// cache's file mode.
+    pub(crate) fn adopt_file(&self, p: &Path) -> Result<(), CacheError> {
+        let f = std::fs::File::open(p).map_err(io("open", p))?;
+        self.perms
+            .fix_fd(&f, false)
+            .map_err(|e| io("chmod", p)(e.into()))
     }
 
     /// Write the layer's sidecar index next to `fs/`.

@@ -47,7 +47,7 @@
 
 mod blocks;
 mod entry;
-mod format;
+pub(crate) mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod reader;
@@ -55,7 +55,7 @@ mod serialize;
 mod stack;
 mod tree_check;
 mod validate;
-mod writer;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;

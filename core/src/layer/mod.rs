@@ -23,11 +23,14 @@ use tokio::sync::OwnedSemaphorePermit;
 
 pub use extract::{ExtractLimits, IMPLICIT_DIR_XATTR, OPAQUE_XATTR, WHITEOUT_XATTR};
 
-use crate::cache::{CacheError, FileLock, GlobalCache, LayerMeta, PartialBlob, Staging};
+use crate::cache::{
+    CacheError, ErofsRecord, FileLock, GlobalCache, LayerMeta, PartialBlob, Staging,
+};
 use crate::cancel::CancelToken;
 use crate::client::retry::for_layer;
 use crate::client::{RegistryClient, RegistryError};
 use crate::digest::{Digest, HashingReader};
+use crate::erofs::{ErofsOptions, LayerImageWriter};
 use crate::error::ErrorKind;
 use crate::manifest::LayerDescriptor;
 use crate::progress::{ProgressSink, PullProgress};
@@ -117,6 +120,9 @@ pub enum LayerError {
     /// The layer's entries do not form a valid index (or the index is too large).
     #[error("index: {0}")]
     Index(#[from] crate::index::IndexError),
+    /// The layer's EROFS image could not be written.
+    #[error("EROFS image: {0}")]
+    Erofs(#[from] crate::erofs::ErofsError),
     /// A bug: a worker thread panicked.
     #[error("internal error: {0}")]
     Internal(String),
@@ -147,7 +153,9 @@ impl LayerError {
             LayerError::SizeMismatch { .. }
             | LayerError::DigestMismatch { .. }
             | LayerError::DiffIdMismatch { .. } => ErrorKind::DigestMismatch,
-            LayerError::Io { .. } => ErrorKind::Io,
+            LayerError::Io { .. } | LayerError::Erofs(crate::erofs::ErofsError::Io { .. }) => {
+                ErrorKind::Io
+            }
             LayerError::Cache(e) => e.kind(),
             LayerError::Source(e) => e.kind(),
             LayerError::LockTimeout { .. } => ErrorKind::LockTimeout,
@@ -186,6 +194,8 @@ pub(crate) struct LayerContext {
     /// Early writeback for durable pulls (see [`flush`]).
     pub flusher: Option<Flusher>,
     pub build_index: bool,
+    /// Write each layer's EROFS image too, with this opaque marker (`None`: no image).
+    pub erofs: Option<crate::erofs::OpaqueXattr>,
     /// The offline image the blobs come from, instead of `client`.
     pub local: Option<Arc<crate::offline::local::LocalImage>>,
     /// Tripped by the caller, or by the pull when another layer failed.
@@ -209,6 +219,19 @@ impl Rebuild {
             Rebuild::All
         } else {
             Rebuild::Nothing
+        }
+    }
+
+    /// These layers as well.
+    pub fn and(self, more: std::collections::HashSet<Digest>) -> Rebuild {
+        match self {
+            Rebuild::All => Rebuild::All,
+            _ if more.is_empty() => self,
+            Rebuild::Nothing => Rebuild::Only(more),
+            Rebuild::Only(mut set) => {
+                set.extend(more);
+                Rebuild::Only(set)
+            }
         }
     }
 
@@ -532,17 +555,28 @@ fn extract_tar(
     );
     let progress = &ctx.progress;
     let mut flush = FlushTicker::new(ctx.flusher.as_ref());
+    let image = match ctx.erofs {
+        Some(opaque) => Some(LayerImageWriter::create(
+            &staging.erofs(),
+            ErofsOptions::for_layer(&job.diff_id, opaque),
+        )?),
+        None => None,
+    };
     let extracted =
         extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
-            x.with_perms(ctx.cache.perms())
-                .run(&mut archive, &mut |entries, offset| {
-                    flush.at(offset);
-                    progress.emit(PullProgress::LayerExtractProgress {
-                        layer_index: job.index,
-                        bytes_extracted: offset,
-                        entries,
-                    })
+            let x = x.with_perms(ctx.cache.perms());
+            let x = match image {
+                Some(image) => x.with_erofs(image),
+                None => x,
+            };
+            x.run(&mut archive, &mut |entries, offset| {
+                flush.at(offset);
+                progress.emit(PullProgress::LayerExtractProgress {
+                    layer_index: job.index,
+                    bytes_extracted: offset,
+                    entries,
                 })
+            })
         });
     // Only a broken stream is worth reading to its end (to tell corruption from a bad tar);
     // anything else (unsafe path, limit) stops the download now.
@@ -580,7 +614,7 @@ fn extract_and_publish(
     let (extracted, diff_id, uncompressed_size, pumped) =
         inflate_and_extract(ctx, job, &staging, source)?;
     let blob_size = pumped.blob_size;
-    let stats = verify_blob(job, extracted, pumped)?;
+    let mut stats = verify_blob(job, extracted, pumped)?;
     // The blob is verified: its kept bytes are of no more use. Removed now, before the
     // `syncfs` of a durable publish, their dirty pages are dropped instead of written out.
     // Best effort: a partial left behind is only space, and `gc` collects it.
@@ -605,9 +639,20 @@ fn extract_and_publish(
         entries: stats.entries,
         bytes_extracted: uncompressed_size,
     });
+    let erofs = match (stats.erofs.take(), &stats.index, ctx.erofs) {
+        (Some(image), Some(tree), Some(opaque_xattr)) => {
+            let summary = image.finish(tree)?;
+            staging.adopt_file(&staging.erofs())?;
+            Some(ErofsRecord {
+                blocks: summary.blocks,
+                opaque_xattr,
+            })
+        }
+        _ => None,
+    };
     let index_digest = match stats.index {
-        Some(index) => Some(write_index(ctx, job, &staging, index)?),
-        None => None,
+        Some(index) if ctx.build_index => Some(write_index(ctx, job, &staging, index)?),
+        _ => None,
     };
     // With the index, the files' content digests let `verify` check the whole tree later.
     let contents_digest = match index_digest {
@@ -630,6 +675,7 @@ fn extract_and_publish(
         tree_format: crate::cache::TREE_FORMAT,
         index_digest,
         contents_digest,
+        erofs,
     };
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).

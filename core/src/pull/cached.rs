@@ -12,14 +12,14 @@ use crate::progress::PullProgress;
 use crate::reference::Reference;
 
 use super::context::PullContext;
-use super::{PullResult, Puller, blocking};
+use super::{PullOptions, PullResult, Puller, blocking};
 
 impl Puller {
     /// The result for a completely cached image, or `None` when the network is needed.
     pub(super) async fn answer_from_cache(
         &self,
         cx: &PullContext<'_>,
-        build_index: bool,
+        opts: &PullOptions,
     ) -> Result<Option<PullResult>> {
         let (cache, key) = (self.cache.clone(), cx.record_key());
         let (reference, platform) = (cx.reference.clone(), cx.platform.clone());
@@ -29,9 +29,30 @@ impl Puller {
         else {
             return Ok(None);
         };
-        self.index_if_asked(cx, &result, build_index).await?;
+        if self.lacking_image(&result, opts).await?.is_some() {
+            return Ok(None);
+        }
+        self.index_if_asked(cx, &result, opts.build_index).await?;
         emit_cached_events(cx, &result);
         Ok(Some(result))
+    }
+
+    /// The first of `result`'s layers without the EROFS image `opts` asks for, if any.
+    pub(super) async fn lacking_image(
+        &self,
+        result: &PullResult,
+        opts: &PullOptions,
+    ) -> Result<Option<Digest>> {
+        let Some(opaque) = opts.erofs_layers() else {
+            return Ok(None);
+        };
+        let (cache, diff_ids) = (self.cache.clone(), result.layer_diff_ids.clone());
+        blocking(move || {
+            diff_ids
+                .into_iter()
+                .find(|d| !cache.has_layer_erofs(d, opaque))
+        })
+        .await
     }
 
     /// Give the result's layers their index if asked and one lacks it (a read-only cache

@@ -42,6 +42,7 @@ impl Puller {
             .filter(|j| seen.insert(j.diff_id.clone()))
             .cloned()
             .collect();
+        let rebuild = self.without_images(&unique, rebuild, opts).await?;
         let total_download_bytes = self.bytes_to_download(&unique, &rebuild).await?;
         cx.progress.emit(PullProgress::Resolved {
             reference: cx.image.clone(),
@@ -55,6 +56,29 @@ impl Puller {
             return Err(cx.cancelled());
         }
         first_real_error(results)
+    }
+
+    /// `rebuild`, plus the cached layers that lack the EROFS image `opts` asks for (the
+    /// image is written in the pass that extracts the blob, so they are pulled again).
+    async fn without_images(
+        &self,
+        jobs: &[LayerJob],
+        rebuild: Rebuild,
+        opts: &PullOptions,
+    ) -> Result<Rebuild> {
+        let Some(opaque) = opts.erofs_layers() else {
+            return Ok(rebuild);
+        };
+        let cache = self.cache.clone();
+        let diff_ids: Vec<Digest> = jobs.iter().map(|j| j.diff_id.clone()).collect();
+        let lacking = blocking(move || {
+            diff_ids
+                .into_iter()
+                .filter(|d| cache.has_layer(d) && !cache.has_layer_erofs(d, opaque))
+                .collect()
+        })
+        .await?;
+        Ok(rebuild.and(lacking))
     }
 
     /// Compressed bytes of the layers that are not published yet or are built again.
@@ -97,6 +121,7 @@ impl Puller {
                 .durable
                 .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),
             build_index: opts.build_index,
+            erofs: opts.erofs_layers(),
             local: cx.local.clone(),
             cancel: CancelToken::new(),
         }

@@ -23,6 +23,7 @@ use crate::client::RegistryClient;
 use crate::client::retry::{self, RetryObserver};
 use crate::config::ImageConfig;
 use crate::digest::Digest;
+use crate::erofs::OpaqueXattr;
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::{IndexError, LayerIndex, LayerStack};
 use crate::layer::{ExtractLimits, Rebuild};
@@ -47,6 +48,19 @@ pub enum PullPolicy {
     Never,
 }
 
+/// What a pull makes of each layer, besides its cache bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Output {
+    /// The extracted tree, `layers/sha256/<diff_id>/fs` (with its index unless `buildIndex`
+    /// is off). Every pull writes it today.
+    Directory,
+    /// An EROFS image of the layer, `layers/sha256/<diff_id>/layer.erofs`, written in the
+    /// same pass (`core/src/erofs/FORMAT.md`), for runtimes that stack layers with overlayfs
+    /// inside a micro-VM. A layer cached without one is pulled again to write it.
+    ErofsLayers,
+}
+
 /// Options of one pull.
 ///
 /// ```
@@ -56,7 +70,8 @@ pub enum PullPolicy {
 /// ```
 ///
 /// As data (Python keyword arguments, Node options): `{"pullPolicy": "if-missing" | "always"
-/// | "never", "force": false, "buildIndex": true, "platform": "linux/arm64"}`, every key
+/// | "never", "force": false, "buildIndex": true, "platform": "linux/arm64", "outputs":
+/// ["directory", "erofs-layers"], "erofsOpaqueXattr": "trusted" | "user"}`, every key
 /// optional.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -70,6 +85,12 @@ pub struct PullOptions {
     pub build_index: bool,
     /// Pull for this platform instead of the registry's.
     pub platform: Option<Platform>,
+    /// What each layer becomes (default `["directory"]`); `"directory"` must be among them.
+    pub outputs: Vec<Output>,
+    /// The xattr that marks opaque directories in EROFS layer images: `"trusted"`
+    /// (`trusted.overlay.opaque`, the default: overlayfs mounted by root, as a micro-VM guest
+    /// mounts it) or `"user"` (`user.overlay.opaque`, for overlayfs' `userxattr` mounts).
+    pub erofs_opaque_xattr: OpaqueXattr,
 }
 
 impl PullOptions {
@@ -85,7 +106,45 @@ impl Default for PullOptions {
             force: false,
             build_index: true,
             platform: None,
+            outputs: vec![Output::Directory],
+            erofs_opaque_xattr: OpaqueXattr::default(),
         }
+    }
+}
+
+impl PullOptions {
+    /// Applies the keys of a JSON object (the serde form above) onto these options, leaving
+    /// the others as they are (what the C ABI's `msb_pull_options_set_json` does).
+    ///
+    /// ```
+    /// use microsandbox_image::{Output, PullOptions};
+    /// let mut opts = PullOptions::default();
+    /// opts.merge_json(r#"{"outputs": ["directory", "erofs-layers"]}"#)?;
+    /// assert_eq!(opts.outputs, [Output::Directory, Output::ErofsLayers]);
+    /// assert!(opts.build_index);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn merge_json(&mut self, json: &str) -> std::result::Result<(), serde_json::Error> {
+        crate::settings::merge_json(self, json, "pull options")
+    }
+
+    /// The opaque marker of the EROFS layer images this pull writes, if it writes them.
+    pub(crate) fn erofs_layers(&self) -> Option<OpaqueXattr> {
+        self.outputs
+            .contains(&Output::ErofsLayers)
+            .then_some(self.erofs_opaque_xattr)
+    }
+
+    /// Refuse outputs this build cannot write.
+    fn check_outputs(&self) -> Result<()> {
+        if !self.outputs.contains(&Output::Directory) {
+            return Err(Error::InvalidArgument(format!(
+                "outputs {:?}: the directory tree is written with every other output \
+                 (an EROFS image is built from the extraction's own pass)",
+                self.outputs
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -116,6 +175,10 @@ pub struct PullResult {
     /// Each layer's sidecar index (`…/layers/sha256/<diff_id>/index`), parallel to
     /// `layers`. A file is absent only when the layer was pulled with `build_index: false`.
     pub layer_indexes: Vec<PathBuf>,
+    /// Each layer's EROFS image (`…/layers/sha256/<diff_id>/layer.erofs`), parallel to
+    /// `layers`. The file is there when this pull or an earlier one of the layer had
+    /// `"erofs-layers"` among its `outputs`.
+    pub layer_images: Vec<PathBuf>,
     /// The leases on the layers (`cache::LayerLease`): while this result or a stack made from
     /// it lives, no `gc`, `rm` or forced re-pull deletes its layer trees, in any process.
     #[serde(skip)]
@@ -214,6 +277,7 @@ impl PullResult {
             platform,
             layers: diff_ids.iter().map(|d| cache.layer_fs(d)).collect(),
             layer_indexes: diff_ids.iter().map(|d| cache.layer_index(d)).collect(),
+            layer_images: diff_ids.iter().map(|d| cache.layer_erofs(d)).collect(),
             layer_diff_ids: diff_ids,
             config,
             config_digest,
@@ -318,13 +382,14 @@ impl Puller {
         progress.emit(PullProgress::Resolving {
             reference: cx.image.clone(),
         });
+        opts.check_outputs()?;
         if opts.force && opts.pull_policy == PullPolicy::Never {
             return Err(Error::InvalidArgument(
                 "force re-downloads layers, which pull policy Never forbids".into(),
             ));
         }
         if !opts.force && opts.pull_policy != PullPolicy::Always {
-            if let Some(result) = self.answer_from_cache(&cx, opts.build_index).await? {
+            if let Some(result) = self.answer_from_cache(&cx, opts).await? {
                 return Ok(result);
             }
             if opts.pull_policy == PullPolicy::Never {
@@ -355,6 +420,7 @@ impl Puller {
         let platform = self.platform_for(opts);
         let reference = local.name.clone();
         let cx = PullContext::new(&reference, platform, &progress, cancel).reading(local);
+        opts.check_outputs()?;
         progress.emit(PullProgress::Resolving {
             reference: cx.image.clone(),
         });

@@ -42,6 +42,10 @@ impl Puller {
         let result = image
             .into_result(&self.cache, cx.reference.clone(), cx.platform.clone())
             .holding(leases);
+        if let Some(layer) = self.lacking_image(&result, opts).await? {
+            let why = format!("layer {layer} has no EROFS image of the kind asked for");
+            return Err(self.needs_writes(cx, &why));
+        }
         self.index_if_asked(cx, &result, opts.build_index).await?;
         emit_cached_events(cx, &result);
         Ok(result)

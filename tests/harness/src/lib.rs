@@ -22,6 +22,7 @@ pub mod oci_layout;
 pub mod oracle;
 pub mod push;
 pub mod registry;
+pub mod root_tree;
 pub mod shaper;
 pub mod tar_gen;
 pub mod tls;

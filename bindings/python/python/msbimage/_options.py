@@ -5,7 +5,7 @@ settings and pull options, in snake_case, for type checkers (``Unpack[...]``).""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TypedDict, Union
 
 if TYPE_CHECKING:
     from ._native import Platform, RegistryAuth
@@ -115,8 +115,14 @@ class PullOptions(TypedDict, total=False):
     build_index: bool
     #: default: true
 
+    erofs_opaque_xattr: str
+    #: default: "trusted"
+
     force: bool
     #: default: false
+
+    outputs: Sequence[str]
+    #: default: ["directory"]
 
     platform: Union[Platform, str, None]
     #: default: null

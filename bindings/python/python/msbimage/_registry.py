@@ -66,6 +66,9 @@ class PullResult:
     cached: bool
     #: Each layer's sidecar index file, parallel to ``layers``.
     layer_indexes: List[Path]
+    #: Each layer's EROFS image, parallel to ``layers``: present when this pull or an earlier
+    #: one of the layer had ``"erofs-layers"`` among its ``outputs``.
+    layer_images: List[Path]
     _native: NativeResult = field(repr=False, compare=False)
 
     @classmethod
@@ -78,6 +81,7 @@ class PullResult:
                 "platform": Platform.parse(data["platform"]),
                 "layers": [Path(p) for p in data["layers"]],
                 "layer_indexes": [Path(p) for p in data["layer_indexes"]],
+                "layer_images": [Path(p) for p in data["layer_images"]],
                 "config": ImageConfig(**data["config"]),
             },
             _native=native,

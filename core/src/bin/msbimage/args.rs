@@ -461,6 +461,18 @@ pub struct PullArgs {
     #[arg(long = "no-index")]
     pub no_index: bool,
 
+    /// What each layer becomes, comma-separated: directory (always), erofs-layers (also an
+    /// EROFS image, layers/sha256/<diff_id>/layer.erofs) (setting `outputs`)
+    /// [default: directory]
+    #[arg(long = "output", value_name = "OUTPUTS", value_delimiter = ',', value_parser = parse_output)]
+    pub outputs: Vec<microsandbox_image::Output>,
+
+    /// The xattr marking opaque directories in EROFS layer images: trusted (overlayfs mounted
+    /// by root) or user (overlayfs' userxattr mounts) (setting `erofsOpaqueXattr`)
+    /// [default: trusted]
+    #[arg(long = "erofs-opaque-xattr", value_name = "FORM", value_parser = parse_opaque_xattr)]
+    pub erofs_opaque_xattr: Option<microsandbox_image::OpaqueXattr>,
+
     /// User name for the image's registry (the password is read from stdin)
     #[arg(long, value_name = "U", requires = "password_stdin")]
     pub username: Option<String>,
@@ -531,6 +543,18 @@ impl From<PolicyArg> for PullPolicy {
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
     s.parse().map_err(|e| format!("{e}"))
+}
+
+/// An output as the setting's serde form spells it.
+fn parse_output(s: &str) -> Result<microsandbox_image::Output, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}`: expected directory or erofs-layers"))
+}
+
+/// `trusted` | `user`, as the setting's serde form spells them.
+fn parse_opaque_xattr(s: &str) -> Result<microsandbox_image::OpaqueXattr, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}`: expected trusted or user"))
 }
 
 /// `adaptive` | `eager`, as the setting's serde form spells them.

@@ -39,6 +39,7 @@ use super::LayerError;
 use super::tar_guard::stream_err;
 pub(crate) use super::tar_guard::{check_guard_transparent, open_archive};
 use crate::cache::Perms;
+use crate::erofs::LayerImageWriter;
 use crate::index::{EntryMeta, IndexBuilder};
 use crate::stat::{OverrideStat, encode_dev, mode};
 
@@ -90,6 +91,9 @@ pub(crate) struct ExtractStats {
     /// device placeholders) are absent. Recorded in the layer's `contents`
     /// (`cache/contents.rs`) so `verify` can tell a changed file without the tar.
     pub content_digests: HashMap<u64, [u8; 32]>,
+    /// The layer's EROFS image, its file data written (when asked for); its metadata is
+    /// written from `index` once the extraction is verified.
+    pub erofs: Option<LayerImageWriter>,
 }
 
 /// Metadata of one tar entry after PAX records are applied.
@@ -118,6 +122,8 @@ pub(crate) struct Extractor {
     buf: Vec<u8>,
     /// The modes of created files and directories (private unless the cache is shared).
     perms: Perms,
+    /// The layer's EROFS image, fed every regular file's bytes as they are written.
+    erofs: Option<LayerImageWriter>,
 }
 
 fn inode_of(fd: impl AsFd, rel: &Path) -> Result<u64, LayerError> {
@@ -227,7 +233,16 @@ impl Extractor {
             },
             buf: vec![0u8; COPY_BUF],
             perms: Perms::PRIVATE,
+            erofs: None,
         })
+    }
+
+    /// Also write every regular file's data into `image` (the tree's index is then always
+    /// built: the image's metadata comes from it).
+    pub(crate) fn with_erofs(mut self, image: LayerImageWriter) -> Self {
+        self.stats.index.get_or_insert_with(IndexBuilder::new);
+        self.erofs = Some(image);
+        self
     }
 
     /// Create files and directories with `perms`' modes (a shared cache's `0640`/`2750`).
@@ -254,6 +269,7 @@ impl Extractor {
             }
         }
         self.finish_dir_times()?;
+        self.stats.erofs = self.erofs.take();
         Ok(self.stats)
     }
 
@@ -517,6 +533,13 @@ impl Extractor {
             })?;
             Some(*blake3::hash(target).as_bytes())
         } else if type_bits == mode::S_IFREG {
+            if let Some(image) = &mut self.erofs {
+                let xattrs = meta
+                    .xattrs
+                    .iter()
+                    .map(|(n, v)| (n.as_slice(), v.as_slice()));
+                image.begin_file(size, xattrs)?;
+            }
             Some(self.copy(entry, &mut file, rel, size)?)
         } else {
             None
@@ -528,6 +551,9 @@ impl Extractor {
         let inode = inode_of(&file, rel)?;
         if let Some(digest) = digest {
             self.stats.content_digests.insert(inode, digest);
+        }
+        if let (Some(image), true) = (&mut self.erofs, type_bits == mode::S_IFREG) {
+            image.end_file(inode)?;
         }
         if let Some(index) = &mut self.stats.index {
             index.add_literal(path_bytes(rel), meta.index_meta(size, inode, link_target))?;
@@ -594,6 +620,9 @@ impl Extractor {
                 path: rel.to_string_lossy().into_owned(),
                 source: e,
             })?;
+            if let Some(image) = &mut self.erofs {
+                image.write(&self.buf[..n])?;
+            }
         }
     }
 
