@@ -216,3 +216,36 @@ func TestParityCacheReports(t *testing.T) {
 		}
 	}
 }
+
+// The pull options PullOptions sends as JSON (those without a C setter of their own) are keys
+// of the core's PullOptions, spelt as the core spells them.
+func TestParityPullOptionsJSON(t *testing.T) {
+	raw, err := os.ReadFile("../../core/api-surface.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		PullOptions struct {
+			Defaults map[string]any `json:"defaults"`
+		} `json:"pullOptions"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	full, err := msbimage.PullOptionsJSON(msbimage.PullOptions{Outputs: []string{"directory"}, ErofsOpaqueXattr: "user"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent map[string]any
+	if err := json.Unmarshal([]byte(full), &sent); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) == 0 {
+		t.Fatal("PullOptions sends no JSON keys")
+	}
+	for k := range sent {
+		if _, ok := s.PullOptions.Defaults[k]; !ok {
+			t.Errorf("PullOptions sends %q, which the core's PullOptions does not have", k)
+		}
+	}
+}

@@ -57,6 +57,29 @@ pub(crate) fn out_ptr<'a, T>(ptr: *mut *mut T, name: &str) -> Result<&'a mut *mu
     Ok(slot)
 }
 
+/// Apply the JSON object `json` onto `target` with `merge` (the core's `merge_json` of its
+/// type), all or nothing: on an error `target` is unchanged and the status is
+/// `MSB_STATUS_INVALID_ARGUMENT`, naming `what` and the key.
+pub(crate) fn merge_json<T: Clone>(
+    target: &mut T,
+    json: *const c_char,
+    what: &str,
+    merge: impl FnOnce(&mut T, &str) -> Result<(), serde_json::Error>,
+) -> msb_status {
+    let json = match string(json, "json") {
+        Ok(json) => json,
+        Err(status) => return status,
+    };
+    let mut merged = target.clone();
+    match merge(&mut merged, json) {
+        Ok(()) => {
+            *target = merged;
+            msb_status::Ok
+        }
+        Err(e) => fail(msb_status::InvalidArgument, format!("{what}: {e}")),
+    }
+}
+
 /// A NUL-terminated UTF-8 string, borrowed for the call.
 pub(crate) fn string<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, msb_status> {
     if ptr.is_null() {

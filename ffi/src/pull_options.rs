@@ -125,15 +125,7 @@ pub extern "C" fn msb_pull_options_set_json(
 ) -> msb_status {
     ffi_panic_boundary! {
         let options = try_arg!(arg::obj_mut(options, "options"));
-        let json = try_arg!(arg::string(json, "json"));
-        let mut merged = options.inner.clone();
-        match merged.merge_json(json) {
-            Ok(()) => {
-                options.inner = merged;
-                msb_status::Ok
-            }
-            Err(e) => fail(msb_status::InvalidArgument, format!("pull options: {e}")),
-        }
+        arg::merge_json(&mut options.inner, json, "pull options", PullOptions::merge_json)
     }
 }
 

@@ -235,15 +235,7 @@ pub extern "C" fn msb_registry_builder_set_config_json(
 ) -> msb_status {
     ffi_panic_boundary! {
         let builder = try_arg!(arg::obj_mut(builder, "builder"));
-        let json = try_arg!(arg::string(json, "json"));
-        let mut config = builder.config.clone();
-        match config.merge_json(json) {
-            Ok(()) => {
-                builder.config = config;
-                msb_status::Ok
-            }
-            Err(e) => fail(msb_status::InvalidArgument, format!("registry settings: {e}")),
-        }
+        arg::merge_json(&mut builder.config, json, "registry settings", RegistryConfig::merge_json)
     }
 }
 

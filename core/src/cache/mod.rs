@@ -264,18 +264,28 @@ impl GlobalCache {
 
     /// Whether the published layer `diff_id` has its EROFS image, written with the opaque
     /// marker `opaque` and whole (its length the block count `meta.json` records).
-    pub(crate) fn has_layer_erofs(
-        &self,
-        diff_id: &Digest,
-        opaque: crate::erofs::OpaqueXattr,
-    ) -> bool {
+    fn has_layer_erofs(&self, diff_id: &Digest, opaque: crate::erofs::OpaqueXattr) -> bool {
         let dir = self.layer_dir(diff_id);
         let Ok(Some(record)) = LayerMeta::read(&dir).map(|m| m.erofs) else {
             return false;
         };
         record.opaque_xattr == opaque
             && std::fs::symlink_metadata(Layout::erofs_in(&dir))
-                .is_ok_and(|m| m.is_file() && m.len() == record.blocks * 4096)
+                .is_ok_and(|m| m.is_file() && m.len() == record.blocks * crate::erofs::BLOCK_SIZE)
+    }
+
+    /// The layers of `diff_ids` that are published without the EROFS image `opaque` asks
+    /// for (blocking: a `meta.json` read per layer).
+    pub(crate) fn published_without_erofs(
+        &self,
+        diff_ids: &[Digest],
+        opaque: crate::erofs::OpaqueXattr,
+    ) -> Vec<Digest> {
+        diff_ids
+            .iter()
+            .filter(|d| self.has_layer(d) && !self.has_layer_erofs(d, opaque))
+            .cloned()
+            .collect()
     }
 
     /// Whether a layer is published: its directory, `fs/`, `meta.json` and (if it was

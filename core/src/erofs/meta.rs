@@ -18,7 +18,7 @@ use super::format::{
     layout,
 };
 use super::tree::{Listed, Records, listing};
-use super::xattrs::{self, Shared, Xattr};
+use super::xattrs::{self, Shared};
 use super::{ErofsError, ErofsOptions, ImageSummary};
 use crate::index::IndexBuilder;
 use crate::stat::mode;
@@ -27,11 +27,12 @@ use crate::stat::mode;
 pub(crate) type FileMap = HashMap<u64, FileData>;
 
 /// What one record takes in the metadata area and after it.
-struct Plan<'a> {
+struct Plan {
     inode: Inode,
     /// Bytes of the inode itself (compact or extended).
     inode_len: usize,
-    xattrs: Vec<Xattr<'a>>,
+    /// The inode's xattr body (header, shared ids, inline entries), empty without xattrs.
+    xattr_body: Vec<u8>,
     /// Bytes of data right after the inode and its xattrs.
     inline_len: usize,
     /// Whole blocks written after the metadata area (directories, long symlinks).
@@ -84,9 +85,9 @@ pub(crate) fn write(
     let mut late_blocks = 0u64;
     for r in 0..rec.order.len() as u32 {
         let plan = ctx.plan(r, &shared, 0)?;
-        pos = place(pos, &plan, &shared);
+        pos = place(pos, &plan);
         nids.push(pos / SLOT);
-        pos += record_len(&plan, &shared);
+        pos += plan.len().next_multiple_of(SLOT);
         late_blocks += plan.late_blocks;
     }
     let meta_blocks = pos.div_ceil(BLOCK);
@@ -107,7 +108,7 @@ pub(crate) fn write(
         let at = meta_blkaddr * BLOCK + nids[r as usize] * SLOT;
         w.pad_to(at)?;
         w.write(&encode_inode(&plan))?;
-        w.write(&shared.body(&plan.xattrs)?)?;
+        w.write(&plan.xattr_body)?;
         let data = ctx.record_data(r, &plan, &nids, tails)?;
         w.write(&data.inline)?;
         w.write_late(&data.late, next_late)?;
@@ -163,26 +164,23 @@ fn mtime_of(sec: i64) -> u64 {
 
 /// Where a record goes at or after `pos`: 32-byte aligned, and within one block (the kernel
 /// reads an inode's inline data from the inode's block).
-fn place(pos: u64, plan: &Plan<'_>, shared: &Shared<'_>) -> u64 {
+fn place(pos: u64, plan: &Plan) -> u64 {
     let pos = pos.next_multiple_of(SLOT);
-    let len = (plan.inode_len + shared_body_len(plan, shared) + plan.inline_len) as u64;
-    if pos % BLOCK + len > BLOCK {
+    if pos % BLOCK + plan.len() > BLOCK {
         pos.next_multiple_of(BLOCK)
     } else {
         pos
     }
 }
 
-fn shared_body_len(plan: &Plan<'_>, shared: &Shared<'_>) -> usize {
-    shared.body(&plan.xattrs).map_or(0, |b| b.len())
+impl Plan {
+    /// Bytes of the record: inode, xattr body, inline data.
+    fn len(&self) -> u64 {
+        (self.inode_len + self.xattr_body.len() + self.inline_len) as u64
+    }
 }
 
-fn record_len(plan: &Plan<'_>, shared: &Shared<'_>) -> u64 {
-    ((plan.inode_len + shared_body_len(plan, shared) + plan.inline_len) as u64)
-        .next_multiple_of(SLOT)
-}
-
-fn encode_inode(plan: &Plan<'_>) -> Vec<u8> {
+fn encode_inode(plan: &Plan) -> Vec<u8> {
     if plan.inode_len == COMPACT_LEN {
         plan.inode.encode_compact().to_vec()
     } else {
@@ -193,19 +191,19 @@ fn encode_inode(plan: &Plan<'_>) -> Vec<u8> {
 impl<'a> Ctx<'a, '_> {
     /// The opaque marker a directory node gets in a per-layer image.
     fn opaque(&self, node: u32) -> Option<super::OpaqueXattr> {
-        let n = &self.b.nodes[node as usize];
-        let opaque = n.flags & crate::index::format::flag::OPAQUE != 0 || n.lower_deleted;
-        (n.is_dir() && opaque).then_some(self.options.opaque)
+        self.b.nodes[node as usize]
+            .is_opaque_dir()
+            .then_some(self.options.opaque)
     }
 
     /// The plan of record `r`; `late_start` is the block its late blocks start at (pass 1
     /// does not need it).
-    fn plan(&self, r: u32, shared: &Shared<'a>, late_start: u32) -> Result<Plan<'a>, ErofsError> {
+    fn plan(&self, r: u32, shared: &Shared<'a>, late_start: u32) -> Result<Plan, ErofsError> {
         let node = self.rec.order[r as usize];
         let n = &self.b.nodes[node as usize];
         let m = &n.meta;
-        let xattrs = xattrs::of_node(self.b, node, self.opaque(node))?;
-        let body = shared.body(&xattrs)?.len();
+        let xattr_body = shared.body(&xattrs::of_node(self.b, node, self.opaque(node))?)?;
+        let body = xattr_body.len();
         let inode = Inode {
             layout: layout::FLAT_PLAIN,
             xattr_icount: icount(body)?,
@@ -233,7 +231,7 @@ impl<'a> Ctx<'a, '_> {
         let mut plan = Plan {
             inode,
             inode_len,
-            xattrs,
+            xattr_body,
             inline_len: 0,
             late_blocks: 0,
         };
@@ -266,7 +264,7 @@ impl<'a> Ctx<'a, '_> {
 
     /// Lay out `size` bytes written at the end (a directory's blocks, a symlink's target):
     /// whole blocks late, the rest inline when it fits beside the inode.
-    fn data_of_len(&self, plan: &mut Plan<'a>, size: u64, room: usize, late_start: u32) {
+    fn data_of_len(&self, plan: &mut Plan, size: u64, room: usize, late_start: u32) {
         plan.inode.size = size;
         let tail = (size % BLOCK) as usize;
         let whole = size / BLOCK;
@@ -296,7 +294,7 @@ impl<'a> Ctx<'a, '_> {
     fn record_data(
         &self,
         r: u32,
-        plan: &Plan<'_>,
+        plan: &Plan,
         nids: &[u64],
         tails: (&File, &std::path::Path),
     ) -> Result<RecordData, ErofsError> {

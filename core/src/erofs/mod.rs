@@ -31,6 +31,9 @@ use meta::FileMap;
 
 use crate::index::IndexBuilder;
 
+/// Bytes per block of the images we write.
+pub(crate) const BLOCK_SIZE: u64 = format::BLOCK;
+
 /// Which xattr marks an opaque directory in a per-layer image (overlayfs reads one or the
 /// other depending on how it is mounted).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,11 +49,11 @@ pub enum OpaqueXattr {
 }
 
 impl OpaqueXattr {
-    /// The EROFS prefix index and the rest of the name.
-    fn split(self) -> (u8, &'static [u8]) {
+    /// The xattr's name.
+    fn name(self) -> &'static [u8] {
         match self {
-            OpaqueXattr::Trusted => (4, b"overlay.opaque"),
-            OpaqueXattr::User => (1, b"overlay.opaque"),
+            OpaqueXattr::Trusted => b"trusted.overlay.opaque",
+            OpaqueXattr::User => b"user.overlay.opaque",
         }
     }
 }

@@ -135,6 +135,31 @@ impl Drop for Mounted {
     }
 }
 
+/// The image of [`tree`] written with `options` and loop-mounted (root only); unmounted,
+/// then removed, on drop.
+struct MountedTree {
+    mnt: PathBuf,
+    _mount: Mounted,
+    _dir: tempfile::TempDir,
+}
+
+impl MountedTree {
+    fn new(options: ErofsOptions) -> MountedTree {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("layer.erofs");
+        write_image(&tree(), &img, options).unwrap();
+        let mnt = dir.path().join("mnt");
+        let Some(mount) = Mounted::new(&img, &mnt) else {
+            panic!("cannot loop-mount an EROFS image as root here");
+        };
+        MountedTree {
+            mnt,
+            _mount: mount,
+            _dir: dir,
+        }
+    }
+}
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -257,13 +282,8 @@ fn the_kernel_mounts_the_image_and_reads_back_every_entry() {
         eprintln!("not root: the loop mount is checked where tests run as root (CI)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("layer.erofs");
-    write_image(&tree(), &img, ErofsOptions::default()).unwrap();
-    let mnt = dir.path().join("mnt");
-    let Some(_m) = Mounted::new(&img, &mnt) else {
-        panic!("cannot loop-mount an EROFS image as root here");
-    };
+    let mounted = MountedTree::new(ErofsOptions::default());
+    let mnt = &mounted.mnt;
     let md = |p: &str| std::fs::symlink_metadata(mnt.join(p)).unwrap();
     for e in tree() {
         if e.path.contains(".wh.") {
@@ -333,15 +353,11 @@ fn user_xattr_opaque_markers_for_rootless_overlays() {
         eprintln!("not root: the loop mount is checked where tests run as root (CI)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("layer.erofs");
-    let options = ErofsOptions {
+    let mounted = MountedTree::new(ErofsOptions {
         opaque: OpaqueXattr::User,
         ..Default::default()
-    };
-    write_image(&tree(), &img, options).unwrap();
-    let mnt = dir.path().join("mnt");
-    let _m = Mounted::new(&img, &mnt).expect("loop mount");
+    });
+    let mnt = &mounted.mnt;
     let mut buf = [0u8; 8];
     let n = rustix::fs::lgetxattr(mnt.join("gone"), "user.overlay.opaque", &mut buf).unwrap();
     assert_eq!(&buf[..n], b"y");

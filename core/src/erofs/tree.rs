@@ -8,8 +8,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use super::ErofsError;
 use super::format::{NAME_MAX, file_type, file_type_of};
-use crate::index::IndexBuilder;
-use crate::index::writer::Node;
+use crate::index::{IndexBuilder, LinkGroups};
 
 /// The records of a tree in `nid` order, and what directory entries need to point at them.
 pub(crate) struct Records {
@@ -19,13 +18,8 @@ pub(crate) struct Records {
     pub parent: Vec<u32>,
     /// The record of each node (`u32::MAX` for nodes not in the tree).
     pub record_of: Vec<u32>,
-    /// Members per hardlink group, for groups of two or more.
-    pub group_size: HashMap<u32, u32>,
-}
-
-/// A node that can share its inode with others: neither a directory nor a whiteout.
-pub(crate) fn linkable(n: &Node) -> bool {
-    !n.is_dir() && !n.is_whiteout()
+    /// Members per hardlink group.
+    pub links: LinkGroups,
 }
 
 impl Records {
@@ -35,7 +29,7 @@ impl Records {
             order: vec![0],
             parent: vec![0],
             record_of: vec![u32::MAX; b.nodes.len()],
-            group_size: HashMap::new(),
+            links: LinkGroups::default(),
         };
         rec.record_of[0] = 0;
         let mut group_record: HashMap<u32, u32> = HashMap::new();
@@ -44,8 +38,8 @@ impl Records {
             if b.nodes[dir as usize].is_dir() {
                 for child in sorted_children(b, dir)? {
                     let node = &b.nodes[child as usize];
-                    if linkable(node) {
-                        *rec.group_size.entry(node.group).or_default() += 1;
+                    rec.links.add(node);
+                    if LinkGroups::plain(node) {
                         if let Some(&r) = group_record.get(&node.group) {
                             rec.record_of[child as usize] = r;
                             continue;
@@ -59,7 +53,6 @@ impl Records {
             }
             i += 1;
         }
-        rec.group_size.retain(|_, &mut n| n > 1);
         Ok(rec)
     }
 
@@ -71,10 +64,7 @@ impl Records {
             let subdirs = b.children(node).filter(|&c| b.nodes[c as usize].is_dir());
             return 2u32.saturating_add(subdirs.count() as u32);
         }
-        if linkable(n) {
-            return self.group_size.get(&n.group).copied().unwrap_or(1);
-        }
-        1
+        self.links.nlink(n).unwrap_or(1)
     }
 }
 

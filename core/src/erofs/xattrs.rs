@@ -50,8 +50,7 @@ pub(crate) fn of_node<'a>(
         check_sizes(name, suffix, value)?;
         out.push((index, suffix, value.as_slice()));
     }
-    if let Some(o) = opaque {
-        let (index, suffix) = o.split();
+    if let Some((index, suffix)) = opaque.and_then(|o| xattr_prefix(o.name())) {
         out.push((index, suffix, b"y"));
     }
     Ok(out)

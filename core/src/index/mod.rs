@@ -47,7 +47,7 @@
 
 mod blocks;
 mod entry;
-pub(crate) mod format;
+mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod reader;
@@ -55,13 +55,14 @@ mod serialize;
 mod stack;
 mod tree_check;
 mod validate;
-pub(crate) mod writer;
+mod writer;
 
 #[cfg(test)]
 mod tests;
 
 pub use entry::{Entry, EntryKind};
 pub use reader::LayerIndex;
+pub(crate) use serialize::LinkGroups;
 pub use stack::LayerStack;
 pub use writer::{EntryMeta, IndexBuilder};
 

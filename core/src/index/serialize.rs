@@ -92,27 +92,34 @@ struct Tables {
     xattrs: Vec<[u32; 5]>,
 }
 
-/// Sizes of the hardlink groups still present in the tree.
-struct LinkGroups(HashMap<u32, u32>);
+/// Sizes of the hardlink groups still present in the tree (the index's serialiser and the
+/// EROFS writer count links the same way).
+#[derive(Default)]
+pub(crate) struct LinkGroups(HashMap<u32, u32>);
 
 impl LinkGroups {
     /// A node that can be a hardlink: neither a directory nor a whiteout.
-    fn plain(n: &Node) -> bool {
+    pub(crate) fn plain(n: &Node) -> bool {
         !n.is_dir() && !n.is_whiteout()
     }
 
     fn count(nodes: &[Node], entries: &[u32]) -> LinkGroups {
-        let mut size: HashMap<u32, u32> = HashMap::new();
+        let mut links = LinkGroups::default();
         for &n in entries {
-            if Self::plain(&nodes[n as usize]) {
-                *size.entry(nodes[n as usize].group).or_default() += 1;
-            }
+            links.add(&nodes[n as usize]);
         }
-        LinkGroups(size)
+        links
+    }
+
+    /// Count `n` (a node present in the tree) in its group.
+    pub(crate) fn add(&mut self, n: &Node) {
+        if Self::plain(n) {
+            *self.0.entry(n.group).or_default() += 1;
+        }
     }
 
     /// The link count of `n` when it shares its inode with another entry.
-    fn nlink(&self, n: &Node) -> Option<u32> {
+    pub(crate) fn nlink(&self, n: &Node) -> Option<u32> {
         if !Self::plain(n) {
             return None;
         }
@@ -259,8 +266,11 @@ fn write_entries<'a>(
         let aux = if node.is_dir() {
             let d = tree.dir_of_node[n as usize];
             nlink = 2u32.saturating_add(tree.subdirs[d as usize]);
+            if node.is_opaque_dir() {
+                flags |= flag::OPAQUE;
+            }
             if node.lower_deleted {
-                flags = (flags | flag::OPAQUE) & !flag::IMPLICIT;
+                flags &= !flag::IMPLICIT;
             }
             d
         } else if let Some(t) = m.link_target() {

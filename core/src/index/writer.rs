@@ -118,6 +118,12 @@ impl Node {
         self.dir
     }
 
+    /// A directory that hides what the lower layers have under it: marked opaque by the
+    /// layer, or made where the layer deleted a lower entry.
+    pub fn is_opaque_dir(&self) -> bool {
+        self.dir && (self.flags & flag::OPAQUE != 0 || self.lower_deleted)
+    }
+
     pub fn is_whiteout(&self) -> bool {
         self.flags & flag::WHITEOUT != 0
     }

@@ -47,10 +47,12 @@ impl Puller {
             return Ok(None);
         };
         let (cache, diff_ids) = (self.cache.clone(), result.layer_diff_ids.clone());
+        // A cached result's layers are all published.
         blocking(move || {
-            diff_ids
+            cache
+                .published_without_erofs(&diff_ids, opaque)
                 .into_iter()
-                .find(|d| !cache.has_layer_erofs(d, opaque))
+                .next()
         })
         .await
     }

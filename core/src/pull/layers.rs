@@ -71,14 +71,8 @@ impl Puller {
         };
         let cache = self.cache.clone();
         let diff_ids: Vec<Digest> = jobs.iter().map(|j| j.diff_id.clone()).collect();
-        let lacking = blocking(move || {
-            diff_ids
-                .into_iter()
-                .filter(|d| cache.has_layer(d) && !cache.has_layer_erofs(d, opaque))
-                .collect()
-        })
-        .await?;
-        Ok(rebuild.and(lacking))
+        let lacking = blocking(move || cache.published_without_erofs(&diff_ids, opaque)).await?;
+        Ok(rebuild.and(lacking.into_iter().collect()))
     }
 
     /// Compressed bytes of the layers that are not published yet or are built again.

@@ -124,7 +124,7 @@ fn rootless_owner(value: &[u8]) -> (u32, u32) {
     (unmapped(uid), unmapped(gid))
 }
 
-fn xattrs_of(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+pub(crate) fn xattrs_of(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     let mut out = BTreeMap::new();
     let mut names = vec![0u8; 65536];
     let n = rustix::fs::llistxattr(path, &mut names).map_err(io::Error::from)?;
@@ -136,9 +136,12 @@ fn xattrs_of(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     Ok(out)
 }
 
-/// Describe every entry under `root` (not `root` itself), sorted by path.
-pub fn describe_tree(root: &Path) -> io::Result<Vec<OracleEntry>> {
-    let mut out = Vec::new();
+/// Call `f` with every entry under `root` (not `root` itself) and its `/`-separated path
+/// relative to `root`, directories before their children (symlinks are not followed).
+pub(crate) fn walk(
+    root: &Path,
+    mut f: impl FnMut(&Path, Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
     let mut stack = vec![(root.to_path_buf(), Vec::<u8>::new())];
     while let Some((dir, rel)) = stack.pop() {
         for child in std::fs::read_dir(&dir)? {
@@ -149,40 +152,52 @@ pub fn describe_tree(root: &Path) -> io::Result<Vec<OracleEntry>> {
                 child_rel.push(b'/');
             }
             child_rel.extend_from_slice(child.file_name().as_bytes());
-            let md = std::fs::symlink_metadata(&path)?;
-            let ft = md.file_type();
-            let mut xattrs = xattrs_of(&path)?;
-            let (uid, gid) = match xattrs.remove(&b"user.rootlesscontainers"[..]) {
-                Some(v) => rootless_owner(&v),
-                None => (0, 0),
-            };
-            let (kind, size, sha256, link_target) = if ft.is_dir() {
+            if child.file_type()?.is_dir() {
                 stack.push((path.clone(), child_rel.clone()));
-                (Kind::Dir, 0, None, None)
-            } else if ft.is_symlink() {
-                let t = std::fs::read_link(&path)?.as_os_str().as_bytes().to_vec();
-                (Kind::Symlink, 0, None, Some(t))
-            } else if ft.is_fifo() {
-                (Kind::Fifo, 0, None, None)
-            } else if ft.is_char_device() || ft.is_block_device() {
-                (Kind::File, 0, Some(sha256_hex(b"")), None)
-            } else {
-                let bytes = std::fs::read(&path)?;
-                (Kind::File, md.len(), Some(sha256_hex(&bytes)), None)
-            };
-            out.push(OracleEntry {
-                path: child_rel,
-                kind,
-                perm: md.mode() & 0o7777,
-                uid,
-                gid,
-                size,
-                sha256,
-                link_target,
-                xattrs,
-            });
+            }
+            f(&path, child_rel)?;
         }
     }
+    Ok(())
+}
+
+/// Describe every entry under `root` (not `root` itself), sorted by path.
+pub fn describe_tree(root: &Path) -> io::Result<Vec<OracleEntry>> {
+    let mut out = Vec::new();
+    walk(root, |path, child_rel| {
+        let md = std::fs::symlink_metadata(path)?;
+        let ft = md.file_type();
+        let mut xattrs = xattrs_of(path)?;
+        let (uid, gid) = match xattrs.remove(&b"user.rootlesscontainers"[..]) {
+            Some(v) => rootless_owner(&v),
+            None => (0, 0),
+        };
+        let (kind, size, sha256, link_target) = if ft.is_dir() {
+            (Kind::Dir, 0, None, None)
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(path)?.as_os_str().as_bytes().to_vec();
+            (Kind::Symlink, 0, None, Some(t))
+        } else if ft.is_fifo() {
+            (Kind::Fifo, 0, None, None)
+        } else if ft.is_char_device() || ft.is_block_device() {
+            (Kind::File, 0, Some(sha256_hex(b"")), None)
+        } else {
+            let bytes = std::fs::read(path)?;
+            (Kind::File, md.len(), Some(sha256_hex(&bytes)), None)
+        };
+        out.push(OracleEntry {
+            path: child_rel,
+            kind,
+            perm: md.mode() & 0o7777,
+            uid,
+            gid,
+            size,
+            sha256,
+            link_target,
+            xattrs,
+        });
+        Ok(())
+    })?;
     out.sort();
     Ok(out)
 }

@@ -14,22 +14,13 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
-use crate::oracle::sha256_hex;
+use crate::oracle::{sha256_hex, walk, xattrs_of};
 
+/// The xattrs of `path` but overlayfs' own, sorted by name.
 fn xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut names = vec![0u8; 65536];
-    let n = rustix::fs::llistxattr(path, &mut names).map_err(io::Error::from)?;
-    let mut out = Vec::new();
-    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") {
-            continue;
-        }
-        let mut value = vec![0u8; 65536];
-        let len = rustix::fs::lgetxattr(path, name, &mut value).map_err(io::Error::from)?;
-        out.push((name.to_vec(), value[..len].to_vec()));
-    }
-    out.sort();
-    Ok(out)
+    let mut all = xattrs_of(path)?;
+    all.retain(|name, _| !name.starts_with(b"trusted.overlay."));
+    Ok(all.into_iter().collect())
 }
 
 /// Bytes as a listing line writes them: printable ASCII as is, anything else as `\xNN`.
@@ -89,24 +80,12 @@ fn line(path: &Path, rel: &[u8]) -> io::Result<String> {
 /// Every entry under `root` (not `root` itself), sorted by path.
 pub fn describe(root: &Path) -> io::Result<Vec<String>> {
     let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), Vec::<u8>::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        for child in std::fs::read_dir(&dir)? {
-            let child = child?;
-            let path = child.path();
-            let mut child_rel = rel.clone();
-            if !child_rel.is_empty() {
-                child_rel.push(b'/');
-            }
-            child_rel.extend_from_slice(child.file_name().as_bytes());
-            if child.file_type()?.is_dir() {
-                stack.push((path.clone(), child_rel.clone()));
-            }
-            out.push((child_rel.clone(), line(&path, &child_rel)?));
-        }
-    }
-    out.sort();
-    Ok(out.into_iter().map(|(_, l)| l).collect())
+    walk(root, |path, rel| {
+        out.push((line(path, &rel)?, rel));
+        Ok(())
+    })?;
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out.into_iter().map(|(l, _)| l).collect())
 }
 
 /// `umoci unpack --image <layout>:<tag>` as root into `bundle` (which must not exist); the
