@@ -487,6 +487,31 @@ async fn a_registry_nearby_gets_one_request_per_blob() {
     assert!(single >= 1, "every pull split the blob into ranges");
 }
 
+/// A lead reset before it was split (adaptive, registry nearby) is asked again from where it
+/// stopped, to the blob's end, and never split.
+#[tokio::test]
+async fn a_reset_lead_is_asked_again_for_its_missing_bytes_only() {
+    let (_reg, proxy, big) = faulted(Fault::ResetAfter {
+        bytes: 100_000,
+        times: 1,
+    })
+    .await;
+    let len = big.blob.len() as u64;
+    let cache = tempfile::tempdir().unwrap();
+    let registry = builder(&cache).ranges(CHUNK, 4).build().unwrap();
+    let res = pull(&proxy.host(), &registry).await.unwrap();
+    assert_big_file(&res);
+    assert_eq!(proxy.faults_injected(), 1);
+
+    let asked = asked(&proxy, &big.digest);
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0], 0..len, "{asked:?}");
+    assert!(
+        asked[1].start > 0 && asked[1].start <= 100_000 && asked[1].end == len,
+        "{asked:?}"
+    );
+}
+
 /// Over a narrow link the lead leaves the extractor waiting: it is cut one chunk past what
 /// it has received and the rest goes as ranges, every byte asked once. Requests travel
 /// client → shaping proxy (20 ms round trip, 2 MB/s per connection, slow start) → recording

@@ -131,6 +131,7 @@ pub(crate) async fn stream_blob(
             options,
             source: BlobSource::default(),
             stopped: Default::default(),
+            starving: Default::default(),
             starved: Default::default(),
         };
         match blob.stream(from, tx, progress, &mut floor).await? {

@@ -14,19 +14,25 @@
 //! start a round trip or two after the first byte.
 //! [`RangeMode::Eager`](crate::RangeMode::Eager) skips the lead: ranges from the first byte.
 //!
-//! Two halves run in the download's own task, so dropping the download (cancel, a sibling's
-//! failure, the deadline) stops every request:
+//! The lead is read by the forwarder itself (`lead.rs`): its bytes go from the socket straight
+//! to the extractor, as one stream's do, with no hop through a channel and no timer armed per
+//! wait (the time spent waiting is measured when the bytes arrive). Two halves run in the
+//! download's own task, so dropping the download (cancel, a sibling's failure, the deadline)
+//! stops every request:
 //!
-//! * the *driver* starts the lead (unless eager), then the ranges in order, each after
-//!   reserving its length from the client's shared [`RangeBuffers`](crate::client::ranges); each range's bytes go into a
-//!   channel of its own as they arrive. At most a *window* of ranges is started and not yet
-//!   passed on: two at first (the one being passed on and the next), one more for every
+//! * the *driver* waits for the lead's split (unless eager), then starts the ranges in order,
+//!   each after reserving its length from the client's shared
+//!   [`RangeBuffers`](crate::client::ranges); each range's bytes go into a channel of its own
+//!   as they arrive. At most a *window* of
+//!   requests is started and not yet passed on (the lead holds a place while it is read):
+//!   two at first (the one being passed on and the next), one more for every
 //!   [`STARVED`] the forwarder spends waiting for bytes, up to `rangeConnections`. Where the
 //!   extractor is the limit (a registry nearby) ranges fetched further ahead would only take
 //!   CPU and memory from it; over a long or narrow link the window opens within a few
 //!   milliseconds of waiting;
-//! * the *forwarder* reads those channels in order, passes the bytes on to the extractor and
-//!   releases each range's reservation once it has passed all of them on.
+//! * the *forwarder* reads the lead up to its end, then those channels in order, passes the
+//!   bytes on to the extractor and releases each range's reservation once it has passed all
+//!   of them on.
 //!
 //! Memory therefore stays within the shared reservation (ranges fetched ahead wait there),
 //! and the driver never waits on the extractor. Reservations are taken in order within a
@@ -34,8 +40,8 @@
 //! reservations can finish the range the extractor waits for: no blob starves another for
 //! good.
 //!
-//! The lead holds no reservation: its channel is bounded by [`LEAD_PIECES`] pieces, so it
-//! reads the socket no faster than the extractor takes its bytes, as one stream does.
+//! The lead holds no reservation: it is read no faster than the extractor takes its bytes, as
+//! one stream is.
 //!
 //! Eager, the first two ranges go out together rather than after the first answer, saving a
 //! round trip. A range that fails (reset, timeout, an early end) is asked again for
@@ -44,9 +50,11 @@
 //! span) turns the download into one stream from the bytes passed on so far
 //! ([`Outcome::OneStream`]).
 
+mod lead;
+
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,7 +63,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc::{
     Receiver, Sender, UnboundedReceiver, UnboundedSender, channel, unbounded_channel,
 };
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::download::{DownloadError, MAX_STALLED_ATTEMPTS, SpeedFloor};
 use super::reader::ChunkSender;
@@ -96,78 +104,19 @@ pub(super) enum Outcome {
 /// What a range's channel carries: its bytes in order, or why it stopped.
 type Piece = Result<Bytes, Stop>;
 
-/// A range on its way to the forwarder: its bytes, its share of the buffer (none for the
-/// lead) and its place in the blob's window, both given back once it is passed on.
+/// A range on its way to the forwarder: its bytes, its share of the buffer and its place in
+/// the blob's window, both given back once it is passed on.
 struct Slot {
     pieces: Receiver<Piece>,
-    /// Where the range ends: fixed, or the lead's end, which a split may pull in.
-    end: End,
-    _reserved: Option<OwnedSemaphorePermit>,
+    /// Where the range ends.
+    end: u64,
+    _reserved: OwnedSemaphorePermit,
     _place: OwnedSemaphorePermit,
 }
 
-/// Where a range ends.
-#[derive(Clone)]
-enum End {
-    Fixed(u64),
-    Lead(Arc<Lead>),
-}
-
-impl End {
-    fn get(&self) -> u64 {
-        match self {
-            End::Fixed(end) => *end,
-            End::Lead(lead) => lead.end(),
-        }
-    }
-}
-
-/// Pieces a lead's channel holds: the lead reads its socket no further ahead of the
-/// extractor than one stream does (a piece can be a few hundred KiB: more would cost memory
-/// for every large layer at once).
-const LEAD_PIECES: usize = 1;
 /// Pieces a range's channel holds: its bytes are reserved already, so this only keeps the
 /// channel's own bookkeeping bounded (a range waits, it is not lost, when it is full).
 const RANGE_PIECES: usize = 1024;
-
-/// The lead of an adaptive download: one request for the rest of the blob, read up to an end
-/// that a split pulls in. The position and the end change under one lock, so a split never
-/// cuts behind bytes already received.
-struct Lead {
-    span: Mutex<Range<u64>>,
-}
-
-impl Lead {
-    fn new(span: Range<u64>) -> Self {
-        Lead {
-            span: Mutex::new(span),
-        }
-    }
-
-    fn end(&self) -> u64 {
-        self.span.lock().unwrap_or_else(|p| p.into_inner()).end
-    }
-
-    /// Take `len` more bytes at the lead's position: how many of them are before its end.
-    fn advance(&self, len: u64) -> u64 {
-        let mut span = self.span.lock().unwrap_or_else(|p| p.into_inner());
-        let n = len.min(span.end - span.start);
-        span.start += n;
-        n
-    }
-
-    /// End the lead `ahead` bytes past what it has received, if at least `rest` bytes are
-    /// left after that for ranges; the new end.
-    fn split(&self, ahead: u64, rest: u64) -> Option<u64> {
-        let mut span = self.span.lock().unwrap_or_else(|p| p.into_inner());
-        let cut = span.start.saturating_add(ahead);
-        if cut.saturating_add(rest) > span.end {
-            return None;
-        }
-        span.end = cut;
-        Some(cut)
-    }
-}
 
 /// One blob being fetched in ranges.
 pub(super) struct RangedBlob<'a> {
@@ -179,9 +128,12 @@ pub(super) struct RangedBlob<'a> {
     pub source: BlobSource,
     /// Set when a range stopped for good: no range is started after that.
     pub stopped: AtomicBool,
-    /// Told by the forwarder for every [`STARVED`] it waits for bytes: the network, not the
-    /// extractor, is the limit, so another range is worth starting.
-    pub starved: Notify,
+    /// Told each time [`starved`](Self::starved) counts: the network, not the extractor, is
+    /// the limit, so another range is worth starting.
+    pub starving: Notify,
+    /// [`STARVED`]s the forwarder waited for bytes that the driver has not yet answered with
+    /// another range.
+    pub starved: AtomicU32,
 }
 
 /// How a registry answered one range request.
@@ -193,9 +145,9 @@ enum Answer {
 }
 
 impl RangedBlob<'_> {
-    /// Fetch bytes `from..` of the blob into `tx`. The first ranges go out together: a
-    /// registry that ignores `Range` is found out by their answers, and then the blob goes
-    /// on as one stream ([`Outcome::OneStream`]).
+    /// Fetch bytes `from..` of the blob into `tx`: the lead first (unless eager), then the
+    /// ranges. A registry that ignores `Range` is found out by its first answers, and then
+    /// the blob goes on as one stream ([`Outcome::OneStream`]).
     pub(super) async fn stream(
         &self,
         from: u64,
@@ -203,11 +155,46 @@ impl RangedBlob<'_> {
         progress: &ProgressSink,
         floor: &mut SpeedFloor,
     ) -> Result<Outcome, DownloadError> {
+        let window = Arc::new(Semaphore::new(self.options.connections.min(2)));
         let (slots, order) = unbounded_channel();
-        let forwarder = self.forward(from, order, tx, progress, floor);
+        let (cut, split) = match self.options.eager {
+            true => (None, None),
+            false => {
+                let (cut, split) = oneshot::channel();
+                (Some(cut), Some(split))
+            }
+        };
+        let forwarder = async {
+            let mut pass = PassOn {
+                tx,
+                progress,
+                floor,
+                waits: Waits::default(),
+                name: format!("blob {}", self.layer.digest),
+            };
+            let mut at = from;
+            if let Some(cut) = cut {
+                let place = window.clone().acquire_owned().await;
+                match self.lead(from, cut, &mut pass).await? {
+                    lead::End::Blob => return Ok(Outcome::Done(self.layer.size)),
+                    lead::End::Cut(end) => at = end,
+                    lead::End::NoRanges { at, response } => {
+                        return Ok(Outcome::OneStream { at, response });
+                    }
+                }
+                drop(place);
+            }
+            self.forward(at, order, &mut pass).await
+        };
         // The driver's work is done when the forwarder's is; it never ends the race itself.
         let driver = async {
-            self.drive(from, slots).await;
+            let start = match split {
+                None => Some(from),
+                Some(split) => split.await.ok(),
+            };
+            if let Some(start) = start {
+                self.drive(start, &window, slots).await;
+            }
             std::future::pending().await
         };
         tokio::pin!(forwarder, driver);
@@ -218,42 +205,14 @@ impl RangedBlob<'_> {
         }
     }
 
-    /// Start the lead (unless eager) and, once it is split, every range in order, at most a
-    /// window of them not yet passed on: two, widened by one each time the forwarder starves,
-    /// up to `connections`.
-    async fn drive(&self, from: u64, slots: UnboundedSender<Slot>) {
+    /// Start every range from `from` in order, at most a window of requests not yet passed
+    /// on: two, widened by one for each [`STARVED`] the forwarder waits, up to
+    /// `connections`.
+    async fn drive(&self, from: u64, window: &Arc<Semaphore>, slots: UnboundedSender<Slot>) {
         let most = self.options.connections;
         let mut width = most.min(2);
-        let window = Arc::new(Semaphore::new(width));
         let mut fetches = FuturesUnordered::new();
-        let mut next = from;
-        if !self.options.eager {
-            let Ok(place) = window.clone().acquire_owned().await else {
-                return;
-            };
-            let lead = Arc::new(Lead::new(from..self.layer.size));
-            let (out, pieces) = channel(LEAD_PIECES);
-            let end = End::Lead(lead.clone());
-            let slot = Slot {
-                pieces,
-                end: end.clone(),
-                _reserved: None,
-                _place: place,
-            };
-            if slots.send(slot).is_err() {
-                return;
-            }
-            fetches.push(self.fetch(from, end, out));
-            match self.split_when_starved(&lead, &mut fetches).await {
-                Some(cut) => next = cut,
-                None => {
-                    // One stream to the end.
-                    while fetches.next().await.is_some() {}
-                    return;
-                }
-            }
-        }
-        for range in self.options.chunks(next..self.layer.size) {
+        for range in self.options.chunks(from..self.layer.size) {
             let place = loop {
                 tokio::select! {
                     p = window.clone().acquire_owned() => match p {
@@ -261,9 +220,11 @@ impl RangedBlob<'_> {
                         Err(_) => return,
                     },
                     Some(()) = fetches.next(), if !fetches.is_empty() => {}
-                    () = self.starved.notified(), if width < most => {
-                        width += 1;
-                        window.add_permits(1);
+                    () = self.starving.notified(), if width < most => {
+                        let more = (self.starved.swap(0, Ordering::SeqCst) as usize)
+                            .clamp(1, most - width);
+                        width += more;
+                        window.add_permits(more);
                     }
                 }
             };
@@ -280,95 +241,92 @@ impl RangedBlob<'_> {
                 }
             };
             let (out, pieces) = channel(RANGE_PIECES);
-            let end = End::Fixed(range.end);
             let slot = Slot {
                 pieces,
-                end: end.clone(),
-                _reserved: Some(reserved),
+                end: range.end,
+                _reserved: reserved,
                 _place: place,
             };
             if slots.send(slot).is_err() {
                 // The forwarder has stopped.
                 return;
             }
-            fetches.push(self.fetch(range.start, end, out));
+            fetches.push(self.fetch(range, out));
         }
         drop(slots);
         while fetches.next().await.is_some() {}
     }
 
-    /// Drive the lead until the forwarder has starved [`SPLIT_AFTER`] times, then split it
-    /// one chunk past what it has received; the split point, or `None` when the lead ended
-    /// first or too little is left to be worth ranges.
-    async fn split_when_starved<F: std::future::Future<Output = ()>>(
-        &self,
-        lead: &Lead,
-        fetches: &mut FuturesUnordered<F>,
-    ) -> Option<u64> {
-        let mut starved = 0;
-        while starved < SPLIT_AFTER {
-            tokio::select! {
-                // The lead, the only fetch yet, ended.
-                _ = fetches.next() => return None,
-                () = self.starved.notified() => starved += 1,
-            }
+    /// Tell the driver the forwarder waited `ticks` × [`STARVED`] for bytes while the
+    /// network was the limit.
+    fn starve(&self, ticks: u32) {
+        if ticks > 0 {
+            self.starved.fetch_add(ticks, Ordering::SeqCst);
+            self.starving.notify_one();
         }
-        if self.stopped.load(Ordering::SeqCst) {
-            return None;
-        }
-        let chunk = self.options.chunk_size;
-        lead.split(chunk, chunk)
     }
 
-    /// Fetch the bytes from `start` up to `end` (which a split may pull in) into `out`,
-    /// resuming from where a failure left it.
-    async fn fetch(&self, start: u64, end: End, out: Sender<Piece>) {
-        let mut at = start;
+    /// Fetch `range` into `out`, resuming from where a failure left it.
+    async fn fetch(&self, range: Range<u64>, out: Sender<Piece>) {
+        let (mut at, end) = (range.start, range.end);
         let mut stalled = 0u32;
         loop {
             let before = at;
-            let (failure, url) = match self.open(at..end.get()).await {
-                Ok(Answer::Range(resp)) => {
-                    let url = resp.response.url().to_string();
-                    match read_range(resp, &mut at, &end, &out).await {
-                        Ok(()) => return,
-                        Err(e) => (e, url),
-                    }
-                }
+            let failure = match self.open(at..end).await {
+                Ok(Answer::Range(resp)) => match read_range(resp, &mut at, end, &out).await {
+                    Ok(()) => return,
+                    Err(e) => e,
+                },
                 Ok(Answer::Other(resp)) => {
                     self.stopped.store(true, Ordering::SeqCst);
                     let _ = out.send(Err(Stop::NoRanges(resp))).await;
                     return;
                 }
-                Err(e) => {
-                    let url = e.url().unwrap_or_default().to_owned();
-                    (e, url)
-                }
+                Err(e) => e,
             };
-            if at > before {
-                stalled = 0;
-            }
-            stalled += 1;
-            if !failure.is_transient() || stalled > MAX_STALLED_ATTEMPTS {
+            if let Err(failure) = self
+                .again(failure, at > before, &mut stalled, at..end)
+                .await
+            {
                 self.stopped.store(true, Ordering::SeqCst);
                 let _ = out
                     .send(Err(Stop::Failed(DownloadError::Registry(failure))))
                     .await;
                 return;
             }
-            pause(Retry {
-                url: &url,
-                retry: stalled,
-                max_retries: MAX_STALLED_ATTEMPTS,
-                wait: backoff(stalled),
-                reason: format!(
-                    "{}; asking again for bytes {at}-{} of the range",
-                    failure.reason(),
-                    end.get().saturating_sub(1)
-                ),
-            })
-            .await;
         }
+    }
+
+    /// After an attempt at `missing` failed (having `progressed` or not): wait before asking
+    /// again, or give the failure back when it is not transient or the attempts are spent.
+    async fn again(
+        &self,
+        failure: RegistryError,
+        progressed: bool,
+        stalled: &mut u32,
+        missing: Range<u64>,
+    ) -> Result<(), RegistryError> {
+        if progressed {
+            *stalled = 0;
+        }
+        *stalled += 1;
+        if !failure.is_transient() || *stalled > MAX_STALLED_ATTEMPTS {
+            return Err(failure);
+        }
+        pause(Retry {
+            url: failure.url().unwrap_or_default(),
+            retry: *stalled,
+            max_retries: MAX_STALLED_ATTEMPTS,
+            wait: backoff(*stalled),
+            reason: format!(
+                "{}; asking again for bytes {}-{} of the range",
+                failure.reason(),
+                missing.start,
+                missing.end.saturating_sub(1)
+            ),
+        })
+        .await;
+        Ok(())
     }
 
     /// Request `range` and sort the answer: exactly the range, or anything else.
@@ -396,18 +354,11 @@ impl RangedBlob<'_> {
         &self,
         from: u64,
         mut order: UnboundedReceiver<Slot>,
-        tx: &ChunkSender,
-        progress: &ProgressSink,
-        floor: &mut SpeedFloor,
+        pass: &mut PassOn<'_>,
     ) -> Result<Outcome, DownloadError> {
-        let name = format!("blob {}", self.layer.digest);
         let mut at = from;
-        let mut waits = Waits::default();
         while let Some(mut slot) = order.recv().await {
-            loop {
-                let Some(piece) = self.next_piece(&mut slot.pieces, &mut waits).await else {
-                    break;
-                };
+            while let Some(piece) = self.next_piece(&mut slot.pieces, &mut pass.waits).await {
                 let bytes = match piece {
                     Ok(bytes) => bytes,
                     Err(Stop::Failed(e)) => return Err(e),
@@ -416,21 +367,9 @@ impl RangedBlob<'_> {
                     }
                 };
                 at += bytes.len() as u64;
-                waits.flowing();
-                floor.check(bytes.len() as u64, &name)?;
-                tx.send(Ok(bytes))
-                    .await
-                    .map_err(|()| DownloadError::ReceiverGone)?;
-                if progress.is_active() {
-                    progress.emit(PullProgress::LayerDownloadProgress {
-                        layer_index: self.layer_index,
-                        digest: self.layer.digest.clone(),
-                        downloaded_bytes: at,
-                        total_bytes: Some(self.layer.size),
-                    });
-                }
+                pass.send(self, bytes, at).await?;
             }
-            if at != slot.end.get() {
+            if at != slot.end {
                 // A range's sender goes only at its end or with a `Stop`.
                 return Err(DownloadError::TooShort {
                     expected: self.layer.size,
@@ -440,12 +379,10 @@ impl RangedBlob<'_> {
         }
         Ok(Outcome::Done(at))
     }
-}
 
-impl RangedBlob<'_> {
     /// The next piece of a range. Once the blob's bytes flow, every [`STARVED`] spent waiting
     /// while waiting is most of the forwarder's time ([`Waits::network_bound`]) tells the
-    /// driver that the network is behind: time to split the lead, or to start another range.
+    /// driver that the network is behind: time to start another range.
     async fn next_piece(&self, pieces: &mut Receiver<Piece>, waits: &mut Waits) -> Option<Piece> {
         if let Ok(piece) = pieces.try_recv() {
             return Some(piece);
@@ -460,10 +397,47 @@ impl RangedBlob<'_> {
                     waits.waited += waiting.elapsed();
                     return piece;
                 }
-                Err(_) if waits.network_bound(waiting.elapsed()) => self.starved.notify_one(),
+                Err(_) if waits.network_bound(waiting.elapsed()) => self.starve(1),
                 Err(_) => {}
             }
         }
+    }
+}
+
+/// Where the forwarder's bytes go, and what it keeps while passing them on.
+struct PassOn<'a> {
+    tx: &'a ChunkSender,
+    progress: &'a ProgressSink,
+    floor: &'a mut SpeedFloor,
+    waits: Waits,
+    /// The blob, as the speed floor names it.
+    name: String,
+}
+
+impl PassOn<'_> {
+    /// Pass `bytes` on to the extractor, `at` being the blob's position after them.
+    async fn send(
+        &mut self,
+        blob: &RangedBlob<'_>,
+        bytes: Bytes,
+        at: u64,
+    ) -> Result<(), DownloadError> {
+        let len = bytes.len() as u64;
+        self.waits.flowing();
+        self.floor.check(len, &self.name)?;
+        self.tx
+            .send(Ok(bytes))
+            .await
+            .map_err(|()| DownloadError::ReceiverGone)?;
+        if self.progress.is_active() {
+            self.progress.emit(PullProgress::LayerDownloadProgress {
+                layer_index: blob.layer_index,
+                digest: blob.layer.digest.clone(),
+                downloaded_bytes: at,
+                total_bytes: Some(blob.layer.size),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -491,6 +465,20 @@ impl Waits {
         self.since
             .is_some_and(|since| (self.waited + waiting) * 2 >= since.elapsed())
     }
+
+    /// Count a wait of `waiting` that has ended: the [`STARVED`]s it spans if the network
+    /// was the limit, else none (nor any before the first byte).
+    fn waited(&mut self, waiting: Duration) -> u32 {
+        if self.since.is_none() {
+            return 0;
+        }
+        let bound = self.network_bound(waiting);
+        self.waited += waiting;
+        match bound {
+            true => (waiting.as_micros() / STARVED.as_micros()) as u32,
+            false => 0,
+        }
+    }
 }
 
 /// Waiting this long for a range's bytes widens the blob's window by one range.
@@ -503,71 +491,68 @@ const STARVED: Duration = Duration::from_millis(5);
 const SPLIT_AFTER: u32 = 3;
 
 /// Read a range's body into `out`, advancing `at`; `Ok` once it reached `end` (or the
-/// forwarder is gone), the failure otherwise. A lead stops at its end, however far its
-/// response goes (the connection is dropped with the rest of the body).
+/// forwarder is gone), the failure otherwise.
 async fn read_range(
     resp: BlobResponse,
     at: &mut u64,
-    end: &End,
+    end: u64,
     out: &Sender<Piece>,
 ) -> Result<(), RegistryError> {
     let url = resp.response.url().to_string();
     let mut body = resp.response.bytes_stream();
     while let Some(next) = body.next().await {
-        let mut bytes = next.map_err(|e| crate::client::network_error(&url, &e))?;
+        let bytes = next.map_err(|e| crate::client::network_error(&url, &e))?;
         if bytes.is_empty() {
             continue;
         }
         let len = bytes.len() as u64;
-        let taken = match end {
-            End::Lead(lead) => lead.advance(len),
-            End::Fixed(end) if *at + len > *end => {
-                return Err(RegistryError::Protocol {
-                    url,
-                    detail: format!("more bytes than the range ending at byte {}", end - 1),
-                });
-            }
-            End::Fixed(_) => len,
-        };
-        bytes.truncate(taken as usize);
-        *at += taken;
-        if !bytes.is_empty() && out.send(Ok(bytes)).await.is_err() {
+        if *at + len > end {
+            return Err(RegistryError::Protocol {
+                url,
+                detail: format!("more bytes than the range ending at byte {}", end - 1),
+            });
+        }
+        *at += len;
+        if out.send(Ok(bytes)).await.is_err() {
             return Ok(());
         }
-        if *at == end.get() {
+        if *at == end {
             return Ok(());
         }
     }
-    let end = end.get();
-    if *at == end {
-        return Ok(());
+    match *at == end {
+        true => Ok(()),
+        false => Err(ended_early(url, *at, end)),
     }
-    Err(RegistryError::Network {
+}
+
+/// A body that ended at byte `at` of a range ending before `end`.
+fn ended_early(url: String, at: u64, end: u64) -> RegistryError {
+    RegistryError::Network {
         url,
         detail: format!(
-            "the body ended at byte {} of a range ending at byte {}",
-            *at,
+            "the body ended at byte {at} of a range ending at byte {}",
             end - 1
         ),
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Lead;
+    use std::time::Duration;
+
+    use super::{STARVED, Waits};
 
     #[test]
-    fn a_lead_is_cut_ahead_of_what_it_received_and_stops_there() {
-        let lead = Lead::new(100..1000);
-        assert_eq!(lead.advance(50), 50);
-        // Too little left after one chunk of 400 for another of 400.
-        assert_eq!(lead.split(400, 500), None);
-        assert_eq!(lead.end(), 1000);
-        assert_eq!(lead.split(400, 400), Some(550));
-        assert_eq!(lead.end(), 550);
-        // A piece crossing the cut is taken up to it only.
-        assert_eq!(lead.advance(300), 300);
-        assert_eq!(lead.advance(300), 100);
-        assert_eq!(lead.advance(1), 0);
+    fn waits_count_only_once_bytes_flow_and_the_network_is_the_limit() {
+        let mut waits = Waits::default();
+        // Before the first byte: the first answer's round trip.
+        assert_eq!(waits.waited(STARVED * 10), 0);
+        waits.flowing();
+        // Waiting most of the time since the first byte: each STARVED counts.
+        assert_eq!(waits.waited(STARVED * 3 + Duration::from_micros(10)), 3);
+        // Far more time passed than was spent waiting: the extractor is the limit.
+        waits.since = waits.since.and_then(|s| s.checked_sub(STARVED * 100));
+        assert_eq!(waits.waited(STARVED * 2), 0);
     }
 }
