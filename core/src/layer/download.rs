@@ -16,9 +16,38 @@ use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
 
 /// Consecutive failures without a byte of progress before we give up.
-pub(super) const MAX_STALLED_ATTEMPTS: u32 = 5;
+const MAX_STALLED_ATTEMPTS: u32 = 5;
 /// Resumes in total, progress or not.
 const MAX_RESUMES: u32 = 100;
+
+/// The failed attempts at a blob's bytes since the last that made progress: one stream and
+/// each range (`ranged/`) retry by the same rule, [`MAX_STALLED_ATTEMPTS`] in a row.
+#[derive(Default)]
+pub(super) struct Stalls(u32);
+
+impl Stalls {
+    /// Count a failed attempt (`progressed` if it received bytes first): `true` if another
+    /// is allowed.
+    pub(super) fn failed(&mut self, progressed: bool) -> bool {
+        if progressed {
+            self.0 = 0;
+        }
+        self.0 += 1;
+        self.0 <= MAX_STALLED_ATTEMPTS
+    }
+
+    /// Wait before the next attempt at `url`, saying why.
+    pub(super) async fn pause(&self, url: &str, reason: String) {
+        pause(Retry {
+            url,
+            retry: self.0,
+            max_retries: MAX_STALLED_ATTEMPTS,
+            wait: backoff(self.0),
+            reason,
+        })
+        .await;
+    }
+}
 
 /// Why a download stopped.
 #[derive(Debug)]
@@ -168,26 +197,19 @@ async fn stream_whole(
     mut floor: SpeedFloor,
 ) -> Result<u64, DownloadError> {
     let mut offset = from;
-    let mut stalled = 0u32;
+    let mut stalls = Stalls::default();
     let mut resumes = 0u32;
     let mut opened = opened;
     loop {
+        let before = offset;
         let next = match opened.take() {
             Some(r) => Ok(r),
             None => client.open_blob(reference, &layer.digest, offset).await,
         };
         let resp = match next {
             Ok(r) => r,
-            Err(e) if e.is_transient() && stalled < MAX_STALLED_ATTEMPTS => {
-                stalled += 1;
-                pause(Retry {
-                    url: e.url().unwrap_or_default(),
-                    retry: stalled,
-                    max_retries: MAX_STALLED_ATTEMPTS,
-                    wait: backoff(stalled),
-                    reason: e.reason(),
-                })
-                .await;
+            Err(e) if e.is_transient() && stalls.failed(false) => {
+                stalls.pause(e.url().unwrap_or_default(), e.reason()).await;
                 continue;
             }
             Err(e) => return Err(DownloadError::Registry(e)),
@@ -215,7 +237,6 @@ async fn stream_whole(
                             expected: layer.size,
                         });
                     }
-                    stalled = 0;
                     tx.send(Ok(chunk))
                         .await
                         .map_err(|()| DownloadError::ReceiverGone)?;
@@ -234,7 +255,7 @@ async fn stream_whole(
                 None => break None,
             }
         };
-        stalled += 1;
+        let again = stalls.failed(offset > before);
         resumes += 1;
         floor.check(0, &url)?;
         let failure = match failure {
@@ -244,20 +265,15 @@ async fn stream_whole(
                 actual: offset,
             },
         };
-        if stalled > MAX_STALLED_ATTEMPTS || resumes > MAX_RESUMES {
+        if !again || resumes > MAX_RESUMES {
             return Err(failure);
         }
         let reason = match failure {
             DownloadError::Registry(e) => e.reason(),
             _ => format!("the stream ended at byte {offset} of {}", layer.size),
         };
-        pause(Retry {
-            url: &url,
-            retry: stalled,
-            max_retries: MAX_STALLED_ATTEMPTS,
-            wait: backoff(stalled),
-            reason: format!("{reason}; resuming from byte {offset}"),
-        })
-        .await;
+        stalls
+            .pause(&url, format!("{reason}; resuming from byte {offset}"))
+            .await;
     }
 }

@@ -13,9 +13,9 @@ use tokio::sync::oneshot;
 
 #[cfg(doc)]
 use super::STARVED;
-use super::{Answer, PassOn, RangedBlob, SPLIT_AFTER, ended_early};
+use super::{Answer, PassOn, RangedBlob, SPLIT_AFTER, again, ended_early};
 use crate::client::{BlobResponse, RegistryError};
-use crate::layer::download::DownloadError;
+use crate::layer::download::{DownloadError, Stalls};
 
 /// Where a lead ended.
 pub(super) enum End {
@@ -61,7 +61,7 @@ impl RangedBlob<'_> {
             split: Some(split),
             starved: 0,
         };
-        let mut stalled = 0u32;
+        let mut stalls = Stalls::default();
         loop {
             let before = lead.span.start;
             let failure = match self.open(lead.span.clone()).await {
@@ -78,7 +78,7 @@ impl RangedBlob<'_> {
                 Err(e) => e,
             };
             let progressed = lead.span.start > before;
-            self.again(failure, progressed, &mut stalled, lead.span.clone())
+            again(failure, progressed, &mut stalls, lead.span.clone())
                 .await
                 .map_err(DownloadError::Registry)?;
         }

@@ -65,11 +65,10 @@ use tokio::sync::mpsc::{
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::download::{DownloadError, MAX_STALLED_ATTEMPTS, SpeedFloor};
+use super::download::{DownloadError, SpeedFloor, Stalls};
 use super::reader::ChunkSender;
 use crate::client::ranges::{BlobSource, RangeOptions};
-use crate::client::retry::{Retry, pause};
-use crate::client::{BlobResponse, RegistryClient, RegistryError, backoff};
+use crate::client::{BlobResponse, RegistryClient, RegistryError};
 use crate::manifest::LayerDescriptor;
 use crate::progress::{ProgressSink, PullProgress};
 use crate::reference::Reference;
@@ -269,7 +268,7 @@ impl RangedBlob<'_> {
     /// Fetch `range` into `out`, resuming from where a failure left it.
     async fn fetch(&self, range: Range<u64>, out: Sender<Piece>) {
         let (mut at, end) = (range.start, range.end);
-        let mut stalled = 0u32;
+        let mut stalls = Stalls::default();
         loop {
             let before = at;
             let failure = match self.open(at..end).await {
@@ -284,10 +283,7 @@ impl RangedBlob<'_> {
                 }
                 Err(e) => e,
             };
-            if let Err(failure) = self
-                .again(failure, at > before, &mut stalled, at..end)
-                .await
-            {
+            if let Err(failure) = again(failure, at > before, &mut stalls, at..end).await {
                 self.stopped.store(true, Ordering::SeqCst);
                 let _ = out
                     .send(Err(Stop::Failed(DownloadError::Registry(failure))))
@@ -295,38 +291,6 @@ impl RangedBlob<'_> {
                 return;
             }
         }
-    }
-
-    /// After an attempt at `missing` failed (having `progressed` or not): wait before asking
-    /// again, or give the failure back when it is not transient or the attempts are spent.
-    async fn again(
-        &self,
-        failure: RegistryError,
-        progressed: bool,
-        stalled: &mut u32,
-        missing: Range<u64>,
-    ) -> Result<(), RegistryError> {
-        if progressed {
-            *stalled = 0;
-        }
-        *stalled += 1;
-        if !failure.is_transient() || *stalled > MAX_STALLED_ATTEMPTS {
-            return Err(failure);
-        }
-        pause(Retry {
-            url: failure.url().unwrap_or_default(),
-            retry: *stalled,
-            max_retries: MAX_STALLED_ATTEMPTS,
-            wait: backoff(*stalled),
-            reason: format!(
-                "{}; asking again for bytes {}-{} of the range",
-                failure.reason(),
-                missing.start,
-                missing.end.saturating_sub(1)
-            ),
-        })
-        .await;
-        Ok(())
     }
 
     /// Request `range` and sort the answer: exactly the range, or anything else.
@@ -489,6 +453,29 @@ const STARVED: Duration = Duration::from_millis(5);
 /// the extractor waiting (about 3 ms in all for a 60 MB blob on the bench); over a link with
 /// a round trip of tens of milliseconds, slow start alone does within the first round trip.
 const SPLIT_AFTER: u32 = 3;
+
+/// After an attempt at `missing` failed (having `progressed` or not): wait before asking
+/// again, or give the failure back when it is not transient or the attempts are spent.
+async fn again(
+    failure: RegistryError,
+    progressed: bool,
+    stalls: &mut Stalls,
+    missing: Range<u64>,
+) -> Result<(), RegistryError> {
+    if !failure.is_transient() || !stalls.failed(progressed) {
+        return Err(failure);
+    }
+    let reason = format!(
+        "{}; asking again for bytes {}-{} of the range",
+        failure.reason(),
+        missing.start,
+        missing.end.saturating_sub(1)
+    );
+    stalls
+        .pause(failure.url().unwrap_or_default(), reason)
+        .await;
+    Ok(())
+}
 
 /// Read a range's body into `out`, advancing `at`; `Ok` once it reached `end` (or the
 /// forwarder is gone), the failure otherwise.
