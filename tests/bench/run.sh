@@ -3,7 +3,8 @@
 # snapshotter) and a curl|tar "floor", on images served by a loopback docker-registry.
 #
 #   bash tests/bench/run.sh [--runs N] [--images debian,big,many,debian-zstd] [--json]
-#                           [--peers msbimage,msbimage-noindex,msbimage-single,skopeo-umoci,podman,ctr,floor]
+#                           [--peers msbimage,msbimage-noindex,msbimage-single,skopeo-umoci,podman,ctr,floor,
+#                                    msbimage-erofs,msbimage-erofs-dir,skopeo-umoci-mkfs]
 #                           [--profiles lan,wan,slow] [--no-results]
 #
 # Link profiles (default lan): `lan` pulls straight from the registry; `wan` (40 ms RTT,
@@ -23,6 +24,12 @@
 #   4. measures wall time, user+sys CPU and peak RSS with GNU time (plus the containerd daemon's
 #      CPU and peak RSS from /proc), and the bytes the run left on the fresh file system;
 #   5. writes tests/bench/RESULTS.md (unless --no-results) and prints JSON with --json.
+#
+# EROFS peers (not in the default list): `msbimage-erofs` pulls with `--output erofs-layers`
+# (an image per layer, no tree), `msbimage-erofs-dir` with `--output directory,erofs-layers`,
+# and `skopeo-umoci-mkfs` does the same job with tools (skopeo copy, umoci unpack as root,
+# mkfs.erofs of the tree). With any of them, each image's layer images are also compared in
+# size with what mkfs.erofs makes of the same trees (each loop-mounted, read by mkfs.erofs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -52,7 +59,7 @@ log() { echo "bench: $*" >&2; }
 # ---------------------------------------------------------------------------------------------
 # 1. Packages and binaries.
 packages=(docker-registry skopeo umoci podman containerd time bc pigz zstd debootstrap e2fsprogs
-  curl jq python3 util-linux procps)
+  curl jq python3 util-linux procps erofs-utils)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -421,6 +428,59 @@ run_msbimage_single() {
   record "$img" msbimage-single "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
 }
 
+# EROFS images per layer instead of (or as well as) the tree: `--output` OUTPUTS, recorded as
+# PEER.
+run_msbimage_outputs() {
+  local img=$1 i=$2 ref=$3 gb=$4 outputs=$5 peer=$6 l
+  fresh "$gb"; l=$(load1)
+  timed "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none --output "$outputs" \
+    "${msb_args[@]}" || return 0
+  record "$img" "$peer" "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+}
+
+# The same job as msbimage-erofs with tools: an EROFS image of the image's tree (one flat
+# image: umoci unpacks the layers merged; mkfs.erofs uncompressed, as we write).
+run_skopeo_umoci_mkfs() {
+  local img=$1 i=$2 ref=$3 gb=$4 l
+  fresh "$gb"; l=$(load1)
+  timed env TMPDIR="$mnt/tmp" sh -c "skopeo copy -q --src-tls-verify=false docker://$ref oci:$mnt/oci:img &&
+    umoci unpack --image $mnt/oci:img $mnt/bundle &&
+    mkfs.erofs --preserve-mtime $mnt/image.erofs $mnt/bundle/rootfs >/dev/null" || return 0
+  record "$img" skopeo-umoci-mkfs "$i" $timed_out "$(fs_used_kb)" "" "" "$l"
+}
+
+# Our layer images against mkfs.erofs of the same trees: each image is loop-mounted and
+# mkfs.erofs (uncompressed, its defaults) writes an image of the mounted tree. One line per
+# image in $work/erofs-size.jsonl: with `--preserve-mtime` (every file's time kept, as ours
+# keep them) and with mkfs.erofs's default (erofs-utils 1.5: one build time for every inode
+# whose mtime is not kept). Not timed.
+measure_erofs_size() {
+  local img=$1 ref=$2 gb=$3 f ours=0 theirs=0 plain=0 n=0 m=$work/erofs-mnt
+  fresh "$gb"
+  if ! "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none --output erofs-layers \
+    >/dev/null 2>"$work/erofs-size.err" &&
+    ! "$bin/msbimage" pull "$ref" --cache "$mnt/cache" --progress none \
+      --output directory,erofs-layers >/dev/null 2>"$work/erofs-size.err"; then
+    log "erofs size: pull failed: $(tail -1 "$work/erofs-size.err")"; return 0
+  fi
+  mkdir -p "$m"
+  for f in "$mnt"/cache/layers/sha256/*/layer.erofs; do
+    mount -o loop,ro -t erofs "$f" "$m" || { log "erofs size: cannot mount $f"; return 0; }
+    if ! mkfs.erofs --preserve-mtime "$mnt/ref.erofs" "$m" >"$work/mkfs.log" 2>&1 ||
+      ! mkfs.erofs "$mnt/plain.erofs" "$m" >>"$work/mkfs.log" 2>&1; then
+      umount "$m"; log "erofs size: mkfs.erofs failed: $(tail -1 "$work/mkfs.log")"; return 0
+    fi
+    umount "$m"
+    ours=$((ours + $(stat -c %s "$f"))); theirs=$((theirs + $(stat -c %s "$mnt/ref.erofs")))
+    plain=$((plain + $(stat -c %s "$mnt/plain.erofs")))
+    n=$((n + 1)); rm -f "$mnt/ref.erofs" "$mnt/plain.erofs"
+  done
+  jq -nc --arg image "$img" --argjson layers "$n" --argjson ours "$ours" --argjson mkfs "$theirs" \
+    --argjson plain "$plain" \
+    '{image: $image, layers: $layers, ours_bytes: $ours, mkfs_bytes: $mkfs, mkfs_default_bytes: $plain}' \
+    >>"$work/erofs-size.jsonl"
+}
+
 run_skopeo_umoci() {
   local img=$1 i=$2 ref=$3 gb=$4 l
   fresh "$gb"; l=$(load1)
@@ -562,6 +622,10 @@ for img in "${image_list[@]}"; do
           msbimage) run_msbimage "$img" "$i" "$ref" "$gb" ;;
           msbimage-noindex) run_msbimage_noindex "$img" "$i" "$ref" "$gb" ;;
           msbimage-single) run_msbimage_single "$img" "$i" "$ref" "$gb" ;;
+          msbimage-erofs) run_msbimage_outputs "$img" "$i" "$ref" "$gb" erofs-layers msbimage-erofs ;;
+          msbimage-erofs-dir)
+            run_msbimage_outputs "$img" "$i" "$ref" "$gb" directory,erofs-layers msbimage-erofs-dir ;;
+          skopeo-umoci-mkfs) run_skopeo_umoci_mkfs "$img" "$i" "$ref" "$gb" ;;
           skopeo-umoci) run_skopeo_umoci "$img" "$i" "$ref" "$gb" ;;
           podman) run_podman "$img" "$i" "$ref" "$gb" ;;
           ctr) run_ctr "$img" "$i" "$ref" "$gb" ;;
@@ -573,6 +637,10 @@ for img in "${image_list[@]}"; do
   done
   log "  writing the tree alone (tar -x of the uncompressed layers)"
   measure_write "$img" "$repo" "$tag" "$gb"
+  if [[ ",$PEERS," == *,msbimage-erofs* || ",$PEERS," == *,skopeo-umoci-mkfs,* ]]; then
+    log "  layer images against mkfs.erofs of the same trees"
+    measure_erofs_size "$img" "$host/bench/$img:v$BENCH_VERSION" "$gb"
+  fi
   mountpoint -q "$mnt" && umount "$mnt"
   rm -f "$loopimg"
 done
@@ -627,6 +695,9 @@ cp "$work/failures.tsv" "$SCRATCH_DIR/last-failures.tsv"
 cp "$SHAPING" "$SCRATCH_DIR/last-shaping.json"
 cp "$machine" "$SCRATCH_DIR/last-machine.json"
 cp "$MICRO" "$SCRATCH_DIR/last-micro.json"
+touch "$work/erofs-size.jsonl"
+jq -s . "$work/erofs-size.jsonl" >"$work/erofs-size.json"
+cp "$work/erofs-size.json" "$SCRATCH_DIR/last-erofs-size.json"
 python3 "$ROOT/tests/bench/summarize.py" "$TSV" "$machine" "$MICRO" "$CACHE/images" "$work/failures.tsv" \
   "$([ "$WRITE_RESULTS" = 1 ] && echo "$ROOT/tests/bench/RESULTS.md" || echo -)" \
-  "$([ "$JSON" = 1 ] && echo json || echo table)" "$SHAPING"
+  "$([ "$JSON" = 1 ] && echo json || echo table)" "$SHAPING" "$work/erofs-size.json"

@@ -1,11 +1,12 @@
 """Summarizes tests/bench/run.sh measurements into RESULTS.md and/or JSON.
 
 usage: summarize.py RESULTS.tsv MACHINE.json MICRO.json IMAGES_DIR FAILURES.tsv OUT.md|- json|table
-                    [SHAPING.json]
+                    [SHAPING.json [EROFS_SIZE.json]]
 
 RESULTS.tsv rows have 11 columns, or 12 with the link profile last (rows without one, and
 failure rows without a fifth column, are `lan`). SHAPING.json (from run.sh) holds the link
-profiles' parameters and the shaping checks. With only `lan` in the data the output is what
+profiles' parameters and the shaping checks. EROFS_SIZE.json (from run.sh, with EROFS peers)
+lists per image the bytes of our layer images and of mkfs.erofs's images of the same trees. With only `lan` in the data the output is what
 it was before profiles existed.
 """
 
@@ -16,6 +17,10 @@ import sys
 
 tsv, machine_path, micro_path, images_dir, failures_path, out_md, mode = sys.argv[1:8]
 shaping_path = sys.argv[8] if len(sys.argv) > 8 else None
+erofs_size_path = sys.argv[9] if len(sys.argv) > 9 else None
+erofs_sizes = {}
+if erofs_size_path and os.path.exists(erofs_size_path):
+    erofs_sizes = {e["image"]: e for e in json.load(open(erofs_size_path))}
 failures = {}  # (image, profile, peer, error) -> runs
 for line in open(failures_path):
     parts = line.rstrip("\n").split("\t")
@@ -42,13 +47,17 @@ for line in open(tsv):
     r["profile"] = (parts[len(FIELDS)] if len(parts) > len(FIELDS) else "") or "lan"
     rows.append(r)
 
-PEER_ORDER = ["msbimage-cold", "msbimage-noindex", "msbimage-single", "skopeo-umoci", "podman-vfs", "ctr-native", "floor-curl-tar",
-              "msbimage-warm"]
+PEER_ORDER = ["msbimage-cold", "msbimage-noindex", "msbimage-single", "msbimage-erofs",
+              "msbimage-erofs-dir", "skopeo-umoci", "skopeo-umoci-mkfs", "podman-vfs", "ctr-native",
+              "floor-curl-tar", "msbimage-warm"]
 PEER_LABEL = {
     "msbimage-cold": "msbimage pull, cold",
     "msbimage-noindex": "msbimage pull, cold, `--no-index` (what the index costs)",
     "msbimage-single": "msbimage pull, cold, `--range-connections 1` (one stream per blob)",
+    "msbimage-erofs": "msbimage pull, cold, `--output erofs-layers` (an EROFS image per layer, no tree)",
+    "msbimage-erofs-dir": "msbimage pull, cold, `--output directory,erofs-layers` (both)",
     "skopeo-umoci": "skopeo copy + umoci unpack --rootless",
+    "skopeo-umoci-mkfs": "skopeo copy + umoci unpack (root) + mkfs.erofs of the tree",
     "podman-vfs": "podman pull (vfs)",
     "ctr-native": "ctr images pull (native snapshotter) ¹",
     "floor-curl-tar": "floor: curl \\| pigz/zstd -dc \\| tar -x, layers in parallel ²",
@@ -76,6 +85,7 @@ profiles = [p for p in profiles
 ONLY_LAN = profiles == ["lan"]
 
 summary = {"machine": machine, "micro": micro, "images": {}, "shaping": shaping,
+           "erofs_sizes": erofs_sizes,
            "failures": [{"image": k[0], "profile": k[1], "peer": k[2], "error": k[3], "runs": n}
                         for k, n in failures.items()]}
 for k in failures:
@@ -219,12 +229,49 @@ def table(img, prof="lan"):
                 f"(user {write[0]['user']:.2f} + sys {write[0]['sys']:.2f}). Against the floor "
                 f"plus that write cost ({(floor + w) / gb:.2f} s/GB), msbimage's CPU is "
                 f"**{cold['cpu_median_s'] / (floor + w):.2f}×**.")
+    erofs = erofs_md(img, pd["peers"]) if prof == "lan" else ""
+    if erofs:
+        out.append("")
+        out.append(erofs)
     fails = [(p, e, n) for (fi, fp, p, e), n in failures.items() if fi == img and fp == prof]
     if fails:
         out.append("")
         for p, e, n in fails:
             out.append(f"- {p} failed: `{e.strip().lstrip('⨯ ')}`")
     return "\n".join(out)
+
+
+def erofs_md(img, peers):
+    """EROFS output against the directory pull and the tool pipeline (medians of per-round
+    ratios where both ran in the round), and the images' size against mkfs.erofs."""
+    lines = []
+    mine = [r for r in rows if r["image"] == img and r["profile"] == "lan"]
+
+    def ratio(a, b):
+        wa = {r["run"]: r["wall"] for r in mine if r["peer"] == a}
+        wb = {r["run"]: r["wall"] for r in mine if r["peer"] == b}
+        return med([wa[k] / wb[k] for k in wa if k in wb and wb[k] > 0])
+
+    e = "msbimage-erofs"
+    if e in peers:
+        to_dir = ratio(e, "msbimage-cold")
+        tools = ratio("skopeo-umoci-mkfs", e)
+        both = ratio("msbimage-erofs-dir", "msbimage-cold")
+        lines.append(
+            "EROFS per layer: "
+            + (f"**{to_dir:.2f}×** the directory pull's wall time (target ≤ 0.7×)" if to_dir else "")
+            + (f"; skopeo+umoci+mkfs.erofs takes **{tools:.2f}×** as long (target ≥ 5×)" if tools else "")
+            + (f"; writing both costs {both:.2f}× the directory pull" if both else "")
+            + " (medians of the per-round ratios).")
+    sz = erofs_sizes.get(img)
+    if sz and sz["mkfs_bytes"]:
+        lines.append(
+            f"Size: our {sz['layers']} layer images {sz['ours_bytes'] / 1e6:.1f} MB; mkfs.erofs of "
+            f"the same trees (each mounted) with `--preserve-mtime` {sz['mkfs_bytes'] / 1e6:.1f} MB: "
+            f"ours **{sz['ours_bytes'] / sz['mkfs_bytes']:.3f}×** (target within 5 %); with its "
+            f"default (one build time for inodes whose time it does not keep) "
+            f"{sz['mkfs_default_bytes'] / 1e6:.1f} MB ({sz['ours_bytes'] / sz['mkfs_default_bytes']:.3f}×).")
+    return "\n".join(lines)
 
 
 def shaping_md():
