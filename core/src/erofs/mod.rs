@@ -16,6 +16,7 @@
 //! (metadata), and no clock or random value is read.
 
 mod data;
+mod flat;
 mod format;
 mod meta;
 mod tree;
@@ -129,6 +130,9 @@ pub enum ErofsError {
         /// The limit.
         max: u64,
     },
+    /// A layer index read for a flat image is not valid (see [`IndexError`]).
+    #[error("the merged tree: {0}")]
+    Index(#[from] crate::index::IndexError),
     /// A bug in the writer.
     #[error("internal error writing an EROFS image: {0}")]
     Internal(String),
