@@ -708,6 +708,11 @@ msb_status msb_pull_result_layer_image_path(const struct msb_pull_result *result
                                             size_t index,
                                             char **out);
 
+// The flat EROFS image of the whole image, `…/flat/sha256/<manifest hex>.erofs`, or NULL in
+// `*out` when the pull did not have `"erofs-flat"` among its `outputs`
+// (`msb_pull_options_set_json`). Free `*out` with `msb_string_free`.
+msb_status msb_pull_result_flat_image_path(const struct msb_pull_result *result, char **out);
+
 // The uncompressed digest of layer `index` (0 = bottom), `"sha256:…"`. Free `*out` with
 // `msb_string_free`.
 msb_status msb_pull_result_layer_diff_id(const struct msb_pull_result *result,

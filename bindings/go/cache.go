@@ -49,6 +49,7 @@ type DiskUsage struct {
 	LayerBytes        uint64        `json:"layerBytes"`        // all layers
 	UnreferencedBytes uint64        `json:"unreferencedBytes"` // layers no image refers to
 	TmpBytes          uint64        `json:"tmpBytes"`          // pulls in progress, debris
+	FlatBytes         uint64        `json:"flatBytes"`         // flat EROFS images
 }
 
 // RemovedImage is an image that GC evicted or RemoveImage removed.
@@ -65,8 +66,10 @@ type GCReport struct {
 	RemovedLayers    []string       `json:"removedLayers"`    // layer trees deleted
 	InUseLayers      []string       `json:"inUseLayers"`      // unreferenced but held: left for later
 	RemovedManifests uint64         `json:"removedManifests"` // manifests and configs deleted
-	RemovedDebris    uint64         `json:"removedDebris"`    // staging dirs, stale partials
-	FreedBytes       uint64         `json:"freedBytes"`
+	// RemovedFlatImages counts flat EROFS images of manifests no image refers to, deleted.
+	RemovedFlatImages uint64 `json:"removedFlatImages"`
+	RemovedDebris     uint64 `json:"removedDebris"` // staging dirs, stale partials
+	FreedBytes        uint64 `json:"freedBytes"`
 }
 
 // GCPolicy says what GC may remove besides what nothing refers to. The zero value collects

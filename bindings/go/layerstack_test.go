@@ -285,13 +285,19 @@ func TestLayerStackCloseWhileReading(t *testing.T) {
 }
 
 // Options without a setter of their own go through the core's PullOptions JSON: EROFS layer
-// images are written, and a misspelt output is refused by the core.
+// images and the flat image are written, and a misspelt output is refused by the core.
 func TestPullWritesErofsLayerImages(t *testing.T) {
-	res := pullStandard(t, msbimage.PullOptions{Outputs: []string{"directory", "erofs-layers"}})
+	res := pullStandard(t, msbimage.PullOptions{Outputs: []string{"directory", "erofs-layers", "erofs-flat"}})
 	if len(res.LayerImages) != len(res.Layers) {
 		t.Fatalf("%d images for %d layers", len(res.LayerImages), len(res.Layers))
 	}
-	for _, image := range res.LayerImages {
+	if !strings.HasSuffix(res.FlatImage, strings.TrimPrefix(res.ManifestDigest, "sha256:")+".erofs") {
+		t.Fatalf("flat image %q for manifest %s", res.FlatImage, res.ManifestDigest)
+	}
+	if plain := pullStandard(t, msbimage.PullOptions{}); plain.FlatImage != "" {
+		t.Fatalf("a flat image not asked for: %q", plain.FlatImage)
+	}
+	for _, image := range append(res.LayerImages, res.FlatImage) {
 		head := make([]byte, 1028)
 		f, err := os.Open(image)
 		if err != nil {

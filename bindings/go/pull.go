@@ -30,8 +30,9 @@ type PullOptions struct {
 	Force    bool   // download and extract every layer again
 	NoIndex  bool   // skip building the layers' lookup index
 	Platform string // "os/arch[/variant]"; "" means the registry's platform
-	// Outputs is what each layer becomes: "directory" (always) and "erofs-layers" (an EROFS
-	// image, LayerImages); nil means the core's default, the directory.
+	// Outputs is what each layer becomes: "directory" (always), "erofs-layers" (an EROFS
+	// image, LayerImages) and "erofs-flat" (one EROFS image of the merged tree, FlatImage);
+	// nil means the core's default, the directory.
 	Outputs []string
 	// ErofsOpaqueXattr marks opaque directories in EROFS layer images: "trusted" (the
 	// default when "") or "user" (overlayfs' userxattr mounts).
@@ -79,6 +80,7 @@ type PullResult struct {
 	LayerDiffIDs   []string    // the layers' uncompressed digests, parallel to Layers
 	LayerIndexes   []string    // the layers' sidecar index files, parallel to Layers
 	LayerImages    []string    // the layers' EROFS images (present if asked for), parallel to Layers
+	FlatImage      string      // the flat EROFS image of the whole image, "" unless asked for
 	ManifestDigest string      // the platform manifest's digest
 	IndexDigest    string      // the index's digest, "" when the reference named a manifest
 	ConfigDigest   string      // the config blob's digest (the image ID)
@@ -225,6 +227,7 @@ func resultFromC(r *C.msb_pull_result) (*PullResult, error) {
 	str(&out.ConfigDigest, func(s **C.char) C.msb_status { return C.msb_pull_result_config_digest(r, s) })
 	var configJSON string
 	str(&configJSON, func(s **C.char) C.msb_status { return C.msb_pull_result_config_json(r, s) })
+	str(&out.FlatImage, func(s **C.char) C.msb_status { return C.msb_pull_result_flat_image_path(r, s) })
 	if err != nil {
 		return nil, err
 	}

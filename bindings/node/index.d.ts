@@ -402,6 +402,8 @@ export interface DiskUsage {
   unreferencedBytes: number
   /** Bytes in `tmp/` (pulls in progress, debris, trees waiting for their holders). */
   tmpBytes: number
+  /** Bytes of flat EROFS images (`flat/sha256/`, `outputs: ["erofs-flat"]`). */
+  flatBytes: number
 }
 
 /** An image that `gc` evicted or `rm` removed. */
@@ -426,6 +428,8 @@ export interface GcReport {
   inUseLayers: string[]
   /** Manifests and configs deleted. */
   removedManifests: number
+  /** Flat EROFS images (`flat/sha256/`) of manifests no image refers to any more, deleted. */
+  removedFlatImages: number
   /** Staging directories, replaced trees and temp files of dead processes deleted, and stale partial downloads (`blobs/sha256/<hex>.partial`). */
   removedDebris: number
   /** Bytes freed. */
@@ -754,6 +758,11 @@ export declare class PullResult {
    * one of the layer had `"erofs-layers"` among its `outputs`.
    */
   get layerImages(): Array<string>
+  /**
+   * The flat EROFS image of the whole image (its layers merged), when this pull had
+   * `"erofs-flat"` among its `outputs`; `null` otherwise.
+   */
+  get flatImage(): string | null
   /** The layers' uncompressed digests (`sha256:…`), parallel to `layers`. */
   get layerDiffIds(): Array<string>
   /** The image config. */

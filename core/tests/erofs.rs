@@ -1,9 +1,9 @@
-//! EROFS layer images written by a pull (`outputs: ["directory", "erofs-layers"]`), checked
-//! with real tools: `fsck.erofs` (Debian erofs-utils) on every image, and, as root, the
-//! kernel: each layer image loop-mounted, the stack mounted as one read-only overlayfs in
-//! layer order, and the merged tree compared entry for entry (type, mode, owner, size,
-//! content hash, symlink target, device numbers, xattrs, mtime) with `umoci unpack` run as
-//! root on the same image.
+//! EROFS images written by a pull (`outputs: ["directory", "erofs-layers", "erofs-flat"]`),
+//! checked with real tools: `fsck.erofs` (Debian erofs-utils) on every image, and, as root,
+//! the kernel: each layer image loop-mounted, the stack mounted as one read-only overlayfs
+//! in layer order, the flat image loop-mounted, and each merged tree compared entry for
+//! entry (type, mode, owner, size, content hash, symlink target, device numbers, xattrs,
+//! mtime) with `umoci unpack` run as root on the same image.
 
 mod common;
 
@@ -19,6 +19,13 @@ use msbimage_testkit::root_tree;
 fn erofs_options() -> PullOptions {
     PullOptions {
         outputs: vec![Output::Directory, Output::ErofsLayers],
+        ..Default::default()
+    }
+}
+
+fn flat_options() -> PullOptions {
+    PullOptions {
+        outputs: vec![Output::Directory, Output::ErofsLayers, Output::ErofsFlat],
         ..Default::default()
     }
 }
@@ -99,17 +106,19 @@ fn mount_stack(res: &PullResult, dir: &Path, mounts: &mut Mounts) -> PathBuf {
     merged
 }
 
-/// Pull `image` with EROFS layers, fsck every image, and (as root) compare the mounted stack
-/// with umoci's unpack; returns the entries compared (0 when not root).
+/// Pull `image` with EROFS layers and its flat image, fsck every image, and (as root)
+/// compare the mounted stack and the mounted flat image with umoci's unpack; returns the
+/// entries compared (0 when not root).
 async fn check_image(f: &Fixture, repo: &str, tag: &str, image: &Image) -> usize {
     f.push(repo, tag, image).await;
     let res = f
         .registry_client()
-        .pull(&f.reference(&format!("{repo}:{tag}")), &erofs_options())
+        .pull(&f.reference(&format!("{repo}:{tag}")), &flat_options())
         .await
         .expect("pull with EROFS layers");
     assert_eq!(res.layer_images.len(), res.layers.len());
-    for image in &res.layer_images {
+    let flat = res.flat_image.clone().expect("the flat image's path");
+    for image in res.layer_images.iter().chain([&flat]) {
         fsck(image);
     }
     if !is_root() {
@@ -137,6 +146,15 @@ async fn check_image(f: &Fixture, repo: &str, tag: &str, image: &Image) -> usize
     assert!(
         diff.is_empty(),
         "{repo}:{tag}: the EROFS stack differs from umoci (as root):\n{}",
+        diff.join("\n")
+    );
+    let flat_root = dir.path().join("flat");
+    mounts.mount(&["-t", "erofs", "-o", "loop,ro"], &flat, &flat_root);
+    let flat_tree = without_time_of(&root_tree::describe(&flat_root).unwrap(), &implicit);
+    let diff = root_tree::diff(&flat_tree, &theirs);
+    assert!(
+        diff.is_empty(),
+        "{repo}:{tag}: the flat EROFS image differs from umoci (as root):\n{}",
         diff.join("\n")
     );
     ours.len()
@@ -228,6 +246,85 @@ async fn the_same_layer_gives_the_same_image() {
             a.display()
         );
     }
+}
+
+/// The flat image is one per manifest: a second reference to the same image gets the same
+/// file, not written again; `gc` keeps it while an image names its manifest and deletes it
+/// once none does.
+#[tokio::test]
+async fn a_flat_image_is_shared_by_references_and_collected_with_its_image() {
+    use microsandbox_image::GcPolicy;
+    let f = Fixture::start().await;
+    f.push("erofs/flat", "a", &f.gzip).await;
+    f.push("erofs/flat", "b", &f.gzip).await;
+    let client = f.registry_client();
+    let a = client
+        .pull(&f.reference("erofs/flat:a"), &flat_options())
+        .await
+        .unwrap();
+    let flat = a.flat_image.clone().unwrap();
+    assert!(flat.is_file());
+    assert!(flat.starts_with(f.cache().root()), "{}", flat.display());
+    let written = std::fs::metadata(&flat).unwrap().modified().unwrap();
+    let b = client
+        .pull(&f.reference("erofs/flat:b"), &flat_options())
+        .await
+        .unwrap();
+    assert_eq!(b.flat_image.as_ref(), Some(&flat));
+    assert_eq!(
+        std::fs::metadata(&flat).unwrap().modified().unwrap(),
+        written,
+        "written once"
+    );
+    // Past gc's grace for unnamed files: only whether an image names it decides.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let backdate = || {
+        std::fs::File::options()
+            .write(true)
+            .open(&flat)
+            .unwrap()
+            .set_modified(old)
+            .unwrap()
+    };
+    backdate();
+    let cache = client.cache().clone();
+    let report = cache.gc(&GcPolicy::default()).unwrap();
+    assert_eq!(report.removed_flat_images, 0);
+    assert!(flat.is_file(), "named by both images");
+    assert!(cache.disk_usage().unwrap().flat_bytes > 0);
+    for r in ["erofs/flat:a", "erofs/flat:b"] {
+        cache.remove_image(&f.reference(r), None).unwrap();
+    }
+    let report = cache.gc(&GcPolicy::default()).unwrap();
+    assert_eq!(report.removed_flat_images, 1);
+    assert!(!flat.exists());
+    // Asked again, it is written again from the layers.
+    let c = client
+        .pull(&f.reference("erofs/flat:a"), &flat_options())
+        .await
+        .unwrap();
+    fsck(c.flat_image.as_ref().unwrap());
+}
+
+/// The flat image is written from the layers' indexes: asking for it without them is
+/// refused before anything is fetched.
+#[tokio::test]
+async fn a_flat_image_without_indexes_is_refused() {
+    let f = Fixture::start().await;
+    let opts = PullOptions {
+        build_index: false,
+        ..flat_options()
+    };
+    let err = f
+        .registry_client()
+        .pull(&f.reference("erofs/flat-noindex:v1"), &opts)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        microsandbox_image::ErrorKind::InvalidArgument,
+        "{err}"
+    );
 }
 
 /// A layer cached without an image gets one when a pull asks for it (the blob is pulled

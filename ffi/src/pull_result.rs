@@ -143,6 +143,28 @@ pub extern "C" fn msb_pull_result_layer_image_path(
     }
 }
 
+/// The flat EROFS image of the whole image, `…/flat/sha256/<manifest hex>.erofs`, or NULL in
+/// `*out` when the pull did not have `"erofs-flat"` among its `outputs`
+/// (`msb_pull_options_set_json`). Free `*out` with `msb_string_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn msb_pull_result_flat_image_path(
+    result: *const msb_pull_result,
+    out: *mut *mut c_char,
+) -> msb_status {
+    ffi_panic_boundary! {
+        let out = try_arg!(arg::out_ptr(out, "out"));
+        let result = try_arg!(arg::obj(result, "result"));
+        match result.inner.flat_image.as_deref().map(|p| (p, p.to_str())) {
+            None => string::give_opt(out, None),
+            Some((_, Some(path))) => string::give(out, path),
+            Some((path, None)) => fail(
+                msb_status::InvalidArgument,
+                format!("flat image path {} is not valid UTF-8", path.display()),
+            ),
+        }
+    }
+}
+
 /// The uncompressed digest of layer `index` (0 = bottom), `"sha256:…"`. Free `*out` with
 /// `msb_string_free`.
 #[unsafe(no_mangle)]

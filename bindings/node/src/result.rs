@@ -106,6 +106,13 @@ impl PullResult {
         paths(&self.inner.layer_images)
     }
 
+    /// The flat EROFS image of the whole image (its layers merged), when this pull had
+    /// `"erofs-flat"` among its `outputs`; `null` otherwise.
+    #[napi(getter)]
+    pub fn flat_image(&self) -> Option<String> {
+        self.inner.flat_image.as_deref().map(path_string)
+    }
+
     /// The layers' uncompressed digests (`sha256:…`), parallel to `layers`.
     #[napi(getter)]
     pub fn layer_diff_ids(&self) -> Vec<String> {

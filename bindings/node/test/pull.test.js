@@ -55,14 +55,18 @@ test('pull gives the layers, digests and config, and a second pull comes from th
   assert.deepEqual(h.tmpEntries(cache), [])
 })
 
-test('EROFS layer images are written when the outputs ask for them', async (t) => {
+test('EROFS layer images and the flat image are written when the outputs ask for them', async (t) => {
   const cache = h.tempCache(t)
   const r = registry(cache)
   const ref = `${reg.host}/fixtures/standard:gzip`
-  const res = await r.pull(ref, { outputs: ['directory', 'erofs-layers'], erofsOpaqueXattr: 'user' })
+  assert.equal((await r.pull(ref)).flatImage, null)
+  const res = await r.pull(ref, { outputs: ['directory', 'erofs-layers', 'erofs-flat'], erofsOpaqueXattr: 'user' })
   assert.equal(res.layerImages.length, 3)
   res.layerImages.forEach((image, i) => {
     assert.equal(image, path.join(path.dirname(res.layers[i]), 'layer.erofs'))
+  })
+  assert.equal(path.basename(res.flatImage), res.manifestDigest.replace('sha256:', '') + '.erofs')
+  ;[...res.layerImages, res.flatImage].forEach((image) => {
     const head = Buffer.alloc(4)
     const fd = fs.openSync(image, 'r')
     fs.readSync(fd, head, 0, 4, 1024)

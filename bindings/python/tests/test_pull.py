@@ -47,9 +47,15 @@ def test_erofs_layer_images(client: msbimage.Registry, registry: Served) -> None
     plain = client.pull(ref)
     assert len(plain.layer_images) == 3
     assert all(image.name == "layer.erofs" and not image.exists() for image in plain.layer_images)
-    result = client.pull(ref, outputs=["directory", "erofs-layers"], erofs_opaque_xattr="user")
+    assert plain.flat_image is None
+    result = client.pull(
+        ref, outputs=["directory", "erofs-layers", "erofs-flat"], erofs_opaque_xattr="user"
+    )
+    assert result.flat_image is not None
+    assert result.flat_image.name == result.manifest_digest.removeprefix("sha256:") + ".erofs"
     for image, layer in zip(result.layer_images, result.layers):
         assert image.parent == layer.parent
+    for image in [*result.layer_images, result.flat_image]:
         with image.open("rb") as f:
             f.seek(1024)
             assert f.read(4) == (0xE0F5E1E2).to_bytes(4, "little"), "EROFS superblock magic"

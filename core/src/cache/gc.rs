@@ -12,9 +12,11 @@
 //! published can disappear under it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::inventory::{CachedImage, group_images};
+use super::layout::Layout;
 use super::usage::disk_bytes;
 use super::{CacheError, FileLock, GlobalCache};
 use crate::digest::Digest;
@@ -101,6 +103,8 @@ pub struct GcReport {
     pub in_use_layers: Vec<Digest>,
     /// Manifests and configs deleted.
     pub removed_manifests: usize,
+    /// Flat EROFS images (`flat/sha256/`) of manifests no image refers to any more, deleted.
+    pub removed_flat_images: usize,
     /// Staging directories, replaced trees and temp files of dead processes deleted, and
     /// stale partial downloads (`blobs/sha256/<hex>.partial`).
     pub removed_debris: usize,
@@ -384,47 +388,70 @@ impl GlobalCache {
         std::fs::remove_dir_all(&trash).map_err(CacheError::io("remove", &trash))
     }
 
-    /// Delete manifests and configs no record names (older than [`MANIFEST_GRACE`]).
+    /// Delete manifests and configs no record names, and the flat images of manifests no
+    /// record names (each older than [`MANIFEST_GRACE`]).
     fn collect_manifests(
         &self,
         gone: &BTreeSet<String>,
         dry_run: bool,
         report: &mut GcReport,
     ) -> Result<(), CacheError> {
-        let referenced: BTreeSet<String> = self
-            .live_records(gone)?
+        let records = self.live_records(gone)?;
+        let manifests: BTreeSet<String> = records
+            .iter()
+            .map(|r| r.manifest_digest.hex().to_owned())
+            .collect();
+        let referenced: BTreeSet<String> = records
             .into_iter()
-            .flat_map(|r| {
-                [
-                    Some(r.manifest_digest),
-                    r.index_digest,
-                    Some(r.config_digest),
-                ]
-            })
+            .flat_map(|r| [r.index_digest, Some(r.config_digest)])
             .flatten()
             .map(|d| d.hex().to_owned())
+            .chain(manifests.iter().cloned())
             .collect();
         let dir = self.layout().manifests_dir();
-        for entry in std::fs::read_dir(&dir).map_err(CacheError::io("list", &dir))? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(meta) = entry.metadata() else { continue };
-            let young = meta
-                .modified()
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_none_or(|age| age < MANIFEST_GRACE);
-            if referenced.contains(&name) || young {
-                continue;
-            }
-            if !dry_run && std::fs::remove_file(entry.path()).is_err() {
-                continue;
-            }
-            report.removed_manifests += 1;
-            report.freed_bytes += meta.len();
+        let (n, bytes) = remove_unnamed(&dir, |name| referenced.contains(name), dry_run)?;
+        report.removed_manifests += n;
+        report.freed_bytes += bytes;
+        let flat = self.layout().flat_dir();
+        if flat.exists() {
+            let named = |name: &str| {
+                Layout::flat_manifest_of(name).is_some_and(|d| manifests.contains(d.hex()))
+            };
+            let (n, bytes) = remove_unnamed(&flat, named, dry_run)?;
+            report.removed_flat_images += n;
+            report.freed_bytes += bytes;
         }
         Ok(())
     }
+}
+
+/// Delete the files of `dir` that are not `named` and are older than [`MANIFEST_GRACE`]:
+/// how many, and their bytes.
+fn remove_unnamed(
+    dir: &Path,
+    named: impl Fn(&str) -> bool,
+    dry_run: bool,
+) -> Result<(usize, u64), CacheError> {
+    let (mut n, mut bytes) = (0, 0);
+    for entry in std::fs::read_dir(dir).map_err(CacheError::io("list", dir))? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = entry.metadata() else { continue };
+        let young = meta
+            .modified()
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_none_or(|age| age < MANIFEST_GRACE);
+        if named(&name) || young {
+            continue;
+        }
+        if !dry_run && std::fs::remove_file(entry.path()).is_err() {
+            continue;
+        }
+        n += 1;
+        bytes += meta.len();
+    }
+    Ok((n, bytes))
 }
 
 /// Each digest once, in order.

@@ -76,6 +76,8 @@ pub struct DiskUsage {
     pub unreferenced_bytes: u64,
     /// Bytes in `tmp/` (pulls in progress, debris, trees waiting for their holders).
     pub tmp_bytes: u64,
+    /// Bytes of flat EROFS images (`flat/sha256/`, `outputs: ["erofs-flat"]`).
+    pub flat_bytes: u64,
 }
 }
 
@@ -192,7 +194,13 @@ impl GlobalCache {
     pub fn disk_usage(&self) -> Result<DiskUsage, CacheError> {
         let images = self.images()?;
         let layers = self.layers_of(&images)?;
-        Ok(usage_of(images, layers, disk_bytes(&self.layout().tmp())))
+        let (tmp, flat) = (self.layout().tmp(), self.layout().flat_dir());
+        Ok(usage_of(
+            images,
+            layers,
+            disk_bytes(&tmp),
+            disk_bytes(&flat),
+        ))
     }
 }
 
@@ -201,6 +209,7 @@ pub(crate) fn usage_of(
     images: Vec<CachedImage>,
     layers: Vec<CachedLayer>,
     tmp_bytes: u64,
+    flat_bytes: u64,
 ) -> DiskUsage {
     let mut holders: BTreeMap<&Digest, usize> = BTreeMap::new();
     for image in &images {
@@ -238,6 +247,7 @@ pub(crate) fn usage_of(
         images: usage,
         layers,
         tmp_bytes,
+        flat_bytes,
     }
 }
 

@@ -7,6 +7,7 @@ mod report;
 pub(crate) use report::cache_report;
 mod access;
 pub(crate) mod contents;
+mod flat;
 mod gc;
 mod inventory;
 mod layout;

@@ -130,7 +130,7 @@ mod tests {
             bytes: 4096,
             images: image.names.clone(),
         };
-        let usage = serde_json::to_value(usage_of(vec![image.clone()], vec![layer], 0)).unwrap();
+        let usage = serde_json::to_value(usage_of(vec![image.clone()], vec![layer], 0, 0)).unwrap();
         let report = serde_json::to_value(GcReport {
             removed_images: vec![RemovedImage {
                 names: image.names.clone(),

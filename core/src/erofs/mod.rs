@@ -27,6 +27,8 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use flat::{LayerTrees, write_flat};
+
 use data::DataWriter;
 use meta::FileMap;
 
@@ -139,6 +141,17 @@ pub enum ErofsError {
 }
 
 impl ErofsError {
+    /// The kind shared with every front door: a file that could not be read or written, or a
+    /// layer index that breaks its format (the cache's `verify` says more), is `Io`; a tree
+    /// the format cannot hold is `Extraction`.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            ErofsError::Io { .. } | ErofsError::Index(_) => crate::ErrorKind::Io,
+            ErofsError::Internal(_) => crate::ErrorKind::Internal,
+            _ => crate::ErrorKind::Extraction,
+        }
+    }
+
     fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> ErofsError + 'p {
         move |source| ErofsError::Io {
             op,

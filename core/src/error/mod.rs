@@ -130,6 +130,17 @@ pub enum Error {
     #[error(transparent)]
     Unpack(#[from] crate::unpack::UnpackError),
 
+    /// Writing the flat EROFS image of an image (`outputs: ["erofs-flat"]`) failed: the
+    /// message names the image and what failed (a layer file, the image file).
+    #[error("{reference}: writing its flat EROFS image: {source}")]
+    FlatImage {
+        /// The image.
+        reference: String,
+        /// What went wrong.
+        #[source]
+        source: Box<crate::erofs::ErofsError>,
+    },
+
     /// The pull was cancelled.
     #[error("{reference}: pull cancelled")]
     Cancelled {
@@ -180,6 +191,7 @@ impl Error {
             Error::Source { source, .. } => source.kind(),
             Error::Cache(e) | Error::ImageCache { source: e, .. } => e.kind(),
             Error::Unpack(e) => e.kind(),
+            Error::FlatImage { source, .. } => source.kind(),
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::DeadlineExceeded { .. } => ErrorKind::DeadlineExceeded,
             Error::CredentialStore { .. } => ErrorKind::Io,

@@ -4,6 +4,7 @@
 
 mod cached;
 mod context;
+mod flat;
 mod inspect;
 mod layers;
 mod read_only;
@@ -59,6 +60,11 @@ pub enum Output {
     /// same pass (`core/src/erofs/FORMAT.md`), for runtimes that stack layers with overlayfs
     /// inside a micro-VM. A layer cached without one is pulled again to write it.
     ErofsLayers,
+    /// One EROFS image of the whole image, its layers merged (whiteouts applied, no overlay
+    /// markers), `flat/sha256/<manifest hex>.erofs`, for runtimes that hand the guest one
+    /// block device. Written from the cached layers once they are complete (needs the
+    /// directory and the index); shared by every reference that resolves to the manifest.
+    ErofsFlat,
 }
 
 /// Options of one pull.
@@ -86,6 +92,7 @@ pub struct PullOptions {
     /// Pull for this platform instead of the registry's.
     pub platform: Option<Platform>,
     /// What each layer becomes (default `["directory"]`); `"directory"` must be among them.
+    /// `"erofs-flat"` adds one image of the merged tree ([`PullResult::flat_image`]).
     pub outputs: Vec<Output>,
     /// The xattr that marks opaque directories in EROFS layer images: `"trusted"`
     /// (`trusted.overlay.opaque`, the default: overlayfs mounted by root, as a micro-VM guest
@@ -144,6 +151,13 @@ impl PullOptions {
                 self.outputs
             )));
         }
+        if self.outputs.contains(&Output::ErofsFlat) && !self.build_index {
+            return Err(Error::InvalidArgument(
+                "outputs erofs-flat: the flat image is written from the layers' indexes, \
+                 which buildIndex false leaves out"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -179,6 +193,9 @@ pub struct PullResult {
     /// `layers`. The file is there when this pull or an earlier one of the layer had
     /// `"erofs-layers"` among its `outputs`.
     pub layer_images: Vec<PathBuf>,
+    /// The flat EROFS image of the whole image (`…/flat/sha256/<manifest hex>.erofs`), when
+    /// this pull had `"erofs-flat"` among its `outputs`.
+    pub flat_image: Option<PathBuf>,
     /// The leases on the layers (`cache::LayerLease`): while this result or a stack made from
     /// it lives, no `gc`, `rm` or forced re-pull deletes its layer trees, in any process.
     #[serde(skip)]
@@ -278,6 +295,7 @@ impl PullResult {
             layers: diff_ids.iter().map(|d| cache.layer_fs(d)).collect(),
             layer_indexes: diff_ids.iter().map(|d| cache.layer_index(d)).collect(),
             layer_images: diff_ids.iter().map(|d| cache.layer_erofs(d)).collect(),
+            flat_image: None,
             layer_diff_ids: diff_ids,
             config,
             config_digest,
@@ -390,13 +408,14 @@ impl Puller {
         }
         if !opts.force && opts.pull_policy != PullPolicy::Always {
             if let Some(result) = self.answer_from_cache(&cx, opts).await? {
-                return Ok(result);
+                return self.flat_if_asked(&cx, result, opts).await;
             }
             if opts.pull_policy == PullPolicy::Never {
                 return Err(cx.not_cached());
             }
         }
-        self.pull_from_source(&cx, opts).await
+        let result = self.pull_from_source(&cx, opts).await?;
+        self.flat_if_asked(&cx, result, opts).await
     }
 
     /// The platform a pull with `opts` is for.
@@ -424,7 +443,10 @@ impl Puller {
         progress.emit(PullProgress::Resolving {
             reference: cx.image.clone(),
         });
-        let result = self.pull_from_source(&cx, opts).await;
+        let result = match self.pull_from_source(&cx, opts).await {
+            Ok(result) => self.flat_if_asked(&cx, result, opts).await,
+            Err(e) => Err(e),
+        };
         progress.close();
         result
     }

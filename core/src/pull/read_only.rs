@@ -52,7 +52,7 @@ impl Puller {
     }
 
     /// The error of a read-only pull that would have to write: `why` says what is missing.
-    fn needs_writes(&self, cx: &PullContext<'_>, why: &str) -> Error {
+    pub(super) fn needs_writes(&self, cx: &PullContext<'_>, why: &str) -> Error {
         Error::Cache(CacheError::ReadOnly {
             path: self.cache.layout().image_record(&cx.record_key()),
             need: format!(

@@ -69,6 +69,9 @@ class PullResult:
     #: Each layer's EROFS image, parallel to ``layers``: present when this pull or an earlier
     #: one of the layer had ``"erofs-layers"`` among its ``outputs``.
     layer_images: List[Path]
+    #: The flat EROFS image of the whole image (its layers merged), when this pull had
+    #: ``"erofs-flat"`` among its ``outputs``.
+    flat_image: Optional[Path]
     _native: NativeResult = field(repr=False, compare=False)
 
     @classmethod
@@ -82,6 +85,7 @@ class PullResult:
                 "layers": [Path(p) for p in data["layers"]],
                 "layer_indexes": [Path(p) for p in data["layer_indexes"]],
                 "layer_images": [Path(p) for p in data["layer_images"]],
+                "flat_image": None if data["flat_image"] is None else Path(data["flat_image"]),
                 "config": ImageConfig(**data["config"]),
             },
             _native=native,

@@ -61,6 +61,8 @@ class DiskUsage(Report):
     """Bytes of layers no image refers to."""
     tmp_bytes: int
     """Bytes in `tmp/` (pulls in progress, debris, trees waiting for their holders)."""
+    flat_bytes: int
+    """Bytes of flat EROFS images (`flat/sha256/`, `outputs: ["erofs-flat"]`)."""
 
 @dataclass(frozen=True)
 class RemovedImage(Report):
@@ -85,6 +87,8 @@ class GcReport(Report):
     """Layers no image refers to any more that someone still holds (a running sandbox, a pull): left for a later `gc`."""
     removed_manifests: int
     """Manifests and configs deleted."""
+    removed_flat_images: int
+    """Flat EROFS images (`flat/sha256/`) of manifests no image refers to any more, deleted."""
     removed_debris: int
     """Staging directories, replaced trees and temp files of dead processes deleted, and stale partial downloads (`blobs/sha256/<hex>.partial`)."""
     freed_bytes: int

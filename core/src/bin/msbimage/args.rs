@@ -462,8 +462,8 @@ pub struct PullArgs {
     pub no_index: bool,
 
     /// What each layer becomes, comma-separated: directory (always), erofs-layers (also an
-    /// EROFS image, layers/sha256/<diff_id>/layer.erofs) (setting `outputs`)
-    /// [default: directory]
+    /// EROFS image, layers/sha256/<diff_id>/layer.erofs), erofs-flat (one EROFS image of the
+    /// merged tree, flat/sha256/<manifest>.erofs) (setting `outputs`) [default: directory]
     #[arg(long = "output", value_name = "OUTPUTS", value_delimiter = ',', value_parser = parse_output)]
     pub outputs: Vec<microsandbox_image::Output>,
 
@@ -548,7 +548,7 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
 /// An output as the setting's serde form spells it.
 fn parse_output(s: &str) -> Result<microsandbox_image::Output, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
-        .map_err(|_| format!("`{s}`: expected directory or erofs-layers"))
+        .map_err(|_| format!("`{s}`: expected directory, erofs-layers or erofs-flat"))
 }
 
 /// `trusted` | `user`, as the setting's serde form spells them.

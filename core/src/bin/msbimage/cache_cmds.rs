@@ -135,9 +135,10 @@ pub async fn du(args: LsArgs) -> Result<(), Failure> {
         );
     }
     out += &format!(
-        "\nlayers {}, of which unreferenced {}; tmp {}\n",
+        "\nlayers {}, of which unreferenced {}; flat images {}; tmp {}\n",
         human(usage.layer_bytes),
         human(usage.unreferenced_bytes),
+        human(usage.flat_bytes),
         human(usage.tmp_bytes)
     );
     print_stdout(&out)
@@ -160,10 +161,11 @@ fn report_text(r: &GcReport) -> String {
         out += &format!("kept layer {d}: in use\n");
     }
     out += &format!(
-        "{verb} {} images, {} layers, {} manifests, {} debris: {}\n",
+        "{verb} {} images, {} layers, {} manifests, {} flat images, {} debris: {}\n",
         r.removed_images.len(),
         r.removed_layers.len(),
         r.removed_manifests,
+        r.removed_flat_images,
         r.removed_debris,
         human(r.freed_bytes)
     );
