@@ -306,6 +306,52 @@ async fn a_flat_image_is_shared_by_references_and_collected_with_its_image() {
     fsck(c.flat_image.as_ref().unwrap());
 }
 
+/// A read-only cache answers with a flat image that is there, and says that writing one is
+/// a write when it is not.
+#[tokio::test]
+async fn a_read_only_cache_gives_the_flat_image_it_holds() {
+    use microsandbox_image::cache::CacheError;
+    use microsandbox_image::{CacheOptions, Error, GlobalCache, Platform, PullPolicy, Registry};
+    let f = Fixture::start().await;
+    f.push("erofs/ro", "flat", &f.gzip).await;
+    let other = msbimage_testkit::standard_image(msbimage_testkit::Compression::Zstd);
+    f.push("erofs/ro", "plain", &other).await;
+    let client = f.registry_client();
+    let flat = client
+        .pull(&f.reference("erofs/ro:flat"), &flat_options())
+        .await
+        .unwrap()
+        .flat_image
+        .unwrap();
+    client
+        .pull(&f.reference("erofs/ro:plain"), &erofs_options())
+        .await
+        .unwrap();
+    let options = CacheOptions {
+        read_only: true,
+        ..CacheOptions::default()
+    };
+    let cache = GlobalCache::with_options(f.cache().root(), &options).unwrap();
+    let reader = Registry::new(Platform::new("linux", "amd64"), cache).unwrap();
+    let never = PullOptions {
+        pull_policy: PullPolicy::Never,
+        ..flat_options()
+    };
+    let res = reader
+        .pull(&f.reference("erofs/ro:flat"), &never)
+        .await
+        .unwrap();
+    assert_eq!(res.flat_image, Some(flat));
+    let err = reader
+        .pull(&f.reference("erofs/ro:plain"), &never)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Cache(CacheError::ReadOnly { .. })),
+        "{err}"
+    );
+}
+
 /// The flat image is written from the layers' indexes: asking for it without them is
 /// refused before anything is fetched.
 #[tokio::test]
