@@ -111,8 +111,8 @@ pub extern "C" fn msb_cache_disk_usage_json(
 /// when `platform` is NULL) and the layers only it held, unless someone holds them (a pull
 /// result, a layer stack, a `msb_layer_lease`, in any process: those are listed in
 /// `inUseLayers` and left for a later gc). Stores the JSON `GcReport` (`dryRun`,
-/// `removedImages`, `removedLayers`, `inUseLayers`, `removedManifests`, `removedDebris`,
-/// `freedBytes`) in `*out_json`; free it with `msb_string_free`. A malformed reference is
+/// `removedImages`, `removedLayers`, `inUseLayers`, `removedManifests`, `removedFlatImages`,
+/// `removedDebris`, `freedBytes`) in `*out_json`; free it with `msb_string_free`. A malformed reference is
 /// `MSB_STATUS_INVALID_REFERENCE`; an image the cache does not hold, `MSB_STATUS_NOT_FOUND`.
 /// Blocks while another gc or rm runs.
 #[unsafe(no_mangle)]

@@ -171,8 +171,8 @@ def test_reports_follow_the_core_schema() -> None:
         if report["extends"]:
             assert issubclass(cls, getattr(msbimage, report["extends"]))
     sample = {"dryRun": True, "removedImages": [{"names": ["a"], "platform": "p", "manifestDigest": "d"}],
-              "removedLayers": [], "inUseLayers": ["x"], "removedManifests": 1, "removedDebris": 2,
-              "freedBytes": 3}
+              "removedLayers": [], "inUseLayers": ["x"], "removedManifests": 1, "removedFlatImages": 0,
+              "removedDebris": 2, "freedBytes": 3}
     decoded = reports.from_data("GcReport", sample)
     assert decoded.removed_images[0] == msbimage.RemovedImage(["a"], "p", "d")
     assert decoded.in_use_layers == ["x"] and decoded.freed_bytes == 3
