@@ -18,6 +18,7 @@
 mod data;
 mod format;
 mod meta;
+pub mod read;
 mod tree;
 mod xattrs;
 
@@ -50,12 +51,18 @@ pub enum OpaqueXattr {
 
 impl OpaqueXattr {
     /// The xattr's name.
-    fn name(self) -> &'static [u8] {
+    pub(crate) fn name(self) -> &'static [u8] {
         match self {
             OpaqueXattr::Trusted => b"trusted.overlay.opaque",
             OpaqueXattr::User => b"user.overlay.opaque",
         }
     }
+}
+
+/// Whether an image can hold an xattr of this name (some EROFS prefix covers it: `user.`,
+/// `trusted.`, `security.`, a POSIX ACL); the writer leaves the others out.
+pub(crate) fn has_prefix(name: &[u8]) -> bool {
+    format::xattr_prefix(name).is_some()
 }
 
 /// How an image is written.
