@@ -11,6 +11,9 @@
 //!   builder already holds gives every inode, directory and xattr; they are written after the
 //!   data, then the superblock.
 //!
+//! `read.rs` (with `read/`) reads such images back, bounded against hostile ones: what
+//! `verify` checks a layer's image with, and what the tests compare with the index.
+//!
 //! The layout is described in `FORMAT.md` next to this file. The same layer always gives the
 //! same bytes: the order of everything written comes from the tar (data) or from sorted names
 //! (metadata), and no clock or random value is read.

@@ -8,6 +8,9 @@ use crate::erofs::format::{
 };
 use crate::stat::mode;
 
+/// Xattrs as read: full names and values.
+pub(super) type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Longest symlink target read.
 pub(super) const MAX_SYMLINK: u64 = 64 * 1024;
 
@@ -34,7 +37,7 @@ pub(super) struct Inode {
     pub size: u64,
     pub nlink: u32,
     pub rdev: u32,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
     pub data: DataLoc,
 }
 
@@ -189,7 +192,7 @@ fn read_xattrs(
     img: &ErofsImage,
     at: u64,
     len: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+) -> Result<Xattrs, ReadError> {
     let mut body = vec![0u8; len];
     img.read_at(&mut body, at)?;
     let shared = usize::from(body[4]);
