@@ -188,11 +188,7 @@ fn data_loc(
 }
 
 /// Read the xattr body of `len` bytes at `at`: header, shared ids, inline entries.
-fn read_xattrs(
-    img: &ErofsImage,
-    at: u64,
-    len: usize,
-) -> Result<Xattrs, ReadError> {
+fn read_xattrs(img: &ErofsImage, at: u64, len: usize) -> Result<Xattrs, ReadError> {
     let mut body = vec![0u8; len];
     img.read_at(&mut body, at)?;
     let shared = usize::from(body[4]);
