@@ -167,7 +167,9 @@ fn data_loc(
     let in_blocks = if inline { size - tail } else { size };
     let blocks_at = u64::from(startblk) * BLOCK;
     if in_blocks > 0 {
-        let end = blocks_at.checked_add(in_blocks.next_multiple_of(BLOCK));
+        let end = in_blocks
+            .checked_next_multiple_of(BLOCK)
+            .and_then(|n| blocks_at.checked_add(n));
         if startblk == 0 || end.is_none_or(|end| end > img.limit) {
             return Err(img.corrupt(format!(
                 "nid {nid}: {in_blocks} bytes of data from block {startblk}, outside the image"

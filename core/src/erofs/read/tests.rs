@@ -273,6 +273,15 @@ fn a_data_block_outside_the_image_is_refused() {
 }
 
 #[test]
+fn a_file_size_near_the_largest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // `big-uid` has an extended inode (its owner does not fit 16 bits): a 64-bit size.
+    let (img, inode) = image_and_inode(dir.path(), "big-uid");
+    patch(&img, inode + 8, &(u64::MAX - 10).to_le_bytes());
+    assert_corrupt(read_everything(&img), "outside the image");
+}
+
+#[test]
 fn a_dirent_name_offset_beyond_its_block_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (img, inode) = image_and_inode(dir.path(), "big");
