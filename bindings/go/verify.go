@@ -21,9 +21,9 @@ type Problem struct {
 // against problemKinds in core/api-surface.json).
 var ProblemKinds = []string{
 	"recordInvalid", "manifestMissing", "manifestCorrupt", "layerMissing", "layerInvalid",
-	"indexMissing", "indexCorrupt", "contentsMissing", "contentsCorrupt", "missing",
-	"unexpected", "kindChanged", "sizeChanged", "contentChanged", "timeChanged",
-	"metadataChanged", "unreadable",
+	"indexMissing", "indexCorrupt", "contentsMissing", "contentsCorrupt", "erofsMissing",
+	"erofsCorrupt", "missing", "unexpected", "kindChanged", "sizeChanged", "contentChanged",
+	"timeChanged", "metadataChanged", "unreadable",
 }
 
 // LayerCheck is the check of one layer.

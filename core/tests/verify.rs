@@ -409,3 +409,123 @@ async fn cli_verify_exits_1_on_damage_and_0_after_repair() {
         Some(ErrorKind::NotFound.exit_code() as i32)
     );
 }
+
+/// A pull writing EROFS layer images.
+async fn pulled_with_images() -> (Env, PullResult) {
+    let env = Env::start(RegistryOptions::plain()).await;
+    env.push("v/std", "1", &standard_image(Compression::Gzip))
+        .await;
+    let opts = PullOptions {
+        outputs: vec![
+            microsandbox_image::Output::Directory,
+            microsandbox_image::Output::ErofsLayers,
+        ],
+        ..PullOptions::default()
+    };
+    let result = pull(&env, opts).await;
+    (env, result)
+}
+
+/// Flip one byte of the first layer's largest file where it sits in `image` (found by its
+/// first 64 bytes, which the tree's copy gives).
+fn flip_file_byte_in_image(image: &Path, fs: &Path) {
+    let mut largest: Option<(u64, PathBuf)> = None;
+    let mut dirs = vec![fs.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dirs.push(e.path());
+            } else if m.is_file() && largest.as_ref().is_none_or(|(n, _)| m.len() > *n) {
+                largest = Some((m.len(), e.path()));
+            }
+        }
+    }
+    let (len, file) = largest.unwrap();
+    assert!(len > 8192, "a file of whole blocks");
+    let head = std::fs::read(file).unwrap()[..64].to_vec();
+    let mut bytes = std::fs::read(image).unwrap();
+    let at = bytes.windows(64).position(|w| w == head).unwrap();
+    bytes[at + 4096 + 7] ^= 0x20;
+    std::fs::write(image, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_damage_to_a_layer_image_is_reported_and_repaired() {
+    let (env, result) = pulled_with_images().await;
+    let cache = env.cache();
+    let report = verify(&cache);
+    assert!(report.is_clean(), "{:?}", problems(&report));
+    // Every file's data was read from the images too.
+    let l1 = report.layer(&result.layer_diff_ids[0]).expect("layer 1");
+    assert!(l1.bytes > 6_000_000, "tree and image: {l1:?}");
+    let image = result.layer_images[0].clone();
+    let fs0 = result.layers[0].clone();
+    type Damage = Box<dyn Fn(&Path)>;
+    let damages: Vec<(&str, Damage, ProblemKind)> = vec![
+        (
+            "a data byte",
+            Box::new(move |p: &Path| flip_file_byte_in_image(p, &fs0)),
+            ProblemKind::ErofsCorrupt,
+        ),
+        (
+            "truncated",
+            Box::new(|p: &Path| {
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                let len = f.metadata().unwrap().len();
+                f.set_len(len - 4096).unwrap();
+            }),
+            ProblemKind::ErofsCorrupt,
+        ),
+        (
+            "deleted",
+            Box::new(|p: &Path| std::fs::remove_file(p).unwrap()),
+            ProblemKind::ErofsMissing,
+        ),
+        (
+            "superblock",
+            Box::new(|p: &Path| {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.write_all_at(&[0x5a], 1024 + 48).unwrap();
+            }),
+            ProblemKind::ErofsCorrupt,
+        ),
+    ];
+    for (what, damage, kind) in damages {
+        damage(&image);
+        let report = verify(&cache);
+        let found = problems(&report);
+        assert!(!found.is_empty(), "{what}: not found");
+        for (k, p) in &found {
+            assert_eq!((*k, p), (kind, &shown(&image)), "{what}: {found:?}");
+        }
+        assert_eq!(
+            report.images[0].damaged_layers,
+            [result.layer_diff_ids[0].clone()],
+            "{what}"
+        );
+        let repaired = env.registry_client().repair(&report).await.expect("repair");
+        assert!(repaired.failed.is_empty(), "{what}: {repaired:?}");
+        assert_eq!(
+            repaired.rebuilt_layers,
+            [result.layer_diff_ids[0].clone()],
+            "{what}"
+        );
+        assert!(image.is_file(), "{what}: the image written again");
+        let after = verify(&cache);
+        assert!(after.is_clean(), "{what}: {:?}", problems(&after));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_file_in_the_image_names_the_path_inside() {
+    let (env, result) = pulled_with_images().await;
+    flip_file_byte_in_image(&result.layer_images[0], &result.layers[0]);
+    let report = verify(&env.cache());
+    let l1 = report.layer(&result.layer_diff_ids[0]).expect("layer 1");
+    assert_eq!(l1.problems.len(), 1, "{l1:?}");
+    let detail = &l1.problems[0].detail;
+    assert!(detail.starts_with("contentChanged: "), "{detail}");
+}

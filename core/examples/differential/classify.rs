@@ -39,6 +39,13 @@ pub enum Class {
     /// links; GNU tar, umoci and msbimage keep the target's. Non-directory metadata not
     /// compared.
     HardlinkRecordMetadata,
+    /// Overlay mode: an entry below a name the same layer whited out earlier. containerd's
+    /// `OverlayConvertWhiteout` has put a 0/0 device at that name, and making the entry's
+    /// parent fails (`not a directory`); naive Apply makes the directory (the whiteout
+    /// deleted nothing), and so does msbimage, opaque (it replaces what the lower layers had
+    /// at its name), as overlayfs reads a whiteout followed by a directory. containerd's
+    /// refusal is kept.
+    EntryBelowOwnWhiteout,
 }
 
 impl Class {
@@ -50,6 +57,7 @@ impl Class {
             "hardlink-record-metadata" => Class::HardlinkRecordMetadata,
             "directory-merge" => Class::DirectoryMergeXattrs,
             "setgid-parent" => Class::SetgidParentGroup,
+            "entry-below-own-whiteout" => Class::EntryBelowOwnWhiteout,
             _ => return None,
         })
     }
@@ -165,6 +173,10 @@ pub fn explain(
             let last_loop = e.starts_with("lstat ")
                 || e == "too many links"
                 || e.starts_with("failed call to UtimesNanoAt");
+            if e.ends_with("not a directory") && candidates.contains(&Class::EntryBelowOwnWhiteout)
+            {
+                return Some(vec![Class::EntryBelowOwnWhiteout]);
+            }
             (last_loop && candidates.contains(&Class::DirTimesByName))
                 .then(|| vec![Class::DirTimesByName])
         }

@@ -5,16 +5,22 @@
 //! the canonical listings of the two trees.
 //!
 //! ```text
-//! differential --oracle BIN [--mode naive|overlay] breakouts
-//! differential --oracle BIN [--mode naive|overlay] seeds FIRST COUNT [--minutes M]
+//! differential --oracle BIN [--mode naive|overlay|erofs] breakouts
+//! differential --oracle BIN [--mode naive|overlay|erofs] seeds FIRST COUNT [--minutes M]
 //!              [--keep DIR] [--max-entries N]
 //! ```
+//!
+//! `erofs` mode (root): containerd in its overlay mode against our EROFS layer images, each
+//! written in the extraction's pass as a pull with `erofs-layers` writes it, loop-mounted and
+//! stacked by a read-only overlayfs, the merged mount listed as the oracle lists its own
+//! (`erofs_mode.rs`).
 //!
 //! `seeds` checks archives `FIRST..FIRST+COUNT` (with `--minutes`, batch after batch from
 //! FIRST until the time is up), prints one line per disagreement and a summary, copies the
 //! tars of every unexplained disagreement to `--keep`, and exits 1 if there was any.
 
 mod classify;
+mod erofs_mode;
 #[path = "../../tests/listing/mod.rs"]
 mod listing;
 
@@ -93,9 +99,15 @@ fn main() {
 
 fn usage() -> i32 {
     eprintln!(
-        "usage: differential --oracle BIN [--mode naive|overlay] breakouts|seeds FIRST COUNT"
+        "usage: differential --oracle BIN [--mode naive|overlay|erofs] \
+         breakouts|seeds FIRST COUNT"
     );
     2
+}
+
+/// The oracle's mode for ours: our EROFS images stack like containerd's overlay snapshots.
+fn oracle_mode(mode: &str) -> &str {
+    if mode == "erofs" { "overlay" } else { mode }
 }
 
 /// Limits for the comparison: containerd has none, so ours must not be what refuses.
@@ -103,7 +115,10 @@ fn limits() -> ExtractLimits {
     ExtractLimits::default()
 }
 
-fn ours(layers: &[Vec<u8>]) -> Verdict {
+fn ours(args: &Args, layers: &[Vec<u8>]) -> Verdict {
+    if args.mode == "erofs" {
+        return erofs_mode::ours(layers, limits());
+    }
     match listing::extract_all(layers, limits()) {
         Err((n, e)) => Verdict::Refused(format!("layer {n}: {e}")),
         Ok(x) => {
@@ -139,7 +154,7 @@ struct Oracle {
 fn theirs(args: &Args, dirs: &[PathBuf]) -> BTreeMap<PathBuf, Oracle> {
     let out = Command::new(&args.oracle)
         .arg("-mode")
-        .arg(&args.mode)
+        .arg(oracle_mode(&args.mode))
         .args(dirs)
         .output()
         .expect("run the oracle");
@@ -215,7 +230,7 @@ fn breakouts(args: &Args) -> i32 {
     };
     let (mut differ, mut unexpected) = (0, 0);
     for ((name, layers), dir) in cases.iter().zip(&dirs) {
-        let (ours, theirs) = (ours(layers), verdicts[dir].verdict.clone());
+        let (ours, theirs) = (ours(args, layers), verdicts[dir].verdict.clone());
         let same = matches!((&ours, &theirs), (Verdict::Refused(_), Verdict::Refused(_)))
             || ours == theirs;
         let expected = same != kept.contains(&name.as_str());
@@ -322,7 +337,7 @@ fn run_batch(args: &Args, first: u64, n: u64, tally: &mut Tally) {
     for ((seed, layers), dir) in cases.iter().zip(&dirs) {
         tally.cases += 1;
         let oracle = &verdicts[dir];
-        let (ours, theirs) = (ours(layers), &oracle.verdict);
+        let (ours, theirs) = (ours(args, layers), &oracle.verdict);
         match (&ours, theirs) {
             (Verdict::Refused(o), Verdict::Refused(t)) => {
                 tally.both_refused += 1;

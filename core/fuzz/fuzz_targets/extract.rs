@@ -14,7 +14,10 @@
 //! Each run extracts into `<run>/layer` next to a sentinel `<run>/victim/keep`, and checks:
 //! nothing but `layer` and `victim` exists in `<run>`, the victim is untouched, the extracted
 //! tree holds only regular files and directories (no symlink, device or FIFO), and no error
-//! is an internal one (a panic or the guard changing what the tar reader sees).
+//! is an internal one (a panic or the guard changing what the tar reader sees). Then the same
+//! tar is extracted again writing its EROFS image (`fuzz_extract_erofs`): when accepted, the
+//! image must read back through our reader (`erofs/read.rs`) equal to the layer's index, its
+//! files' data to the digests taken while extracting (`verify`'s image check).
 
 #![no_main]
 
@@ -25,8 +28,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use microsandbox_image::LayerError;
-use microsandbox_image::layer::fuzz_extract;
+use microsandbox_image::layer::{fuzz_extract, fuzz_extract_erofs};
+use microsandbox_image::{LayerError, OpaqueXattr};
 
 #[path = "../../../tests/harness/src/tar_gen.rs"]
 #[allow(dead_code)] // the seeded generator is the differential harness's
@@ -138,4 +141,20 @@ fuzz_target!(|data: &[u8]| {
         "the victim directory changed"
     );
     assert_only_files_and_dirs(&layer);
+
+    // The same tar with its EROFS image written in the pass: an accepted layer's image must
+    // read back (our reader) equal to its index, every file's data to its digest.
+    let again = base().join("again");
+    let image = base().join("layer.erofs");
+    let _ = fs::remove_dir_all(&again);
+    let _ = fs::remove_file(&image);
+    let _ = fs::remove_file(base().join("layer.erofs.tails"));
+    fs::create_dir_all(&again).expect("layer dir");
+    let with_image = fuzz_extract_erofs(&tar, &again, &image, OpaqueXattr::Trusted);
+    if let Err(LayerError::Internal(msg)) = &with_image {
+        panic!("internal error writing the image: {msg}");
+    }
+    if let Ok(problems) = with_image {
+        assert!(problems.is_empty(), "the image differs: {problems:#?}");
+    }
 });

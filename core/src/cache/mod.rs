@@ -40,6 +40,7 @@ pub(crate) use perms::Perms;
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub use report::ReportSchema;
 pub(crate) use staging::{ErofsRecord, LayerMeta, Staging, TREE_FORMAT};
+pub(crate) use verify::image_problems;
 pub use verify::{ImageCheck, LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
 
 use crate::digest::Digest;
@@ -273,6 +274,13 @@ impl GlobalCache {
         record.opaque_xattr == opaque
             && std::fs::symlink_metadata(Layout::erofs_in(&dir))
                 .is_ok_and(|m| m.is_file() && m.len() == record.blocks * crate::erofs::BLOCK_SIZE)
+    }
+
+    /// The opaque marker of the EROFS image layer `diff_id` was published with, if its
+    /// `meta.json` (read, blocking) records one.
+    pub(crate) fn erofs_marker(&self, diff_id: &Digest) -> Option<crate::erofs::OpaqueXattr> {
+        let record = LayerMeta::read(&self.layer_dir(diff_id)).ok()?.erofs?;
+        Some(record.opaque_xattr)
     }
 
     /// The layers of `diff_ids` that are published without the EROFS image `opaque` asks

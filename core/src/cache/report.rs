@@ -257,7 +257,7 @@ mod tests {
         }
         assert_eq!(
             ProblemKind::ALL.len(),
-            17,
+            19,
             "ProblemKind gained a variant: add it to ALL"
         );
         assert_eq!(schema("Problem").fields[0].ty, "string");

@@ -11,6 +11,9 @@
 //!   builder already holds gives every inode, directory and xattr; they are written after the
 //!   data, then the superblock.
 //!
+//! `read.rs` (with `read/`) reads such images back, bounded against hostile ones: what
+//! `verify` checks a layer's image with, and what the tests compare with the index.
+//!
 //! The layout is described in `FORMAT.md` next to this file. The same layer always gives the
 //! same bytes: the order of everything written comes from the tar (data) or from sorted names
 //! (metadata), and no clock or random value is read.
@@ -19,6 +22,7 @@ mod data;
 mod flat;
 mod format;
 mod meta;
+pub mod read;
 mod tree;
 mod xattrs;
 
@@ -53,12 +57,18 @@ pub enum OpaqueXattr {
 
 impl OpaqueXattr {
     /// The xattr's name.
-    fn name(self) -> &'static [u8] {
+    pub(crate) fn name(self) -> &'static [u8] {
         match self {
             OpaqueXattr::Trusted => b"trusted.overlay.opaque",
             OpaqueXattr::User => b"user.overlay.opaque",
         }
     }
+}
+
+/// Whether an image can hold an xattr of this name (some EROFS prefix covers it: `user.`,
+/// `trusted.`, `security.`, a POSIX ACL); the writer leaves the others out.
+pub(crate) fn has_prefix(name: &[u8]) -> bool {
+    format::xattr_prefix(name).is_some()
 }
 
 /// How an image is written.

@@ -9,13 +9,13 @@ use super::*;
 use crate::index::EntryMeta;
 
 /// One entry of a test tree.
-struct E {
-    path: &'static str,
-    meta: EntryMeta,
-    content: Vec<u8>,
+pub(super) struct E {
+    pub(super) path: &'static str,
+    pub(super) meta: EntryMeta,
+    pub(super) content: Vec<u8>,
 }
 
-fn dir(path: &'static str, perm: u32) -> E {
+pub(super) fn dir(path: &'static str, perm: u32) -> E {
     E {
         path,
         meta: EntryMeta {
@@ -27,7 +27,7 @@ fn dir(path: &'static str, perm: u32) -> E {
     }
 }
 
-fn file(path: &'static str, inode: u64, content: Vec<u8>) -> E {
+pub(super) fn file(path: &'static str, inode: u64, content: Vec<u8>) -> E {
     E {
         path,
         meta: EntryMeta {
@@ -44,13 +44,13 @@ fn file(path: &'static str, inode: u64, content: Vec<u8>) -> E {
     }
 }
 
-fn with(mut e: E, f: impl FnOnce(&mut EntryMeta)) -> E {
+pub(super) fn with(mut e: E, f: impl FnOnce(&mut EntryMeta)) -> E {
     f(&mut e.meta);
     e
 }
 
 /// Pseudo-random bytes (xorshift), so block-sized runs differ.
-fn bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(super) fn bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {
@@ -63,7 +63,7 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Write the image of `entries` (in order, as a tar would list them) to `out`.
-fn write_image(
+pub(super) fn write_image(
     entries: &[E],
     out: &Path,
     options: ErofsOptions,
@@ -97,7 +97,7 @@ fn write_image(
     w.finish(&b)
 }
 
-fn fsck(image: &Path) -> Option<String> {
+pub(super) fn fsck(image: &Path) -> Option<String> {
     let out = Command::new("fsck.erofs").arg(image).output().ok()?;
     Some(format!(
         "status {}\n{}{}",
@@ -165,7 +165,7 @@ fn is_root() -> bool {
 }
 
 /// A valid `vfs_cap_data` (revision 2, effective): the kernel refuses to return a malformed one.
-fn cap_net_bind_service() -> Vec<u8> {
+pub(super) fn cap_net_bind_service() -> Vec<u8> {
     let mut v = 0x0200_0001u32.to_le_bytes().to_vec();
     for word in [1u32 << 10, 0, 0, 0] {
         v.extend_from_slice(&word.to_le_bytes());
@@ -173,7 +173,7 @@ fn cap_net_bind_service() -> Vec<u8> {
     v
 }
 
-fn tree() -> Vec<E> {
+pub(super) fn tree() -> Vec<E> {
     let mut many: Vec<E> = Vec::new();
     for i in 0..300 {
         let name: &'static str =

@@ -501,6 +501,62 @@ pub fn fuzz_extract(tar: &[u8], root: &std::path::Path) -> Result<(), LayerError
     extract_layer_tar(tar, root, limits).map(drop)
 }
 
+/// Fuzzing and test hook (`core/fuzz/fuzz_targets/extract.rs`, `core/tests/erofs.rs`):
+/// [`extract_layer_tar_erofs`] with [`fuzz_extract`]'s limits; returns only the problems.
+/// Not part of the API.
+#[doc(hidden)]
+pub fn fuzz_extract_erofs(
+    tar: &[u8],
+    root: &std::path::Path,
+    image: &std::path::Path,
+    opaque: crate::erofs::OpaqueXattr,
+) -> Result<Vec<String>, LayerError> {
+    let limits = ExtractLimits {
+        max_entries: 256,
+        max_total_bytes: 1 << 20,
+        max_file_size: 256 << 10,
+        max_depth: 16,
+        max_path_len: 1024,
+    };
+    extract_layer_tar_erofs(tar, root, image, opaque, limits).map(|(_, problems)| problems)
+}
+
+/// Test hook (the differential driver's EROFS mode, [`fuzz_extract_erofs`]): extract the
+/// uncompressed layer `tar` into the existing empty directory `root` with `limits`, writing
+/// the layer's EROFS image to `image` (opaque marker `opaque`) in the same pass, as a pull
+/// with `erofs-layers` does. Returns the layer's index and what `verify` finds wrong with
+/// the image against that index and the content digests taken while extracting (`kind:
+/// path: detail` each; none for a faithful image). Not part of the API.
+#[doc(hidden)]
+pub fn extract_layer_tar_erofs(
+    tar: &[u8],
+    root: &std::path::Path,
+    image: &std::path::Path,
+    opaque: crate::erofs::OpaqueXattr,
+    limits: ExtractLimits,
+) -> Result<(Vec<u8>, Vec<String>), LayerError> {
+    let mut archive = extract::open_archive(tar, &limits);
+    let writer = LayerImageWriter::create(
+        image,
+        ErofsOptions {
+            opaque,
+            uuid: [0; 16],
+        },
+    )?;
+    let mut stats = extract::Extractor::new(root, limits, true)?
+        .with_erofs(writer)
+        .run(&mut archive, &mut |_, _| {})?;
+    let (Some(writer), Some(tree)) = (stats.erofs.take(), stats.index.take()) else {
+        return Err(LayerError::Internal("no image or index built".into()));
+    };
+    let summary = writer.finish(&tree)?;
+    let bytes = tree.finish()?;
+    let index = crate::index::LayerIndex::from_bytes(bytes.clone())?;
+    let contents = stats.content_digests.into_iter().collect();
+    let problems = crate::cache::image_problems(image, summary.blocks, opaque, &index, &contents);
+    Ok((bytes, problems.iter().map(ToString::to_string).collect()))
+}
+
 /// Test hook (`core/tests/breakouts.rs`, the differential driver of `tests/differential`):
 /// extract the uncompressed layer `tar` into the existing empty directory `root` with
 /// `limits`, as a pull does, and return the layer's index. Not part of the API.

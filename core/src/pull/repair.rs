@@ -3,7 +3,9 @@
 //! not matter) and has only its damaged layers rebuilt; its manifests and config are fetched
 //! again and replace stored copies that no longer match their digests. A rebuilt layer is
 //! swapped in like a forced one (`renameat2(RENAME_EXCHANGE)`), so a reader holding the old
-//! tree keeps it until it lets go. Image records are left as they are (they were valid).
+//! tree keeps it until it lets go; one published with an EROFS image is rebuilt with one
+//! (the image's other layers lacking one get theirs in the same pull). Image records are left
+//! as they are (they were valid).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -128,7 +130,16 @@ impl Puller {
         let cx = PullContext::new(&reference, platform, &progress, &cancel);
         let image = self.resolve_image(&cx).await?;
         let _leases = self.prepare_cache(&cx, &image).await?;
-        let opts = PullOptions::default();
+        // A damaged layer published with an EROFS image gets it again (with its marker).
+        let cache = self.cache.clone();
+        let layers: Vec<Digest> = damaged.iter().cloned().collect();
+        let image_marker =
+            blocking(move || layers.iter().find_map(|d| cache.erofs_marker(d))).await?;
+        let mut opts = PullOptions::default();
+        if let Some(marker) = image_marker {
+            opts.outputs.push(super::Output::ErofsLayers);
+            opts.erofs_opaque_xattr = marker;
+        }
         self.run_layers(&cx, &image, &opts, Rebuild::Only(damaged.clone()))
             .await
             .map(drop)

@@ -165,3 +165,131 @@ pub fn escape(raw: &[u8]) -> String {
     }
     s
 }
+
+/// The listing of a real tree (a mount of our images), line for line what the oracle's
+/// `describe` prints for the tree containerd made: the same walk (names in byte order, each
+/// directory before its children, an entry that vanishes on lookup — a lower layer's
+/// whiteout listed by overlayfs in a directory it does not merge — skipped), hardlink groups
+/// by device and inode, and the xattrs the kernel lets containerd keep ([`listing`]'s rule:
+/// no `trusted.*`, `user.*` on files and directories only).
+pub fn describe_tree(root: &Path) -> std::io::Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut entries: Vec<(Vec<u8>, std::fs::Metadata)> = Vec::new();
+    walk_tree(root, Vec::new(), &mut entries)?;
+    let mut groups: HashMap<(u64, u64), Vec<&[u8]>> = HashMap::new();
+    for (path, m) in &entries {
+        if !m.is_dir() {
+            groups.entry((m.dev(), m.ino())).or_default().push(path);
+        }
+    }
+    let mut out = Vec::new();
+    for (path, m) in &entries {
+        let first = groups
+            .get(&(m.dev(), m.ino()))
+            .filter(|g| !m.is_dir() && g.len() > 1)
+            .and_then(|g| g.iter().min().copied());
+        out.push(render_real(root, path, m, first)?);
+    }
+    Ok(out)
+}
+
+fn walk_tree(
+    root: &Path,
+    rel: Vec<u8>,
+    out: &mut Vec<(Vec<u8>, std::fs::Metadata)>,
+) -> std::io::Result<()> {
+    let dir = root.join(OsStr::from_bytes(&rel));
+    let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let mut path = rel.clone();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&name);
+        let m = match std::fs::symlink_metadata(root.join(OsStr::from_bytes(&path))) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let is_dir = m.is_dir();
+        out.push((path.clone(), m));
+        if is_dir {
+            walk_tree(root, path, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn render_real(
+    root: &Path,
+    path: &[u8],
+    m: &std::fs::Metadata,
+    link_group: Option<&[u8]>,
+) -> std::io::Result<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let full = root.join(OsStr::from_bytes(path));
+    let (perm, owner) = match link_group {
+        Some(_) => ("----".to_string(), "-:-".to_string()),
+        None => (
+            format!("{:04o}", m.mode() & 0o7777),
+            format!("{}:{}", m.uid(), m.gid()),
+        ),
+    };
+    let ft = m.file_type();
+    let mut line = escape(path);
+    let kind = if ft.is_dir() {
+        line += &format!(" d {perm} {owner}");
+        EntryKind::Dir
+    } else if ft.is_file() {
+        let sum = hex::encode(Sha256::digest(std::fs::read(&full)?));
+        line += &format!(" f {perm} {owner} size={} sha256={}", m.len(), &sum[..16]);
+        EntryKind::File
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(&full)?;
+        line += &format!(" l {owner} -> {}", escape(target.as_os_str().as_bytes()));
+        EntryKind::Symlink
+    } else if ft.is_char_device() || ft.is_block_device() {
+        let kind = if ft.is_char_device() { "c" } else { "b" };
+        let rdev = m.rdev();
+        let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        line += &format!(" {kind} {perm} {owner} {major},{minor}");
+        if ft.is_char_device() {
+            EntryKind::CharDevice
+        } else {
+            EntryKind::BlockDevice
+        }
+    } else if ft.is_fifo() {
+        line += &format!(" p {perm} {owner}");
+        EntryKind::Fifo
+    } else {
+        line += &format!(" ? {:o}", m.mode());
+        EntryKind::Whiteout
+    };
+    if kind != EntryKind::Dir && link_group.is_none() {
+        line += &format!(" t={}.{:09}", m.mtime(), m.mtime_nsec());
+    }
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(&full, &mut names) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let mut names: Vec<&[u8]> = names[..n]
+        .split(|&c| c == 0)
+        .filter(|n| !n.is_empty() && !n.starts_with(b"trusted.overlay."))
+        .filter(|n| kept_by_the_kernel(kind, n))
+        .collect();
+    names.sort();
+    for name in names {
+        let mut value = vec![0u8; 64 * 1024];
+        let len = rustix::fs::lgetxattr(&full, name, &mut value)?;
+        line += &format!(" x:{}={}", escape(name), escape(&value[..len]));
+    }
+    if let Some(first) = link_group {
+        line += &format!(" ={}", escape(first));
+    }
+    Ok(line)
+}

@@ -103,7 +103,7 @@ func runCase(dir, mode string, notes map[string]bool) ([]string, error) {
 		return nil, err
 	}
 	for i, t := range tars {
-		if err := applyFile(root, t, watch(root, notes)); err != nil {
+		if err := applyFile(root, t, watch(root, notes, false)); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
 	}
@@ -129,7 +129,7 @@ func applyOverlay(work string, tars []string, notes map[string]bool) ([]string, 
 		}
 		opts := []archive.ApplyOpt{
 			archive.WithConvertWhiteout(archive.OverlayConvertWhiteout),
-			watch(d, notes),
+			watch(d, notes, true),
 		}
 		if len(dirs) > 0 {
 			opts = append(opts, archive.WithParents(dirs))
@@ -170,10 +170,26 @@ func sortedKeys(m map[string]bool) []string {
 
 // watch is an Apply filter that lets every record through and notes, by looking at the
 // tree just before containerd applies the record, when the record is one where containerd
-// does what msbimage deliberately does not (../README.md, "Kept disagreements").
-func watch(root string, notes map[string]bool) archive.ApplyOpt {
+// does what msbimage deliberately does not (../README.md, "Kept disagreements"). overlay:
+// the layer is applied with OverlayConvertWhiteout (whiteouts become 0/0 devices).
+func watch(root string, notes map[string]bool, overlay bool) archive.ApplyOpt {
+	// The names this layer's whiteouts were converted at (lexically, from "/").
+	whiteouts := map[string]bool{}
 	return archive.WithFilter(func(hdr *tar.Header) (bool, error) {
 		ppath, base := filepath.Split(hdr.Name)
+		if overlay {
+			name := filepath.Clean("/" + hdr.Name)
+			for p := filepath.Dir(name); p != "/"; p = filepath.Dir(p) {
+				if whiteouts[p] {
+					// The converted whiteout (a device) stands where this record needs a
+					// directory: containerd fails with "not a directory".
+					notes["entry-below-own-whiteout"] = true
+				}
+			}
+			if strings.HasPrefix(base, ".wh.") && base != ".wh..wh..opq" {
+				whiteouts[filepath.Clean("/"+ppath+base[4:])] = true
+			}
+		}
 		dir, err := fs.RootPath(root, ppath)
 		if err != nil {
 			return true, nil // Apply itself reports it

@@ -96,8 +96,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Contents, ContentsError> {
 }
 
 /// BLAKE3 of a file's bytes, read through `file`.
-pub(crate) fn digest_file(mut file: std::fs::File) -> std::io::Result<[u8; DIGEST]> {
-    use std::io::Read;
+pub(crate) fn digest_file(file: std::fs::File) -> std::io::Result<[u8; DIGEST]> {
+    digest_reader(file)
+}
+
+/// BLAKE3 of every byte `file` gives (a file of the tree, or a file of an EROFS image).
+pub(crate) fn digest_reader(mut file: impl std::io::Read) -> std::io::Result<[u8; DIGEST]> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use super::image;
 use super::{LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind};
 use crate::cache::contents::{self, Contents};
 use crate::cache::{GlobalCache, LayerMeta, Layout};
@@ -15,12 +16,17 @@ use crate::index::{Entry, EntryKind, LayerIndex};
 use crate::layer::LayerError;
 
 /// Collects a layer's problems, listing the first [`MAX_LISTED_PROBLEMS`].
-struct Findings<'a> {
-    check: &'a mut LayerCheck,
+pub(super) struct Findings<'a> {
+    pub(super) check: &'a mut LayerCheck,
 }
 
 impl Findings<'_> {
-    fn add(&mut self, kind: ProblemKind, path: Option<String>, detail: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        kind: ProblemKind,
+        path: Option<String>,
+        detail: impl Into<String>,
+    ) {
         if self.check.problems.len() < MAX_LISTED_PROBLEMS {
             self.check.problems.push(Problem::new(kind, path, detail));
         } else {
@@ -29,7 +35,7 @@ impl Findings<'_> {
     }
 }
 
-fn shown(p: &Path) -> Option<String> {
+pub(super) fn shown(p: &Path) -> Option<String> {
     Some(p.display().to_string())
 }
 
@@ -53,23 +59,31 @@ impl GlobalCache {
         let Some(meta) = layer_meta(&dir, diff_id, &mut found) else {
             return check;
         };
-        let Some(index) = published_index(&dir, &meta, &mut found) else {
-            return check;
-        };
-        let fs = Layout::fs_in(&dir);
-        let published = match entries(&index) {
-            Ok(e) => e,
-            Err(e) => {
-                found.add(ProblemKind::IndexCorrupt, shown(&Layout::index_in(&dir)), e);
-                return check;
+        let published =
+            published_index(&dir, &meta, &mut found).and_then(|index| match entries(&index) {
+                Ok(e) => Some((index, e)),
+                Err(e) => {
+                    found.add(ProblemKind::IndexCorrupt, shown(&Layout::index_in(&dir)), e);
+                    None
+                }
+            });
+        let mut contents = None;
+        if let Some((index, published)) = &published {
+            let fs = Layout::fs_in(&dir);
+            let now = check_metadata(&fs, index, published, meta.tree_format < 2, &mut found);
+            contents = recorded_contents(&dir, &meta, &mut found);
+            if let Some(contents) = &contents {
+                found.check.recorded = true;
+                if let Some(now) = now {
+                    let mut digest = |path: &[u8]| digest_at(&fs, path);
+                    check_contents(published, &now, contents, &mut digest, &mut found);
+                }
             }
-        };
-        let now = check_metadata(&fs, &index, &published, meta.tree_format < 2, &mut found);
-        if let Some(contents) = recorded_contents(&dir, &meta, &mut found) {
-            found.check.recorded = true;
-            if let Some(now) = now {
-                check_contents(&fs, &published, &now, &contents, &mut found);
-            }
+        }
+        if let Some(record) = meta.erofs {
+            let published = published.as_ref().map(|(i, p)| (i, p));
+            let path = Layout::erofs_in(&dir);
+            image::check_image(&path, record, published, contents.as_ref(), &mut found);
         }
         check
     }
@@ -205,27 +219,28 @@ fn recorded_contents(dir: &Path, meta: &LayerMeta, found: &mut Findings<'_>) -> 
 /// What the index says about one path, inode aside (a file rewritten with the same content
 /// and metadata is not damage).
 #[derive(Debug, PartialEq, Eq)]
-struct Summary {
-    kind: Option<EntryKind>,
-    size: u64,
-    mtime: (i64, u32),
+pub(super) struct Summary {
+    pub(super) kind: Option<EntryKind>,
+    pub(super) size: u64,
+    pub(super) mtime: (i64, u32),
     /// Everything else of the image's metadata.
-    rest: Metadata,
+    pub(super) rest: Metadata,
 }
 
 /// Mode, owner, device, link target, xattrs, and the whiteout, opaque and implicit markers.
 #[derive(Debug, PartialEq, Eq)]
-struct Metadata {
-    mode: u32,
-    owner: (u32, u32),
-    rdev: u32,
-    link_target: Option<Vec<u8>>,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    markers: [bool; 3],
+pub(super) struct Metadata {
+    pub(super) mode: u32,
+    pub(super) owner: (u32, u32),
+    pub(super) rdev: u32,
+    pub(super) link_target: Option<Vec<u8>>,
+    pub(super) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whiteout, opaque, implicit.
+    pub(super) markers: [bool; 3],
 }
 
 impl Summary {
-    fn of(e: &Entry<'_>) -> Summary {
+    pub(super) fn of(e: &Entry<'_>) -> Summary {
         Summary {
             kind: (!e.is_whiteout()).then(|| e.kind()),
             size: e.size(),
@@ -241,7 +256,7 @@ impl Summary {
         }
     }
 
-    fn kind_name(&self) -> String {
+    pub(super) fn kind_name(&self) -> String {
         match self.kind {
             None => "whiteout".into(),
             Some(k) => format!("{k:?}").to_lowercase(),
@@ -250,7 +265,7 @@ impl Summary {
 }
 
 /// Every entry of `index` by path (whiteouts included), with the inode of regular files.
-fn entries(index: &LayerIndex) -> Result<BTreeMap<Vec<u8>, (Summary, u64)>, String> {
+pub(super) fn entries(index: &LayerIndex) -> Result<BTreeMap<Vec<u8>, (Summary, u64)>, String> {
     let mut out = BTreeMap::new();
     let mut dirs = vec![Vec::new()];
     while let Some(dir) = dirs.pop() {
@@ -269,7 +284,7 @@ fn entries(index: &LayerIndex) -> Result<BTreeMap<Vec<u8>, (Summary, u64)>, Stri
 }
 
 /// Entries by path, with the inode of each.
-type Entries = BTreeMap<Vec<u8>, (Summary, u64)>;
+pub(super) type Entries = BTreeMap<Vec<u8>, (Summary, u64)>;
 
 /// Rebuild the index from the tree and compare with the published one; reports each path
 /// that differs and returns the tree's entries (`None` when the tree could not be read).
@@ -309,6 +324,12 @@ fn check_metadata(
             return None;
         }
     };
+    compare_entries(published, &now, found);
+    Some(now)
+}
+
+/// Report every path that differs between `published` and `now`, or is in one only.
+pub(super) fn compare_entries(published: &Entries, now: &Entries, found: &mut Findings<'_>) {
     for (path, (want, _)) in published {
         let Some((got, _)) = now.get(path) else {
             found.add(ProblemKind::Missing, tree_path(path), "published, now gone");
@@ -318,13 +339,12 @@ fn check_metadata(
             report_difference(path, want, got, found);
         }
     }
-    for (path, (got, _)) in &now {
+    for (path, (got, _)) in now {
         if !published.contains_key(path) {
             let why = format!("a {} that was not published", got.kind_name());
             found.add(ProblemKind::Unexpected, tree_path(path), why);
         }
     }
-    Some(now)
 }
 
 fn report_difference(path: &[u8], want: &Summary, got: &Summary, found: &mut Findings<'_>) {
@@ -351,13 +371,13 @@ fn report_difference(path: &[u8], want: &Summary, got: &Summary, found: &mut Fin
 }
 
 /// Hash every regular file the index lists that is still a file of the same size (other
-/// differences are reported already) and compare with the digests taken when it was
-/// extracted.
-fn check_contents(
-    fs: &Path,
+/// differences are reported already) with `digest` (by path: the tree's file, or the
+/// image's) and compare with the digests taken when it was extracted.
+pub(super) fn check_contents(
     published: &Entries,
     now: &Entries,
     contents: &Contents,
+    digest: &mut dyn FnMut(&[u8]) -> std::io::Result<[u8; 32]>,
     found: &mut Findings<'_>,
 ) {
     let mut by_inode: HashMap<u64, [u8; 32]> = HashMap::new();
@@ -378,7 +398,7 @@ fn check_contents(
         };
         let digest = match by_inode.get(inode) {
             Some(d) => *d,
-            None => match digest_at(fs, path) {
+            None => match digest(path) {
                 Ok(d) => {
                     found.check.bytes += want.size;
                     by_inode.insert(*inode, d);

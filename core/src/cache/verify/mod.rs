@@ -4,15 +4,20 @@
 //! `meta.json`, its index (whole-file digest from publish time, then every block and
 //! directory validated), its tree's metadata (an index rebuilt from the tree must equal the
 //! published one: every path, kind, size, time, owner, mode, xattr and marker), and every
-//! file's content against the digests taken when it was extracted (`contents`).
+//! file's content against the digests taken when it was extracted (`contents`); and, when
+//! the layer was published with one, its EROFS image (`image.rs`: its length, the reader's
+//! checks, its tree against the index and its files' data against the same digests).
 //!
 //! Nothing here writes; `Registry::repair` (`pull/repair.rs`) re-pulls what a report found
 //! damaged. Verification reads every byte of every layer it checks, so it is never part of a
 //! pull: a warm pull checks only that the layer's directory, tree, metadata and index exist.
 
+mod image;
 mod layer;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) use image::image_problems;
 
 use super::inventory::group_images;
 use super::{CacheError, GlobalCache, record};
@@ -48,6 +53,12 @@ pub enum ProblemKind {
     ContentsMissing,
     /// The `contents` record differs from the one published, or cannot be parsed.
     ContentsCorrupt,
+    /// A layer published with an EROFS image (`layer.erofs`) has none.
+    ErofsMissing,
+    /// The layer's EROFS image is damaged: not its published length, refused by the reader,
+    /// or its tree or a file's data differs from the layer's index and content digests (the
+    /// detail names the path in the image).
+    ErofsCorrupt,
     /// A path of the published tree is gone.
     Missing,
     /// A path that was not in the published tree.
@@ -79,6 +90,8 @@ impl ProblemKind {
         ProblemKind::IndexCorrupt,
         ProblemKind::ContentsMissing,
         ProblemKind::ContentsCorrupt,
+        ProblemKind::ErofsMissing,
+        ProblemKind::ErofsCorrupt,
         ProblemKind::Missing,
         ProblemKind::Unexpected,
         ProblemKind::KindChanged,
