@@ -3,8 +3,9 @@
 //! a guest mounts one block device and needs no overlayfs.
 //!
 //! The tree goes into an [`IndexBuilder`] as if it were one layer, and each regular file's
-//! bytes are copied into the image from the layer that provides it, in the order the merged
-//! walk visits them; the metadata is then written as for a layer image (`meta.rs`). A
+//! bytes are copied into the image from the layer that provides it (its tree, or its EROFS
+//! image when it has no tree), in the order the merged walk visits them; the metadata is
+//! then written as for a layer image (`meta.rs`). A
 //! hardlink group keeps the names of it that are still visible; its bytes are copied once.
 
 use std::collections::HashMap;
@@ -12,32 +13,115 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::read::{ErofsImage, ImageEntry, ReadError};
 use super::{ErofsError, ErofsOptions, ImageSummary, LayerImageWriter};
 use crate::index::{Entry, EntryKind, EntryMeta, IndexBuilder, LayerStack};
 
 /// Bytes read from a layer file at a time.
 const COPY_BUF: usize = 256 << 10;
 
-/// Where a flat image's file bytes come from: the tree of each layer (bottom to top), in
-/// the cache's layer format (an entry's bytes are at its path under its layer's tree).
-#[derive(Debug, Clone)]
-pub(crate) struct LayerTrees<'a>(pub &'a [PathBuf]);
+/// Where a flat image's file bytes come from, per layer (bottom to top): the layer's tree in
+/// the cache's layer format (an entry's bytes are at its path under it), or, for a layer
+/// kept only as an EROFS image, that image (read with our own reader; its regular files are
+/// listed once, when the first is asked for).
+#[derive(Debug)]
+pub(crate) struct LayerFiles {
+    layers: Vec<Source>,
+}
 
-impl LayerTrees<'_> {
-    /// Open the bytes of `path` in layer `layer`.
-    fn open(&self, layer: usize, path: &[u8]) -> Result<std::fs::File, ErofsError> {
-        let root = self.0.get(layer).ok_or_else(|| {
-            ErofsError::Internal(format!("layer {layer} of {} has no tree", self.0.len()))
+#[derive(Debug)]
+enum Source {
+    Tree(PathBuf),
+    Image {
+        path: PathBuf,
+        opened: Option<(ErofsImage, HashMap<Vec<u8>, ImageEntry>)>,
+    },
+}
+
+impl LayerFiles {
+    /// Each layer's tree where it has one, else its image (`trees` and `images` parallel).
+    pub(crate) fn of(trees: &[PathBuf], images: &[PathBuf]) -> LayerFiles {
+        let layers = trees
+            .iter()
+            .zip(images)
+            .map(|(tree, image)| match tree.is_dir() {
+                true => Source::Tree(tree.clone()),
+                false => Source::Image {
+                    path: image.clone(),
+                    opened: None,
+                },
+            })
+            .collect();
+        LayerFiles { layers }
+    }
+
+    /// Copy the `size` bytes of `path` in layer `layer` into `image`.
+    fn copy(
+        &mut self,
+        layer: usize,
+        path: &[u8],
+        size: u64,
+        image: &mut LayerImageWriter,
+        buf: &mut [u8],
+    ) -> Result<(), ErofsError> {
+        let count = self.layers.len();
+        let source = self.layers.get_mut(layer).ok_or_else(|| {
+            ErofsError::Internal(format!("layer {layer} of {count} has no source"))
         })?;
-        let file = root.join(Path::new(std::ffi::OsStr::from_bytes(path)));
-        std::fs::File::open(&file).map_err(ErofsError::io("read", &file))
+        match source {
+            Source::Tree(root) => {
+                let file = root.join(Path::new(std::ffi::OsStr::from_bytes(path)));
+                let from = std::fs::File::open(&file).map_err(ErofsError::io("read", &file))?;
+                copy_from(from.take(size), path, size, image, buf)
+            }
+            Source::Image { path: at, opened } => {
+                if opened.is_none() {
+                    *opened = Some(list_files(at)?);
+                }
+                let Some((reader, files)) = opened else {
+                    return Err(ErofsError::Internal("the layer image is not open".into()));
+                };
+                let entry = files.get(path).ok_or_else(|| ErofsError::Read {
+                    image: at.display().to_string(),
+                    detail: format!("{} is not a regular file there", shown(path)),
+                })?;
+                let from = reader.file_data(entry).map_err(|e| read_error(at, e))?;
+                copy_from(from.take(size), path, size, image, buf)
+            }
+        }
     }
 }
 
-/// Write the merged tree of `stack` as one image at `dest`, file bytes from `trees`.
+/// Open the layer image `path` and list its regular files by path.
+fn list_files(path: &Path) -> Result<(ErofsImage, HashMap<Vec<u8>, ImageEntry>), ErofsError> {
+    let image = ErofsImage::open(path).map_err(|e| read_error(path, e))?;
+    let mut files = HashMap::new();
+    image
+        .walk(|e| {
+            if e.file_type() == crate::stat::mode::S_IFREG {
+                files.insert(e.path.clone(), e.clone());
+            }
+            Ok::<(), ReadError>(())
+        })
+        .map_err(|e| read_error(path, e))?;
+    Ok((image, files))
+}
+
+fn read_error(path: &Path, e: ReadError) -> ErofsError {
+    ErofsError::Read {
+        image: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn shown(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+/// Write the merged tree of `stack` as one image at `dest`, file bytes from `files`.
 pub(crate) fn write_flat(
     stack: &LayerStack,
-    trees: &LayerTrees<'_>,
+    files: &mut LayerFiles,
     dest: &Path,
     options: ErofsOptions,
 ) -> Result<ImageSummary, ErofsError> {
@@ -60,7 +144,9 @@ pub(crate) fn write_flat(
         let key = next_key;
         next_key += 1;
         if entry.kind() == EntryKind::File {
-            copy_file(&mut image, trees, &path, &entry, key, &mut buf)?;
+            image.begin_file(entry.size(), entry.xattrs())?;
+            files.copy(entry.layer(), &path, entry.size(), &mut image, &mut buf)?;
+            image.end_file(key)?;
         }
         tree.add_literal(&path, meta_of(&entry, key))
             .map_err(ErofsError::Index)?;
@@ -68,23 +154,19 @@ pub(crate) fn write_flat(
     image.finish(&tree)
 }
 
-/// Copy the bytes of the regular file `entry` at `path` into the image as file `key`.
-fn copy_file(
-    image: &mut LayerImageWriter,
-    trees: &LayerTrees<'_>,
+/// Copy `size` bytes of `path` from `from` into the image's current file.
+fn copy_from(
+    mut from: impl Read,
     path: &[u8],
-    entry: &Entry<'_>,
-    key: u64,
+    size: u64,
+    image: &mut LayerImageWriter,
     buf: &mut [u8],
 ) -> Result<(), ErofsError> {
-    let size = entry.size();
-    image.begin_file(size, entry.xattrs())?;
-    let mut from = trees.open(entry.layer(), path)?.take(size);
     let mut copied = 0u64;
     loop {
         let n = from.read(buf).map_err(|source| ErofsError::Io {
             op: "read",
-            path: String::from_utf8_lossy(path).into_owned(),
+            path: shown(path),
             source,
         })?;
         if n == 0 {
@@ -95,11 +177,11 @@ fn copy_file(
     }
     if copied != size {
         return Err(ErofsError::Internal(format!(
-            "{}: the layer's file holds {copied} bytes, its index says {size}",
-            String::from_utf8_lossy(path)
+            "{}: the layer holds {copied} bytes of it, its index says {size}",
+            shown(path)
         )));
     }
-    image.end_file(key)
+    Ok(())
 }
 
 /// The metadata `entry` keeps in the flat image, under file key `key`.

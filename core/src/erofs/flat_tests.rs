@@ -6,7 +6,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{LayerTrees, write_flat};
+use super::{LayerFiles, write_flat};
+use crate::erofs::LayerImageWriter;
 use crate::erofs::{ErofsOptions, OpaqueXattr};
 use crate::index::{EntryMeta, IndexBuilder, LayerIndex, LayerStack};
 
@@ -23,10 +24,12 @@ fn meta(mode: u32, size: u64, inode: u64) -> EntryMeta {
     }
 }
 
-/// A layer under construction: its index and its tree of regular files on disk.
+/// A layer under construction: its index, its tree of regular files on disk, and those
+/// files (metadata, bytes) for its image.
 struct Layer {
     index: IndexBuilder,
     tree: PathBuf,
+    files: Vec<(EntryMeta, Vec<u8>)>,
 }
 
 impl Layer {
@@ -35,6 +38,7 @@ impl Layer {
         Layer {
             index: IndexBuilder::new(),
             tree,
+            files: Vec::new(),
         }
     }
 
@@ -52,11 +56,21 @@ impl Layer {
 
     fn file_with(&mut self, path: &str, m: EntryMeta, content: &[u8]) -> &mut Self {
         std::fs::write(self.tree.join(path), content).unwrap();
+        self.files.push((m.clone(), content.to_vec()));
         self.index.add(path.as_bytes(), m).unwrap();
         self
     }
 
-    fn index(self) -> LayerIndex {
+    /// The layer's index, and its image written to `image`.
+    fn finish(self, image: &Path) -> LayerIndex {
+        let mut w = LayerImageWriter::create(image, options()).unwrap();
+        for (m, content) in &self.files {
+            let xattrs = m.xattrs.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
+            w.begin_file(content.len() as u64, xattrs).unwrap();
+            w.write(content).unwrap();
+            w.end_file(m.inode).unwrap();
+        }
+        w.finish(&self.index).unwrap();
         LayerIndex::from_bytes(self.index.finish().unwrap()).unwrap()
     }
 }
@@ -64,7 +78,7 @@ impl Layer {
 /// Lower: etc/{a, gone, link -> a}, usr/bin/{tool, tool2 (hardlink)}, opt/old.
 /// Upper: etc/a replaced (0600, other bytes), etc/gone whited out, opt opaque with opt/new,
 /// bin/cap with a capability xattr.
-fn stack(dir: &Path) -> (LayerStack, Vec<PathBuf>) {
+fn stack(dir: &Path) -> (LayerStack, LayerPaths) {
     let big: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
     let mut lower = Layer::new(dir.join("l0"));
     lower
@@ -100,7 +114,21 @@ fn stack(dir: &Path) -> (LayerStack, Vec<PathBuf>) {
     capable.xattrs = vec![(b"security.capability".to_vec(), cap())];
     upper.file_with("bin/cap", capable, b"cap");
     let trees = vec![lower.tree.clone(), upper.tree.clone()];
-    (LayerStack::new(vec![lower.index(), upper.index()]), trees)
+    let images = vec![dir.join("l0.erofs"), dir.join("l1.erofs")];
+    let stack = LayerStack::new(vec![lower.finish(&images[0]), upper.finish(&images[1])]);
+    (stack, LayerPaths { trees, images })
+}
+
+/// Each layer's tree and image.
+struct LayerPaths {
+    trees: Vec<PathBuf>,
+    images: Vec<PathBuf>,
+}
+
+impl LayerPaths {
+    fn files(&self) -> LayerFiles {
+        LayerFiles::of(&self.trees, &self.images)
+    }
 }
 
 /// A valid `vfs_cap_data` (revision 2, effective, `CAP_NET_BIND_SERVICE`): the kernel
@@ -123,11 +151,16 @@ fn options() -> ErofsOptions {
 #[test]
 fn the_same_stack_gives_the_same_bytes_and_fsck_erofs_accepts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (stack, trees) = stack(dir.path());
+    let (stack, layers) = stack(dir.path());
     let (a, b) = (dir.path().join("a.erofs"), dir.path().join("b.erofs"));
-    write_flat(&stack, &LayerTrees(&trees), &a, options()).unwrap();
-    write_flat(&stack, &LayerTrees(&trees), &b, options()).unwrap();
+    write_flat(&stack, &mut layers.files(), &a, options()).unwrap();
+    write_flat(&stack, &mut layers.files(), &b, options()).unwrap();
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // A layer kept only as its image gives the same bytes.
+    std::fs::remove_dir_all(&layers.trees[0]).unwrap();
+    let c = dir.path().join("c.erofs");
+    write_flat(&stack, &mut layers.files(), &c, options()).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
     if Command::new("fsck.erofs").arg("-V").output().is_err() {
         eprintln!("fsck.erofs not installed: not checked");
         return;
@@ -143,9 +176,9 @@ fn the_kernel_reads_the_merged_tree_with_whiteouts_applied() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (stack, trees) = stack(dir.path());
+    let (stack, layers) = stack(dir.path());
     let image = dir.path().join("flat.erofs");
-    write_flat(&stack, &LayerTrees(&trees), &image, options()).unwrap();
+    write_flat(&stack, &mut layers.files(), &image, options()).unwrap();
     let at = dir.path().join("mnt");
     std::fs::create_dir(&at).unwrap();
     let mounted = Command::new("mount")

@@ -31,7 +31,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use flat::{LayerTrees, write_flat};
+pub(crate) use flat::{LayerFiles, write_flat};
 
 use data::DataWriter;
 use meta::FileMap;
@@ -142,6 +142,14 @@ pub enum ErofsError {
         /// The limit.
         max: u64,
     },
+    /// A layer image read for a flat image is not valid: the image and what is wrong.
+    #[error("{image}: {detail}")]
+    Read {
+        /// The image file.
+        image: String,
+        /// What is wrong (the reader's error).
+        detail: String,
+    },
     /// A layer index read for a flat image is not valid (see [`IndexError`]).
     #[error("the merged tree: {0}")]
     Index(#[from] crate::index::IndexError),
@@ -156,7 +164,9 @@ impl ErofsError {
     /// the format cannot hold is `Extraction`.
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            ErofsError::Io { .. } | ErofsError::Index(_) => crate::ErrorKind::Io,
+            ErofsError::Io { .. } | ErofsError::Index(_) | ErofsError::Read { .. } => {
+                crate::ErrorKind::Io
+            }
             ErofsError::Internal(_) => crate::ErrorKind::Internal,
             _ => crate::ErrorKind::Extraction,
         }

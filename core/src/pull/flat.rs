@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::{Output, PullOptions, PullResult, Puller, blocking};
 use crate::cache::GlobalCache;
 use crate::digest::Digest;
-use crate::erofs::{ErofsError, ErofsOptions, LayerTrees, OpaqueXattr, write_flat};
+use crate::erofs::{ErofsError, ErofsOptions, LayerFiles, OpaqueXattr, write_flat};
 use crate::error::{Error, Result};
 use crate::index::LayerStack;
 use crate::pull::context::PullContext;
@@ -38,9 +38,9 @@ impl Puller {
             let stack = result
                 .layer_stack()
                 .map_err(|e| failed(ErofsError::Index(e)))?;
-            let (cache, trees, durable) = (self.cache.clone(), result.layers.clone(), self.durable);
-            let m = manifest.clone();
-            blocking(move || write_into_cache(&cache, &m, &stack, &trees, durable))
+            let files = LayerFiles::of(&result.layers, &result.layer_images);
+            let (cache, durable, m) = (self.cache.clone(), self.durable, manifest.clone());
+            blocking(move || write_into_cache(&cache, &m, &stack, files, durable))
                 .await?
                 .map_err(|e| match e {
                     Failure::Cache(e) => cx.cache(e),
@@ -58,19 +58,19 @@ enum Failure {
     Image(ErofsError),
 }
 
-/// Write the flat image of `manifest` from `stack` (file bytes from the layer `trees`) in a
-/// staging directory and publish it; its path.
+/// Write the flat image of `manifest` from `stack` (file bytes from `files`) in a staging
+/// directory and publish it; its path.
 fn write_into_cache(
     cache: &GlobalCache,
     manifest: &Digest,
     stack: &LayerStack,
-    trees: &[PathBuf],
+    mut files: LayerFiles,
     durable: bool,
 ) -> std::result::Result<PathBuf, Failure> {
     let staging = cache.stage_flat_image(manifest).map_err(Failure::Cache)?;
     // The UUID comes from the manifest; the opaque marker has no use in a merged tree.
     let options = ErofsOptions::for_layer(manifest, OpaqueXattr::default());
-    write_flat(stack, &LayerTrees(trees), &staging.image(), options).map_err(Failure::Image)?;
+    write_flat(stack, &mut files, &staging.image(), options).map_err(Failure::Image)?;
     cache
         .publish_flat_image(staging, durable)
         .map_err(Failure::Cache)
