@@ -470,7 +470,7 @@ export interface ImageCheck {
   platform: string
   /** Its platform manifest's digest. */
   manifestDigest: string
-  /** What is wrong with its manifests (layer damage is in the report's `layers`). */
+  /** What is wrong with its manifests and its flat EROFS image, if it has one (layer damage is in the report's `layers`). */
   problems: Problem[]
   /** Its layers that are missing or have problems (diff_ids, bottom to top). */
   damagedLayers: string[]

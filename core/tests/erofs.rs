@@ -306,6 +306,43 @@ async fn a_flat_image_is_shared_by_references_and_collected_with_its_image() {
     fsck(c.flat_image.as_ref().unwrap());
 }
 
+/// `verify` checks the flat image against the merge of the layers' indexes and their
+/// content digests; `repair` writes a damaged one again, byte for byte what it was.
+#[tokio::test]
+async fn verify_finds_a_damaged_flat_image_and_repair_writes_it_again() {
+    let f = Fixture::start().await;
+    f.push("erofs/verify", "v1", &f.gzip).await;
+    let client = f.registry_client();
+    let res = client
+        .pull(&f.reference("erofs/verify:v1"), &flat_options())
+        .await
+        .unwrap();
+    let flat = res.flat_image.clone().unwrap();
+    let good = std::fs::read(&flat).unwrap();
+    let cache = client.cache().clone();
+    let report = cache.verify(&[]).unwrap();
+    assert!(report.is_clean(), "{:?}", report.images[0].problems);
+    // Flip a byte a third of the way in: file data in this image.
+    let mut bad = good.clone();
+    let at = bad.len() / 3;
+    bad[at] ^= 0xff;
+    std::fs::write(&flat, &bad).unwrap();
+    let report = cache.verify(&[]).unwrap();
+    let problems = &report.images[0].problems;
+    assert!(!problems.is_empty(), "a flipped byte at {at} went unseen");
+    let shown = flat.display().to_string();
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.path.as_deref() == Some(shown.as_str())),
+        "{problems:?}"
+    );
+    let repaired = client.repair(&report).await.unwrap();
+    assert!(repaired.failed.is_empty(), "{:?}", repaired.failed);
+    assert_eq!(std::fs::read(&flat).unwrap(), good);
+    assert!(cache.verify(&[]).unwrap().is_clean());
+}
+
 /// A read-only cache answers with a flat image that is there, and says that writing one is
 /// a write when it is not.
 #[tokio::test]

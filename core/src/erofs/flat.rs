@@ -126,17 +126,33 @@ pub(crate) fn write_flat(
     options: ErofsOptions,
 ) -> Result<ImageSummary, ErofsError> {
     let mut image = LayerImageWriter::create(dest, options)?;
+    let mut buf = vec![0u8; COPY_BUF];
+    let tree = merged_tree(stack, |path, entry, key| {
+        image.begin_file(entry.size(), entry.xattrs())?;
+        files.copy(entry.layer(), path, entry.size(), &mut image, &mut buf)?;
+        image.end_file(key)
+    })?;
+    image.finish(&tree)
+}
+
+/// The tree a flat image of `stack` holds, as one layer's index builder: every visible
+/// entry of the merge, in its walk's order, each under a key of its own (the names of a
+/// hardlink group still visible share the first one's). `file` is told of each regular file
+/// once (its merged path, its entry, its key), in that order.
+pub(crate) fn merged_tree(
+    stack: &LayerStack,
+    mut file: impl FnMut(&[u8], &Entry<'_>, u64) -> Result<(), ErofsError>,
+) -> Result<IndexBuilder, ErofsError> {
     let mut tree = IndexBuilder::new();
     // The first visible name of each hardlink group, by (layer, inode in that layer).
     let mut groups: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
     let mut next_key = 1u64;
-    let mut buf = vec![0u8; COPY_BUF];
     for item in stack.walk() {
-        let (path, entry) = item.map_err(ErofsError::Index)?;
+        let (path, entry) = item?;
         if entry.kind() == EntryKind::File && (entry.nlink() > 1 || entry.is_hardlink()) {
             let group = (entry.layer(), entry.inode());
             if let Some(first) = groups.get(&group) {
-                tree.add_hardlink(&path, first).map_err(ErofsError::Index)?;
+                tree.add_hardlink(&path, first)?;
                 continue;
             }
             groups.insert(group, path.clone());
@@ -144,14 +160,11 @@ pub(crate) fn write_flat(
         let key = next_key;
         next_key += 1;
         if entry.kind() == EntryKind::File {
-            image.begin_file(entry.size(), entry.xattrs())?;
-            files.copy(entry.layer(), &path, entry.size(), &mut image, &mut buf)?;
-            image.end_file(key)?;
+            file(&path, &entry, key)?;
         }
-        tree.add_literal(&path, meta_of(&entry, key))
-            .map_err(ErofsError::Index)?;
+        tree.add_literal(&path, meta_of(&entry, key))?;
     }
-    image.finish(&tree)
+    Ok(tree)
 }
 
 /// Copy `size` bytes of `path` from `from` into the image's current file.

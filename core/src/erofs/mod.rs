@@ -31,7 +31,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use flat::{LayerFiles, write_flat};
+pub(crate) use flat::{LayerFiles, merged_tree, write_flat};
 
 use data::DataWriter;
 use meta::FileMap;

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::cache::{VerifyReport, cache_report};
+use crate::cache::{CacheError, ImageCheck, VerifyReport, cache_report};
 use crate::cancel::CancelToken;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -80,10 +80,13 @@ impl Puller {
                 .filter(|d| !rebuilt.contains(*d))
                 .cloned()
                 .collect();
-            match self
-                .repair_image(name, &image.platform, &image.manifest_digest, &damaged)
-                .await
-            {
+            let flat = self.cache.flat_image(&image.manifest_digest);
+            let flat = flat.to_str().unwrap_or_default();
+            let flat_damaged = image
+                .problems
+                .iter()
+                .any(|p| p.path.as_deref() == Some(flat));
+            match self.repair_image(name, image, &damaged, flat_damaged).await {
                 Ok(()) => {
                     rebuilt.extend(damaged);
                     out.repaired_images.push(shown);
@@ -110,15 +113,16 @@ impl Puller {
         Ok(blocking(move || cache.remove_invalid_records(&paths)).await??)
     }
 
-    /// Resolve `name` pinned to `manifest_digest` and rebuild `damaged`; the others are used
-    /// as they are.
+    /// Resolve `name` pinned to `image`'s manifest and rebuild `damaged`; the others are used
+    /// as they are. A damaged flat image is deleted and written again from the layers.
     async fn repair_image(
         &self,
         name: &str,
-        platform: &str,
-        manifest_digest: &Digest,
+        image: &ImageCheck,
         damaged: &HashSet<Digest>,
+        flat_damaged: bool,
     ) -> Result<()> {
+        let (platform, manifest_digest) = (&image.platform, &image.manifest_digest);
         let reference = name
             .parse::<Reference>()
             .map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))?
@@ -129,7 +133,7 @@ impl Puller {
         let (progress, cancel) = (ProgressSink::none(), CancelToken::new());
         let cx = PullContext::new(&reference, platform, &progress, &cancel);
         let image = self.resolve_image(&cx).await?;
-        let _leases = self.prepare_cache(&cx, &image).await?;
+        let leases = self.prepare_cache(&cx, &image).await?;
         // A damaged layer published with an EROFS image gets it again (with its marker).
         let cache = self.cache.clone();
         let layers: Vec<Digest> = damaged.iter().cloned().collect();
@@ -141,7 +145,21 @@ impl Puller {
             opts.erofs_opaque_xattr = marker;
         }
         self.run_layers(&cx, &image, &opts, Rebuild::Only(damaged.clone()))
-            .await
-            .map(drop)
+            .await?;
+        if flat_damaged {
+            let flat = self.cache.flat_image(manifest_digest);
+            std::fs::remove_file(&flat)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(|e| cx.cache(CacheError::io("remove", &flat)(e)))?;
+            opts.outputs.push(super::Output::ErofsFlat);
+            let result = image
+                .into_result(&self.cache, cx.reference.clone(), cx.platform.clone())
+                .holding(leases);
+            self.flat_if_asked(&cx, result, &opts).await?;
+        }
+        Ok(())
     }
 }

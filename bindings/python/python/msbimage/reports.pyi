@@ -130,7 +130,7 @@ class ImageCheck(Report):
     manifest_digest: str
     """Its platform manifest's digest."""
     problems: list[Problem]
-    """What is wrong with its manifests (layer damage is in the report's `layers`)."""
+    """What is wrong with its manifests and its flat EROFS image, if it has one (layer damage is in the report's `layers`)."""
     damaged_layers: list[str]
     """Its layers that are missing or have problems (diff_ids, bottom to top)."""
 

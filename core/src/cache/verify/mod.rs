@@ -12,6 +12,7 @@
 //! damaged. Verification reads every byte of every layer it checks, so it is never part of a
 //! pull: a warm pull checks only that the layer's directory, tree, metadata and index exist.
 
+mod flat;
 mod image;
 mod layer;
 
@@ -192,7 +193,8 @@ pub struct ImageCheck {
     pub platform: String,
     /// Its platform manifest's digest.
     pub manifest_digest: Digest,
-    /// What is wrong with its manifests (layer damage is in the report's `layers`).
+    /// What is wrong with its manifests and its flat EROFS image, if it has one (layer
+    /// damage is in the report's `layers`).
     pub problems: Vec<Problem>,
     /// Its layers that are missing or have problems (diff_ids, bottom to top).
     pub damaged_layers: Vec<Digest>,
@@ -295,6 +297,7 @@ impl GlobalCache {
             for d in [&image.manifest_digest, &image.config_digest] {
                 problems.extend(self.check_manifest(d));
             }
+            problems.extend(self.verify_flat(&image.manifest_digest, &image.layers));
             let damaged_layers = image
                 .layers
                 .iter()
