@@ -56,6 +56,10 @@ impl GlobalCache {
         let Some(index) = published_index(&dir, &meta, &mut found) else {
             return check;
         };
+        if meta.image_only {
+            // No tree to compare the index with, nor files to hash.
+            return check;
+        }
         let fs = Layout::fs_in(&dir);
         let published = match entries(&index) {
             Ok(e) => e,
@@ -96,7 +100,9 @@ fn layer_meta(dir: &Path, diff_id: &Digest, found: &mut Findings<'_>) -> Option<
         Ok(true) => {}
     }
     let fs = Layout::fs_in(dir);
-    if !is_dir(&fs).unwrap_or(false) {
+    // (A layer published as its EROFS image alone has no tree, as its `meta.json` says.)
+    let image_only = || LayerMeta::read(dir).is_ok_and(|m| m.image_only);
+    if !is_dir(&fs).unwrap_or(false) && !image_only() {
         let why = "the tree is gone or not a directory";
         found.add(ProblemKind::LayerMissing, shown(&fs), why);
         return None;
