@@ -311,6 +311,16 @@ pub extern "C" fn msb_layer_stack_host_path(
                 format!("{}: layer {} has no tree", lossy(path), entry.layer()),
             );
         };
+        if !tree.is_dir() {
+            return fail(
+                msb_status::InvalidArgument,
+                format!(
+                    "{}: layer {} has no tree (pulled with outputs [\"erofs-layers\"] only)",
+                    lossy(path),
+                    entry.layer()
+                ),
+            );
+        }
         let mut host = tree.as_os_str().as_bytes().to_vec();
         if !path.is_empty() {
             host.push(b'/');
