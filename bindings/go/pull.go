@@ -30,8 +30,9 @@ type PullOptions struct {
 	Force    bool   // download and extract every layer again
 	NoIndex  bool   // skip building the layers' lookup index
 	Platform string // "os/arch[/variant]"; "" means the registry's platform
-	// Outputs is what each layer becomes: "directory" (always) and "erofs-layers" (an EROFS
-	// image, LayerImages); nil means the core's default, the directory.
+	// Outputs is what each layer becomes: "directory" (the extracted tree) and/or
+	// "erofs-layers" (an EROFS image, LayerImages; alone, no tree is written); nil means the
+	// core's default, the directory.
 	Outputs []string
 	// ErofsOpaqueXattr marks opaque directories in EROFS layer images: "trusted" (the
 	// default when "") or "user" (overlayfs' userxattr mounts).
