@@ -315,22 +315,20 @@ impl GlobalCache {
         if !(is(&dir, true) && is(&Layout::meta_in(&dir), false)) {
             return false;
         }
-        // Only read when the tree is missing: a warm pull of a layer with a tree pays
-        // nothing more.
-        let mut meta = None;
-        let mut meta = || {
-            meta.get_or_insert_with(|| LayerMeta::read(&dir).ok())
-                .clone()
-        };
-        if !is(&Layout::fs_in(&dir), true)
-            && !(meta().is_some_and(|m| m.image_only) && is(&Layout::erofs_in(&dir), false))
-        {
-            return false;
+        let tree = is(&Layout::fs_in(&dir), true);
+        let index = is(&Layout::index_in(&dir), false);
+        if tree && index {
+            return true;
         }
-        // A layer published with an index that has lost it is damaged, not merely unindexed:
-        // rebuilt rather than indexed from a tree nothing vouches for. (Only read when the
-        // index is missing, so a warm pull pays one more `lstat`.)
-        is(&Layout::index_in(&dir), false) || meta().is_some_and(|m| m.index_digest.is_none())
+        // `meta.json` is read only when the tree or the index is missing. Without the tree the
+        // layer must be published as its image alone and have it. A layer published with an
+        // index that has lost it is damaged, not merely unindexed: rebuilt rather than
+        // indexed from a tree nothing vouches for.
+        let Ok(meta) = LayerMeta::read(&dir) else {
+            return false;
+        };
+        (tree || (meta.image_only && is(&Layout::erofs_in(&dir), false)))
+            && (index || meta.index_digest.is_none())
     }
 
     /// The in-process mutex for work on one layer; two pulls of the same layer in one process
