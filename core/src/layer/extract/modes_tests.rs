@@ -19,8 +19,11 @@ fn raw(out: &mut Vec<u8>, name: &[u8], kind: tar::EntryType, link: &[u8], body: 
     out.resize(out.len().div_ceil(512) * 512, 0);
 }
 
-/// Each case: entries (name, type, link name or body).
-fn cases() -> Vec<(&'static str, Vec<(&'static str, char, &'static str)>)> {
+/// One tar entry: name, type, link name or body.
+type Spec = (&'static str, char, &'static str);
+
+/// Each case: its name and entries.
+fn cases() -> Vec<(&'static str, Vec<Spec>)> {
     // Types: f file (body), d directory, l symlink, h hardlink (link names).
     vec![
         (
@@ -137,7 +140,7 @@ fn cases() -> Vec<(&'static str, Vec<(&'static str, char, &'static str)>)> {
     ]
 }
 
-fn tar_of(entries: &[(&str, char, &str)]) -> Vec<u8> {
+fn tar_of(entries: &[Spec]) -> Vec<u8> {
     use tar::EntryType as T;
     let mut out = Vec::new();
     for (name, kind, arg) in entries {
