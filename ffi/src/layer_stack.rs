@@ -398,7 +398,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, bytes) in paths.into_iter().enumerate() {
             let layer = root.join(i.to_string());
-            std::fs::create_dir_all(&layer).unwrap();
+            std::fs::create_dir_all(layer.join("fs")).unwrap();
             let index = layer.join("index");
             std::fs::write(&index, bytes).unwrap();
             out.push(CString::new(index.as_os_str().as_bytes()).unwrap());
@@ -431,6 +431,25 @@ mod tests {
         let v = unsafe { CStr::from_ptr(s) }.to_bytes().to_vec();
         msb_string_free(s);
         v
+    }
+
+    #[test]
+    fn a_layer_without_a_tree_has_no_host_path() {
+        let (root, stack) = open_stack("treeless");
+        std::fs::remove_dir(root.join("1/fs")).unwrap();
+        let mut s = ptr::null_mut();
+        assert_eq!(
+            msb_layer_stack_host_path(stack, c"etc/hosts".as_ptr(), &mut s),
+            msb_status::InvalidArgument
+        );
+        assert!(status::last_error().contains("has no tree"));
+        assert_eq!(
+            msb_layer_stack_host_path(stack, c"etc/link".as_ptr(), &mut s),
+            msb_status::Ok
+        );
+        msb_string_free(s);
+        msb_layer_stack_free(stack);
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
