@@ -532,7 +532,8 @@ msb_status msb_layer_stack_list_xattrs(const struct msb_layer_stack *stack,
 // Where the content of the entry at `path` lives on the host: the tree of the layer it comes
 // from joined with the path (`<cache>/layers/sha256/<hex>/fs/app/hello.txt`), NUL-terminated
 // bytes in `*out`; free it with `msb_string_free`. `MSB_STATUS_NOT_FOUND` when there is no
-// entry.
+// entry; `MSB_STATUS_INVALID_ARGUMENT` when that layer has no tree (it was pulled with
+// outputs `["erofs-layers"]` only: its EROFS image is its only copy).
 //
 // Open regular files there for reading. Only the index tells the truth about metadata: on
 // the host a symlink is a regular file holding its target, devices are empty files, and

@@ -30,9 +30,10 @@ type PullOptions struct {
 	Force    bool   // download and extract every layer again
 	NoIndex  bool   // skip building the layers' lookup index
 	Platform string // "os/arch[/variant]"; "" means the registry's platform
-	// Outputs is what each layer becomes: "directory" (always), "erofs-layers" (an EROFS
-	// image, LayerImages) and "erofs-flat" (one EROFS image of the merged tree, FlatImage);
-	// nil means the core's default, the directory.
+	// Outputs is what each layer becomes: "directory" (the extracted tree) and/or
+	// "erofs-layers" (an EROFS image, LayerImages; alone, no tree is written), and
+	// "erofs-flat" adds one EROFS image of the merged tree (FlatImage); nil means the core's
+	// default, the directory.
 	Outputs []string
 	// ErofsOpaqueXattr marks opaque directories in EROFS layer images: "trusted" (the
 	// default when "") or "user" (overlayfs' userxattr mounts).

@@ -69,13 +69,25 @@ pub enum UnpackError {
     /// A layer's index could not be read.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A layer was published as its EROFS image alone (`outputs: ["erofs-layers"]`): it
+    /// has no tree to copy files from.
+    #[error(
+        "layer {diff_id} has no tree (it was pulled with outputs [\"erofs-layers\"] only): \
+         pull the image with the \"directory\" output to unpack it"
+    )]
+    NoTree {
+        /// The layer's uncompressed digest.
+        diff_id: crate::digest::Digest,
+    },
 }
 
 impl UnpackError {
     /// The kind shared with every front door.
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            UnpackError::NotEmpty(_) => crate::ErrorKind::InvalidArgument,
+            UnpackError::NotEmpty(_) | UnpackError::NoTree { .. } => {
+                crate::ErrorKind::InvalidArgument
+            }
             UnpackError::Io { .. } | UnpackError::Index(_) => crate::ErrorKind::Io,
         }
     }
@@ -102,6 +114,11 @@ impl PullResult {
     /// # Ok(()) }
     /// ```
     pub fn unpack(&self, dest: &Path, opts: &UnpackOptions) -> Result<UnpackReport, UnpackError> {
+        if let Some(diff_id) = self.first_without_tree() {
+            return Err(UnpackError::NoTree {
+                diff_id: diff_id.clone(),
+            });
+        }
         let rootless = opts
             .rootless
             .unwrap_or_else(|| !rustix::process::geteuid().is_root());

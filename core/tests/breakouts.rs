@@ -398,6 +398,46 @@ fn every_case_through_the_extractor_alone() {
     }
 }
 
+/// Every case, layer by layer, extracted with the tree and an EROFS image and with the image
+/// alone (`outputs: ["erofs-layers"]`): the same error, or byte-identical images.
+#[test]
+fn every_case_gives_the_same_verdict_and_image_without_the_tree() {
+    let cases = breakout_cases("/nonexistent/outside");
+    for case in cases {
+        for (n, tar) in case.layers.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let fs = dir.path().join("fs");
+            std::fs::create_dir(&fs).unwrap();
+            let (with, alone) = (
+                dir.path().join("with.erofs"),
+                dir.path().join("alone.erofs"),
+            );
+            let a = microsandbox_image::layer::extract_layer_image(
+                tar,
+                Some(&fs),
+                &with,
+                small_limits(),
+            )
+            .map(|()| std::fs::read(&with).unwrap());
+            let b =
+                microsandbox_image::layer::extract_layer_image(tar, None, &alone, small_limits())
+                    .map(|()| std::fs::read(&alone).unwrap());
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert!(a == b, "{} layer {n}: the images differ", case.name),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.to_string(), "{} layer {n}", case.name)
+                }
+                (a, b) => panic!(
+                    "{} layer {n}: with the tree {:?}, without {:?}",
+                    case.name,
+                    a.map(drop),
+                    b.map(drop)
+                ),
+            }
+        }
+    }
+}
+
 /// containerd `SymlinkAbsolute`.
 #[tokio::test]
 async fn a_write_through_an_absolute_symlink_resolves_inside_the_layer() {

@@ -1,9 +1,10 @@
-//! EROFS images written by a pull (`outputs: ["directory", "erofs-layers", "erofs-flat"]`),
-//! checked with real tools: `fsck.erofs` (Debian erofs-utils) on every image, and, as root,
-//! the kernel: each layer image loop-mounted, the stack mounted as one read-only overlayfs
-//! in layer order, the flat image loop-mounted, and each merged tree compared entry for
-//! entry (type, mode, owner, size, content hash, symlink target, device numbers, xattrs,
-//! mtime) with `umoci unpack` run as root on the same image.
+//! EROFS images written by a pull (`outputs: ["directory", "erofs-layers", "erofs-flat"]`,
+//! or the layer images alone, `["erofs-layers"]`, which must give the same bytes), checked
+//! with real tools: `fsck.erofs` (Debian erofs-utils) on every image, and, as root, the
+//! kernel: each layer image loop-mounted, the stack mounted as one read-only overlayfs in
+//! layer order, the flat image loop-mounted, and each merged tree compared entry for entry
+//! (type, mode, owner, size, content hash, symlink target, device numbers, xattrs, mtime)
+//! with `umoci unpack` run as root on the same image.
 
 mod common;
 
@@ -389,6 +390,43 @@ async fn a_read_only_cache_gives_the_flat_image_it_holds() {
     );
 }
 
+/// Layers pulled as their images alone give the flat image the same bytes (its file data
+/// read back from the layer images); the flat image alone, with nothing for the layers to
+/// become, is refused.
+#[tokio::test]
+async fn a_flat_image_from_image_only_layers_is_the_same() {
+    let f = Fixture::start().await;
+    f.push("erofs/flat-only", "v1", &f.gzip).await;
+    let reference = f.reference("erofs/flat-only:v1");
+    let with_trees = f
+        .registry_client()
+        .pull(&reference, &flat_options())
+        .await
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let images_only = PullOptions {
+        outputs: vec![Output::ErofsLayers, Output::ErofsFlat],
+        ..Default::default()
+    };
+    let client = common::client_in(other.path()).build().unwrap();
+    let without = client.pull(&reference, &images_only).await.unwrap();
+    assert!(without.layers.iter().all(|t| !t.exists()), "no trees");
+    let (a, b) = (with_trees.flat_image.unwrap(), without.flat_image.unwrap());
+    assert_ne!(a, b);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(client.cache().verify(&[]).unwrap().is_clean());
+    let flat_alone = PullOptions {
+        outputs: vec![Output::ErofsFlat],
+        ..Default::default()
+    };
+    let err = client.pull(&reference, &flat_alone).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        microsandbox_image::ErrorKind::InvalidArgument,
+        "{err}"
+    );
+}
+
 /// The flat image is written from the layers' indexes: asking for it without them is
 /// refused before anything is fetched.
 #[tokio::test]
@@ -446,12 +484,159 @@ async fn a_cached_layer_gets_its_image_when_asked() {
     }
 }
 
-/// Outputs this build cannot write alone are refused before anything is fetched.
+fn image_only() -> PullOptions {
+    PullOptions {
+        outputs: vec![Output::ErofsLayers],
+        ..Default::default()
+    }
+}
+
+/// Pull `repo:tag` image-only into one cache and with the directory too into another: the
+/// images are byte-identical (so what the mounted stack is checked against holds for both),
+/// fsck-clean, and the image-only layers hold no tree; `verify`, `ls` and `du` see them
+/// whole; `unpack` refuses them clearly. Returns the image-only result.
+async fn image_only_matches(f: &Fixture, repo: &str, tag: &str, image: &Image) -> PullResult {
+    f.push(repo, tag, image).await;
+    let reference = f.reference(&format!("{repo}:{tag}"));
+    let alone = f
+        .registry_client()
+        .pull(&reference, &image_only())
+        .await
+        .expect("image-only pull");
+    let other = tempfile::tempdir().unwrap();
+    let both = common::client_in(other.path())
+        .build()
+        .unwrap()
+        .pull(&reference, &erofs_options())
+        .await
+        .unwrap();
+    assert_eq!(alone.layer_images.len(), both.layer_images.len());
+    for (a, b) in alone.layer_images.iter().zip(&both.layer_images) {
+        fsck(a);
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{}: not the bytes of the image written beside the tree",
+            a.display()
+        );
+    }
+    for (fs, index) in alone.layers.iter().zip(&alone.layer_indexes) {
+        assert!(!fs.exists(), "{}: a tree was written", fs.display());
+        assert!(index.is_file(), "{}", index.display());
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fs.with_file_name("meta.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["image_only"], true, "{meta}");
+    }
+    // The index is there: the merged view of the metadata works.
+    assert!(alone.layer_stack().unwrap().get(b"").unwrap().is_some());
+    let cache = f.cache();
+    let report = cache.verify(&[]).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let images = cache.images().unwrap();
+    assert!(images.iter().all(|i| i.complete), "{images:?}");
+    for layer in cache.layers().unwrap() {
+        let image = cache.layer_erofs(&layer.diff_id);
+        assert!(layer.bytes >= std::fs::metadata(&image).unwrap().len());
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let err = alone
+        .unpack(&dest.path().join("rootfs"), &Default::default())
+        .unwrap_err();
+    assert_eq!(err.kind(), microsandbox_image::ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("has no tree"), "{err}");
+    alone
+}
+
 #[tokio::test]
-async fn erofs_without_the_directory_is_refused() {
+async fn image_only_fixture_layers_are_the_same_images() {
+    let f = Fixture::start().await;
+    let image = f.gzip.clone();
+    image_only_matches(&f, "erofs/alone", "gzip", &image).await;
+}
+
+#[tokio::test]
+async fn image_only_debootstrap_layers_are_the_same_images() {
+    let image = oracle_support::debian_image().await;
+    let f = Fixture::start().await;
+    image_only_matches(&f, "erofs/alone-debian", "bookworm", &image).await;
+}
+
+/// Image-only layers are cached for image-only pulls; a pull asking for the directory
+/// rebuilds them with their tree (and keeps their image), after which both kinds of pull
+/// are warm.
+#[tokio::test]
+async fn image_only_layers_are_warm_and_rebuilt_for_the_directory() {
+    let f = Fixture::start().await;
+    f.push("erofs/warm", "v1", &f.gzip).await;
+    let reference = f.reference("erofs/warm:v1");
+    let client = f.registry_client();
+    let first = client.pull(&reference, &image_only()).await.unwrap();
+    assert!(!first.cached);
+    let bytes: Vec<Vec<u8>> = first
+        .layer_images
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let warm = client.pull(&reference, &image_only()).await.unwrap();
+    assert!(
+        warm.cached,
+        "image-only layers are cached for an image-only pull"
+    );
+    let tree = client
+        .pull(&reference, &PullOptions::default())
+        .await
+        .unwrap();
+    assert!(!tree.cached, "the layers were pulled again for their trees");
+    assert!(tree.layers.iter().all(|p| p.is_dir()));
+    for (p, b) in tree.layer_images.iter().zip(&bytes) {
+        assert!(&std::fs::read(p).unwrap() == b, "the image was kept");
+    }
+    let dest = tempfile::tempdir().unwrap();
+    tree.unpack(&dest.path().join("rootfs"), &Default::default())
+        .unwrap();
+    for opts in [image_only(), PullOptions::default(), erofs_options()] {
+        let again = client.pull(&reference, &opts).await.unwrap();
+        assert!(again.cached, "{:?}", opts.outputs);
+    }
+    assert!(f.cache().verify(&[]).unwrap().is_clean());
+}
+
+/// A failed image-only pull leaves nothing that looks published: no layer directory, no
+/// staging debris, no record (the image is written in the staging directory, as the tree is).
+#[tokio::test]
+async fn a_failed_image_only_pull_leaves_nothing() {
+    let f = Fixture::start().await;
+    let good = msbimage_testkit::LayerBuilder::new()
+        .file("ok", b"fine", 0o644)
+        .build(msbimage_testkit::Compression::Gzip);
+    let bad = msbimage_testkit::LayerBuilder::new()
+        .hardlink("x", "nowhere")
+        .build(msbimage_testkit::Compression::Gzip);
+    let image = msbimage_testkit::ImageBuilder::new("linux", "amd64")
+        .layer(good.clone())
+        .layer(bad.clone())
+        .build();
+    f.push("erofs/broken", "v1", &image).await;
+    let err = f
+        .registry_client()
+        .pull(&f.reference("erofs/broken:v1"), &image_only())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("hardlink target"), "{err}");
+    let cache = f.cache();
+    let bad_id: microsandbox_image::Digest = bad.diff_id.parse().unwrap();
+    assert!(!cache.has_layer(&bad_id));
+    assert!(!cache.layer_dir(&bad_id).exists());
+    assert!(common::names_in(&cache.root().join("tmp")).is_empty());
+    assert!(common::names_in(&cache.root().join("images")).is_empty());
+}
+
+/// No output at all is refused before anything is fetched.
+#[tokio::test]
+async fn no_output_is_refused() {
     let f = Fixture::start().await;
     let opts = PullOptions {
-        outputs: vec![Output::ErofsLayers],
+        outputs: vec![],
         ..Default::default()
     };
     let err = f

@@ -287,7 +287,8 @@ pub extern "C" fn msb_layer_stack_list_xattrs(
 /// Where the content of the entry at `path` lives on the host: the tree of the layer it comes
 /// from joined with the path (`<cache>/layers/sha256/<hex>/fs/app/hello.txt`), NUL-terminated
 /// bytes in `*out`; free it with `msb_string_free`. `MSB_STATUS_NOT_FOUND` when there is no
-/// entry.
+/// entry; `MSB_STATUS_INVALID_ARGUMENT` when that layer has no tree (it was pulled with
+/// outputs `["erofs-layers"]` only: its EROFS image is its only copy).
 ///
 /// Open regular files there for reading. Only the index tells the truth about metadata: on
 /// the host a symlink is a regular file holding its target, devices are empty files, and
@@ -311,6 +312,16 @@ pub extern "C" fn msb_layer_stack_host_path(
                 format!("{}: layer {} has no tree", lossy(path), entry.layer()),
             );
         };
+        if !tree.is_dir() {
+            return fail(
+                msb_status::InvalidArgument,
+                format!(
+                    "{}: layer {} has no tree (pulled with outputs [\"erofs-layers\"] only)",
+                    lossy(path),
+                    entry.layer()
+                ),
+            );
+        }
         let mut host = tree.as_os_str().as_bytes().to_vec();
         if !path.is_empty() {
             host.push(b'/');
@@ -388,7 +399,7 @@ mod tests {
         let mut out = Vec::new();
         for (i, bytes) in paths.into_iter().enumerate() {
             let layer = root.join(i.to_string());
-            std::fs::create_dir_all(&layer).unwrap();
+            std::fs::create_dir_all(layer.join("fs")).unwrap();
             let index = layer.join("index");
             std::fs::write(&index, bytes).unwrap();
             out.push(CString::new(index.as_os_str().as_bytes()).unwrap());
@@ -421,6 +432,25 @@ mod tests {
         let v = unsafe { CStr::from_ptr(s) }.to_bytes().to_vec();
         msb_string_free(s);
         v
+    }
+
+    #[test]
+    fn a_layer_without_a_tree_has_no_host_path() {
+        let (root, stack) = open_stack("treeless");
+        std::fs::remove_dir(root.join("1/fs")).unwrap();
+        let mut s = ptr::null_mut();
+        assert_eq!(
+            msb_layer_stack_host_path(stack, c"etc/hosts".as_ptr(), &mut s),
+            msb_status::InvalidArgument
+        );
+        assert!(status::last_error().contains("has no tree"));
+        assert_eq!(
+            msb_layer_stack_host_path(stack, c"etc/link".as_ptr(), &mut s),
+            msb_status::Ok
+        );
+        msb_string_free(s);
+        msb_layer_stack_free(stack);
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]

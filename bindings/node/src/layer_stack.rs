@@ -250,6 +250,16 @@ impl LayerStack {
                 &format!("{path}: layer {} has no tree", entry.layer()),
             ));
         };
+        if !tree.is_dir() {
+            return Err(kind_error(
+                &env,
+                ErrorKind::InvalidArgument,
+                &format!(
+                    "{path}: layer {} has no tree (pulled with outputs [\"erofs-layers\"] only)",
+                    entry.layer()
+                ),
+            ));
+        }
         let inside = text(&entry.path());
         Ok(if inside.is_empty() {
             path_string(tree)

@@ -73,7 +73,20 @@ test('EROFS layer images and the flat image are written when the outputs ask for
     fs.closeSync(fd)
     assert.equal(head.readUInt32LE(0), 0xe0f5e1e2, 'EROFS superblock magic')
   })
-  await assert.rejects(r.pull(ref, { outputs: ['erofs-layers'] }), (e) => e.code === 'INVALID_ARGUMENT')
+  await assert.rejects(r.pull(ref, { outputs: [] }), (e) => e.code === 'INVALID_ARGUMENT')
+})
+
+test('EROFS layer images alone: no tree is written', async (t) => {
+  const r = registry(h.tempCache(t))
+  const ref = `${reg.host}/fixtures/standard:gzip`
+  const res = await r.pull(ref, { outputs: ['erofs-layers'] })
+  res.layerImages.forEach((image, i) => {
+    assert.ok(fs.statSync(image).isFile())
+    assert.ok(!fs.existsSync(res.layers[i]), 'no tree')
+  })
+  const stack = res.layerStack()
+  assert.throws(() => stack.hostPath('app/hello.txt'), (e) => e.code === 'INVALID_ARGUMENT')
+  assert.ok((await r.pull(ref, { outputs: ['erofs-layers'] })).cached)
 })
 
 test('the result matches what the Rust CLI reports for the same cache', async (t) => {

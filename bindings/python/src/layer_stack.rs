@@ -96,6 +96,12 @@ impl LayerStack {
             })?;
             layers.push(index);
         }
+        // A layer published as its EROFS image alone has no tree: its entries get no host
+        // path (an empty path marks it).
+        let trees = trees
+            .into_iter()
+            .map(|t| if t.is_dir() { t } else { PathBuf::new() })
+            .collect();
         Ok(LayerStack {
             inner: CoreStack::new(layers),
             trees,
@@ -110,9 +116,13 @@ impl LayerStack {
         }
     }
 
-    /// Where the entry at `path` (coming from `layer`) lives on the host.
+    /// Where the entry at `path` (coming from `layer`) lives on the host (`None` when the
+    /// layer has no tree: pulled with outputs `["erofs-layers"]` only).
     fn host_path_of(&self, layer: usize, path: &[u8]) -> Option<PathBuf> {
-        let tree = self.trees.get(layer)?;
+        let tree = self
+            .trees
+            .get(layer)
+            .filter(|t| !t.as_os_str().is_empty())?;
         Some(if path.is_empty() {
             tree.clone()
         } else {

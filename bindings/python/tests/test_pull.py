@@ -60,7 +60,19 @@ def test_erofs_layer_images(client: msbimage.Registry, registry: Served) -> None
             f.seek(1024)
             assert f.read(4) == (0xE0F5E1E2).to_bytes(4, "little"), "EROFS superblock magic"
     with pytest.raises(msbimage.InvalidArgumentError):
-        client.pull(ref, outputs=["erofs-layers"])
+        client.pull(ref, outputs=[])
+
+
+def test_erofs_layer_images_alone(client: msbimage.Registry, registry: Served) -> None:
+    ref = registry.ref("fixtures/standard:gzip")
+    result = client.pull(ref, outputs=["erofs-layers"])
+    assert all(image.is_file() for image in result.layer_images)
+    assert not any(layer.exists() for layer in result.layers), "no tree is written"
+    stack = result.layer_stack()
+    assert stack.stat("app/hello.txt").host_path is None
+    with pytest.raises(msbimage.InvalidArgumentError):
+        stack.host_path("app/hello.txt")
+    assert client.pull(ref, outputs=["erofs-layers"]).cached
 
 
 def test_second_pull_comes_from_the_cache(client: msbimage.Registry, registry: Served) -> None:

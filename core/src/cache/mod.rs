@@ -283,40 +283,61 @@ impl GlobalCache {
         Some(record.opaque_xattr)
     }
 
-    /// The layers of `diff_ids` that are published without the EROFS image `opaque` asks
-    /// for (blocking: a `meta.json` read per layer).
-    pub(crate) fn published_without_erofs(
+    /// The layers of `diff_ids` that are published without an output a pull asks for: the
+    /// tree (`tree`), or the EROFS image written with the marker `erofs` (blocking: a
+    /// `meta.json` read per layer when an image is asked for; an `lstat` otherwise).
+    pub(crate) fn published_lacking(
         &self,
         diff_ids: &[Digest],
-        opaque: crate::erofs::OpaqueXattr,
+        tree: bool,
+        erofs: Option<crate::erofs::OpaqueXattr>,
     ) -> Vec<Digest> {
         diff_ids
             .iter()
-            .filter(|d| self.has_layer(d) && !self.has_layer_erofs(d, opaque))
+            .filter(|d| {
+                self.has_layer(d)
+                    && ((tree && !self.has_layer_tree(d))
+                        || erofs.is_some_and(|o| !self.has_layer_erofs(d, o)))
+            })
             .cloned()
             .collect()
     }
 
-    /// Whether a layer is published: its directory, `fs/`, `meta.json` and (if it was
-    /// published with one) `index` are there (four `lstat`s; a symlink in place of any of
-    /// them does not count). A published layer directory is complete by construction (it
-    /// appears by a single rename after verification); one found without its tree or its
-    /// index is treated as absent and rebuilt by the next pull. Contents are not checked
-    /// here: that is [`GlobalCache::verify`].
+    /// Whether the layer directory holds its tree `fs/` (a layer published as its EROFS
+    /// image alone does not).
+    pub(crate) fn has_layer_tree(&self, diff_id: &Digest) -> bool {
+        std::fs::symlink_metadata(self.layer_fs(diff_id)).is_ok_and(|m| m.is_dir())
+    }
+
+    /// Whether a layer is published: its directory, `fs/` (or, for a layer published as its
+    /// EROFS image alone, `layer.erofs`), `meta.json` and (if it was published with one)
+    /// `index` are there (four `lstat`s; a symlink in place of any of them does not count).
+    /// A published layer directory is complete by construction (it appears by a single
+    /// rename after verification); one found without its tree, image or index is treated as
+    /// absent and rebuilt by the next pull. Contents are not checked here: that is
+    /// [`GlobalCache::verify`].
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
         let dir = self.layer_dir(diff_id);
         let is = |p: &Path, dir: bool| {
             std::fs::symlink_metadata(p).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
         };
-        if !(is(&dir, true) && is(&Layout::fs_in(&dir), true) && is(&Layout::meta_in(&dir), false))
-        {
+        if !(is(&dir, true) && is(&Layout::meta_in(&dir), false)) {
             return false;
         }
-        // A layer published with an index that has lost it is damaged, not merely unindexed:
-        // rebuilt rather than indexed from a tree nothing vouches for. (Only read when the
-        // index is missing, so a warm pull pays one more `lstat`.)
-        is(&Layout::index_in(&dir), false)
-            || LayerMeta::read(&dir).is_ok_and(|m| m.index_digest.is_none())
+        let tree = is(&Layout::fs_in(&dir), true);
+        let index = is(&Layout::index_in(&dir), false);
+        if tree && index {
+            return true;
+        }
+        // `meta.json` is read only when the tree or the index is missing. Without the tree the
+        // layer must be published as its image alone and have it. A layer published with an
+        // index that has lost it is damaged, not merely unindexed: rebuilt rather than
+        // indexed from a tree nothing vouches for.
+        let Ok(meta) = LayerMeta::read(&dir) else {
+            return false;
+        };
+        (tree || (meta.image_only && is(&Layout::erofs_in(&dir), false)))
+            && (index || meta.index_digest.is_none())
     }
 
     /// The in-process mutex for work on one layer; two pulls of the same layer in one process

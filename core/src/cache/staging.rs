@@ -44,6 +44,10 @@ pub(crate) struct LayerMeta {
     /// The layer's EROFS image `layer.erofs`, when the pull that published it asked for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erofs: Option<ErofsRecord>,
+    /// Published without its tree (`outputs: ["erofs-layers"]`): no `fs/`, the image is
+    /// the layer's only copy of its files. Absent (false) in layers with a tree.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image_only: bool,
 }
 
 /// What `meta.json` records of a layer's EROFS image.
@@ -139,6 +143,12 @@ impl Staging {
     /// Where the tree is extracted.
     pub(crate) fn fs(&self) -> PathBuf {
         Layout::fs_in(&self.dir)
+    }
+
+    /// Remove the (empty) `fs/` of a layer published as its EROFS image alone.
+    pub(crate) fn drop_tree(&self) -> Result<(), CacheError> {
+        let fs = self.fs();
+        std::fs::remove_dir(&fs).map_err(io("remove", &fs))
     }
 
     /// Where the layer's EROFS image is written.

@@ -194,6 +194,8 @@ pub(crate) struct LayerContext {
     /// Early writeback for durable pulls (see [`flush`]).
     pub flusher: Option<Flusher>,
     pub build_index: bool,
+    /// Write each layer's tree (`fs/`); without it the layer is its EROFS image alone.
+    pub tree: bool,
     /// Write each layer's EROFS image too, with this opaque marker (`None`: no image).
     pub erofs: Option<crate::erofs::OpaqueXattr>,
     /// The offline image the blobs come from, instead of `client`.
@@ -574,6 +576,32 @@ pub fn extract_layer_tar(
     }
 }
 
+/// Test hook (`core/tests/breakouts.rs`): extract the uncompressed layer `tar` as a pull
+/// with the EROFS output does, into the existing empty directory `tree` too when given
+/// (`outputs: [directory, erofs-layers]`), else into nothing but the image (`outputs:
+/// [erofs-layers]`), and write the layer's image at `image` (which must not exist). Not part
+/// of the API.
+#[doc(hidden)]
+pub fn extract_layer_image(
+    tar: &[u8],
+    tree: Option<&std::path::Path>,
+    image: &std::path::Path,
+    limits: ExtractLimits,
+) -> Result<(), LayerError> {
+    let writer = LayerImageWriter::create(image, ErofsOptions::default())?;
+    let mut archive = extract::open_archive(tar, &limits);
+    let stats = match tree {
+        Some(root) => extract::Extractor::new(root, limits, true)?
+            .with_erofs(writer)
+            .run(&mut archive, &mut |_, _| {})?,
+        None => extract::Extractor::image_only(limits, writer).run(&mut archive, &mut |_, _| {})?,
+    };
+    match (stats.erofs, &stats.index) {
+        (Some(writer), Some(index)) => writer.finish(index).map(drop).map_err(Into::into),
+        _ => Err(LayerError::Internal("no image or index built".into())),
+    }
+}
+
 /// Benchmark hook (`core/benches/index_overhead.rs`): extract the uncompressed layer `tar`
 /// into the existing empty directory `root` with the default limits, building and
 /// serialising the index when `build_index`; returns the number of entries and the index's
@@ -602,6 +630,7 @@ pub fn bench_extract(
 fn extract_tar(
     ctx: &LayerContext,
     job: &LayerJob,
+    outputs: Outputs,
     staging: &Staging,
     pipe: PipeReader,
 ) -> Result<(Result<extract::ExtractStats, LayerError>, Digest, u64), LayerError> {
@@ -611,29 +640,37 @@ fn extract_tar(
     );
     let progress = &ctx.progress;
     let mut flush = FlushTicker::new(ctx.flusher.as_ref());
-    let image = match ctx.erofs {
+    let image = match outputs.erofs {
         Some(opaque) => Some(LayerImageWriter::create(
             &staging.erofs(),
             ErofsOptions::for_layer(&job.diff_id, opaque),
         )?),
         None => None,
     };
-    let extracted =
-        extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
-            let x = x.with_perms(ctx.cache.perms());
-            let x = match image {
-                Some(image) => x.with_erofs(image),
-                None => x,
-            };
-            x.run(&mut archive, &mut |entries, offset| {
-                flush.at(offset);
-                progress.emit(PullProgress::LayerExtractProgress {
-                    layer_index: job.index,
-                    bytes_extracted: offset,
-                    entries,
-                })
+    let mut report = |entries, offset| {
+        flush.at(offset);
+        progress.emit(PullProgress::LayerExtractProgress {
+            layer_index: job.index,
+            bytes_extracted: offset,
+            entries,
+        })
+    };
+    let extracted = match image {
+        // No tree: the image is the layer's only copy of the files.
+        Some(image) if !outputs.tree => {
+            extract::Extractor::image_only(ctx.limits, image).run(&mut archive, &mut report)
+        }
+        image => {
+            extract::Extractor::new(&staging.fs(), ctx.limits, ctx.build_index).and_then(|x| {
+                let x = x.with_perms(ctx.cache.perms());
+                let x = match image {
+                    Some(image) => x.with_erofs(image),
+                    None => x,
+                };
+                x.run(&mut archive, &mut report)
             })
-        });
+        }
+    };
     // Only a broken stream is worth reading to its end (to tell corruption from a bad tar);
     // anything else (unsafe path, limit) stops the download now.
     let extracted = match extracted {
@@ -657,6 +694,35 @@ fn extract_tar(
     ))
 }
 
+/// What one layer's pass writes: what the pull asks for, plus what the published layer it
+/// replaces had (a layer rebuilt for its tree keeps its image, and the other way round, so
+/// that pulls asking for different outputs do not take turns deleting each other's).
+#[derive(Debug, Clone, Copy)]
+struct Outputs {
+    /// The tree `fs/`.
+    tree: bool,
+    /// The EROFS image, with this opaque marker.
+    erofs: Option<crate::erofs::OpaqueXattr>,
+}
+
+impl Outputs {
+    /// The outputs of `job`'s layer (blocking: reads the published `meta.json`, if any; the
+    /// caller holds the layer's lock).
+    fn of(ctx: &LayerContext, job: &LayerJob) -> Outputs {
+        let asked = Outputs {
+            tree: ctx.tree,
+            erofs: ctx.erofs,
+        };
+        match LayerMeta::read(&ctx.cache.layer_dir(&job.diff_id)) {
+            Ok(had) => Outputs {
+                tree: asked.tree || !had.image_only,
+                erofs: asked.erofs.or(had.erofs.map(|r| r.opaque_xattr)),
+            },
+            Err(_) => asked,
+        }
+    }
+}
+
 /// The blocking half: decompress, hash, extract, verify, publish.
 fn extract_and_publish(
     ctx: &LayerContext,
@@ -666,9 +732,10 @@ fn extract_and_publish(
     partial: &mut Option<PartialBlob>,
 ) -> Result<LayerMeta, LayerError> {
     let layout = ctx.cache.layout();
+    let outputs = Outputs::of(ctx, job);
     let staging = Staging::create(layout, ctx.cache.perms(), &job.diff_id)?;
     let (extracted, diff_id, uncompressed_size, pumped) =
-        inflate_and_extract(ctx, job, &staging, source)?;
+        inflate_and_extract(ctx, job, outputs, &staging, source)?;
     let blob_size = pumped.blob_size;
     let mut stats = verify_blob(job, extracted, pumped)?;
     // The blob is verified: its kept bytes are of no more use. Removed now, before the
@@ -695,7 +762,7 @@ fn extract_and_publish(
         entries: stats.entries,
         bytes_extracted: uncompressed_size,
     });
-    let erofs = match (stats.erofs.take(), &stats.index, ctx.erofs) {
+    let erofs = match (stats.erofs.take(), &stats.index, outputs.erofs) {
         (Some(image), Some(tree), Some(opaque_xattr)) => {
             let summary = image.finish(tree)?;
             staging.adopt_file(&staging.erofs())?;
@@ -707,7 +774,10 @@ fn extract_and_publish(
         _ => None,
     };
     let index_digest = match stats.index {
-        Some(index) if ctx.build_index => Some(write_index(ctx, job, &staging, index)?),
+        // (A layer without its tree always keeps its index: nothing could build it later.)
+        Some(index) if ctx.build_index || !outputs.tree => {
+            Some(write_index(ctx, job, &staging, index)?)
+        }
         _ => None,
     };
     // With the index, the files' content digests let `verify` check the whole tree later.
@@ -732,7 +802,11 @@ fn extract_and_publish(
         index_digest,
         contents_digest,
         erofs,
+        image_only: !outputs.tree,
     };
+    if meta.image_only {
+        staging.drop_tree()?;
+    }
     // The CPU and network work is done: let the next layer start while this one is made
     // durable (a `syncfs` waits for every layer's dirty data, which can take seconds).
     drop(permit.take());
@@ -756,6 +830,7 @@ type Extracted = (
 fn inflate_and_extract(
     ctx: &LayerContext,
     job: &LayerJob,
+    outputs: Outputs,
     staging: &Staging,
     source: Box<dyn Read + Send>,
 ) -> Result<Extracted, LayerError> {
@@ -767,7 +842,7 @@ fn inflate_and_extract(
             .name("msb-inflate".into())
             .spawn_scoped(s, move || pipe_writer.pump(decoder))
             .map_err(|e| LayerError::Internal(format!("cannot start the inflater thread: {e}")))?;
-        let tar_side = extract_tar(ctx, job, staging, pipe_reader);
+        let tar_side = extract_tar(ctx, job, outputs, staging, pipe_reader);
         let pumped = inflater
             .join()
             .map_err(|_| LayerError::Internal("the inflater thread panicked".into()))?;

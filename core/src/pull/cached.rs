@@ -29,7 +29,7 @@ impl Puller {
         else {
             return Ok(None);
         };
-        if self.lacking_image(&result, opts).await?.is_some() {
+        if self.lacking_output(&result, opts).await?.is_some() {
             return Ok(None);
         }
         self.index_if_asked(cx, &result, opts.build_index).await?;
@@ -37,20 +37,19 @@ impl Puller {
         Ok(Some(result))
     }
 
-    /// The first of `result`'s layers without the EROFS image `opts` asks for, if any.
-    pub(super) async fn lacking_image(
+    /// The first of `result`'s layers without an output `opts` asks for (its tree, its
+    /// EROFS image), if any.
+    pub(super) async fn lacking_output(
         &self,
         result: &PullResult,
         opts: &PullOptions,
     ) -> Result<Option<Digest>> {
-        let Some(opaque) = opts.erofs_layers() else {
-            return Ok(None);
-        };
+        let (tree, erofs) = (opts.wants_tree(), opts.erofs_layers());
         let (cache, diff_ids) = (self.cache.clone(), result.layer_diff_ids.clone());
         // A cached result's layers are all published.
         blocking(move || {
             cache
-                .published_without_erofs(&diff_ids, opaque)
+                .published_lacking(&diff_ids, tree, erofs)
                 .into_iter()
                 .next()
         })

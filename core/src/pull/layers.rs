@@ -58,20 +58,19 @@ impl Puller {
         first_real_error(results)
     }
 
-    /// `rebuild`, plus the cached layers that lack the EROFS image `opts` asks for (the
-    /// image is written in the pass that extracts the blob, so they are pulled again).
+    /// `rebuild`, plus the cached layers that lack an output `opts` asks for (the tree of a
+    /// layer published as its image alone, or the EROFS image: both are written in the pass
+    /// that extracts the blob, so they are pulled again).
     async fn without_images(
         &self,
         jobs: &[LayerJob],
         rebuild: Rebuild,
         opts: &PullOptions,
     ) -> Result<Rebuild> {
-        let Some(opaque) = opts.erofs_layers() else {
-            return Ok(rebuild);
-        };
         let cache = self.cache.clone();
         let diff_ids: Vec<Digest> = jobs.iter().map(|j| j.diff_id.clone()).collect();
-        let lacking = blocking(move || cache.published_without_erofs(&diff_ids, opaque)).await?;
+        let (tree, erofs) = (opts.wants_tree(), opts.erofs_layers());
+        let lacking = blocking(move || cache.published_lacking(&diff_ids, tree, erofs)).await?;
         Ok(rebuild.and(lacking.into_iter().collect()))
     }
 
@@ -115,6 +114,7 @@ impl Puller {
                 .durable
                 .then(|| crate::layer::Flusher::new(self.cache.layout().tmp())),
             build_index: opts.build_index,
+            tree: opts.wants_tree(),
             erofs: opts.erofs_layers(),
             local: cx.local.clone(),
             cancel: CancelToken::new(),

@@ -54,7 +54,8 @@ pub enum PullPolicy {
 #[serde(rename_all = "kebab-case")]
 pub enum Output {
     /// The extracted tree, `layers/sha256/<diff_id>/fs` (with its index unless `buildIndex`
-    /// is off). Every pull writes it today.
+    /// is off). The default. A layer cached without its tree (pulled with the image alone)
+    /// is pulled again to write it.
     Directory,
     /// An EROFS image of the layer, `layers/sha256/<diff_id>/layer.erofs`, written in the
     /// same pass (`core/src/erofs/FORMAT.md`), for runtimes that stack layers with overlayfs
@@ -91,7 +92,9 @@ pub struct PullOptions {
     pub build_index: bool,
     /// Pull for this platform instead of the registry's.
     pub platform: Option<Platform>,
-    /// What each layer becomes (default `["directory"]`); `"directory"` must be among them.
+    /// What each layer becomes (default `["directory"]`): its tree, its EROFS image, or
+    /// both (written in one pass). With `["erofs-layers"]` alone no tree is written (the
+    /// layer is its image; what needs a tree, such as [`PullResult::unpack`], refuses it).
     /// `"erofs-flat"` adds one image of the merged tree ([`PullResult::flat_image`]).
     pub outputs: Vec<Output>,
     /// The xattr that marks opaque directories in EROFS layer images: `"trusted"`
@@ -142,12 +145,18 @@ impl PullOptions {
             .then_some(self.erofs_opaque_xattr)
     }
 
-    /// Refuse outputs this build cannot write.
+    /// Whether this pull writes (and needs) each layer's tree.
+    pub(crate) fn wants_tree(&self) -> bool {
+        self.outputs.contains(&Output::Directory)
+    }
+
+    /// Refuse outputs this build cannot write: at least one is needed.
     fn check_outputs(&self) -> Result<()> {
-        if !self.outputs.contains(&Output::Directory) {
+        let per_layer = |o: &&Output| matches!(o, Output::Directory | Output::ErofsLayers);
+        if !self.outputs.iter().any(|o| per_layer(&o)) {
             return Err(Error::InvalidArgument(format!(
-                "outputs {:?}: the directory tree is written with every other output \
-                 (an EROFS image is built from the extraction's own pass)",
+                "outputs {:?}: name what each layer becomes, \"directory\", \"erofs-layers\" \
+                 or both (\"erofs-flat\" is written from them)",
                 self.outputs
             )));
         }
@@ -172,7 +181,9 @@ pub struct PullResult {
     /// The platform pulled for.
     pub platform: Platform,
     /// Extracted layer trees (`…/layers/sha256/<diff_id>/fs`), bottom to top. A layer listed
-    /// twice in the manifest appears twice.
+    /// twice in the manifest appears twice. A layer published as its EROFS image alone (a
+    /// pull with `outputs: ["erofs-layers"]`) has no tree: its path here does not exist, and
+    /// what needs the tree ([`PullResult::unpack`]) refuses it; see `layer_images`.
     pub layers: Vec<PathBuf>,
     /// The layers' uncompressed digests, parallel to `layers`.
     pub layer_diff_ids: Vec<Digest>,
@@ -196,6 +207,9 @@ pub struct PullResult {
     /// The flat EROFS image of the whole image (`…/flat/sha256/<manifest hex>.erofs`), when
     /// this pull had `"erofs-flat"` among its `outputs`.
     pub flat_image: Option<PathBuf>,
+    /// Whether each layer has its tree (`layers[i]` exists), parallel to `layers`.
+    #[serde(skip)]
+    trees: Vec<bool>,
     /// The leases on the layers (`cache::LayerLease`): while this result or a stack made from
     /// it lives, no `gc`, `rm` or forced re-pull deletes its layer trees, in any process.
     #[serde(skip)]
@@ -221,6 +235,14 @@ impl PullResult {
             .map(LayerIndex::open)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LayerStack::new(layers).holding(self.leases.clone()))
+    }
+
+    /// The first layer without its tree (published as its EROFS image alone), if any.
+    pub(crate) fn first_without_tree(&self) -> Option<&Digest> {
+        self.trees
+            .iter()
+            .position(|has| !has)
+            .and_then(|i| self.layer_diff_ids.get(i))
     }
 
     /// The leases this result holds on its layers (one per distinct layer).
@@ -296,6 +318,7 @@ impl PullResult {
             layer_indexes: diff_ids.iter().map(|d| cache.layer_index(d)).collect(),
             layer_images: diff_ids.iter().map(|d| cache.layer_erofs(d)).collect(),
             flat_image: None,
+            trees: diff_ids.iter().map(|d| cache.has_layer_tree(d)).collect(),
             layer_diff_ids: diff_ids,
             config,
             config_digest,

@@ -42,8 +42,9 @@ impl Puller {
         let result = image
             .into_result(&self.cache, cx.reference.clone(), cx.platform.clone())
             .holding(leases);
-        if let Some(layer) = self.lacking_image(&result, opts).await? {
-            let why = format!("layer {layer} has no EROFS image of the kind asked for");
+        if let Some(layer) = self.lacking_output(&result, opts).await? {
+            let why =
+                format!("layer {layer} lacks an output asked for (its tree or its EROFS image)");
             return Err(self.needs_writes(cx, &why));
         }
         self.index_if_asked(cx, &result, opts.build_index).await?;

@@ -3,6 +3,11 @@
 //! [`Bench::refused`] pulls a layer that must be refused and checks it left nothing behind;
 //! [`Bench::pulled`] pulls one that must be accepted; both check that nothing outside the
 //! cache changed. Used by `hostile.rs` and `breakouts.rs` (which also declare `common`).
+//!
+//! Every layer is pulled twice: into the bench's cache with the directory output, then into
+//! a second cache with the EROFS image alone (`outputs: ["erofs-layers"]`, no tree written):
+//! a refused layer must be refused in both modes with the same error, an accepted one
+//! accepted in both.
 
 #![allow(dead_code)]
 
@@ -11,7 +16,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use microsandbox_image::{
-    Error, ExtractLimits, GlobalCache, LayerError, Platform, PullOptions, PullResult, Registry,
+    Error, ExtractLimits, GlobalCache, LayerError, Output, Platform, PullOptions, PullResult,
+    Registry,
 };
 use msbimage_testkit::{ImageBuilder, Layer, Pusher, Registry as TestRegistry, RegistryOptions};
 use sha2::{Digest as _, Sha256};
@@ -26,6 +32,8 @@ pub const UP_TO_BENCH: &str = "../../../..";
 pub struct Bench {
     pub registry: TestRegistry,
     pub dir: tempfile::TempDir,
+    /// The cache of the image-only pulls.
+    pub images: tempfile::TempDir,
 }
 
 /// What a path looked like: kind, permission bits, size and content hash (or link target).
@@ -94,7 +102,12 @@ impl Bench {
         )
         .unwrap();
         std::fs::create_dir(dir.path().join("cache")).unwrap();
-        Bench { registry, dir }
+        let images = tempfile::tempdir().expect("tempdir");
+        Bench {
+            registry,
+            dir,
+            images,
+        }
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -122,7 +135,32 @@ impl Bench {
     }
 
     pub async fn pull(&self, repo: &str, limits: ExtractLimits) -> Result<PullResult, Error> {
-        let cache = GlobalCache::new(self.cache_dir()).expect("cache");
+        self.pull_into(&self.cache_dir(), repo, limits, &PullOptions::default())
+            .await
+    }
+
+    /// Pull `repo` into the second cache, as its EROFS layer images alone.
+    pub async fn pull_image_only(
+        &self,
+        repo: &str,
+        limits: ExtractLimits,
+    ) -> Result<PullResult, Error> {
+        let opts = PullOptions {
+            outputs: vec![Output::ErofsLayers],
+            ..PullOptions::default()
+        };
+        self.pull_into(self.images.path(), repo, limits, &opts)
+            .await
+    }
+
+    async fn pull_into(
+        &self,
+        cache: &Path,
+        repo: &str,
+        limits: ExtractLimits,
+        opts: &PullOptions,
+    ) -> Result<PullResult, Error> {
+        let cache = GlobalCache::new(cache).expect("cache");
         let registry = Registry::builder(Platform::new("linux", "amd64"), cache)
             .durable(false)
             .limits(limits)
@@ -131,23 +169,50 @@ impl Bench {
         let reference = format!("{}/{repo}:latest", self.registry.host())
             .parse()
             .expect("reference");
-        registry.pull(&reference, &PullOptions::default()).await
+        registry.pull(&reference, opts).await
     }
 
     /// Push `layers` as `repo`, pull, and check the pull failed on the last layer leaving
     /// nothing behind: returns the error. Earlier layers may be published (they are valid).
     pub async fn refused(&self, repo: &str, layers: &[Layer], limits: ExtractLimits) -> Error {
         self.push(repo, layers).await;
-        let outside_before = self.outside_cache();
-        let layers_before = names_in(&self.cache_dir().join("layers/sha256"));
-        let images_before = names_in(&self.cache_dir().join("images"));
         let err = self
-            .pull(repo, limits)
-            .await
+            .refused_in(&self.cache_dir(), repo, layers, limits, false)
+            .await;
+        let image_only = self
+            .refused_in(self.images.path(), repo, layers, limits, true)
+            .await;
+        assert_eq!(
+            (image_only.kind(), image_only.to_string()),
+            (err.kind(), err.to_string()),
+            "{repo}: refused otherwise without the tree"
+        );
+        err
+    }
+
+    /// Pull `repo` into `cache` (image-only or with the tree), which must fail on the last
+    /// layer leaving nothing behind.
+    async fn refused_in(
+        &self,
+        cache: &Path,
+        repo: &str,
+        layers: &[Layer],
+        limits: ExtractLimits,
+        image_only: bool,
+    ) -> Error {
+        let outside_before = self.outside_cache();
+        let layers_before = names_in(&cache.join("layers/sha256"));
+        let images_before = names_in(&cache.join("images"));
+        let pulled = match image_only {
+            true => self.pull_image_only(repo, limits).await,
+            false => self.pull(repo, limits).await,
+        };
+        let repo = &format!("{repo} (image only: {image_only})");
+        let err = pulled
             .err()
             .unwrap_or_else(|| panic!("{repo}: the pull succeeded"));
         let hostile = layers.last().expect("a layer");
-        let published = names_in(&self.cache_dir().join("layers/sha256"));
+        let published = names_in(&cache.join("layers/sha256"));
         assert!(
             !published
                 .iter()
@@ -163,12 +228,12 @@ impl Bench {
             );
         }
         assert!(
-            names_in(&self.cache_dir().join("tmp")).is_empty(),
+            names_in(&cache.join("tmp")).is_empty(),
             "{repo}: staging debris {:?} ({err})",
-            names_in(&self.cache_dir().join("tmp"))
+            names_in(&cache.join("tmp"))
         );
         assert_eq!(
-            names_in(&self.cache_dir().join("images")),
+            names_in(&cache.join("images")),
             images_before,
             "{repo}: an image record was written ({err})"
         );
@@ -193,6 +258,16 @@ impl Bench {
             self.outside_cache(),
             outside_before,
             "{repo}: something outside the cache changed"
+        );
+        let image_only = self
+            .pull_image_only(repo, limits)
+            .await
+            .unwrap_or_else(|e| panic!("{repo} (image only): {e}"));
+        assert!(image_only.layer_images.iter().all(|p| p.is_file()));
+        assert_eq!(
+            self.outside_cache(),
+            outside_before,
+            "{repo} (image only): something outside the cache changed"
         );
         res
     }

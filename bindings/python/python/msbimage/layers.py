@@ -160,9 +160,16 @@ class LayerStack:
 
     def host_path(self, path: ImagePath) -> Path:
         """Where the content of the entry at ``path`` lives on the host (open regular files
-        there for reading; the trees are shared and must not be modified)."""
+        there for reading; the trees are shared and must not be modified). Raises
+        ``InvalidArgumentError`` when its layer has no tree (pulled as its EROFS image
+        alone)."""
         found = self.stat(path).host_path
-        assert found is not None
+        if found is None:
+            from .errors import BY_KIND
+
+            raise BY_KIND["INVALID_ARGUMENT"](
+                f"{path!r}: its layer has no tree (pulled with outputs ['erofs-layers'] only)"
+            )
         return found
 
     def walk(self) -> Iterator[Tuple[str, Entry]]:

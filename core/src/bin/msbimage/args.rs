@@ -461,9 +461,11 @@ pub struct PullArgs {
     #[arg(long = "no-index")]
     pub no_index: bool,
 
-    /// What each layer becomes, comma-separated: directory (always), erofs-layers (also an
-    /// EROFS image, layers/sha256/<diff_id>/layer.erofs), erofs-flat (one EROFS image of the
-    /// merged tree, flat/sha256/<manifest>.erofs) (setting `outputs`) [default: directory]
+    /// What each layer becomes, comma-separated: directory (the extracted tree,
+    /// layers/sha256/<diff_id>/fs), erofs-layers (an EROFS image,
+    /// layers/sha256/<diff_id>/layer.erofs); both are written in one pass, and erofs-layers
+    /// alone writes no tree. erofs-flat adds one EROFS image of the merged tree,
+    /// flat/sha256/<manifest>.erofs (setting `outputs`) [default: directory]
     #[arg(long = "output", value_name = "OUTPUTS", value_delimiter = ',', value_parser = parse_output)]
     pub outputs: Vec<microsandbox_image::Output>,
 

@@ -70,7 +70,12 @@ impl GlobalCache {
         let mut contents = None;
         if let Some((index, published)) = &published {
             let fs = Layout::fs_in(&dir);
-            let now = check_metadata(&fs, index, published, meta.tree_format < 2, &mut found);
+            // A layer published as its EROFS image alone has no tree to compare or hash:
+            // its image is checked against the index and the contents below.
+            let now = match meta.image_only {
+                true => None,
+                false => check_metadata(&fs, index, published, meta.tree_format < 2, &mut found),
+            };
             contents = recorded_contents(&dir, &meta, &mut found);
             if let Some(contents) = &contents {
                 found.check.recorded = true;
@@ -110,7 +115,9 @@ fn layer_meta(dir: &Path, diff_id: &Digest, found: &mut Findings<'_>) -> Option<
         Ok(true) => {}
     }
     let fs = Layout::fs_in(dir);
-    if !is_dir(&fs).unwrap_or(false) {
+    // (A layer published as its EROFS image alone has no tree, as its `meta.json` says.)
+    let image_only = || LayerMeta::read(dir).is_ok_and(|m| m.image_only);
+    if !is_dir(&fs).unwrap_or(false) && !image_only() {
         let why = "the tree is gone or not a directory";
         found.add(ProblemKind::LayerMissing, shown(&fs), why);
         return None;

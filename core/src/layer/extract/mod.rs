@@ -11,27 +11,33 @@
 //! This file interprets entries (types, hardlinks, limits, the index feed); `tar_meta.rs`
 //! reads header fields (cleaned names, numbers, PAX times); `resolve.rs` resolves paths
 //! through the layer's symlinks; `whiteout.rs` applies whiteout and opaque markers; `fs.rs`
-//! does every operation on the tree under the root's directory fd.
+//! creates, replaces and removes entries on the layer's tree, whose primitives `tree.rs`
+//! defines: `disk.rs` is the layer directory, `memory.rs` the names alone (an image-only pull:
+//! the file data goes to the EROFS image only).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec};
+use rustix::fs::Timespec;
 use rustix::io::Errno;
 
+mod disk;
 mod fs;
+mod memory;
 mod resolve;
 mod tar_meta;
+mod tree;
 mod whiteout;
 
-use fs::{clear_image_xattrs, not_a_dir};
+pub(crate) use disk::DiskTree;
+use fs::not_a_dir;
+pub(crate) use memory::MemoryTree;
 use resolve::Symlinks;
 use tar_meta::{clean_name, numeric_field, parse_pax_time};
+use tree::LayerTree;
 use whiteout::marker_of;
 pub use whiteout::{OPAQUE_XATTR, WHITEOUT_XATTR};
 
@@ -97,7 +103,7 @@ pub(crate) struct ExtractStats {
 }
 
 /// Metadata of one tar entry after PAX records are applied.
-struct Meta {
+pub(crate) struct Meta {
     stat: OverrideStat,
     mtime: Timespec,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
@@ -105,10 +111,10 @@ struct Meta {
 
 const COPY_BUF: usize = 256 * 1024;
 
-/// Applies tar entries under one root directory.
-pub(crate) struct Extractor {
-    root: OwnedFd,
-    root_path: PathBuf,
+/// Applies tar entries to one layer's tree: the directory on disk ([`DiskTree`]), or, for
+/// an image-only pull, the names alone ([`MemoryTree`]).
+pub(crate) struct Extractor<T: LayerTree> {
+    tree: T,
     limits: ExtractLimits,
     implicit: HashSet<PathBuf>,
     /// Every symlink the layer holds, for resolving later names through them.
@@ -120,14 +126,8 @@ pub(crate) struct Extractor {
     dir_times: Vec<(PathBuf, Timespec)>,
     stats: ExtractStats,
     buf: Vec<u8>,
-    /// The modes of created files and directories (private unless the cache is shared).
-    perms: Perms,
     /// The layer's EROFS image, fed every regular file's bytes as they are written.
     erofs: Option<LayerImageWriter>,
-}
-
-fn inode_of(fd: impl AsFd, rel: &Path) -> Result<u64, LayerError> {
-    Ok(rustix::fs::fstat(fd).map_err(io_err(rel, "stat"))?.st_ino)
 }
 
 fn path_bytes(rel: &Path) -> &[u8] {
@@ -204,7 +204,7 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(Errno) -> LayerEr
     }
 }
 
-impl Extractor {
+impl Extractor<DiskTree> {
     /// An extractor writing under `root`, an existing empty directory; it also feeds an
     /// [`IndexBuilder`] when `build_index`.
     pub(crate) fn new(
@@ -212,15 +212,30 @@ impl Extractor {
         limits: ExtractLimits,
         build_index: bool,
     ) -> Result<Self, LayerError> {
-        let fd = rustix::fs::open(
-            root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err(root, "open"))?;
-        Ok(Extractor {
-            root: fd,
-            root_path: root.to_owned(),
+        Ok(Extractor::on(DiskTree::open(root)?, limits, build_index))
+    }
+
+    /// Create files and directories with `perms`' modes (a shared cache's `0640`/`2750`).
+    pub(crate) fn with_perms(mut self, perms: Perms) -> Self {
+        self.tree.set_perms(perms);
+        self
+    }
+}
+
+impl Extractor<MemoryTree> {
+    /// An extractor that writes no tree: every regular file's data goes to `image` alone,
+    /// the index is built (the image's metadata comes from it), and the same checks as on
+    /// disk refuse the same tars (`memory.rs`).
+    pub(crate) fn image_only(limits: ExtractLimits, image: LayerImageWriter) -> Self {
+        Extractor::on(MemoryTree::default(), limits, true).with_erofs(image)
+    }
+}
+
+impl<T: LayerTree> Extractor<T> {
+    /// An extractor writing to `tree`; it also feeds an [`IndexBuilder`] when `build_index`.
+    fn on(tree: T, limits: ExtractLimits, build_index: bool) -> Self {
+        Extractor {
+            tree,
             limits,
             implicit: HashSet::new(),
             symlinks: Symlinks::default(),
@@ -232,9 +247,8 @@ impl Extractor {
                 ..ExtractStats::default()
             },
             buf: vec![0u8; COPY_BUF],
-            perms: Perms::PRIVATE,
             erofs: None,
-        })
+        }
     }
 
     /// Also write every regular file's data into `image` (the tree's index is then always
@@ -242,12 +256,6 @@ impl Extractor {
     pub(crate) fn with_erofs(mut self, image: LayerImageWriter) -> Self {
         self.stats.index.get_or_insert_with(IndexBuilder::new);
         self.erofs = Some(image);
-        self
-    }
-
-    /// Create files and directories with `perms`' modes (a shared cache's `0640`/`2750`).
-    pub(crate) fn with_perms(mut self, perms: Perms) -> Self {
-        self.perms = perms;
         self
     }
 
@@ -434,15 +442,12 @@ impl Extractor {
             return Ok(());
         }
         let meta = self.meta(entry, mode::S_IFDIR)?;
-        let root = self.root.try_clone().map_err(|e| LayerError::Io {
-            op: "dup",
-            path: self.root_path.to_string_lossy().into_owned(),
-            source: e,
-        })?;
-        clear_image_xattrs(root.as_fd(), Path::new("."))?;
-        self.set_meta(&root, Path::new("."), &meta)?;
+        let dot = Path::new(".");
+        let root = self.tree.open_root()?;
+        self.tree.clear_image_xattrs(&root, dot)?;
+        self.tree.set_meta(&root, dot, &meta)?;
         if let Some(index) = &mut self.stats.index {
-            let inode = inode_of(&root, Path::new("."))?;
+            let inode = self.tree.inode(&root, dot)?;
             index.add(b"", meta.index_meta(0, inode, None))?;
         }
         self.dir_times.push((PathBuf::from("."), meta.mtime));
@@ -523,14 +528,9 @@ impl Extractor {
                 });
             }
         }
-        let fd = self.create(rel)?;
-        let mut file = File::from(fd);
+        let mut file = self.create(rel)?;
         let digest = if let Some(target) = &link_target {
-            file.write_all(target).map_err(|e| LayerError::Io {
-                op: "write",
-                path: rel.to_string_lossy().into_owned(),
-                source: e,
-            })?;
+            self.tree.write(&mut file, rel, target)?;
             Some(*blake3::hash(target).as_bytes())
         } else if type_bits == mode::S_IFREG {
             if let Some(image) = &mut self.erofs {
@@ -544,11 +544,11 @@ impl Extractor {
         } else {
             None
         };
-        self.set_meta(&file, rel, meta)?;
+        self.tree.set_meta(&file, rel, meta)?;
         if let Some(target) = &link_target {
             self.symlinks.insert(rel, target.clone());
         }
-        let inode = inode_of(&file, rel)?;
+        let inode = self.tree.inode(&file, rel)?;
         if let Some(digest) = digest {
             self.stats.content_digests.insert(inode, digest);
         }
@@ -591,7 +591,7 @@ impl Extractor {
     fn copy<R: Read>(
         &mut self,
         src: &mut R,
-        dst: &mut File,
+        dst: &mut T::Handle,
         rel: &Path,
         size: u64,
     ) -> Result<[u8; 32], LayerError> {
@@ -615,11 +615,7 @@ impl Extractor {
             copied += n as u64;
             self.stats.file_bytes += n as u64;
             hasher.update(&self.buf[..n]);
-            dst.write_all(&self.buf[..n]).map_err(|e| LayerError::Io {
-                op: "write",
-                path: rel.to_string_lossy().into_owned(),
-                source: e,
-            })?;
+            self.tree.write(dst, rel, &self.buf[..n])?;
             if let Some(image) = &mut self.erofs {
                 image.write(&self.buf[..n])?;
             }
@@ -631,7 +627,7 @@ impl Extractor {
         let mut replaced = false;
         let mut existed = false;
         loop {
-            match rustix::fs::mkdirat(&self.root, rel, self.perms.create_mode(true)) {
+            match self.tree.mkdir(rel) {
                 Ok(()) => break,
                 Err(Errno::EXIST) => {
                     if self.is_dir(rel)? {
@@ -658,25 +654,22 @@ impl Extractor {
         }
         let fd = self.open_dir(rel)?;
         if !existed {
-            self.fix_dir_mode(&fd, rel)?;
+            self.tree.fix_mode(&fd, rel, true)?;
         }
         if !existed && self.was_deleted(rel) {
             self.make_opaque(&fd, rel)?;
         }
         if self.implicit.remove(rel) {
-            match rustix::fs::fremovexattr(&fd, IMPLICIT_DIR_XATTR) {
-                Ok(()) | Err(Errno::NODATA) => {}
-                Err(e) => return Err(io_err(rel, "remove xattr from")(e)),
-            }
+            self.tree.remove_flag(&fd, rel, IMPLICIT_DIR_XATTR)?;
             self.stats.implicit_dirs -= 1;
         }
         if existed {
             // The last entry wins: its xattrs replace the earlier entry's, as in the index.
-            clear_image_xattrs(fd.as_fd(), rel)?;
+            self.tree.clear_image_xattrs(&fd, rel)?;
         }
-        self.set_meta(&fd, rel, meta)?;
+        self.tree.set_meta(&fd, rel, meta)?;
         if let Some(index) = &mut self.stats.index {
-            let inode = inode_of(&fd, rel)?;
+            let inode = self.tree.inode(&fd, rel)?;
             index.add_literal(path_bytes(rel), meta.index_meta(0, inode, None))?;
         }
         self.dir_times.push((rel.to_owned(), meta.mtime));
@@ -711,7 +704,7 @@ impl Extractor {
         let mut parents_made = false;
         let mut replaced = false;
         loop {
-            match rustix::fs::linkat(&self.root, &target, &self.root, rel, AtFlags::empty()) {
+            match self.tree.link(&target, rel) {
                 Ok(()) => return self.linked(rel, &target),
                 // (An entry replaces what is at its path first, as containerd does: a link
                 // to itself, or to something under it, then finds no target.)
@@ -753,7 +746,7 @@ impl Extractor {
         }
         let mut comps: Vec<&[u8]> = raw.split(|b| *b == b'/').collect();
         let last = comps.pop().unwrap_or_default();
-        let is_file = |p: &Path| matches!(self.stat(p), Ok(Some(st)) if st.st_mode & mode::S_IFMT != mode::S_IFDIR);
+        let is_file = |p: &Path| matches!(self.stat(p), Ok(Some(st)) if !st.dir);
         let mut target = self
             .symlinks
             .resolve(comps, &is_file)
@@ -805,3 +798,6 @@ fn link_error(e: Errno, rel: &Path, shown: String) -> LayerError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod modes_tests;

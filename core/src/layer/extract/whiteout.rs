@@ -13,15 +13,12 @@
 //! builder applies the same rules, so its index and a rebuild from this tree agree.
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::XattrFlags;
-use rustix::io::Errno;
-
 use super::resolve::remove_below;
-use super::{Extractor, IMPLICIT_DIR_XATTR, Meta, inode_of, io_err, path_bytes};
+use super::tree::LayerTree;
+use super::{Extractor, IMPLICIT_DIR_XATTR, Meta, path_bytes};
 use crate::layer::LayerError;
 use crate::stat::{OverrideStat, mode};
 
@@ -57,7 +54,7 @@ pub(super) fn marker_of<'a>(rel: &Path, name: &'a OsStr) -> Result<Option<Marker
     }
 }
 
-impl Extractor {
+impl<T: LayerTree> Extractor<T> {
     /// Apply the marker entry `rel` (resolved; its last component is the marker).
     pub(super) fn marker(
         &mut self,
@@ -80,7 +77,7 @@ impl Extractor {
             dir
         };
         let fd = self.open_dir(shown)?;
-        set_flag(&fd, shown, OPAQUE_XATTR, b"y")?;
+        self.tree.set_flag(&fd, shown, OPAQUE_XATTR, b"y")?;
         if let Some(index) = &mut self.stats.index {
             index.set_opaque(path_bytes(dir))?;
         }
@@ -92,12 +89,12 @@ impl Extractor {
             self.remove(path)?;
         }
         let inode = match self.stat(path)? {
-            Some(st) if st.st_mode & mode::S_IFMT == mode::S_IFDIR => {
+            Some(st) if st.dir => {
                 let fd = self.open_dir(path)?;
                 self.make_opaque(&fd, path)?;
-                st.st_ino
+                st.ino
             }
-            Some(st) => st.st_ino, // a real non-directory hides the layers below anyway
+            Some(st) => st.ino, // a real non-directory hides the layers below anyway
             None => self.write_marker(path, meta)?,
         };
         self.deleted.insert(path.to_owned());
@@ -119,21 +116,18 @@ impl Extractor {
             mtime: meta.mtime,
             xattrs: Vec::new(),
         };
-        self.set_meta(&fd, path, &marker)?;
-        set_flag(&fd, path, WHITEOUT_XATTR, b"1")?;
+        self.tree.set_meta(&fd, path, &marker)?;
+        self.tree.set_flag(&fd, path, WHITEOUT_XATTR, b"1")?;
         self.markers.insert(path.to_owned());
-        inode_of(&fd, path)
+        self.tree.inode(&fd, path)
     }
 
     /// A directory at `rel` whose name this layer deleted below: opaque, and no longer a
     /// placeholder (nothing below it survives, so its metadata is its own).
-    pub(super) fn make_opaque(&mut self, fd: impl AsFd, rel: &Path) -> Result<(), LayerError> {
-        set_flag(&fd, rel, OPAQUE_XATTR, b"y")?;
+    pub(super) fn make_opaque(&mut self, fd: &T::Handle, rel: &Path) -> Result<(), LayerError> {
+        self.tree.set_flag(fd, rel, OPAQUE_XATTR, b"y")?;
         if self.implicit.remove(rel) {
-            match rustix::fs::fremovexattr(&fd, IMPLICIT_DIR_XATTR) {
-                Ok(()) | Err(Errno::NODATA) => {}
-                Err(e) => return Err(io_err(rel, "remove xattr from")(e)),
-            }
+            self.tree.remove_flag(fd, rel, IMPLICIT_DIR_XATTR)?;
             self.stats.implicit_dirs -= 1;
         }
         Ok(())
@@ -168,10 +162,6 @@ impl Extractor {
             self.symlinks.remove(rel);
         }
     }
-}
-
-fn set_flag(fd: impl AsFd, rel: &Path, name: &str, value: &[u8]) -> Result<(), LayerError> {
-    rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()).map_err(io_err(rel, "set xattr on"))
 }
 
 #[cfg(test)]
