@@ -488,17 +488,20 @@ pub(crate) async fn index_cached_layers(
     Ok(())
 }
 
+/// The small limits the fuzzing hooks extract with.
+const FUZZ_LIMITS: ExtractLimits = ExtractLimits {
+    max_entries: 256,
+    max_total_bytes: 1 << 20,
+    max_file_size: 256 << 10,
+    max_depth: 16,
+    max_path_len: 1024,
+};
+
 /// Fuzzing hook (`core/fuzz/fuzz_targets/extract.rs`): extract `tar` into the existing empty
 /// directory `root` with small limits, building the index too. Not part of the API.
 #[doc(hidden)]
 pub fn fuzz_extract(tar: &[u8], root: &std::path::Path) -> Result<(), LayerError> {
-    let limits = ExtractLimits {
-        max_entries: 256,
-        max_total_bytes: 1 << 20,
-        max_file_size: 256 << 10,
-        max_depth: 16,
-        max_path_len: 1024,
-    };
+    let limits = FUZZ_LIMITS;
     extract::check_guard_transparent(tar, &limits)?;
     extract_layer_tar(tar, root, limits).map(drop)
 }
@@ -513,13 +516,7 @@ pub fn fuzz_extract_erofs(
     image: &std::path::Path,
     opaque: crate::erofs::OpaqueXattr,
 ) -> Result<Vec<String>, LayerError> {
-    let limits = ExtractLimits {
-        max_entries: 256,
-        max_total_bytes: 1 << 20,
-        max_file_size: 256 << 10,
-        max_depth: 16,
-        max_path_len: 1024,
-    };
+    let limits = FUZZ_LIMITS;
     extract_layer_tar_erofs(tar, root, image, opaque, limits).map(|(_, problems)| problems)
 }
 
