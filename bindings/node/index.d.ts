@@ -694,7 +694,8 @@ export declare class LayerStack {
   /**
    * Where the content of the entry at `path` lives on the host: the tree of the layer it
    * comes from joined with its path. Open regular files there for reading; only this
-   * view tells the truth about metadata. Throws `NOT_FOUND`.
+   * view tells the truth about metadata. Throws `NOT_FOUND`, or `INVALID_ARGUMENT` when
+   * the layer has no tree (pulled with outputs `["erofs-layers"]` only).
    */
   hostPath(path: string): string
   /**

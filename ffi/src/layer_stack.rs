@@ -8,7 +8,7 @@ use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use microsandbox_image::cache::layer_tree_of_index;
+use microsandbox_image::cache::{host_path, layer_tree_of_index};
 use microsandbox_image::index::{Entry, IndexError, LayerIndex, LayerStack};
 
 use crate::arg;
@@ -306,28 +306,10 @@ pub extern "C" fn msb_layer_stack_host_path(
         let stack = try_arg!(arg::obj(stack, "stack"));
         let path = try_arg!(arg::image_path(path, "path"));
         let entry = try_arg!(lookup(stack, path));
-        let Some(tree) = stack.trees.get(entry.layer()) else {
-            return fail(
-                msb_status::Internal,
-                format!("{}: layer {} has no tree", lossy(path), entry.layer()),
-            );
-        };
-        if !tree.is_dir() {
-            return fail(
-                msb_status::InvalidArgument,
-                format!(
-                    "{}: layer {} has no tree (pulled with outputs [\"erofs-layers\"] only)",
-                    lossy(path),
-                    entry.layer()
-                ),
-            );
+        match host_path(&stack.trees, &entry) {
+            Ok(host) => string::give_bytes(out, host.as_os_str().as_bytes()),
+            Err(e) => fail(msb_status::from(e.kind()), format!("{}: {e}", lossy(path))),
         }
-        let mut host = tree.as_os_str().as_bytes().to_vec();
-        if !path.is_empty() {
-            host.push(b'/');
-            host.extend_from_slice(path);
-        }
-        string::give_bytes(out, &host)
     }
 }
 

@@ -239,33 +239,15 @@ impl LayerStack {
 
     /// Where the content of the entry at `path` lives on the host: the tree of the layer it
     /// comes from joined with its path. Open regular files there for reading; only this
-    /// view tells the truth about metadata. Throws `NOT_FOUND`.
+    /// view tells the truth about metadata. Throws `NOT_FOUND`, or `INVALID_ARGUMENT` when
+    /// the layer has no tree (pulled with outputs `["erofs-layers"]` only).
     #[napi]
     pub fn host_path(&self, env: Env, path: String) -> Result<String> {
         let entry = self.lookup(&env, &path)?;
-        let Some(tree) = self.trees.get(entry.layer()) else {
-            return Err(kind_error(
-                &env,
-                ErrorKind::Internal,
-                &format!("{path}: layer {} has no tree", entry.layer()),
-            ));
-        };
-        if !tree.is_dir() {
-            return Err(kind_error(
-                &env,
-                ErrorKind::InvalidArgument,
-                &format!(
-                    "{path}: layer {} has no tree (pulled with outputs [\"erofs-layers\"] only)",
-                    entry.layer()
-                ),
-            ));
+        match core::cache::host_path(&self.trees, &entry) {
+            Ok(host) => Ok(path_string(&host)),
+            Err(e) => Err(kind_error(&env, e.kind(), &format!("{path}: {e}"))),
         }
-        let inside = text(&entry.path());
-        Ok(if inside.is_empty() {
-            path_string(tree)
-        } else {
-            path_string(&tree.join(inside))
-        })
     }
 
     /// Every visible entry, the root first, each directory before its contents, siblings

@@ -3,8 +3,6 @@
 //! Image paths arrive as bytes (the package encodes `str` paths with `os.fsencode`); entries
 //! leave as dicts that the package turns into its `Entry` dataclass.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use microsandbox_image::ErrorKind;
@@ -116,18 +114,10 @@ impl LayerStack {
         }
     }
 
-    /// Where the entry at `path` (coming from `layer`) lives on the host (`None` when the
-    /// layer has no tree: pulled with outputs `["erofs-layers"]` only).
-    fn host_path_of(&self, layer: usize, path: &[u8]) -> Option<PathBuf> {
-        let tree = self
-            .trees
-            .get(layer)
-            .filter(|t| !t.as_os_str().is_empty())?;
-        Some(if path.is_empty() {
-            tree.clone()
-        } else {
-            tree.join(OsStr::from_bytes(path))
-        })
+    /// Where `entry` lives on the host (`None` when its layer has no tree: pulled with
+    /// outputs `["erofs-layers"]` only).
+    fn host_path_of(&self, entry: &Entry<'_>) -> Option<PathBuf> {
+        microsandbox_image::cache::host_path(&self.trees, entry).ok()
     }
 
     /// An entry as the dict the package's `Entry` is built from.
@@ -157,7 +147,7 @@ impl LayerStack {
         d.set_item("opaque", e.is_opaque())?;
         d.set_item("hardlink", e.is_hardlink())?;
         d.set_item("link_target", e.link_target().map(|t| PyBytes::new(py, t)))?;
-        d.set_item("host_path", self.host_path_of(e.layer(), path))?;
+        d.set_item("host_path", self.host_path_of(e))?;
         Ok(d)
     }
 }

@@ -81,10 +81,11 @@ pub(crate) struct ErofsOptions {
 }
 
 impl ErofsOptions {
-    /// The options of the image of layer `diff_id`: its UUID is the diff_id's first 16 bytes.
-    pub(crate) fn for_layer(diff_id: &crate::digest::Digest, opaque: OpaqueXattr) -> Self {
+    /// The options of an image keyed by `digest` (a layer's diff_id, a flat image's
+    /// manifest): its UUID is the digest's first 16 bytes.
+    pub(crate) fn keyed_by(digest: &crate::digest::Digest, opaque: OpaqueXattr) -> Self {
         let mut uuid = [0u8; 16];
-        if let Ok(bytes) = hex::decode(diff_id.hex()) {
+        if let Ok(bytes) = hex::decode(digest.hex()) {
             for (u, b) in uuid.iter_mut().zip(bytes) {
                 *u = b;
             }

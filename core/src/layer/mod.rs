@@ -640,7 +640,7 @@ fn extract_tar(
     let image = match outputs.erofs {
         Some(opaque) => Some(LayerImageWriter::create(
             &staging.erofs(),
-            ErofsOptions::for_layer(&job.diff_id, opaque),
+            ErofsOptions::keyed_by(&job.diff_id, opaque),
         )?),
         None => None,
     };

@@ -69,7 +69,7 @@ fn write_into_cache(
 ) -> std::result::Result<PathBuf, Failure> {
     let staging = cache.stage_flat_image(manifest).map_err(Failure::Cache)?;
     // The UUID comes from the manifest; the opaque marker has no use in a merged tree.
-    let options = ErofsOptions::for_layer(manifest, OpaqueXattr::default());
+    let options = ErofsOptions::keyed_by(manifest, OpaqueXattr::default());
     write_flat(stack, &mut files, &staging.image(), options).map_err(Failure::Image)?;
     cache
         .publish_flat_image(staging, durable)
