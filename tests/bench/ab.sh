@@ -7,7 +7,7 @@
 # each build, and the ratios B/A.
 #
 #   bash tests/bench/ab.sh BEFORE_REV [AFTER_REV (default: the working tree)] [--runs N] \
-#        [--images many,usr]
+#        [--images many,usr] [--output directory|erofs-layers|...]
 #
 # Images are made from this machine's files by msbimage-push-tree: `many` = 30 layers of
 # 1-40 MB directories under /usr (as in run.sh), `usr` = 4 large layers of /usr.
@@ -16,16 +16,18 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 RUNS=5
 IMAGES=many,usr
+OUTPUT=directory
 revs=()
 while (($#)); do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --images) IMAGES=$2; shift 2 ;;
+    --output) OUTPUT=$2; shift 2 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) revs+=("$1"); shift ;;
   esac
 done
-((${#revs[@]} >= 1)) || { sed -n '2,12p' "$0" >&2; exit 2; }
+((${#revs[@]} >= 1)) || { sed -n '2,13p' "$0" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "ab.sh mounts tmpfs and drops caches: run it as root" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/msb-ab.XXXXXX)
@@ -89,7 +91,7 @@ pull() {
   echo 3 >/proc/sys/vm/drop_caches
   local TIMEFORMAT='%R %U %S' t
   t=$({ time "$work/$1" pull "$host/ab/$2:gzip" --cache "$m/cache" --insecure-registry "$host" \
-    --progress none >/dev/null; } 2>&1)
+    --progress none --output "$OUTPUT" >/dev/null; } 2>&1)
   umount "$m"
   echo "$t" | awk '{printf "%s %.3f\n", $1, $2 + $3}'
 }

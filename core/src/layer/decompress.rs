@@ -1,9 +1,10 @@
-//! Decompression of a layer stream: gzip (zlib-rs backend), zstd, or none; chosen by media
+//! Decompression of a layer stream: gzip (zlib-rs backend, [`GzipMembers`]), zstd, or none; chosen by media
 //! type, or by magic bytes when the media type says nothing. The decoder hands its input back
 //! at the end so the caller can finish hashing the compressed stream.
 
 use std::io::{BufRead, BufReader, Read};
 
+use super::gzip::GzipMembers;
 use crate::manifest::Compression;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -14,7 +15,7 @@ const BUF: usize = 256 * 1024;
 /// A decoder over a buffered source.
 pub(crate) enum Decoder<R: Read> {
     Plain(BufReader<R>),
-    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<R>>>),
+    Gzip(GzipMembers<BufReader<R>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
 }
 
@@ -36,7 +37,7 @@ impl<R: Read> Decoder<R> {
             c => c,
         };
         Ok(match kind {
-            Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(buf))),
+            Compression::Gzip => Decoder::Gzip(GzipMembers::new(buf)),
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(buf)?),
             Compression::None | Compression::Detect => Decoder::Plain(buf),
         })

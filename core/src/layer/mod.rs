@@ -7,6 +7,7 @@ mod decompress;
 mod download;
 mod extract;
 mod flush;
+mod gzip;
 mod pipe;
 mod ranged;
 mod reader;

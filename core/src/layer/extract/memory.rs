@@ -7,7 +7,8 @@
 //! from the extractor's copy loop.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
 
 use rustix::fs::Timespec;
 use rustix::io::Errno;
@@ -24,12 +25,20 @@ const PATH_MAX: usize = 4096;
 /// The inode number of the root.
 const ROOT_INO: u64 = 1;
 
+/// An entry's path as a map key: its components joined by NUL, which no name holds and
+/// which orders below every other byte, so keys order component by component as paths do
+/// (a directory's descendants follow it, before any sibling that extends its name) and
+/// compare as plain bytes.
+type Key = Vec<u8>;
+
+/// The separator of a [`Key`]'s components.
+const SEP: u8 = 0;
+
 /// Names and types of the entries written so far.
 #[derive(Debug)]
 pub(crate) struct MemoryTree {
-    /// Every entry but the root, by path (a directory's descendants follow it: paths order
-    /// component by component, so a removed directory is one range).
-    entries: BTreeMap<PathBuf, Stat>,
+    /// Every entry but the root, by key (a removed directory is one range of it).
+    entries: BTreeMap<Key, Stat>,
     /// The next inode number (never reused: a replaced file's data keeps its own key).
     next_ino: u64,
 }
@@ -49,16 +58,21 @@ const ROOT: Stat = Stat {
     ino: ROOT_INO,
 };
 
-/// `rel` as a key: `None` for the root (`.` or empty), the path itself when it is plain.
-fn key(rel: &Path) -> Result<Option<PathBuf>, Errno> {
+/// `rel` as a key: `None` for the root (`.` or empty).
+fn key(rel: &Path) -> Result<Option<Key>, Errno> {
     if rel.as_os_str().len() >= PATH_MAX {
         return Err(Errno::NAMETOOLONG);
     }
-    let mut plain = PathBuf::new();
+    let mut key = Key::with_capacity(rel.as_os_str().len());
     for c in rel.components() {
         match c {
             Component::Normal(name) if name.len() > NAME_MAX => return Err(Errno::NAMETOOLONG),
-            Component::Normal(name) => plain.push(name),
+            Component::Normal(name) => {
+                if !key.is_empty() {
+                    key.push(SEP);
+                }
+                key.extend_from_slice(name.as_bytes());
+            }
             Component::CurDir => {}
             // The extractor's paths are resolved and relative: nothing else reaches here.
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
@@ -66,30 +80,42 @@ fn key(rel: &Path) -> Result<Option<PathBuf>, Errno> {
             }
         }
     }
-    Ok((!plain.as_os_str().is_empty()).then_some(plain))
+    Ok((!key.is_empty()).then_some(key))
+}
+
+/// Whether `key` is `dir` or below it.
+fn within(key: &[u8], dir: &[u8]) -> bool {
+    key.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest[0] == SEP)
 }
 
 impl MemoryTree {
-    fn get(&self, path: &Path) -> Option<Stat> {
-        if path.as_os_str().is_empty() {
+    fn get(&self, key: &[u8]) -> Option<Stat> {
+        if key.is_empty() {
             Some(ROOT)
         } else {
-            self.entries.get(path).copied()
+            self.entries.get(key).copied()
         }
     }
 
-    /// Walk to `path`'s parent as the kernel does: `ENOENT` at the first missing component,
+    /// Walk to `key`'s parent as the kernel does: `ENOENT` at the first missing component,
     /// `ENOTDIR` at the first non-directory.
-    fn parent_of(&self, path: &Path) -> Result<(), Errno> {
-        let parent = path.parent().unwrap_or(Path::new(""));
+    fn parent_of(&self, key: &[u8]) -> Result<(), Errno> {
+        let parent = key
+            .iter()
+            .rposition(|&b| b == SEP)
+            .map_or(&key[..0], |i| &key[..i]);
         if self.get(parent).is_some_and(|s| s.dir) {
             // Every directory's parents are directories.
             return Ok(());
         }
-        let mut prefix = PathBuf::new();
-        for c in parent.components() {
-            prefix.push(c);
-            match self.get(&prefix) {
+        let ends = parent
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == SEP)
+            .map(|(i, _)| i);
+        for end in ends.chain([parent.len()]) {
+            match self.get(&parent[..end]) {
                 None => return Err(Errno::NOENT),
                 Some(s) if !s.dir => return Err(Errno::NOTDIR),
                 Some(_) => {}
@@ -99,7 +125,7 @@ impl MemoryTree {
     }
 
     /// What is at `rel`, its parents walked first.
-    fn lookup(&self, rel: &Path) -> Result<(Option<PathBuf>, Option<Stat>), Errno> {
+    fn lookup(&self, rel: &Path) -> Result<(Option<Key>, Option<Stat>), Errno> {
         let Some(path) = key(rel)? else {
             return Ok((None, Some(ROOT)));
         };
@@ -172,11 +198,11 @@ impl LayerTree for MemoryTree {
             (None, Some(_)) => return Err(Errno::INVAL),
             (Some(path), Some(_)) => path,
         };
-        let gone: Vec<PathBuf> = self
+        let gone: Vec<Key> = self
             .entries
             .range(path.clone()..)
             .map(|(p, _)| p)
-            .take_while(|p| p.starts_with(&path))
+            .take_while(|p| within(p, &path))
             .cloned()
             .collect();
         for p in gone {
