@@ -187,13 +187,8 @@ mod tests {
     use super::*;
     use crate::digest::Algorithm;
     use crate::manifest::Compression;
-    use std::io::Write;
 
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(data).unwrap();
-        gz.finish().unwrap()
-    }
+    use crate::layer::gzip::gzip;
 
     fn run(blob: &[u8], read_all: bool, drain: bool) -> (Vec<u8>, io::Result<()>, Pumped) {
         let decoder = Decoder::new(
