@@ -8,7 +8,7 @@ use std::ffi::{OsStr, c_char};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use microsandbox_image::cache::{host_path, layer_tree_of_index};
+use microsandbox_image::cache::LayerTrees;
 use microsandbox_image::index::{Entry, IndexError, LayerIndex, LayerStack};
 
 use crate::arg;
@@ -28,7 +28,7 @@ use crate::string;
 pub struct msb_layer_stack {
     inner: LayerStack,
     /// Each layer's extracted tree on the host, parallel to the stack's layers.
-    trees: Vec<PathBuf>,
+    trees: LayerTrees,
 }
 
 /// The status and message of an index that cannot be opened.
@@ -47,7 +47,7 @@ fn index_error(layer: usize, path: &Path, error: &IndexError) -> msb_status {
 }
 
 /// Opens the indexes at `paths` (bottom to top) as a stack whose layer trees are `trees`.
-fn open(paths: &[PathBuf], trees: Vec<PathBuf>) -> Result<msb_layer_stack, msb_status> {
+fn open(paths: &[PathBuf], trees: LayerTrees) -> Result<msb_layer_stack, msb_status> {
     let mut layers = Vec::with_capacity(paths.len());
     for (i, path) in paths.iter().enumerate() {
         layers.push(LayerIndex::open(path).map_err(|e| index_error(i, path, &e))?);
@@ -99,7 +99,7 @@ pub extern "C" fn msb_layer_stack_open(
     ffi_panic_boundary! {
         let out = try_arg!(arg::out_ptr(out, "out"));
         let result = try_arg!(arg::obj(result, "result"));
-        let trees = result.inner.layers.clone();
+        let trees = LayerTrees::resolve(result.inner.layers.iter().cloned());
         let mut stack = try_arg!(open(&result.inner.layer_indexes, trees));
         // The stack keeps the layers from being collected after the result is freed.
         stack.inner = stack.inner.holding(result.inner.leases().to_vec());
@@ -132,7 +132,7 @@ pub extern "C" fn msb_layer_stack_open_paths(
             let p = try_arg!(arg::bytes(p, &format!("index_paths[{i}]")));
             paths.push(PathBuf::from(OsStr::from_bytes(p)));
         }
-        let trees = paths.iter().map(|p| layer_tree_of_index(p)).collect();
+        let trees = LayerTrees::beside_indexes(&paths);
         let stack = try_arg!(open(&paths, trees));
         *out = arg::into_handle(stack);
         msb_status::Ok
@@ -306,7 +306,7 @@ pub extern "C" fn msb_layer_stack_host_path(
         let stack = try_arg!(arg::obj(stack, "stack"));
         let path = try_arg!(arg::image_path(path, "path"));
         let entry = try_arg!(lookup(stack, path));
-        match host_path(&stack.trees, &entry) {
+        match stack.trees.host_path(&entry) {
             Ok(host) => string::give_bytes(out, host.as_os_str().as_bytes()),
             Err(e) => fail(msb_status::from(e.kind()), format!("{}: {e}", lossy(path))),
         }
@@ -390,7 +390,13 @@ mod tests {
     }
 
     fn open_stack(name: &str) -> (PathBuf, *mut msb_layer_stack) {
+        open_stack_with(name, |_| {})
+    }
+
+    /// [`open_stack`], `change` done to the layers' directory before it is opened.
+    fn open_stack_with(name: &str, change: impl Fn(&Path)) -> (PathBuf, *mut msb_layer_stack) {
         let (root, paths) = layers(name);
+        change(&root);
         let ptrs = paths.each_ref().map(|p| p.as_ptr());
         let mut stack = ptr::null_mut();
         assert_eq!(
@@ -418,8 +424,10 @@ mod tests {
 
     #[test]
     fn a_layer_without_a_tree_has_no_host_path() {
-        let (root, stack) = open_stack("treeless");
-        std::fs::remove_dir(root.join("1/fs")).unwrap();
+        // (Which layers have a tree is found when the stack is opened.)
+        let (root, stack) = open_stack_with("treeless", |root| {
+            std::fs::remove_dir(root.join("1/fs")).unwrap()
+        });
         let mut s = ptr::null_mut();
         assert_eq!(
             msb_layer_stack_host_path(stack, c"etc/hosts".as_ptr(), &mut s),

@@ -4,7 +4,6 @@
 //! `'etc/hosts'`; `'/'` or `''` is the root); names that are not UTF-8 come out with U+FFFD.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use microsandbox_image as core;
 use microsandbox_image::ErrorKind;
@@ -134,7 +133,7 @@ fn text(bytes: &[u8]) -> String {
 pub struct LayerStack {
     inner: index::LayerStack,
     /// Each layer's extracted tree on the host, parallel to the stack's layers.
-    trees: Vec<PathBuf>,
+    trees: core::cache::LayerTrees,
 }
 
 impl LayerStack {
@@ -151,7 +150,7 @@ impl LayerStack {
         })?;
         Ok(LayerStack {
             inner,
-            trees: result.layers.clone(),
+            trees: core::cache::LayerTrees::resolve(result.layers.iter().cloned()),
         })
     }
 
@@ -244,7 +243,7 @@ impl LayerStack {
     #[napi]
     pub fn host_path(&self, env: Env, path: String) -> Result<String> {
         let entry = self.lookup(&env, &path)?;
-        match core::cache::host_path(&self.trees, &entry) {
+        match self.trees.host_path(&entry) {
             Ok(host) => Ok(path_string(&host)),
             Err(e) => Err(kind_error(&env, e.kind(), &format!("{path}: {e}"))),
         }

@@ -3,10 +3,10 @@
 //! Image paths arrive as bytes (the package encodes `str` paths with `os.fsencode`); entries
 //! leave as dicts that the package turns into its `Entry` dataclass.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use microsandbox_image::ErrorKind;
-use microsandbox_image::cache::layer_tree_of_index;
+use microsandbox_image::cache::LayerTrees;
 use microsandbox_image::index::{Entry, IndexError, LayerIndex, LayerStack as CoreStack};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -19,7 +19,7 @@ use crate::errors::raise_msg;
 pub struct LayerStack {
     inner: CoreStack,
     /// Each layer's extracted tree on the host, parallel to the layers.
-    trees: Vec<PathBuf>,
+    trees: LayerTrees,
 }
 
 /// `/etc/hosts` for messages.
@@ -76,7 +76,7 @@ impl LayerStack {
     pub fn open_with_trees(
         py: Python<'_>,
         paths: &[PathBuf],
-        trees: Vec<PathBuf>,
+        trees: LayerTrees,
     ) -> PyResult<LayerStack> {
         let mut layers = Vec::with_capacity(paths.len());
         for (i, path) in paths.iter().enumerate() {
@@ -94,12 +94,6 @@ impl LayerStack {
             })?;
             layers.push(index);
         }
-        // A layer published as its EROFS image alone has no tree: its entries get no host
-        // path (an empty path marks it).
-        let trees = trees
-            .into_iter()
-            .map(|t| if t.is_dir() { t } else { PathBuf::new() })
-            .collect();
         Ok(LayerStack {
             inner: CoreStack::new(layers),
             trees,
@@ -117,7 +111,7 @@ impl LayerStack {
     /// Where `entry` lives on the host (`None` when its layer has no tree: pulled with
     /// outputs `["erofs-layers"]` only).
     fn host_path_of(&self, entry: &Entry<'_>) -> Option<PathBuf> {
-        microsandbox_image::cache::host_path(&self.trees, entry).ok()
+        self.trees.host_path(entry).ok()
     }
 
     /// An entry as the dict the package's `Entry` is built from.
@@ -157,7 +151,7 @@ impl LayerStack {
     /// Opens index files (bottom to top); each layer's tree is the `fs` beside its index.
     #[staticmethod]
     fn open(py: Python<'_>, index_paths: Vec<PathBuf>) -> PyResult<LayerStack> {
-        let trees = index_paths.iter().map(|p| layer_tree_of_index(p)).collect();
+        let trees = LayerTrees::beside_indexes(&index_paths);
         LayerStack::open_with_trees(py, &index_paths, trees)
     }
 
@@ -250,9 +244,13 @@ impl LayerStack {
         self.inner.verify().map_err(|e| corrupt(py, b"", &e))
     }
 
-    /// The host directories of the layers, bottom to top.
+    /// The host directories of the layers, bottom to top (`None` for a layer without one:
+    /// pulled with outputs `["erofs-layers"]` only).
     #[getter]
-    fn layer_trees(&self) -> Vec<PathBuf> {
-        self.trees.clone()
+    fn layer_trees(&self) -> Vec<Option<PathBuf>> {
+        self.trees
+            .iter()
+            .map(|t| t.map(Path::to_path_buf))
+            .collect()
     }
 }

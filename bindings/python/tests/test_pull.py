@@ -69,6 +69,7 @@ def test_erofs_layer_images_alone(client: msbimage.Registry, registry: Served) -
     assert all(image.is_file() for image in result.layer_images)
     assert not any(layer.exists() for layer in result.layers), "no tree is written"
     stack = result.layer_stack()
+    assert stack.layer_trees == [None] * len(result.layers)
     assert stack.stat("app/hello.txt").host_path is None
     with pytest.raises(msbimage.InvalidArgumentError):
         stack.host_path("app/hello.txt")

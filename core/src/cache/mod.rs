@@ -20,12 +20,12 @@ mod perms;
 mod record;
 mod staging;
 mod sweep;
+mod trees;
 mod trust;
 mod usage;
 mod verify;
 
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -41,6 +41,7 @@ pub(crate) use perms::Perms;
 pub(crate) use record::{ImageRecord, RECORD_VERSION, RecordLayer, StoredRecord, record_key};
 pub use report::ReportSchema;
 pub(crate) use staging::{ErofsRecord, LayerMeta, Staging, TREE_FORMAT};
+pub use trees::{LayerTrees, NoHostPath, layer_tree_of_index};
 pub(crate) use verify::image_problems;
 pub use verify::{ImageCheck, LayerCheck, MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
 
@@ -118,78 +119,6 @@ impl CacheError {
     pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
         let path = path.to_owned();
         move |source| CacheError::Io { op, path, source }
-    }
-}
-
-/// The extracted tree that belongs to a layer's index file (`…/<diff_id>/index` →
-/// `…/<diff_id>/fs`): the cache's layout, for callers that were handed index paths.
-///
-/// ```
-/// use std::path::Path;
-/// let fs = microsandbox_image::cache::layer_tree_of_index(Path::new("/c/layers/sha256/ab/index"));
-/// assert_eq!(fs, Path::new("/c/layers/sha256/ab/fs"));
-/// ```
-pub fn layer_tree_of_index(index: &Path) -> PathBuf {
-    Layout::fs_in(index.parent().unwrap_or(Path::new("")))
-}
-
-/// Where the content of `entry` lives on the host: the tree of its layer (`trees`, bottom to
-/// top, as [`layer_tree_of_index`] gives them) joined with its path. What each front door's
-/// `host_path` answers.
-///
-/// ```
-/// use std::path::{Path, PathBuf};
-/// use microsandbox_image::cache::{NoHostPath, host_path};
-/// # use microsandbox_image::index::{EntryMeta, IndexBuilder, LayerIndex, LayerStack};
-/// # let mut b = IndexBuilder::new();
-/// # b.add(b"etc", EntryMeta { mode: 0o040755, ..Default::default() })?;
-/// # let stack = LayerStack::new(vec![LayerIndex::from_bytes(b.finish()?)?]);
-/// let etc = stack.get(b"etc")?.expect("etc");
-/// let missing = PathBuf::from("/nowhere/fs");
-/// assert_eq!(host_path(&[missing], &etc), Err(NoHostPath::NoTree { layer: 0 }));
-/// assert_eq!(host_path(&[], &etc), Err(NoHostPath::Unlisted { layer: 0 }));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn host_path(
-    trees: &[PathBuf],
-    entry: &crate::index::Entry<'_>,
-) -> Result<PathBuf, NoHostPath> {
-    let layer = entry.layer();
-    let tree = trees.get(layer).ok_or(NoHostPath::Unlisted { layer })?;
-    if !tree.is_dir() {
-        return Err(NoHostPath::NoTree { layer });
-    }
-    let path = entry.path();
-    Ok(match path.is_empty() {
-        true => tree.clone(),
-        false => tree.join(std::ffi::OsStr::from_bytes(&path)),
-    })
-}
-
-/// Why an entry has no host path ([`host_path`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NoHostPath {
-    /// Its layer was published as its EROFS image alone (`outputs: ["erofs-layers"]`).
-    #[error("layer {layer} has no tree (pulled with outputs [\"erofs-layers\"] only)")]
-    NoTree {
-        /// The layer's position, bottom = 0.
-        layer: usize,
-    },
-    /// No tree was given for its layer (a bug in the caller).
-    #[error("layer {layer} has no tree")]
-    Unlisted {
-        /// The layer's position, bottom = 0.
-        layer: usize,
-    },
-}
-
-impl NoHostPath {
-    /// The kind shared with every front door.
-    pub fn kind(&self) -> crate::ErrorKind {
-        match self {
-            NoHostPath::NoTree { .. } => crate::ErrorKind::InvalidArgument,
-            NoHostPath::Unlisted { .. } => crate::ErrorKind::Internal,
-        }
     }
 }
 

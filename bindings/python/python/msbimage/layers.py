@@ -127,8 +127,9 @@ class LayerStack:
         return len(self._native)
 
     @property
-    def layer_trees(self) -> List[Path]:
-        """The host directories of the layers, bottom to top."""
+    def layer_trees(self) -> List[Optional[Path]]:
+        """The host directories of the layers, bottom to top (None for a layer without one:
+        pulled with ``outputs=["erofs-layers"]`` only, its EROFS image is its only copy)."""
         return self._native.layer_trees
 
     def stat(self, path: ImagePath) -> Entry:
