@@ -50,6 +50,7 @@ impl DiskTree {
 
 impl LayerTree for DiskTree {
     type Handle = File;
+    const KEEPS_DIR_TIMES: bool = true;
 
     fn open_root(&self) -> Result<File, LayerError> {
         let fd = self.root.try_clone().map_err(|e| LayerError::Io {

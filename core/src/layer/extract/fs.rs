@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use rustix::fs::Timespec;
 use rustix::io::Errno;
 
+use super::resolve::{remove_below, remove_tree_of};
 use super::tree::{LayerTree, Stat};
 use super::{Extractor, IMPLICIT_DIR_XATTR, io_err, path_bytes};
 use crate::index::EntryMeta;
@@ -66,10 +68,9 @@ impl<T: LayerTree> Extractor<T> {
     pub(super) fn remove(&mut self, rel: &Path) -> Result<(), LayerError> {
         if self.is_dir(rel)? {
             self.tree.remove_tree(rel).map_err(io_err(rel, "replace"))?;
-            let before = self.implicit.len();
-            self.implicit.retain(|p| !p.starts_with(rel));
-            self.stats.implicit_dirs -= (before - self.implicit.len()) as u64;
-            self.dir_times.retain(|(p, _)| !p.starts_with(rel));
+            let implicit = remove_below(&mut self.implicit, rel, true);
+            self.stats.implicit_dirs -= implicit as u64;
+            remove_tree_of(&mut self.dir_times, rel);
             self.forget_removed(rel, true);
             Ok(())
         } else {
@@ -146,6 +147,14 @@ impl<T: LayerTree> Extractor<T> {
             index.add_literal(path_bytes(prefix), meta)?;
         }
         Ok(())
+    }
+
+    /// Set `rel`'s time `t` at the end (the last entry of a path wins), if the tree keeps
+    /// times.
+    pub(super) fn keep_dir_time(&mut self, rel: &Path, t: Timespec) {
+        if T::KEEPS_DIR_TIMES {
+            self.dir_times.insert(rel.to_owned(), t);
+        }
     }
 
     pub(super) fn finish_dir_times(&self) -> Result<(), LayerError> {

@@ -5,11 +5,18 @@
 //! order), so the extractor refuses the same tars in both modes. Metadata, flags and file
 //! data are not kept: the image takes its metadata from the index builder and its file data
 //! from the extractor's copy loop.
+//!
+//! It is held beside the index builder for the whole layer, so it is laid out as the
+//! builder's tree is: one 32-byte node per entry, every name once in one arena, children
+//! found through one `(parent, name)` hash table (about 50 bytes per entry in all, where
+//! a map of full paths took about three times that).
 
-use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use rustix::fs::Timespec;
 use rustix::io::Errno;
 
@@ -22,141 +29,241 @@ const NAME_MAX: usize = 255;
 /// The host's `PATH_MAX`, its NUL included.
 const PATH_MAX: usize = 4096;
 
+/// The root's node (its inode number is [`ROOT_INO`]).
+const ROOT: u32 = 0;
 /// The inode number of the root.
 const ROOT_INO: u64 = 1;
+/// No node (no parent, no child, end of a sibling list).
+const NONE: u32 = u32::MAX;
 
-/// An entry's path as a map key: its components joined by NUL, which no name holds and
-/// which orders below every other byte, so keys order component by component as paths do
-/// (a directory's descendants follow it, before any sibling that extends its name) and
-/// compare as plain bytes.
-type Key = Vec<u8>;
+/// One entry. A removed entry's node and name stay (detached): both are bounded by the tar.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    name_start: usize,
+    name_len: u8,
+    dir: bool,
+    /// The node whose creation gave this entry its inode (itself, or a hardlink's target).
+    ino_of: u32,
+    parent: u32,
+    first_child: u32,
+    next: u32,
+    prev: u32,
+}
 
-/// The separator of a [`Key`]'s components.
-const SEP: u8 = 0;
+const _: () = assert!(std::mem::size_of::<Node>() <= 32);
 
 /// Names and types of the entries written so far.
 #[derive(Debug)]
 pub(crate) struct MemoryTree {
-    /// Every entry but the root, by key (a removed directory is one range of it).
-    entries: BTreeMap<Key, Stat>,
-    /// The next inode number (never reused: a replaced file's data keeps its own key).
-    next_ino: u64,
+    nodes: Vec<Node>,
+    /// Every node's name, back to back.
+    names: Vec<u8>,
+    /// Node ids by `(parent, name)`, for every attached node but the root.
+    by_name: HashTable<u32>,
+    hasher: RandomState,
 }
 
 impl Default for MemoryTree {
     fn default() -> Self {
         MemoryTree {
-            entries: BTreeMap::new(),
-            next_ino: ROOT_INO + 1,
+            nodes: vec![Node {
+                name_start: 0,
+                name_len: 0,
+                dir: true,
+                ino_of: ROOT,
+                parent: NONE,
+                first_child: NONE,
+                next: NONE,
+                prev: NONE,
+            }],
+            names: Vec::new(),
+            by_name: HashTable::new(),
+            hasher: RandomState::default(),
         }
     }
 }
 
-/// The root's entry.
-const ROOT: Stat = Stat {
-    dir: true,
-    ino: ROOT_INO,
-};
+/// Where a path leads: its parent directory and last name, and the node there if any
+/// (`name` is `None` for the root, which is always there).
+struct Found<'p> {
+    parent: u32,
+    name: Option<&'p [u8]>,
+    node: Option<u32>,
+}
 
-/// `rel` as a key: `None` for the root (`.` or empty).
-fn key(rel: &Path) -> Result<Option<Key>, Errno> {
+/// `rel`'s names, checked as the kernel checks them before walking: `ENAMETOOLONG` for a
+/// path or a name too long. `.` components are skipped.
+fn names(rel: &Path) -> Result<impl Iterator<Item = &[u8]> + Clone, Errno> {
     if rel.as_os_str().len() >= PATH_MAX {
         return Err(Errno::NAMETOOLONG);
     }
-    let mut key = Key::with_capacity(rel.as_os_str().len());
     for c in rel.components() {
         match c {
             Component::Normal(name) if name.len() > NAME_MAX => return Err(Errno::NAMETOOLONG),
-            Component::Normal(name) => {
-                if !key.is_empty() {
-                    key.push(SEP);
-                }
-                key.extend_from_slice(name.as_bytes());
-            }
-            Component::CurDir => {}
+            Component::Normal(_) | Component::CurDir => {}
             // The extractor's paths are resolved and relative: nothing else reaches here.
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
                 return Err(Errno::INVAL);
             }
         }
     }
-    Ok((!key.is_empty()).then_some(key))
-}
-
-/// Whether `key` is `dir` or below it.
-fn within(key: &[u8], dir: &[u8]) -> bool {
-    key.strip_prefix(dir)
-        .is_some_and(|rest| rest.is_empty() || rest[0] == SEP)
+    Ok(rel.components().filter_map(|c| match c {
+        Component::Normal(name) => Some(name.as_bytes()),
+        _ => None,
+    }))
 }
 
 impl MemoryTree {
-    fn get(&self, key: &[u8]) -> Option<Stat> {
-        if key.is_empty() {
-            Some(ROOT)
-        } else {
-            self.entries.get(key).copied()
+    fn name(&self, id: u32) -> &[u8] {
+        let n = &self.nodes[id as usize];
+        &self.names[n.name_start..n.name_start + usize::from(n.name_len)]
+    }
+
+    fn hash(&self, parent: u32, name: &[u8]) -> u64 {
+        self.hasher.hash_one((parent, name))
+    }
+
+    fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
+        let h = self.hash(dir, name);
+        self.by_name
+            .find(h, |&id| {
+                self.nodes[id as usize].parent == dir && self.name(id) == name
+            })
+            .copied()
+    }
+
+    fn stat_of(&self, id: u32) -> Stat {
+        let n = &self.nodes[id as usize];
+        Stat {
+            dir: n.dir,
+            ino: ROOT_INO + u64::from(n.ino_of),
         }
     }
 
-    /// Walk to `key`'s parent as the kernel does: `ENOENT` at the first missing component,
-    /// `ENOTDIR` at the first non-directory.
-    fn parent_of(&self, key: &[u8]) -> Result<(), Errno> {
-        let parent = key
-            .iter()
-            .rposition(|&b| b == SEP)
-            .map_or(&key[..0], |i| &key[..i]);
-        if self.get(parent).is_some_and(|s| s.dir) {
-            // Every directory's parents are directories.
-            return Ok(());
-        }
-        let ends = parent
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == SEP)
-            .map(|(i, _)| i);
-        for end in ends.chain([parent.len()]) {
-            match self.get(&parent[..end]) {
-                None => return Err(Errno::NOENT),
-                Some(s) if !s.dir => return Err(Errno::NOTDIR),
-                Some(_) => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// What is at `rel`, its parents walked first.
-    fn lookup(&self, rel: &Path) -> Result<(Option<Key>, Option<Stat>), Errno> {
-        let Some(path) = key(rel)? else {
-            return Ok((None, Some(ROOT)));
+    /// Walk `rel` as the kernel does: `ENOENT` at the first missing parent, `ENOTDIR` at
+    /// the first non-directory one; the last name may be missing.
+    fn lookup<'p>(&self, rel: &'p Path) -> Result<Found<'p>, Errno> {
+        let mut names = names(rel)?;
+        let Some(mut name) = names.next() else {
+            return Ok(Found {
+                parent: NONE,
+                name: None,
+                node: Some(ROOT),
+            });
         };
-        self.parent_of(&path)?;
-        let stat = self.get(&path);
-        Ok((Some(path), stat))
+        let mut parent = ROOT;
+        for next in names {
+            parent = match self.child(parent, name) {
+                None => return Err(Errno::NOENT),
+                Some(id) if !self.nodes[id as usize].dir => return Err(Errno::NOTDIR),
+                Some(id) => id,
+            };
+            name = next;
+        }
+        Ok(Found {
+            parent,
+            name: Some(name),
+            node: self.child(parent, name),
+        })
+    }
+
+    /// A new node `name` under `parent`, its inode that of `ino_of` (`None`: its own).
+    fn insert(
+        &mut self,
+        parent: u32,
+        name: &[u8],
+        dir: bool,
+        ino_of: Option<u32>,
+    ) -> Result<u32, Errno> {
+        // Ids are u32 (as the index's): a layer of four billion entries is refused as a
+        // file system out of inodes would refuse it.
+        let id = u32::try_from(self.nodes.len())
+            .ok()
+            .filter(|&id| id != NONE)
+            .ok_or(Errno::NOSPC)?;
+        let next = self.nodes[parent as usize].first_child;
+        self.nodes.push(Node {
+            name_start: self.names.len(),
+            // `names` refused longer names.
+            name_len: u8::try_from(name.len()).map_err(|_| Errno::NAMETOOLONG)?,
+            dir,
+            ino_of: ino_of.unwrap_or(id),
+            parent,
+            first_child: NONE,
+            next,
+            prev: NONE,
+        });
+        self.names.extend_from_slice(name);
+        if next != NONE {
+            self.nodes[next as usize].prev = id;
+        }
+        self.nodes[parent as usize].first_child = id;
+        let h = self.hash(parent, name);
+        let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
+        self.by_name.insert_unique(h, id, |&other| {
+            let n = &nodes[other as usize];
+            let name = &names[n.name_start..n.name_start + usize::from(n.name_len)];
+            hasher.hash_one((n.parent, name))
+        });
+        Ok(id)
     }
 
     /// A new entry at `rel` (which must not exist).
-    fn add(&mut self, rel: &Path, dir: bool) -> Result<u64, Errno> {
-        let (path, stat) = self.lookup(rel)?;
-        let (Some(path), None) = (path, stat) else {
-            return Err(Errno::EXIST);
-        };
-        let ino = self.next_ino;
-        self.next_ino += 1;
-        self.entries.insert(path, Stat { dir, ino });
-        Ok(ino)
+    fn add(&mut self, rel: &Path, dir: bool) -> Result<u32, Errno> {
+        match self.lookup(rel)? {
+            Found {
+                parent,
+                name: Some(name),
+                node: None,
+            } => self.insert(parent, name, dir, None),
+            _ => Err(Errno::EXIST),
+        }
+    }
+
+    /// Detach node `id` and everything under it.
+    fn remove(&mut self, id: u32) {
+        let Node {
+            parent, prev, next, ..
+        } = self.nodes[id as usize];
+        if prev == NONE {
+            self.nodes[parent as usize].first_child = next;
+        } else {
+            self.nodes[prev as usize].next = next;
+        }
+        if next != NONE {
+            self.nodes[next as usize].prev = prev;
+        }
+        let mut stack = vec![id];
+        while let Some(n) = stack.pop() {
+            let mut child = self.nodes[n as usize].first_child;
+            while child != NONE {
+                stack.push(child);
+                child = self.nodes[child as usize].next;
+            }
+            let h = self.hash(self.nodes[n as usize].parent, self.name(n));
+            if let Ok(entry) = self.by_name.find_entry(h, |&x| x == n) {
+                entry.remove();
+            }
+            let node = &mut self.nodes[n as usize];
+            node.first_child = NONE;
+            node.parent = NONE;
+        }
     }
 }
 
 impl LayerTree for MemoryTree {
     /// The entry's inode number.
     type Handle = u64;
+    /// The image takes directories' times from the index.
+    const KEEPS_DIR_TIMES: bool = false;
 
     fn open_root(&self) -> Result<u64, LayerError> {
         Ok(ROOT_INO)
     }
 
     fn create(&mut self, rel: &Path) -> Result<u64, Errno> {
-        self.add(rel, false)
+        let id = self.add(rel, false)?;
+        Ok(self.stat_of(id).ino)
     }
 
     fn mkdir(&mut self, rel: &Path) -> Result<(), Errno> {
@@ -164,7 +271,7 @@ impl LayerTree for MemoryTree {
     }
 
     fn open_dir(&self, rel: &Path) -> Result<u64, Errno> {
-        match self.lookup(rel)?.1 {
+        match self.lookup(rel)?.node.map(|id| self.stat_of(id)) {
             Some(s) if s.dir => Ok(s.ino),
             Some(_) => Err(Errno::NOTDIR),
             None => Err(Errno::NOENT),
@@ -173,60 +280,55 @@ impl LayerTree for MemoryTree {
 
     fn stat(&self, rel: &Path) -> Result<Option<Stat>, Errno> {
         match self.lookup(rel) {
-            Ok((_, stat)) => Ok(stat),
+            Ok(found) => Ok(found.node.map(|id| self.stat_of(id))),
             Err(Errno::NOENT) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     fn unlink(&mut self, rel: &Path) -> Result<(), Errno> {
-        match self.lookup(rel)? {
-            (_, None) => Err(Errno::NOENT),
-            (None, Some(_)) | (_, Some(Stat { dir: true, .. })) => Err(Errno::ISDIR),
-            (Some(path), Some(_)) => {
-                self.entries.remove(&path);
+        match self.lookup(rel)?.node {
+            None => Err(Errno::NOENT),
+            Some(id) if self.nodes[id as usize].dir => Err(Errno::ISDIR),
+            Some(id) => {
+                self.remove(id);
                 Ok(())
             }
         }
     }
 
     fn remove_tree(&mut self, rel: &Path) -> Result<(), Errno> {
-        let path = match self.lookup(rel)? {
-            (_, None) => return Err(Errno::NOENT),
-            (_, Some(Stat { dir: false, .. })) => return Err(Errno::NOTDIR),
+        match self.lookup(rel)?.node {
+            None => Err(Errno::NOENT),
+            Some(id) if !self.nodes[id as usize].dir => Err(Errno::NOTDIR),
             // (The root is never removed: `rmdir` of `.` is refused.)
-            (None, Some(_)) => return Err(Errno::INVAL),
-            (Some(path), Some(_)) => path,
-        };
-        let gone: Vec<Key> = self
-            .entries
-            .range(path.clone()..)
-            .map(|(p, _)| p)
-            .take_while(|p| within(p, &path))
-            .cloned()
-            .collect();
-        for p in gone {
-            self.entries.remove(&p);
+            Some(ROOT) => Err(Errno::INVAL),
+            Some(id) => {
+                self.remove(id);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn link(&mut self, target: &Path, rel: &Path) -> Result<(), Errno> {
         // As `linkat`: the target is looked up, then the new name's parent, then whether the
         // name is taken, then whether the target may be linked.
-        let (_, found) = self.lookup(target)?;
-        let Some(found) = found else {
+        let Some(found) = self.lookup(target)?.node else {
             return Err(Errno::NOENT);
         };
-        let (path, taken) = self.lookup(rel)?;
-        let (Some(path), None) = (path, taken) else {
-            return Err(Errno::EXIST);
+        let (parent, name) = match self.lookup(rel)? {
+            Found {
+                parent,
+                name: Some(name),
+                node: None,
+            } => (parent, name),
+            _ => return Err(Errno::EXIST),
         };
-        if found.dir {
+        if self.nodes[found as usize].dir {
             return Err(Errno::PERM);
         }
-        self.entries.insert(path, found);
-        Ok(())
+        let ino_of = self.nodes[found as usize].ino_of;
+        self.insert(parent, name, false, Some(ino_of)).map(drop)
     }
 
     fn inode(&self, h: &u64, _rel: &Path) -> Result<u64, LayerError> {
@@ -318,6 +420,17 @@ mod tests {
             ("create", "d-e/f", ""),
             ("open_dir", "d-e/f", ""),
             ("open_dir", "nope", ""),
+            ("mkdir", "r", ""),
+            ("mkdir", "r/s", ""),
+            ("create", "r/s/x", ""),
+            ("link", "r/s/x", "r/y"),
+            ("remove_tree", "r", ""),
+            ("mkdir", "r", ""),
+            ("stat", "r/s", ""),
+            ("stat", "r/y", ""),
+            ("mkdir", "r/s", ""),
+            ("stat", "r/s/x", ""),
+            ("create", "r/s/x", ""),
         ];
         fn run<T: LayerTree>(t: &mut T, op: &str, a: &str, b: &str) -> Result<Option<bool>, Errno> {
             let (a, b) = (Path::new(a), Path::new(b));

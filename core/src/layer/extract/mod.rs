@@ -15,7 +15,7 @@
 //! defines: `disk.rs` is the layer directory, `memory.rs` the names alone (an image-only pull:
 //! the file data goes to the EROFS image only).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -116,14 +116,18 @@ const COPY_BUF: usize = 256 * 1024;
 pub(crate) struct Extractor<T: LayerTree> {
     tree: T,
     limits: ExtractLimits,
-    implicit: HashSet<PathBuf>,
+    /// Implicit directories (made for an entry whose parents the tar did not list) that no
+    /// later entry gave metadata (ordered: a removed directory's are a range).
+    implicit: BTreeSet<PathBuf>,
     /// Every symlink the layer holds, for resolving later names through them.
     symlinks: Symlinks,
     /// Paths holding a whiteout marker file (ordered: a removed directory's are a range).
     markers: BTreeSet<PathBuf>,
     /// Names this layer whited out (a directory made there is opaque).
     deleted: BTreeSet<PathBuf>,
-    dir_times: Vec<(PathBuf, Timespec)>,
+    /// Directories' times, set at the end (ordered: a removed directory's are a range);
+    /// empty when the tree keeps no times.
+    dir_times: BTreeMap<PathBuf, Timespec>,
     stats: ExtractStats,
     buf: Vec<u8>,
     /// The layer's EROFS image, fed every regular file's bytes as they are written.
@@ -237,11 +241,11 @@ impl<T: LayerTree> Extractor<T> {
         Extractor {
             tree,
             limits,
-            implicit: HashSet::new(),
+            implicit: BTreeSet::new(),
             symlinks: Symlinks::default(),
             markers: BTreeSet::new(),
             deleted: BTreeSet::new(),
-            dir_times: Vec::new(),
+            dir_times: BTreeMap::new(),
             stats: ExtractStats {
                 index: build_index.then(IndexBuilder::new),
                 ..ExtractStats::default()
@@ -450,7 +454,7 @@ impl<T: LayerTree> Extractor<T> {
             let inode = self.tree.inode(&root, dot)?;
             index.add(b"", meta.index_meta(0, inode, None))?;
         }
-        self.dir_times.push((PathBuf::from("."), meta.mtime));
+        self.keep_dir_time(dot, meta.mtime);
         Ok(())
     }
 
@@ -672,7 +676,7 @@ impl<T: LayerTree> Extractor<T> {
             let inode = self.tree.inode(&fd, rel)?;
             index.add_literal(path_bytes(rel), meta.index_meta(0, inode, None))?;
         }
-        self.dir_times.push((rel.to_owned(), meta.mtime));
+        self.keep_dir_time(rel, meta.mtime);
         Ok(())
     }
 

@@ -156,16 +156,31 @@ impl Symlinks {
     }
 }
 
-/// Remove `dir` (when `with_dir`) and every path below it from `set`, by range.
-pub(super) fn remove_below(set: &mut BTreeSet<PathBuf>, dir: &Path, with_dir: bool) {
-    let gone: Vec<PathBuf> = set
-        .range(dir.to_path_buf()..)
-        .take_while(|p| p.starts_with(dir))
+/// `dir` (when `with_dir`) and every path below it among `keys`, which are in order from
+/// `dir` on: paths order component by component, so they are one range, and finding them
+/// costs what they are (never a walk of the whole table, whatever a hostile tar removes).
+fn below<'a>(keys: impl Iterator<Item = &'a PathBuf>, dir: &Path, with_dir: bool) -> Vec<PathBuf> {
+    keys.take_while(|p| p.starts_with(dir))
         .filter(|p| with_dir || p.as_path() != dir)
         .cloned()
-        .collect();
-    for p in gone {
-        set.remove(&p);
+        .collect()
+}
+
+/// Remove `dir` (when `with_dir`) and every path below it from `set`, by range; returns how
+/// many were removed.
+pub(super) fn remove_below(set: &mut BTreeSet<PathBuf>, dir: &Path, with_dir: bool) -> usize {
+    let gone = below(set.range(dir.to_path_buf()..), dir, with_dir);
+    for p in &gone {
+        set.remove(p);
+    }
+    gone.len()
+}
+
+/// Remove `dir` and every path below it from `map`, by range.
+pub(super) fn remove_tree_of<V>(map: &mut BTreeMap<PathBuf, V>, dir: &Path) {
+    let gone = below(map.range(dir.to_path_buf()..).map(|(p, _)| p), dir, true);
+    for p in &gone {
+        map.remove(p);
     }
 }
 
@@ -260,7 +275,7 @@ mod tests {
             .iter()
             .map(PathBuf::from)
             .collect();
-        remove_below(&mut set, Path::new("d"), false);
+        assert_eq!(remove_below(&mut set, Path::new("d"), false), 2);
         let left: Vec<&str> = set.iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(left, ["c", "d", "d-e"]);
     }

@@ -274,3 +274,45 @@ fn a_tree_rebuilds_the_index_it_was_extracted_with() {
     let b = crate::index::LayerIndex::from_bytes(rebuilt).unwrap();
     assert_eq!(describe(&a), describe(&b));
 }
+
+/// A directory replaced by a file takes with it the times and implicit marks of everything
+/// below it (found by range: a tar replacing many directories costs what it removes), and
+/// nothing of a sibling whose name extends it.
+#[test]
+fn a_replaced_directory_takes_its_times_and_implicit_marks_along() {
+    use tar::EntryType as T;
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, path: &str, mtime: u64| {
+        let mut h = gnu("x", T::Directory, 0);
+        h.set_mode(0o755);
+        h.set_mtime(mtime);
+        b.append_data(&mut h, path, &b""[..]).unwrap();
+    };
+    dir(&mut b, "a/", 100);
+    entry(&mut b, "a/b/c", T::Regular, b"1"); // a/b implicit
+    entry(&mut b, "a/b", T::Regular, b"2"); // and replaced
+    dir(&mut b, "p/", 200);
+    dir(&mut b, "p/q/", 300);
+    dir(&mut b, "p-r/", 400);
+    entry(&mut b, "p/q/i/f", T::Regular, b"3"); // p/q/i implicit
+    entry(&mut b, "p", T::Regular, b"4"); // p, p/q, p/q/i gone
+    entry(&mut b, "s/t/u", T::Regular, b"5"); // s, s/t implicit
+    let tar = b.into_inner().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut archive = open_archive(&tar[..], &limits());
+    let stats = Extractor::new(root.path(), limits(), true)
+        .unwrap()
+        .run(&mut archive, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(stats.implicit_dirs, 2, "s and s/t");
+    let mtime = |p: &str| {
+        let m = std::fs::symlink_metadata(root.path().join(p)).unwrap();
+        std::os::unix::fs::MetadataExt::mtime(&m)
+    };
+    assert_eq!((mtime("a"), mtime("p-r")), (100, 400));
+    assert!(
+        std::fs::symlink_metadata(root.path().join("p"))
+            .unwrap()
+            .is_file()
+    );
+}

@@ -29,6 +29,9 @@ pub(crate) struct Stat {
 pub(crate) trait LayerTree {
     /// An open entry.
     type Handle;
+    /// Whether [`set_dir_time`](Self::set_dir_time) does anything (the extractor keeps
+    /// directories' times for the end only then).
+    const KEEPS_DIR_TIMES: bool;
 
     /// The root directory.
     fn open_root(&self) -> Result<Self::Handle, LayerError>;
