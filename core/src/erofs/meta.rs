@@ -146,7 +146,7 @@ pub(crate) fn write(
 fn most_common_mtime(b: &IndexBuilder, rec: &Records) -> (u64, u32) {
     let mut count: HashMap<(u64, u32), u32> = HashMap::new();
     for &node in &rec.order {
-        let m = &b.nodes[node as usize].meta;
+        let m = &b.nodes()[node as usize].meta;
         *count
             .entry((mtime_of(m.mtime_sec), m.mtime_nsec))
             .or_default() += 1;
@@ -191,7 +191,7 @@ fn encode_inode(plan: &Plan) -> Vec<u8> {
 impl<'a> Ctx<'a, '_> {
     /// The opaque marker a directory node gets in a per-layer image.
     fn opaque(&self, node: u32) -> Option<super::OpaqueXattr> {
-        self.b.nodes[node as usize]
+        self.b.nodes()[node as usize]
             .is_opaque_dir()
             .then_some(self.options.opaque)
     }
@@ -200,7 +200,7 @@ impl<'a> Ctx<'a, '_> {
     /// does not need it).
     fn plan(&self, r: u32, shared: &Shared<'a>, late_start: u32) -> Result<Plan, ErofsError> {
         let node = self.rec.order[r as usize];
-        let n = &self.b.nodes[node as usize];
+        let n = &self.b.nodes()[node as usize];
         let m = &n.meta;
         let xattr_body = shared.body(&xattrs::of_node(self.b, node, self.opaque(node))?)?;
         let body = xattr_body.len();
@@ -281,7 +281,7 @@ impl<'a> Ctx<'a, '_> {
     }
 
     fn file_data(&self, node: u32) -> Result<FileData, ErofsError> {
-        let m = &self.b.nodes[node as usize].meta;
+        let m = &self.b.nodes()[node as usize].meta;
         self.files.get(&m.inode).copied().ok_or_else(|| {
             ErofsError::Internal(format!(
                 "no data recorded for {:?}",
@@ -299,7 +299,7 @@ impl<'a> Ctx<'a, '_> {
         tails: (&File, &std::path::Path),
     ) -> Result<RecordData, ErofsError> {
         let node = self.rec.order[r as usize];
-        let n = &self.b.nodes[node as usize];
+        let n = &self.b.nodes()[node as usize];
         if n.is_whiteout() {
             return Ok(RecordData::default());
         }

@@ -28,16 +28,16 @@ impl Records {
         let mut rec = Records {
             order: vec![0],
             parent: vec![0],
-            record_of: vec![u32::MAX; b.nodes.len()],
+            record_of: vec![u32::MAX; b.nodes().len()],
             links: LinkGroups::default(),
         };
         rec.record_of[0] = 0;
         let mut group_record: HashMap<u32, u32> = HashMap::new();
         let mut i = 0;
         while let Some(&dir) = rec.order.get(i) {
-            if b.nodes[dir as usize].is_dir() {
+            if b.nodes()[dir as usize].is_dir() {
                 for child in sorted_children(b, dir)? {
-                    let node = &b.nodes[child as usize];
+                    let node = &b.nodes()[child as usize];
                     rec.links.add(node);
                     if LinkGroups::plain(node) {
                         if let Some(&r) = group_record.get(&node.group) {
@@ -59,9 +59,9 @@ impl Records {
     /// The link count of record `r`'s node: 2 plus its subdirectories for a directory, the
     /// group's size for a hardlinked file, 1 otherwise.
     pub(crate) fn nlink(&self, b: &IndexBuilder, node: u32) -> u32 {
-        let n = &b.nodes[node as usize];
+        let n = &b.nodes()[node as usize];
         if n.is_dir() {
-            let subdirs = b.children(node).filter(|&c| b.nodes[c as usize].is_dir());
+            let subdirs = b.children(node).filter(|&c| b.nodes()[c as usize].is_dir());
             return 2u32.saturating_add(subdirs.count() as u32);
         }
         self.links.nlink(n).unwrap_or(1)
@@ -113,7 +113,7 @@ pub(crate) fn listing<'a>(
         },
     ];
     for c in sorted_children(b, dir)? {
-        let node = &b.nodes[c as usize];
+        let node = &b.nodes()[c as usize];
         out.push(Listed {
             name: b.name(c),
             record: rec.record_of[c as usize],

@@ -31,7 +31,7 @@ pub(crate) fn of_node<'a>(
     node: u32,
     opaque: Option<OpaqueXattr>,
 ) -> Result<Vec<Xattr<'a>>, ErofsError> {
-    let n = &b.nodes[node as usize];
+    let n = &b.nodes()[node as usize];
     let mut out = Vec::new();
     if n.is_whiteout() {
         return Ok(out);

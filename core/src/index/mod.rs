@@ -50,6 +50,7 @@ mod entry;
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod name_tree;
 mod reader;
 mod serialize;
 mod stack;

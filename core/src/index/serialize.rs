@@ -17,6 +17,7 @@ use super::IndexError;
 use super::format::{
     self, ATTR_LEN, DIR_LEN, HARDLINK_LEN, HEADER_LEN, KEY_LEN, Layout, XATTR_LEN, attr, flag, key,
 };
+use super::name_tree::Named;
 use super::writer::{IndexBuilder, Meta, Node};
 
 /// Interned byte strings.
@@ -103,7 +104,7 @@ impl LinkGroups {
         !n.is_dir() && !n.is_whiteout()
     }
 
-    fn count(nodes: &[Node], entries: &[u32]) -> LinkGroups {
+    fn count(nodes: &[Named<Node>], entries: &[u32]) -> LinkGroups {
         let mut links = LinkGroups::default();
         for &n in entries {
             links.add(&nodes[n as usize]);
@@ -129,7 +130,7 @@ impl LinkGroups {
 
 pub(crate) fn serialize(b: &IndexBuilder, version: u32) -> Result<Vec<u8>, IndexError> {
     let tree = Tree::of(b)?;
-    let links = LinkGroups::count(&b.nodes, &tree.entries);
+    let links = LinkGroups::count(b.nodes(), &tree.entries);
     // Entry names first: they form the names region at the start of the pool.
     let mut pool = Pool {
         bytes: Vec::new(),
@@ -178,7 +179,7 @@ pub(crate) fn serialize(b: &IndexBuilder, version: u32) -> Result<Vec<u8>, Index
 
 impl Tree {
     fn of(b: &IndexBuilder) -> Result<Tree, IndexError> {
-        let nodes = &b.nodes[..];
+        let nodes = b.nodes();
         let dirs = sorted_dirs(b);
         let mut dir_of_node = vec![u32::MAX; nodes.len()];
         for (d, dir) in dirs.iter().enumerate() {
@@ -227,7 +228,7 @@ fn sorted_dirs(b: &IndexBuilder) -> Vec<Dir> {
     while let Some(d) = dirs.get(i) {
         let (dnode, dpath) = (d.node, d.path.clone());
         for c in b.children(dnode) {
-            if b.nodes[c as usize].is_dir() {
+            if b.nodes()[c as usize].is_dir() {
                 let mut path = dpath.clone();
                 if !path.is_empty() {
                     path.push(b'/');
@@ -259,7 +260,7 @@ fn write_entries<'a>(
 ) -> Result<Tables, IndexError> {
     let mut tables = Tables::default();
     for (e, &n) in tree.entries.iter().enumerate() {
-        let node = &b.nodes[n as usize];
+        let node = &b.nodes()[n as usize];
         let m = &node.meta;
         let mut flags = node.flags & (flag::WHITEOUT | flag::OPAQUE | flag::IMPLICIT);
         let mut nlink = 1u32;

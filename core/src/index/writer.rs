@@ -4,16 +4,10 @@
 //! on disk: last entry wins, a directory over a directory merges, anything else replaces a
 //! whole subtree; whiteout markers become WHITEOUT entries and OPAQUE flags.
 
-use std::hash::BuildHasher;
-
-// foldhash: several times faster than SipHash on short names, and seeded per process, so a
-// hostile layer cannot precompute colliding names.
-use foldhash::fast::RandomState;
-use hashbrown::HashTable;
-
 use super::IndexError;
 use super::entry::EntryKind;
 use super::format::{PERM_MASK, WHITEOUT_MODE, flag};
+use super::name_tree::{NameTree, Named, ROOT};
 use crate::stat::mode;
 
 /// Metadata of one extracted entry, as the extractor hands it to [`IndexBuilder::add`].
@@ -83,16 +77,9 @@ impl Meta {
     }
 }
 
-/// No node (end of a sibling list, no child).
-const NONE: u32 = u32::MAX;
-
-/// One node of the builder's tree. Names live in the builder's arena; children are a
-/// doubly linked list (O(1) removal, whatever a hostile tar repeats), found by name through
-/// the builder's single `(parent, name)` hash table.
+/// What the builder keeps of one entry (its place in the tree is the [`NameTree`]'s).
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
-    name_start: usize,
-    name_len: u16,
     /// WHITEOUT, OPAQUE, IMPLICIT (HARDLINK and HAS_XATTRS are derived when serialising).
     pub flags: u16,
     /// The layer deleted what the lower layers had at this name (a whiteout marker met a
@@ -102,16 +89,12 @@ pub(crate) struct Node {
     dir: bool,
     /// Hardlink group: entries sharing an inode share the group.
     pub group: u32,
-    parent: u32,
-    first_child: u32,
-    next: u32,
-    prev: u32,
     pub meta: Meta,
 }
 
 // The builder holds every entry of a layer until `finish`: keep a node at 96 bytes (with
-// its name in the arena and a 4-byte slot in `by_name`, about 110 bytes per entry).
-const _: () = assert!(std::mem::size_of::<Node>() <= 96);
+// its name in the arena and a 4-byte slot in the name table, about 110 bytes per entry).
+const _: () = assert!(std::mem::size_of::<Named<Node>>() <= 96);
 
 impl Node {
     pub fn is_dir(&self) -> bool {
@@ -156,12 +139,7 @@ impl Node {
 /// ```
 #[derive(Debug, Clone)]
 pub struct IndexBuilder {
-    pub(crate) nodes: Vec<Node>,
-    /// Every node's name, back to back (detached nodes' names stay: bounded by the tar).
-    names: Vec<u8>,
-    /// Node ids by `(parent, name)`, for every attached node but the root.
-    by_name: HashTable<u32>,
-    hasher: RandomState,
+    tree: NameTree<Node>,
     live: usize,
     /// The parent directory of the previous entry (path, node): a tar lists a directory's
     /// entries together, so most entries skip resolving their parent component by
@@ -306,16 +284,10 @@ impl IndexBuilder {
     /// flagged implicit until the layer's own `./` entry arrives).
     pub fn new() -> Self {
         let root = Node {
-            name_start: 0,
-            name_len: 0,
             flags: flag::IMPLICIT,
             lower_deleted: false,
             dir: true,
             group: 0,
-            parent: NONE,
-            first_child: NONE,
-            next: NONE,
-            prev: NONE,
             meta: Meta {
                 mode: mode::S_IFDIR | 0o755,
                 implicit: true,
@@ -323,10 +295,7 @@ impl IndexBuilder {
             },
         };
         IndexBuilder {
-            nodes: vec![root],
-            names: Vec::new(),
-            by_name: HashTable::new(),
-            hasher: RandomState::default(),
+            tree: NameTree::new(root),
             live: 0,
             last_parent: None,
         }
@@ -363,12 +332,11 @@ impl IndexBuilder {
         let (parent, name) = self.parent_of(path)?;
         match marker_of(path, name)? {
             Some(Marker::Opaque) => {
-                self.nodes[parent as usize].flags |= flag::OPAQUE;
+                self.tree.get_mut(parent).flags |= flag::OPAQUE;
                 Ok(())
             }
             Some(Marker::Whiteout(target)) => {
-                self.whiteout_marker(parent, target, &marker_meta(&meta));
-                Ok(())
+                self.whiteout_marker(parent, target, &marker_meta(&meta))
             }
             None => self.put_new(path, parent, name, meta),
         }
@@ -394,15 +362,14 @@ impl IndexBuilder {
             return Err(invalid(path, "whiteout of the layer root"));
         }
         let (parent, name) = self.parent_of(path)?;
-        self.whiteout_marker(parent, name, &marker_meta(&meta));
-        Ok(())
+        self.whiteout_marker(parent, name, &marker_meta(&meta))
     }
 
     /// Mark the directory at `path` (empty for the root) opaque: the layers below
     /// contribute nothing to its contents (the marker `.wh..wh..opq`).
     pub fn set_opaque(&mut self, path: &[u8]) -> Result<(), IndexError> {
         let dir = self.resolve_dir(path, &components(path)?)?;
-        self.nodes[dir as usize].flags |= flag::OPAQUE;
+        self.tree.get_mut(dir).flags |= flag::OPAQUE;
         Ok(())
     }
 
@@ -433,7 +400,8 @@ impl IndexBuilder {
         meta: EntryMeta,
     ) -> Result<(), IndexError> {
         let meta = normalize(path, meta)?;
-        let group = self.nodes.len() as u32;
+        // (A group id is the id the entry's node gets: `insert` refuses what does not fit.)
+        let group = self.tree.next_id() as u32;
         self.put(path, parent, name, meta, group)
     }
 
@@ -460,7 +428,7 @@ impl IndexBuilder {
                 "hardlink target is not an entry of this layer",
             ));
         };
-        let t = &self.nodes[tid as usize];
+        let t = &self.nodes()[tid as usize];
         if t.is_dir() || t.is_whiteout() {
             return Err(invalid(
                 target,
@@ -470,8 +438,8 @@ impl IndexBuilder {
         let (meta, group) = (t.meta.clone(), t.group);
         let parent = self.resolve_dir(path, parents)?;
         match marker_of(path, name)? {
-            Some(Marker::Opaque) => self.nodes[parent as usize].flags |= flag::OPAQUE,
-            Some(Marker::Whiteout(target)) => self.whiteout_marker(parent, target, &meta),
+            Some(Marker::Opaque) => self.tree.get_mut(parent).flags |= flag::OPAQUE,
+            Some(Marker::Whiteout(target)) => self.whiteout_marker(parent, target, &meta)?,
             None => return self.put(path, parent, name, meta, group),
         }
         Ok(())
@@ -493,44 +461,35 @@ impl IndexBuilder {
         super::serialize::serialize(&self, super::format::VERSION_1)
     }
 
+    /// Every node ever made (detached ones too), by id.
+    pub(crate) fn nodes(&self) -> &[Named<Node>] {
+        self.tree.nodes()
+    }
+
     /// The name of node `id`.
     pub(crate) fn name(&self, id: u32) -> &[u8] {
-        let n = &self.nodes[id as usize];
-        &self.names[n.name_start..n.name_start + usize::from(n.name_len)]
+        self.tree.name(id)
     }
 
     /// The children of node `id`, in no particular order.
     pub(crate) fn children(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
-        let first = self.nodes[id as usize].first_child;
-        std::iter::successors((first != NONE).then_some(first), |&c| {
-            let next = self.nodes[c as usize].next;
-            (next != NONE).then_some(next)
-        })
-    }
-
-    fn hash(&self, parent: u32, name: &[u8]) -> u64 {
-        self.hasher.hash_one((parent, name))
+        self.tree.children(id)
     }
 
     fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
-        if !self.nodes[dir as usize].dir {
-            return None;
+        match self.nodes()[dir as usize].dir {
+            true => self.tree.child(dir, name),
+            false => None,
         }
-        let h = self.hash(dir, name);
-        self.by_name
-            .find(h, |&id| {
-                self.nodes[id as usize].parent == dir && self.name(id) == name
-            })
-            .copied()
     }
 
     fn resolve_dir(&self, path: &[u8], parents: &[&[u8]]) -> Result<u32, IndexError> {
-        let mut cur = 0u32;
+        let mut cur = ROOT;
         for c in parents {
             let next = self
                 .child(cur, c)
                 .ok_or_else(|| invalid(path, "parent directory was not added first"))?;
-            if !self.nodes[next as usize].is_dir() {
+            if !self.nodes()[next as usize].is_dir() {
                 return Err(invalid(path, "a parent is not a directory"));
             }
             cur = next;
@@ -544,7 +503,7 @@ impl IndexBuilder {
             return Err(invalid(path, "the layer root is not a directory"));
         }
         if !meta.implicit {
-            let root = &mut self.nodes[0];
+            let root = self.tree.get_mut(ROOT);
             root.meta = meta;
             root.flags &= !flag::IMPLICIT;
         }
@@ -552,7 +511,12 @@ impl IndexBuilder {
     }
 
     /// The layer deletes `parent/target` from the layers below.
-    fn whiteout_marker(&mut self, parent: u32, target: &[u8], meta: &Meta) {
+    fn whiteout_marker(
+        &mut self,
+        parent: u32,
+        target: &[u8],
+        meta: &Meta,
+    ) -> Result<(), IndexError> {
         let wmeta = Meta {
             mode: WHITEOUT_MODE,
             uid: meta.uid,
@@ -564,15 +528,16 @@ impl IndexBuilder {
         };
         match self.child(parent, target) {
             Some(id) => {
-                let n = &mut self.nodes[id as usize];
+                let n = self.tree.get_mut(id);
                 if n.is_whiteout() {
                     n.meta = wmeta;
                 } else {
                     n.lower_deleted = true; // the real entry stays
                 }
             }
-            None => self.insert(parent, target, wmeta, flag::WHITEOUT, true, 0),
+            None => self.insert(parent, target, wmeta, flag::WHITEOUT, true, 0)?,
         }
+        Ok(())
     }
 
     /// Put a real entry at `parent/name`, replacing what is there as the extractor does.
@@ -589,7 +554,7 @@ impl IndexBuilder {
         let flags = if implicit { flag::IMPLICIT } else { 0 };
         let mut lower_deleted = false;
         if let Some(id) = self.child(parent, name) {
-            let old = &mut self.nodes[id as usize];
+            let old = self.tree.get_mut(id);
             if old.is_dir() && is_dir {
                 if !implicit {
                     old.meta = meta;
@@ -603,8 +568,7 @@ impl IndexBuilder {
             lower_deleted = old.lower_deleted;
             self.remove(id);
         }
-        self.insert(parent, name, meta, flags, lower_deleted, group);
-        Ok(())
+        self.insert(parent, name, meta, flags, lower_deleted, group)
     }
 
     fn insert(
@@ -615,66 +579,29 @@ impl IndexBuilder {
         flags: u16,
         lower_deleted: bool,
         group: u32,
-    ) {
-        let id = self.nodes.len() as u32;
+    ) -> Result<(), IndexError> {
         let dir = flags & flag::WHITEOUT == 0 && meta.mode & mode::S_IFMT == mode::S_IFDIR;
-        let name_start = self.names.len();
-        self.names.extend_from_slice(name);
-        let next = self.nodes[parent as usize].first_child;
-        self.nodes.push(Node {
-            name_start,
-            // Names were checked: at most 65535 bytes.
-            name_len: name.len() as u16,
+        let node = Node {
             flags,
             lower_deleted,
             dir,
             group,
-            parent,
-            first_child: NONE,
-            next,
-            prev: NONE,
             meta,
-        });
-        if next != NONE {
-            self.nodes[next as usize].prev = id;
-        }
-        self.nodes[parent as usize].first_child = id;
-        let h = self.hash(parent, name);
-        let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
-        self.by_name.insert_unique(h, id, |&other| {
-            let n = &nodes[other as usize];
-            let name = &names[n.name_start..n.name_start + usize::from(n.name_len)];
-            hasher.hash_one((n.parent, name))
-        });
+        };
+        // (Names were checked: at most 65535 bytes; so the one limit left is the count.)
+        let too_many = IndexError::TooLarge {
+            what: "entries made",
+            value: self.tree.next_id() as u64,
+            max: u64::from(u32::MAX - 1),
+        };
+        self.tree.insert(parent, name, node).ok_or(too_many)?;
         self.live += 1;
+        Ok(())
     }
 
     /// Detach node `id` and its subtree.
     fn remove(&mut self, id: u32) {
         self.last_parent = None;
-        let (parent, prev, next) = {
-            let n = &self.nodes[id as usize];
-            (n.parent, n.prev, n.next)
-        };
-        if prev == NONE {
-            self.nodes[parent as usize].first_child = next;
-        } else {
-            self.nodes[prev as usize].next = next;
-        }
-        if next != NONE {
-            self.nodes[next as usize].prev = prev;
-        }
-        let mut stack = vec![id];
-        while let Some(n) = stack.pop() {
-            self.live -= 1;
-            stack.extend(self.children(n));
-            let h = self.hash(self.nodes[n as usize].parent, self.name(n));
-            if let Ok(entry) = self.by_name.find_entry(h, |&x| x == n) {
-                entry.remove();
-            }
-            let node = &mut self.nodes[n as usize];
-            node.first_child = NONE;
-            node.parent = NONE;
-        }
+        self.live -= self.tree.remove(id);
     }
 }

@@ -6,22 +6,20 @@
 //! data are not kept: the image takes its metadata from the index builder and its file data
 //! from the extractor's copy loop.
 //!
-//! It is held beside the index builder for the whole layer, so it is laid out as the
-//! builder's tree is: one 32-byte node per entry, every name once in one arena, children
-//! found through one `(parent, name)` hash table (about 50 bytes per entry in all, where
-//! a map of full paths took about three times that).
+//! It is held beside the index builder for the whole layer, so it is the builder's kind of
+//! tree ([`NameTree`]: every name once in one arena, one `(parent, name)` hash table): per
+//! entry a 40-byte node, its name and a table slot, where a map of full paths took about
+//! three times that.
 
-use std::hash::BuildHasher;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 use rustix::fs::Timespec;
 use rustix::io::Errno;
 
 use super::Meta;
 use super::tree::{LayerTree, Stat};
+use crate::index::name_tree::{NONE, NameTree, ROOT};
 use crate::layer::LayerError;
 
 /// The host's `NAME_MAX`: longer names fail on the layer directory.
@@ -29,56 +27,31 @@ const NAME_MAX: usize = 255;
 /// The host's `PATH_MAX`, its NUL included.
 const PATH_MAX: usize = 4096;
 
-/// The root's node (its inode number is [`ROOT_INO`]).
-const ROOT: u32 = 0;
 /// The inode number of the root.
 const ROOT_INO: u64 = 1;
-/// No node (no parent, no child, end of a sibling list).
-const NONE: u32 = u32::MAX;
 
-/// One entry. A removed entry's node and name stay (detached): both are bounded by the tar.
+/// What is kept of an entry.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    name_start: usize,
-    name_len: u8,
+    /// A directory.
     dir: bool,
     /// The node whose creation gave this entry its inode (itself, or a hardlink's target).
     ino_of: u32,
-    parent: u32,
-    first_child: u32,
-    next: u32,
-    prev: u32,
 }
-
-const _: () = assert!(std::mem::size_of::<Node>() <= 32);
 
 /// Names and types of the entries written so far.
 #[derive(Debug)]
 pub(crate) struct MemoryTree {
-    nodes: Vec<Node>,
-    /// Every node's name, back to back.
-    names: Vec<u8>,
-    /// Node ids by `(parent, name)`, for every attached node but the root.
-    by_name: HashTable<u32>,
-    hasher: RandomState,
+    tree: NameTree<Node>,
 }
 
 impl Default for MemoryTree {
     fn default() -> Self {
         MemoryTree {
-            nodes: vec![Node {
-                name_start: 0,
-                name_len: 0,
+            tree: NameTree::new(Node {
                 dir: true,
                 ino_of: ROOT,
-                parent: NONE,
-                first_child: NONE,
-                next: NONE,
-                prev: NONE,
-            }],
-            names: Vec::new(),
-            by_name: HashTable::new(),
-            hasher: RandomState::default(),
+            }),
         }
     }
 }
@@ -114,26 +87,12 @@ fn names(rel: &Path) -> Result<impl Iterator<Item = &[u8]> + Clone, Errno> {
 }
 
 impl MemoryTree {
-    fn name(&self, id: u32) -> &[u8] {
-        let n = &self.nodes[id as usize];
-        &self.names[n.name_start..n.name_start + usize::from(n.name_len)]
-    }
-
-    fn hash(&self, parent: u32, name: &[u8]) -> u64 {
-        self.hasher.hash_one((parent, name))
-    }
-
-    fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
-        let h = self.hash(dir, name);
-        self.by_name
-            .find(h, |&id| {
-                self.nodes[id as usize].parent == dir && self.name(id) == name
-            })
-            .copied()
+    fn node(&self, id: u32) -> Node {
+        *self.tree.nodes()[id as usize]
     }
 
     fn stat_of(&self, id: u32) -> Stat {
-        let n = &self.nodes[id as usize];
+        let n = self.node(id);
         Stat {
             dir: n.dir,
             ino: ROOT_INO + u64::from(n.ino_of),
@@ -153,9 +112,9 @@ impl MemoryTree {
         };
         let mut parent = ROOT;
         for next in names {
-            parent = match self.child(parent, name) {
+            parent = match self.tree.child(parent, name) {
                 None => return Err(Errno::NOENT),
-                Some(id) if !self.nodes[id as usize].dir => return Err(Errno::NOTDIR),
+                Some(id) if !self.node(id).dir => return Err(Errno::NOTDIR),
                 Some(id) => id,
             };
             name = next;
@@ -163,7 +122,7 @@ impl MemoryTree {
         Ok(Found {
             parent,
             name: Some(name),
-            node: self.child(parent, name),
+            node: self.tree.child(parent, name),
         })
     }
 
@@ -177,35 +136,12 @@ impl MemoryTree {
     ) -> Result<u32, Errno> {
         // Ids are u32 (as the index's): a layer of four billion entries is refused as a
         // file system out of inodes would refuse it.
-        let id = u32::try_from(self.nodes.len())
-            .ok()
-            .filter(|&id| id != NONE)
-            .ok_or(Errno::NOSPC)?;
-        let next = self.nodes[parent as usize].first_child;
-        self.nodes.push(Node {
-            name_start: self.names.len(),
-            // `names` refused longer names.
-            name_len: u8::try_from(name.len()).map_err(|_| Errno::NAMETOOLONG)?,
+        let own = u32::try_from(self.tree.next_id()).map_err(|_| Errno::NOSPC)?;
+        let node = Node {
             dir,
-            ino_of: ino_of.unwrap_or(id),
-            parent,
-            first_child: NONE,
-            next,
-            prev: NONE,
-        });
-        self.names.extend_from_slice(name);
-        if next != NONE {
-            self.nodes[next as usize].prev = id;
-        }
-        self.nodes[parent as usize].first_child = id;
-        let h = self.hash(parent, name);
-        let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
-        self.by_name.insert_unique(h, id, |&other| {
-            let n = &nodes[other as usize];
-            let name = &names[n.name_start..n.name_start + usize::from(n.name_len)];
-            hasher.hash_one((n.parent, name))
-        });
-        Ok(id)
+            ino_of: ino_of.unwrap_or(own),
+        };
+        self.tree.insert(parent, name, node).ok_or(Errno::NOSPC)
     }
 
     /// A new entry at `rel` (which must not exist).
@@ -217,36 +153,6 @@ impl MemoryTree {
                 node: None,
             } => self.insert(parent, name, dir, None),
             _ => Err(Errno::EXIST),
-        }
-    }
-
-    /// Detach node `id` and everything under it.
-    fn remove(&mut self, id: u32) {
-        let Node {
-            parent, prev, next, ..
-        } = self.nodes[id as usize];
-        if prev == NONE {
-            self.nodes[parent as usize].first_child = next;
-        } else {
-            self.nodes[prev as usize].next = next;
-        }
-        if next != NONE {
-            self.nodes[next as usize].prev = prev;
-        }
-        let mut stack = vec![id];
-        while let Some(n) = stack.pop() {
-            let mut child = self.nodes[n as usize].first_child;
-            while child != NONE {
-                stack.push(child);
-                child = self.nodes[child as usize].next;
-            }
-            let h = self.hash(self.nodes[n as usize].parent, self.name(n));
-            if let Ok(entry) = self.by_name.find_entry(h, |&x| x == n) {
-                entry.remove();
-            }
-            let node = &mut self.nodes[n as usize];
-            node.first_child = NONE;
-            node.parent = NONE;
         }
     }
 }
@@ -289,9 +195,9 @@ impl LayerTree for MemoryTree {
     fn unlink(&mut self, rel: &Path) -> Result<(), Errno> {
         match self.lookup(rel)?.node {
             None => Err(Errno::NOENT),
-            Some(id) if self.nodes[id as usize].dir => Err(Errno::ISDIR),
+            Some(id) if self.node(id).dir => Err(Errno::ISDIR),
             Some(id) => {
-                self.remove(id);
+                self.tree.remove(id);
                 Ok(())
             }
         }
@@ -300,11 +206,11 @@ impl LayerTree for MemoryTree {
     fn remove_tree(&mut self, rel: &Path) -> Result<(), Errno> {
         match self.lookup(rel)?.node {
             None => Err(Errno::NOENT),
-            Some(id) if !self.nodes[id as usize].dir => Err(Errno::NOTDIR),
+            Some(id) if !self.node(id).dir => Err(Errno::NOTDIR),
             // (The root is never removed: `rmdir` of `.` is refused.)
             Some(ROOT) => Err(Errno::INVAL),
             Some(id) => {
-                self.remove(id);
+                self.tree.remove(id);
                 Ok(())
             }
         }
@@ -324,10 +230,10 @@ impl LayerTree for MemoryTree {
             } => (parent, name),
             _ => return Err(Errno::EXIST),
         };
-        if self.nodes[found as usize].dir {
+        if self.node(found).dir {
             return Err(Errno::PERM);
         }
-        let ino_of = self.nodes[found as usize].ino_of;
+        let ino_of = self.node(found).ino_of;
         self.insert(parent, name, false, Some(ino_of)).map(drop)
     }
 
@@ -363,6 +269,9 @@ impl LayerTree for MemoryTree {
         Ok(())
     }
 }
+
+// What the module comment says a node costs.
+const _: () = assert!(std::mem::size_of::<crate::index::name_tree::Named<Node>>() == 40);
 
 #[cfg(test)]
 mod tests {
