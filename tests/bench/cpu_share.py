@@ -23,6 +23,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 MNT = "/var/tmp/msbimage-cpu-share/mnt"
 IMG = "/var/tmp/msbimage-cpu-share/fs.img"
+FRESH_FS_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fresh_fs.sh")
 
 
 def machine() -> tuple[float, float]:
@@ -43,12 +44,11 @@ def process_cpu(pid: int | None) -> float:
 
 
 def fresh_fs(size_gb: int) -> None:
+    """The file system of run.sh's cold runs (`fresh_fs.sh`), which must be ext4 here."""
     os.makedirs(MNT, exist_ok=True)
     subprocess.run(
-        f"mountpoint -q {MNT} && umount {MNT}; rm -f {IMG}; sync; "
-        f"truncate -s {size_gb}G {IMG} && mkfs.ext4 -q -F -m 0 -i 8192 {IMG} && "
-        f"mount -o loop,noinit_itable {IMG} {MNT} && sync && echo 3 >/proc/sys/vm/drop_caches",
-        shell=True,
+        ["bash", "-c", 'source "$0"; fresh_fs "$1" "$2" "$3" ext4; [ "$FRESH_FSTYPE" = ext4 ]',
+         FRESH_FS_SH, MNT, IMG, str(size_gb)],
         check=True,
     )
 

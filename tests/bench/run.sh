@@ -333,27 +333,14 @@ shaping_check() {
 # ---------------------------------------------------------------------------------------------
 # 3. Fresh file system per cold run.
 FSTYPE=ext4
+# shellcheck source=tests/bench/fresh_fs.sh
+source tests/bench/fresh_fs.sh
 fresh() {
-  local size_gb=$1
-  mountpoint -q "$mnt" && umount "$mnt"
-  rm -f "$loopimg"
-  sync # let the deletion's journal commit (and discards) finish before the next command
-  if [ "$FSTYPE" = ext4 ]; then
-    if truncate -s "${size_gb}G" "$loopimg" && mkfs.ext4 -q -F -m 0 -i 8192 "$loopimg" &&
-      mount -o loop,noinit_itable "$loopimg" "$mnt" 2>/dev/null; then
-      :
-    else
-      log "loop-mounted ext4 failed; falling back to tmpfs"
-      rm -f "$loopimg"
-      FSTYPE=tmpfs
-    fi
+  fresh_fs "$mnt" "$loopimg" "$1" "$FSTYPE"
+  if [ "$FRESH_FSTYPE" != "$FSTYPE" ]; then
+    log "loop-mounted ext4 failed; falling back to tmpfs"
+    FSTYPE=$FRESH_FSTYPE
   fi
-  if [ "$FSTYPE" = tmpfs ]; then
-    mount -t tmpfs -o size=$((size_gb < 16 ? size_gb : 16))g tmpfs "$mnt"
-  fi
-  mkdir -p "$mnt/tmp"
-  sync
-  echo 3 >/proc/sys/vm/drop_caches
   fs_base=$(df -k --output=used "$mnt" | tail -1)
 }
 fs_used_kb() { sync; echo $(($(df -k --output=used "$mnt" | tail -1) - fs_base)); }

@@ -1,6 +1,6 @@
-//! Decompression of a layer stream: gzip (zlib-rs backend, [`GzipMembers`]), zstd, or none; chosen by media
-//! type, or by magic bytes when the media type says nothing. The decoder hands its input back
-//! at the end so the caller can finish hashing the compressed stream.
+//! Decompression of a layer stream: gzip (zlib-rs backend, [`GzipMembers`]), zstd, or none;
+//! chosen by media type, or by magic bytes when the media type says nothing. The decoder hands
+//! its input back at the end so the caller can finish hashing the compressed stream.
 
 use std::io::{BufRead, BufReader, Read};
 
