@@ -11,6 +11,8 @@ use crate::platform::Platform;
 
 /// The runtime settings of an image (its OCI config, the parts a sandbox uses).
 #[napi(object)]
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageConfig {
     /// `KEY=value` environment entries.
     pub env: Vec<String>,
@@ -38,22 +40,13 @@ pub struct ImageConfig {
     pub variant: Option<String>,
 }
 
-impl From<&core::ImageConfig> for ImageConfig {
-    fn from(c: &core::ImageConfig) -> Self {
-        ImageConfig {
-            env: c.env.clone(),
-            cmd: c.cmd.clone(),
-            entrypoint: c.entrypoint.clone(),
-            working_dir: c.working_dir.clone(),
-            user: c.user.clone(),
-            exposed_ports: c.exposed_ports.clone(),
-            volumes: c.volumes.clone(),
-            labels: c.labels.clone().into_iter().collect(),
-            stop_signal: c.stop_signal.clone(),
-            os: c.os.clone(),
-            architecture: c.architecture.clone(),
-            variant: c.variant.clone(),
-        }
+impl ImageConfig {
+    /// The core's config as JS sees it, through the one conversion `RemoteImage.config` takes
+    /// too ([`camel_keys`](crate::json::camel_keys) of the core's serde form), so the two
+    /// cannot differ. Fails only if this struct and the core's fields part (a bug that the
+    /// unit test below catches first).
+    pub(crate) fn of(c: &core::ImageConfig) -> serde_json::Result<ImageConfig> {
+        serde_json::from_value(crate::json::camel_keys(serde_json::to_value(c)?))
     }
 }
 
@@ -125,8 +118,9 @@ impl PullResult {
 
     /// The image config.
     #[napi(getter)]
-    pub fn config(&self) -> ImageConfig {
-        ImageConfig::from(&self.inner.config)
+    pub fn config(&self) -> Result<ImageConfig> {
+        ImageConfig::of(&self.inner.config)
+            .map_err(|e| Error::from_reason(format!("cannot convert the image config: {e}")))
     }
 
     /// The config blob's digest (the image ID).
@@ -188,4 +182,49 @@ impl PullResult {
 pub struct UnpackOptions {
     /// Owners as xattrs and devices as empty files (default: unless running as root).
     pub rootless: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field of the core's config reaches the JS object, set or not.
+    #[test]
+    fn the_config_converts_with_every_field_set_and_with_none() {
+        let full = br#"{"architecture":"arm64","os":"linux","variant":"v8",
+            "rootfs":{"type":"layers","diff_ids":[]},
+            "config":{"Env":["A=1"],"Cmd":["sh"],"Entrypoint":["/init"],"WorkingDir":"/srv",
+                      "User":"1:2","ExposedPorts":{"80/tcp":{}},"Volumes":{"/data":{}},
+                      "Labels":{"a_b":"c"},"StopSignal":"SIGINT"}}"#;
+        let c = ImageConfig::of(&core::ImageConfig::from_json(full).unwrap()).unwrap();
+        assert_eq!(
+            (
+                c.working_dir.as_deref(),
+                c.stop_signal.as_deref(),
+                c.variant.as_deref()
+            ),
+            (Some("/srv"), Some("SIGINT"), Some("v8"))
+        );
+        assert_eq!(
+            (c.exposed_ports, c.volumes),
+            (vec!["80/tcp".to_string()], vec!["/data".to_string()])
+        );
+        assert_eq!(
+            c.labels.get("a_b").map(String::as_str),
+            Some("c"),
+            "label keys as they are"
+        );
+        assert_eq!(
+            (c.cmd, c.entrypoint, c.user),
+            (
+                Some(vec!["sh".into()]),
+                Some(vec!["/init".into()]),
+                Some("1:2".into())
+            )
+        );
+        let bare =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let c = ImageConfig::of(&core::ImageConfig::from_json(bare).unwrap()).unwrap();
+        assert!(c.cmd.is_none() && c.working_dir.is_none() && c.env.is_empty());
+    }
 }
