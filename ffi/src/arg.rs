@@ -80,6 +80,19 @@ pub(crate) fn merge_json<T: Clone>(
     }
 }
 
+/// An optional JSON argument: `T::default()` when `ptr` is NULL, else the string parsed by
+/// `parse` (which sets the error and gives its status when it cannot).
+pub(crate) fn opt_json<T: Default>(
+    ptr: *const c_char,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, msb_status>,
+) -> Result<T, msb_status> {
+    match ptr.is_null() {
+        true => Ok(T::default()),
+        false => parse(string(ptr, name)?),
+    }
+}
+
 /// A NUL-terminated UTF-8 string, borrowed for the call.
 pub(crate) fn string<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, msb_status> {
     if ptr.is_null() {

@@ -152,15 +152,9 @@ pub extern "C" fn msb_cache_gc_json(
     ffi_panic_boundary! {
         let out = try_arg!(arg::out_ptr(out_json, "out_json"));
         let cache = try_arg!(arg::obj(cache, "cache"));
-        let policy = if policy_json.is_null() {
-            GcPolicy::default()
-        } else {
-            let json = try_arg!(arg::string(policy_json, "policy_json"));
-            match GcPolicy::from_json(json) {
-                Ok(policy) => policy,
-                Err(e) => return status::from_error(&e),
-            }
-        };
+        let policy = try_arg!(arg::opt_json(policy_json, "policy_json", |json| {
+            GcPolicy::from_json(json).map_err(|e| status::from_error(&e))
+        }));
         give_report(out, cache.inner.gc(&policy))
     }
 }

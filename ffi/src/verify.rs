@@ -80,17 +80,10 @@ pub extern "C" fn msb_cache_open_with_options(
     ffi_panic_boundary! {
         let out = try_arg!(arg::out_ptr(out, "out"));
         let path = try_arg!(arg::string(path, "path"));
-        let options = if options_json.is_null() {
-            CacheOptions::default()
-        } else {
-            let json = try_arg!(arg::string(options_json, "options_json"));
-            match serde_json::from_str::<CacheOptions>(json) {
-                Ok(o) => o,
-                Err(e) => {
-                    return fail(msb_status::InvalidArgument, format!("cache options: {e}"));
-                }
-            }
-        };
+        let options = try_arg!(arg::opt_json(options_json, "options_json", |json| {
+            serde_json::from_str::<CacheOptions>(json)
+                .map_err(|e| fail(msb_status::InvalidArgument, format!("cache options: {e}")))
+        }));
         match GlobalCache::with_options(path, &options) {
             Ok(inner) => {
                 *out = arg::into_handle(msb_cache { inner });
