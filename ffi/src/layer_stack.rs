@@ -99,7 +99,7 @@ pub extern "C" fn msb_layer_stack_open(
     ffi_panic_boundary! {
         let out = try_arg!(arg::out_ptr(out, "out"));
         let result = try_arg!(arg::obj(result, "result"));
-        let trees = LayerTrees::resolve(result.inner.layers.iter().cloned());
+        let trees = result.inner.layer_trees();
         let mut stack = try_arg!(open(&result.inner.layer_indexes, trees));
         // The stack keeps the layers from being collected after the result is freed.
         stack.inner = stack.inner.holding(result.inner.leases().to_vec());

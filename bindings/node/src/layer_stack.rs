@@ -150,7 +150,7 @@ impl LayerStack {
         })?;
         Ok(LayerStack {
             inner,
-            trees: core::cache::LayerTrees::resolve(result.layers.iter().cloned()),
+            trees: result.layer_trees(),
         })
     }
 

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use microsandbox_image as core;
-use microsandbox_image::cache::LayerTrees;
 use microsandbox_image::{ErrorKind, ProgressCallback, PullOptions, PullProgress, RegistryConfig};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -454,11 +453,8 @@ impl PullResult {
 
     /// The merged view of the image's layers.
     fn layer_stack(&self, py: Python<'_>) -> PyResult<LayerStack> {
-        let stack = LayerStack::open_with_trees(
-            py,
-            &self.inner.layer_indexes,
-            LayerTrees::resolve(self.inner.layers.iter().cloned()),
-        )?;
+        let trees = self.inner.layer_trees();
+        let stack = LayerStack::open_with_trees(py, &self.inner.layer_indexes, trees)?;
         // The stack keeps the layers from being collected after the result is gone.
         Ok(stack.holding(self.inner.leases().to_vec()))
     }

@@ -53,6 +53,11 @@ impl LayerTrees {
         LayerTrees(trees.into_iter().map(|t| t.is_dir().then_some(t)).collect())
     }
 
+    /// Trees already known to exist (`Some`) or not (`None`), bottom to top.
+    pub(crate) fn known(trees: impl IntoIterator<Item = Option<PathBuf>>) -> Self {
+        LayerTrees(trees.into_iter().collect())
+    }
+
     /// The trees beside the index files `indexes` (bottom to top; [`layer_tree_of_index`]),
     /// resolved as [`resolve`](Self::resolve) does.
     pub fn beside_indexes(indexes: &[PathBuf]) -> Self {

@@ -237,6 +237,13 @@ impl PullResult {
         Ok(LayerStack::new(layers).holding(self.leases.clone()))
     }
 
+    /// The layers' trees as a layer stack needs them for host paths: each layer's tree, or
+    /// none for a layer published as its EROFS image alone. Known from the pull: no I/O.
+    pub fn layer_trees(&self) -> crate::cache::LayerTrees {
+        let trees = self.layers.iter().zip(&self.trees);
+        crate::cache::LayerTrees::known(trees.map(|(path, has)| has.then(|| path.clone())))
+    }
+
     /// The first layer without its tree (published as its EROFS image alone), if any.
     pub(crate) fn first_without_tree(&self) -> Option<&Digest> {
         self.trees
